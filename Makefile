@@ -1,0 +1,64 @@
+# sync-async-bench. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+STUBS := protos/reaction_pb2.py
+PYTEST_ARGS ?=
+
+.PHONY: help setup doctor venv stubs provision bench bench-quick test test-unit lint up down clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+doctor: ## check the prerequisites (Python, Java, Maven, Go, Prometheus)
+	@$(PYTHON) -m harness.doctor
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m harness.doctor --python-only
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==25.3
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)
+
+$(STUBS): protos/reaction.proto $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -I. --python_out=. \
+		--grpc_python_out=. --mypy_out=. --mypy_grpc_out=. protos/reaction.proto
+
+stubs: $(STUBS)
+
+setup: ## provision everything: venv, stubs, Kafka jars, Toxiproxy, Prometheus (idempotent, cached)
+	@$(PYTHON) -m harness.doctor --fix-hint
+	@$(MAKE) --no-print-directory venv stubs
+	$(BIN)/bench provision
+
+up: setup ## start the stack in the background (PIPELINE=sync|sync-resilient|async)
+	$(BIN)/bench up --pipeline $(or $(PIPELINE),async)
+
+down: ## stop everything `make up` started
+	@if [ -x $(BIN)/bench ]; then $(BIN)/bench down; fi
+
+bench: setup ## run the default matrix and write the report
+	$(BIN)/bench run --pipeline all --scenario all
+
+bench-quick: setup ## a short matrix for CI
+	$(BIN)/bench run --pipeline all --scenario all --quick
+
+lint: venv stubs ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy harness targets loadtests chaos dashboards tests
+
+test-unit: setup ## the tests that need no running stack
+	$(BIN)/pytest -m 'not stack' $(PYTEST_ARGS)
+
+test: setup lint ## provision, lint, and run the whole suite against the real stack
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean: down ## remove the venv, generated stubs and runs (the download cache stays)
+	rm -rf $(VENV) protos/*_pb2*.py protos/*_pb2*.pyi runs .bench

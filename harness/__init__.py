@@ -1,0 +1,1 @@
+"""The orchestrator: provisioning, process supervision, runs, ledger, reports, compare."""
