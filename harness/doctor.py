@@ -52,9 +52,7 @@ def check_python() -> Check:
     v = sys.version_info
     ver = f"{v.major}.{v.minor}.{v.micro}"
     ok = (v.major, v.minor) >= MIN_PYTHON
-    return Check(
-        "python", ver if ok else None, f"install Python >= {MIN_PYTHON[0]}.{MIN_PYTHON[1]} with venv support"
-    )
+    return Check("python", ver if ok else None, f"install Python >= {MIN_PYTHON[0]}.{MIN_PYTHON[1]} with venv support")
 
 
 def check_java() -> Check:

@@ -1,0 +1,1 @@
+"""Faults: scenario data, the timeline engine, the Toxiproxy adapter and process faults."""

@@ -1,0 +1,100 @@
+"""`bench`: the harness' command line."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from collections.abc import Callable
+
+from harness import doctor, paths, provision, supervisor, topology
+
+EXIT_USAGE = 2
+
+
+def _state_file() -> paths.Path:
+    return paths.state_dir() / "stack.json"
+
+
+def cmd_doctor(_args: argparse.Namespace) -> int:
+    return doctor.main([])
+
+
+def cmd_provision(_args: argparse.Namespace) -> int:
+    return provision.main()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from harness.stack import Stack
+
+    state = _state_file()
+    if state.exists():
+        print(f"bench up: a stack is already recorded in {state}; run `bench down` first", file=sys.stderr)
+        return 1
+    work = paths.state_dir() / "stack"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        stack = Stack(work, args.pipeline, detached=not args.foreground, state_file=state)
+        with supervisor.terminating_signals():
+            stack.up()
+    except (provision.ProvisionError, supervisor.StartError, RuntimeError) as e:
+        print(f"bench up: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench up: interrupted; everything started was stopped", file=sys.stderr)
+        return 130
+    print(f"stack up, pipeline {args.pipeline}; logs in {work / 'logs'}")
+    print(f"  reaction API   {topology.url(topology.REACTION_HTTP_PORT, '/v1/posts/{post_id}/reactions')}")
+    print(f"  OpenAPI        {topology.url(topology.REACTION_HTTP_PORT, '/openapi.json')}")
+    print(f"  push sink      {topology.url(topology.PUSHSINK_HTTP_PORT, '/stats')}")
+    print(f"  Prometheus     {topology.url(topology.PROMETHEUS_PORT)}")
+    print(f"  Toxiproxy API  {topology.url(topology.TOXIPROXY_API_PORT, '/proxies')}")
+    if not args.foreground:
+        print("stop it with `bench down`")
+        return 0
+    print("running in the foreground: Ctrl-C stops everything")
+    try:
+        with supervisor.terminating_signals():
+            while True:
+                time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.down()
+    return 0
+
+
+def cmd_down(_args: argparse.Namespace) -> int:
+    stopped = supervisor.stop_from_state(_state_file())
+    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing recorded as running")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description="sync (gRPC) vs async (Kafka) benchmark harness")
+    sub = p.add_subparsers(dest="command", required=True)
+    commands: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
+        "doctor": ("check the prerequisites and say how to fix a missing one", cmd_doctor),
+        "provision": ("fetch/build Kafka, Toxiproxy, Prometheus into the cache", cmd_provision),
+        "up": ("start the whole stack (detached unless --foreground)", cmd_up),
+        "down": ("stop the stack `bench up` started", cmd_down),
+    }
+    subs = {}
+    for name, (help_text, fn) in commands.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.set_defaults(func=fn)
+        subs[name] = sp
+    subs["up"].add_argument("--pipeline", choices=topology.PIPELINES, default="async")
+    subs["up"].add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops all")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

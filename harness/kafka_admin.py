@@ -1,0 +1,92 @@
+"""Admin calls on Kafka's internal listener (never through Toxiproxy): topics and backlog."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    GroupCoordinatorNotAvailableError,
+    KafkaError,
+    NotCoordinatorForGroupError,
+    TopicAlreadyExistsError,
+)
+
+from harness import topology
+
+BOOTSTRAP = topology.addr(topology.KAFKA_INTERNAL_PORT)
+
+
+async def _list_topics() -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=3000)
+    await admin.start()
+    try:
+        return list(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+def ready() -> bool:
+    """True once the broker answers metadata requests."""
+    try:
+        asyncio.run(asyncio.wait_for(_list_topics(), 5))
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    return True
+
+
+async def _create_topics(partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        for name in (topology.TOPIC_REACTIONS, topology.TOPIC_DEAD_LETTER):
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([NewTopic(name, partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
+def create_topics(partitions: int = topology.TOPIC_PARTITIONS) -> None:
+    asyncio.run(_create_topics(partitions))
+
+
+async def _offsets(topic: str, group: str) -> tuple[int, int]:
+    """(sum of end offsets, sum of the group's committed offsets) over the topic's partitions."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=5000)
+    await consumer.start()
+    await admin.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        ends = await consumer.end_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        done = sum(meta.offset for tp, meta in committed.items() if meta is not None and meta.offset >= 0)
+        return sum(ends.values()), done
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def offsets(topic: str = topology.TOPIC_REACTIONS, group: str = topology.CONSUMER_GROUP) -> tuple[int, int]:
+    # Right after the broker starts, the group coordinator is not elected yet: a retriable error.
+    for attempt in range(30):
+        try:
+            return asyncio.run(_offsets(topic, group))
+        except (GroupCoordinatorNotAvailableError, NotCoordinatorForGroupError):
+            if attempt == 29:
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+def backlog(topic: str = topology.TOPIC_REACTIONS, group: str = topology.CONSUMER_GROUP) -> int:
+    """Messages produced but not yet committed by the consumer group (the async pipeline's queue)."""
+    end, done = offsets(topic, group)
+    return max(0, end - done)

@@ -1,0 +1,167 @@
+"""`bench provision`: Kafka jars, toxiproxy-server and Prometheus, each pinned and cached per version.
+
+Idempotent: an artifact whose marker file exists is not fetched again. Everything is rebuilt from
+nothing on a fresh machine; nothing here depends on what was installed by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.paths import cache_dir
+
+KAFKA_VERSION = "4.4.0"
+# Kafka's POM names no logging backend; its tarball ships the log4j2 binding for SLF4J 1.x.
+LOG4J_VERSION = "2.25.2"
+TOXIPROXY_VERSION = "v2.12.0"
+TOXIPROXY_MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server"
+
+_KAFKA_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>sync-async-bench</groupId><artifactId>kafka-runtime</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>{kafka}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
+      <version>{log4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+
+class ProvisionError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    kafka_libs: Path
+    toxiproxy_server: Path
+    prometheus: Path
+    promtool: Path
+
+
+def kafka_libs_dir() -> Path:
+    return cache_dir() / f"kafka-{KAFKA_VERSION}-log4j-{LOG4J_VERSION}" / "libs"
+
+
+def toxiproxy_binary() -> Path:
+    return cache_dir() / f"toxiproxy-{TOXIPROXY_VERSION}" / "toxiproxy-server"
+
+
+def _log(msg: str) -> None:
+    print(f"provision: {msg}", flush=True)
+
+
+def _run(cmd: list[str], what: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
+    except FileNotFoundError as e:
+        raise ProvisionError(f"{what}: `{cmd[0]}` not found; run `bench doctor`") from e
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
+        raise ProvisionError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
+
+
+def provision_kafka() -> Path:
+    libs = kafka_libs_dir()
+    marker = libs.parent / ".complete"
+    if marker.exists():
+        return libs
+    _log(f"fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central into {libs}")
+    with tempfile.TemporaryDirectory(prefix="kafka-pom-") as tmp:
+        pom = Path(tmp) / "pom.xml"
+        pom.write_text(_KAFKA_POM.format(kafka=KAFKA_VERSION, log4j=LOG4J_VERSION))
+        staging = libs.parent / "libs.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        _run(
+            [
+                "mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+                f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+            ],
+            "Maven dependency resolution for Kafka",
+        )  # fmt: skip
+        if not any(staging.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
+            raise ProvisionError(f"Maven ran but kafka_2.13-{KAFKA_VERSION}.jar is not in {staging}")
+        shutil.rmtree(libs, ignore_errors=True)
+        staging.rename(libs)
+    marker.touch()
+    return libs
+
+
+def provision_toxiproxy() -> Path:
+    binary = toxiproxy_binary()
+    if binary.exists():
+        return binary
+    _log(f"building toxiproxy-server {TOXIPROXY_VERSION} with go install")
+    gobin = binary.parent / "bin"
+    env = dict(os.environ, GOBIN=str(gobin), CGO_ENABLED="0")
+    _run(["go", "install", f"{TOXIPROXY_MODULE}@{TOXIPROXY_VERSION}"], "go install toxiproxy", env=env)
+    (gobin / "server").rename(binary)
+    shutil.rmtree(gobin, ignore_errors=True)
+    return binary
+
+
+def provision_prometheus() -> tuple[Path, Path]:
+    prom, tool = shutil.which("prometheus"), shutil.which("promtool")
+    if prom and tool:
+        return Path(prom), Path(tool)
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise ProvisionError(
+            "Prometheus is missing and cannot be installed here (needs root and apt-get): "
+            "install Debian's `prometheus` package (it brings promtool) and run again"
+        )
+    _log("installing Debian's prometheus package (--no-install-recommends)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    _run(["apt-get", "update", "-qq"], "apt-get update", env=env)
+    _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"], "apt-get", env=env)
+    prom, tool = shutil.which("prometheus"), shutil.which("promtool")
+    if not (prom and tool):
+        raise ProvisionError("apt-get installed prometheus but prometheus/promtool are not on PATH")
+    # Debian's postinst may start a system instance on :9090, which would collide with ours.
+    subprocess.run(["service", "prometheus", "stop"], capture_output=True, check=False)
+    return Path(prom), Path(tool)
+
+
+def locate() -> Artifacts:
+    """The provisioned artifacts, or a ProvisionError naming what `bench provision` must do."""
+    libs, tp = kafka_libs_dir(), toxiproxy_binary()
+    prom, tool = shutil.which("prometheus"), shutil.which("promtool")
+    missing = [
+        name
+        for name, ok in (
+            (f"Kafka {KAFKA_VERSION} jars", (libs.parent / ".complete").exists()),
+            (f"toxiproxy-server {TOXIPROXY_VERSION}", tp.exists()),
+            ("prometheus/promtool", bool(prom and tool)),
+        )
+        if not ok
+    ]
+    if missing:
+        raise ProvisionError(f"not provisioned: {', '.join(missing)}; run `make setup`")
+    assert prom and tool
+    return Artifacts(libs, tp, Path(prom), Path(tool))
+
+
+def provision() -> Artifacts:
+    provision_kafka()
+    provision_toxiproxy()
+    provision_prometheus()
+    arts = locate()
+    _log(f"ready: Kafka {KAFKA_VERSION}, toxiproxy {TOXIPROXY_VERSION}, {arts.prometheus}")
+    return arts
+
+
+def main() -> int:
+    try:
+        provision()
+    except ProvisionError as e:
+        print(f"provision: error: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,298 @@
+"""Process supervision: start with readiness probes, stop whole process groups, leave nothing behind.
+
+Each component runs in its own session (process group), so a stop reaches every process it
+forked. Attached children also get PR_SET_PDEATHSIG=SIGKILL: if the harness itself dies (kill -9,
+crash) the kernel kills them, so no orphan outlives it. `bench up` starts detached components
+instead and records them in a state file for `bench down`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from harness import topology
+
+PR_SET_PDEATHSIG = 1
+
+
+class StartError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Port:
+    port: int
+    what: str  # e.g. "kafka PRODUCE listener"
+
+
+@dataclass
+class ComponentSpec:
+    name: str
+    argv: list[str]
+    ports: list[Port]
+    ready: Callable[[], bool]
+    ready_timeout: float = 60.0
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+
+
+@dataclass
+class Running:
+    name: str
+    pid: int
+    argv: list[str]
+    ports: list[int]
+    log: str
+    create_time: float
+
+
+def _set_pdeathsig() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((topology.HOST, port))
+        except OSError as e:
+            return e.errno == errno.EADDRINUSE
+    return False
+
+
+def port_owner(port: int) -> str:
+    """Who listens on `port`, as 'pid N (name)', or 'an unknown process'."""
+    with contextlib.suppress(psutil.Error):
+        for c in psutil.net_connections(kind="tcp"):
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid:
+                with contextlib.suppress(psutil.Error):
+                    return f"pid {c.pid} ({' '.join(psutil.Process(c.pid).cmdline()[:3])})"
+    return "an unknown process"
+
+
+def check_ports_free(spec: ComponentSpec) -> None:
+    for p in spec.ports:
+        if port_in_use(p.port):
+            raise StartError(
+                f"port {topology.HOST}:{p.port} ({p.what}), wanted by component {spec.name!r}, "
+                f"is already in use by {port_owner(p.port)}; stop it (or `bench down`) and retry"
+            )
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _alive(r: Running) -> psutil.Process | None:
+    """The process if it is still the one we started (pids get reused)."""
+    try:
+        p = psutil.Process(r.pid)
+        if abs(p.create_time() - r.create_time) < 1.0 and p.status() != psutil.STATUS_ZOMBIE:
+            return p
+    except psutil.Error:
+        pass
+    return None
+
+
+def terminate_group(r: Running, grace: float = 10.0) -> None:
+    """SIGTERM the component's process group, then SIGKILL what is left after `grace` seconds."""
+    proc = _alive(r)
+    if proc is None:
+        return
+    members = [proc]
+    with contextlib.suppress(psutil.Error):
+        members += proc.children(recursive=True)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(r.pid, sig)  # pid == pgid: each component leads its own session
+        for m in members:
+            with contextlib.suppress(psutil.Error):
+                m.send_signal(sig)
+        _gone, alive = psutil.wait_procs(members, timeout=grace if sig == signal.SIGTERM else 5)
+        if not alive:
+            break
+        members = alive
+    # Reap our own child so it does not linger as a zombie.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(r.pid, os.WNOHANG)
+
+
+class Supervisor:
+    """Starts components in order and stops them in reverse; the state file lists what runs."""
+
+    def __init__(self, log_dir: Path, state_file: Path | None = None, detached: bool = False) -> None:
+        self.log_dir = log_dir
+        self.state_file = state_file
+        self.detached = detached
+        self.running: dict[str, Running] = {}
+        self.specs: dict[str, ComponentSpec] = {}
+        self._popen: dict[str, subprocess.Popen[bytes]] = {}
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def _save(self) -> None:
+        if self.state_file is None:
+            return
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        data = {"components": [asdict(r) for r in self.running.values()]}
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(self.state_file)
+
+    def start(self, spec: ComponentSpec) -> Running:
+        if spec.name in self.running and self.is_alive(spec.name):
+            raise StartError(f"component {spec.name!r} is already running")
+        check_ports_free(spec)
+        log = self.log_dir / f"{spec.name}.log"
+        env = dict(os.environ, **spec.env)
+        with open(log, "ab") as out:
+            out.write(f"\n=== start {time.strftime('%H:%M:%S')}: {' '.join(spec.argv)}\n".encode())
+            out.flush()
+            try:
+                popen = subprocess.Popen(
+                    spec.argv,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=spec.cwd,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=None if self.detached else _set_pdeathsig,
+                )
+            except OSError as e:
+                raise StartError(f"cannot start {spec.name!r} ({spec.argv[0]}): {e}") from e
+        proc = psutil.Process(popen.pid)
+        r = Running(spec.name, popen.pid, spec.argv, [p.port for p in spec.ports], str(log), proc.create_time())
+        self.running[spec.name] = r
+        self.specs[spec.name] = spec
+        self._popen[spec.name] = popen
+        self._save()
+        self._wait_ready(spec, popen, log)
+        return r
+
+    def _wait_ready(self, spec: ComponentSpec, popen: subprocess.Popen[bytes], log: Path) -> None:
+        deadline = time.monotonic() + spec.ready_timeout
+        while time.monotonic() < deadline:
+            code = popen.poll()
+            if code is not None:
+                self.stop(spec.name)
+                raise StartError(f"{spec.name} exited with code {code} while starting; log {log}:\n{_log_tail(log)}")
+            with contextlib.suppress(Exception):
+                if spec.ready():
+                    return
+            time.sleep(0.2)
+        self.stop(spec.name)
+        raise StartError(f"{spec.name} not ready after {spec.ready_timeout:.0f}s; log {log}:\n{_log_tail(log)}")
+
+    def is_alive(self, name: str) -> bool:
+        r = self.running.get(name)
+        if r is None:
+            return False
+        popen = self._popen.get(name)
+        if popen is not None:
+            return popen.poll() is None
+        return _alive(r) is not None
+
+    def stop(self, name: str, grace: float = 10.0) -> None:
+        r = self.running.pop(name, None)
+        if r is None:
+            return
+        terminate_group(r, grace)
+        popen = self._popen.pop(name, None)
+        if popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                popen.wait(timeout=5)
+        self._save()
+
+    def signal(self, name: str, sig: signal.Signals) -> None:
+        """Deliver a fault signal (SIGKILL, SIGSTOP, SIGCONT) to the whole component."""
+        r = self.running.get(name)
+        if r is None:
+            raise StartError(f"component {name!r} is not running")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(r.pid, sig)
+        if sig == signal.SIGKILL:
+            popen = self._popen.get(name)
+            if popen is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    popen.wait(timeout=10)
+
+    def restart(self, name: str) -> Running:
+        spec = self.specs[name]
+        self.stop(name)
+        return self.start(spec)
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.running)):
+            # SIGCONT first: a paused process cannot act on SIGTERM.
+            with contextlib.suppress(StartError):
+                self.signal(name, signal.SIGCONT)
+            self.stop(name)
+        if self.state_file is not None:
+            self.state_file.unlink(missing_ok=True)
+
+
+def stop_from_state(state_file: Path) -> list[str]:
+    """Stop what a detached `bench up` recorded; returns the names it stopped."""
+    if not state_file.exists():
+        return []
+    data = json.loads(state_file.read_text())
+    stopped = []
+    for raw in reversed(data.get("components", [])):
+        r = Running(**raw)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if _alive(r) is not None:
+                os.killpg(r.pid, signal.SIGCONT)
+        terminate_group(r)
+        stopped.append(r.name)
+    state_file.unlink(missing_ok=True)
+    return stopped
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return 200 <= resp.status < 300
+    except OSError:
+        return False
+
+
+def tcp_open(port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((topology.HOST, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def terminating_signals() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into KeyboardInterrupt so `finally` teardown runs, as it does for Ctrl-C."""
+
+    def _raise(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = {s: signal.signal(s, _raise) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
