@@ -79,3 +79,21 @@ SCRAPE_TARGETS: dict[str, int] = {
     "loadgen": LOADGEN_METRICS_PORT,
     "chaos": CHAOS_METRICS_PORT,
 }
+
+
+def listening_ports() -> dict[int, str]:
+    """Every port the native stack listens on, with what listens there (loadgen/chaos excluded)."""
+    ports = {
+        KAFKA_INTERNAL_PORT: "kafka INTERNAL",
+        KAFKA_PRODUCE_PORT: "kafka PRODUCE",
+        KAFKA_CONSUME_PORT: "kafka CONSUME",
+        KAFKA_CONTROLLER_PORT: "kafka CONTROLLER",
+        REACTION_HTTP_PORT: "reaction",
+        NOTIFICATION_GRPC_PORT: "notification gRPC",
+        NOTIFICATION_METRICS_PORT: "notification metrics",
+        PUSHSINK_HTTP_PORT: "pushsink",
+        TOXIPROXY_API_PORT: "toxiproxy API",
+        PROMETHEUS_PORT: "prometheus",
+    }
+    ports.update({p.listen_port: f"proxy {p.name}" for p in PROXIES})
+    return ports

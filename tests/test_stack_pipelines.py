@@ -1,0 +1,159 @@
+"""Both pipelines on the real stack: delivery, metrics, link faults, bad input."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from harness import kafka_admin, topology
+from tests import stackclient as sc
+
+pytestmark = pytest.mark.stack
+
+N = 1000
+# Generous bound for "answers within its deadline" (the sync deadline is ~1 s): a hung call would
+# take the client's 30 s timeout, so this tells a fast failure from a hang even on a loaded machine.
+FAST_FAILURE_S = 8.0
+
+
+@pytest.fixture
+def on(stack: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The stack with the requested pipeline, a clean sink and every link healthy."""
+    pipeline = request.param
+    if stack.pipeline != pipeline:
+        stack.use_pipeline(pipeline)
+    stack.toxiproxy.reset()
+    wait_drained()
+    sc.sink_reset()
+    yield stack
+    stack.toxiproxy.reset()
+
+
+def wait_drained(timeout: float = 120.0) -> int:
+    deadline = time.monotonic() + timeout
+    left = kafka_admin.backlog()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = kafka_admin.backlog()
+    return left
+
+
+@pytest.mark.parametrize("on", topology.PIPELINES, indirect=True)
+def test_every_reaction_is_delivered_exactly_once(on: Any) -> None:
+    answers = sc.post_reactions(N)
+    codes = Counter(a.status for a in answers)
+    expected = 202 if on.pipeline == "async" else 200
+    assert codes == {expected: N}, codes
+    assert wait_drained() == 0
+    stats = sc.wait_for_unique(N)
+    ledger = sc.sink_ledger()
+    sent = {a.reaction_id for a in answers}
+    assert set(ledger["deliveries"]) == sent, "delivered ids differ from the ids sent"
+    assert stats["unique"] == N
+    assert all(d["count"] == 1 for d in ledger["deliveries"].values()), "some reaction delivered twice"
+    # Prometheus scraped the service while it worked: the request counter is there for this pipeline.
+    deadline = time.monotonic() + 15
+    series: list[dict[str, Any]] = []
+    while not series and time.monotonic() < deadline:
+        time.sleep(1)
+        series = sc.prom_query(f'sum(reaction_requests_total{{pipeline="{on.pipeline}"}})')
+    assert series and float(series[0]["value"][1]) >= N
+
+
+@pytest.mark.parametrize("on", ["sync", "sync-resilient"], indirect=True)
+def test_sync_fails_fast_when_notification_is_unreachable(on: Any) -> None:
+    on.toxiproxy.set_enabled(topology.PROXY_NOTIFICATION.name, False)
+    answers = sc.post_reactions(40, concurrency=8)
+    assert {a.status for a in answers} <= {503, 504}, Counter(a.status for a in answers)
+    assert max(a.elapsed for a in answers) < FAST_FAILURE_S
+    on.toxiproxy.set_enabled(topology.PROXY_NOTIFICATION.name, True)
+    time.sleep(1)  # a resilient caller's breaker may still be open for a moment
+    deadline = time.monotonic() + 30
+    ok = sc.post_reactions(1)
+    while ok[0].status != 200 and time.monotonic() < deadline:
+        time.sleep(1)
+        ok = sc.post_reactions(1)
+    assert ok[0].status == 200, "the sync pipeline did not recover after the link came back"
+
+
+@pytest.mark.parametrize("on", ["async"], indirect=True)
+def test_async_accepts_while_notification_is_unreachable_then_drains(on: Any) -> None:
+    # The notification service's only inbound link in the async pipeline is its Kafka consumer link.
+    on.toxiproxy.set_enabled(topology.PROXY_NOTIFICATION.name, False)
+    on.toxiproxy.set_enabled(topology.PROXY_KAFKA_CONSUME.name, False)
+    answers = sc.post_reactions(300)
+    assert Counter(a.status for a in answers) == {202: 300}
+    time.sleep(3)
+    assert sc.sink_stats()["unique"] == 0, "consumption went on with the consumer link down"
+    assert kafka_admin.backlog() == 300
+    on.toxiproxy.set_enabled(topology.PROXY_KAFKA_CONSUME.name, True)
+    on.toxiproxy.set_enabled(topology.PROXY_NOTIFICATION.name, True)
+    assert wait_drained() == 0
+    stats = sc.wait_for_unique(300)
+    assert set(sc.sink_ledger()["deliveries"]) == {a.reaction_id for a in answers}, "reactions lost"
+    assert stats["unique"] == 300
+
+
+@pytest.mark.parametrize("on", ["async"], indirect=True)
+def test_async_answers_503_when_kafka_is_unreachable(on: Any) -> None:
+    on.toxiproxy.set_enabled(topology.PROXY_KAFKA_PRODUCE.name, False)
+    answers = sc.post_reactions(20, concurrency=10)
+    assert {a.status for a in answers} == {503}, Counter(a.status for a in answers)
+    assert max(a.elapsed for a in answers) < FAST_FAILURE_S
+
+
+@pytest.mark.parametrize("on", ["sync"], indirect=True)
+def test_sync_is_untouched_when_kafka_is_unreachable(on: Any) -> None:
+    on.toxiproxy.set_enabled(topology.PROXY_KAFKA_PRODUCE.name, False)
+    on.toxiproxy.set_enabled(topology.PROXY_KAFKA_CONSUME.name, False)
+    answers = sc.post_reactions(100)
+    assert Counter(a.status for a in answers) == {200: 100}
+    assert sc.wait_for_unique(100)["unique"] == 100
+
+
+def _post_raw(body: bytes, post_id: str = "p1", content_type: str = "application/json") -> tuple[int, Any]:
+    req = urllib.request.Request(
+        f"{sc.API}/v1/posts/{post_id}/reactions", data=body, method="POST", headers={"Content-Type": content_type}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+BAD_INPUTS = [
+    pytest.param(b"{not json", None, id="malformed-json"),
+    pytest.param(b"[1, 2]", None, id="not-an-object"),
+    pytest.param(json.dumps({"user_id": "u1"}).encode(), "kind", id="missing-kind"),
+    pytest.param(json.dumps({"kind": "like"}).encode(), "user_id", id="missing-user"),
+    pytest.param(json.dumps({"user_id": "u1", "kind": "meh"}).encode(), "kind", id="unknown-kind"),
+    pytest.param(json.dumps({"user_id": 42, "kind": "like"}).encode(), "user_id", id="wrong-type"),
+    pytest.param(json.dumps({"user_id": "u1", "kind": "like", "x": 1}).encode(), "x", id="extra-field"),
+    pytest.param(json.dumps({"user_id": "u" * 20000, "kind": "like"}).encode(), None, id="oversized-body"),
+]
+
+
+@pytest.mark.parametrize("on", ["async"], indirect=True)
+@pytest.mark.parametrize(("body", "field"), BAD_INPUTS)
+def test_bad_input_gets_4xx_naming_the_field(on: Any, body: bytes, field: str | None) -> None:
+    status, data = _post_raw(body)
+    assert 400 <= status < 500, (status, data)
+    assert "error" in data
+    if field is not None:
+        assert field in json.dumps(data), data
+
+
+@pytest.mark.parametrize("on", ["async"], indirect=True)
+def test_openapi_document_describes_the_reaction_endpoint(on: Any) -> None:
+    with urllib.request.urlopen(f"{sc.API}/openapi.json", timeout=10) as r:
+        doc = json.loads(r.read())
+    assert doc["openapi"].startswith("3.")
+    assert "/v1/posts/{post_id}/reactions" in doc["paths"]
