@@ -1,0 +1,52 @@
+"""The Toxiproxy adapter against the real server of the stack."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from chaos.toxiproxy import TOXIC_ATTRIBUTES, Toxic, ToxiproxyError
+from harness import topology
+
+pytestmark = pytest.mark.stack
+
+
+def test_proxies_match_topology(stack: Any) -> None:
+    assert stack.toxiproxy.proxy_names() == sorted(p.name for p in topology.PROXIES)
+
+
+@pytest.mark.parametrize("kind", sorted(TOXIC_ATTRIBUTES))
+def test_every_toxic_type_is_accepted_and_removed(stack: Any, kind: str) -> None:
+    tp = stack.toxiproxy
+    attrs = {a: 1 for a in TOXIC_ATTRIBUTES[kind]}
+    name = tp.add_toxic(Toxic("push", kind, attrs, stream="upstream", toxicity=0.5))
+    try:
+        assert name in tp.toxics("push")
+    finally:
+        tp.remove_toxic("push", name)
+    assert name not in tp.toxics("push")
+
+
+def test_reset_reenables_and_clears(stack: Any) -> None:
+    tp = stack.toxiproxy
+    tp.add_toxic(Toxic("notification", "latency", {"latency": 100, "jitter": 10}))
+    tp.set_enabled("kafka-produce", False)
+    assert not tp.is_enabled("kafka-produce")
+    tp.reset()
+    assert tp.is_enabled("kafka-produce")
+    assert tp.toxics("notification") == []
+
+
+@pytest.mark.parametrize(
+    ("toxic", "message"),
+    [
+        (Toxic("push", "latencyy"), "unknown toxic type 'latencyy'"),
+        (Toxic("push", "latency", {"delay": 5}), "no attribute(s) ['delay']"),
+        (Toxic("nope", "latency", {"latency": 5}), "no Toxiproxy proxy named 'nope'"),
+    ],
+)
+def test_bad_toxics_are_named(stack: Any, toxic: Toxic, message: str) -> None:
+    with pytest.raises(ToxiproxyError, match=re.escape(message)):
+        stack.toxiproxy.add_toxic(toxic)
