@@ -1,0 +1,160 @@
+"""The fault timeline: applies each fault at its start, undoes it at its end, and always undoes.
+
+It runs on the orchestrator's main thread through `tick()`, never in a thread of its own: a
+process restarted from a thread would get that thread's parent-death signal when it exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from chaos.scenario import Fault, LinkDownFault, ProcessFault, ToxicFault
+from chaos.toxiproxy import Toxic, ToxiproxyClient
+
+CHAOS_FAULT_ACTIVE = "chaos_fault_active"  # gauge: 1 while a fault is applied
+CHAOS_FAULTS_APPLIED_TOTAL = "chaos_faults_applied_total"
+
+
+class ProcessControl(Protocol):
+    def kill(self, name: str) -> None: ...
+    def restart(self, name: str) -> None: ...
+    def pause(self, name: str) -> None: ...
+    def resume(self, name: str) -> None: ...
+
+
+@dataclass
+class Window:
+    """One fault's planned and actual window, in seconds from the load's start."""
+
+    index: int
+    kind: str
+    target: str
+    label: str
+    start: float
+    end: float
+    applied_at: float | None = None
+    undone_at: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Event:
+    at: float
+    undo: bool  # at equal times undo sorts first: a fault ending at t frees its target for one at t
+    index: int
+
+    def key(self) -> tuple[float, int, int]:
+        return (self.at, 0 if self.undo else 1, self.index)
+
+
+@dataclass
+class Timeline:
+    faults: list[Fault]
+    load_seconds: float
+    toxiproxy: ToxiproxyClient
+    processes: ProcessControl
+    registry: CollectorRegistry | None = None
+    clock: Callable[[], float] = time.monotonic
+    windows: list[Window] = field(default_factory=list)
+    _events: list[_Event] = field(default_factory=list)
+    _active: dict[int, str] = field(default_factory=dict)  # fault index -> toxic name ("" otherwise)
+    _t0: float | None = None
+
+    def __post_init__(self) -> None:
+        for i, f in enumerate(self.faults):
+            start, end = f.window(self.load_seconds)
+            self.windows.append(Window(i, f.kind, f.target, f.label, start, end))
+            self._events += [_Event(start, False, i), _Event(end, True, i)]
+        self._events.sort(key=_Event.key)
+        self._gauge: Gauge | None = None
+        if self.registry is not None:
+            self._gauge = Gauge(
+                CHAOS_FAULT_ACTIVE,
+                "1 while the fault is applied",
+                ["kind", "target", "fault"],
+                registry=self.registry,
+            )
+            for w in self.windows:
+                self._gauge.labels(w.kind, w.target, w.label).set(0)
+
+    def start(self) -> None:
+        self._t0 = self.clock()
+
+    def elapsed(self) -> float:
+        return 0.0 if self._t0 is None else self.clock() - self._t0
+
+    def tick(self) -> list[str]:
+        """Apply/undo every event now due; returns what it did, for the progress line."""
+        done = []
+        now = self.elapsed()
+        while self._events and self._events[0].at <= now:
+            ev = self._events.pop(0)
+            w = self.windows[ev.index]
+            if ev.undo:
+                if ev.index in self._active:
+                    self._undo(ev.index)
+                    done.append(f"end {w.label}")
+            else:
+                self._apply(ev.index)
+                done.append(f"start {w.label}" + (f" FAILED: {w.error}" if w.error else ""))
+        return done
+
+    def active(self) -> list[str]:
+        return [self.windows[i].label for i in self._active]
+
+    def _apply(self, i: int) -> None:
+        f, w = self.faults[i], self.windows[i]
+        try:
+            name = ""
+            if isinstance(f, ToxicFault):
+                toxic = Toxic(f.link, f.toxic, dict(f.attributes), f.stream, f.toxicity, name=f"fault-{i}")
+                name = self.toxiproxy.add_toxic(toxic)
+            elif isinstance(f, LinkDownFault):
+                self.toxiproxy.set_enabled(f.link, False)
+            elif isinstance(f, ProcessFault):
+                (self.processes.kill if f.kind == "kill" else self.processes.pause)(f.process)
+        except Exception as e:  # a fault that cannot be applied is recorded, the run goes on
+            w.error = f"{type(e).__name__}: {e}"
+            return
+        self._active[i] = name
+        w.applied_at = self.elapsed()
+        if self._gauge is not None:
+            self._gauge.labels(w.kind, w.target, w.label).set(1)
+
+    def _undo(self, i: int) -> None:
+        f, w = self.faults[i], self.windows[i]
+        name = self._active.pop(i)
+        try:
+            if isinstance(f, ToxicFault):
+                self.toxiproxy.remove_toxic(f.link, name)
+            elif isinstance(f, LinkDownFault):
+                self.toxiproxy.set_enabled(f.link, True)
+            elif isinstance(f, ProcessFault):
+                (self.processes.restart if f.kind == "kill" else self.processes.resume)(f.process)
+        except Exception as e:
+            w.error = f"undo failed: {type(e).__name__}: {e}"
+            raise
+        finally:
+            w.undone_at = self.elapsed()
+            if self._gauge is not None:
+                self._gauge.labels(w.kind, w.target, w.label).set(0)
+
+    def undo_all(self) -> None:
+        """Undo every active fault (newest first), then reset Toxiproxy as a safety net."""
+        errors = []
+        for i in sorted(self._active, reverse=True):
+            try:
+                self._undo(i)
+            except Exception as e:
+                errors.append(str(e))
+        self._events.clear()
+        with contextlib.suppress(Exception):
+            self.toxiproxy.reset()
+        if errors:
+            raise RuntimeError("could not undo every fault: " + "; ".join(errors))

@@ -1,0 +1,245 @@
+"""Scenario files (chaos/scenarios/*.yaml): a load profile, a fault timeline and a hypothesis.
+
+The whole file is validated before anything starts. Every error names the file and the field
+(e.g. `chaos/scenarios/x.yaml: faults[1].attributes: toxic 'latency' has no attribute 'delay'`).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from chaos.toxiproxy import TOXIC_ATTRIBUTES
+from harness import topology
+
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+PROCESSES = ("reaction", "notification", "pushsink", "kafka")
+
+# The measured values a hypothesis may check; each is a key of result.json's `measured` table.
+METRICS = (
+    "attempted", "acknowledged", "failed", "unknown", "delivered", "redeliveries", "lost", "unexpected",
+    "recovered", "dead_lettered", "error_ratio", "ack_ratio", "delivered_ratio", "missed_arrivals",
+    "achieved_rate", "api.p50", "api.p90", "api.p99", "api.p999", "api.max",
+    "e2e.p50", "e2e.p90", "e2e.p99", "e2e.p999", "e2e.max", "peak_backlog", "drain_seconds",
+)  # fmt: skip
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+class ScenarioError(ValueError):
+    """A scenario that must not run; the message names the file and the field."""
+
+
+def _check_link(v: str) -> str:
+    if v not in topology.PROXIES_BY_NAME:
+        raise ValueError(f"unknown link {v!r} (links: {', '.join(topology.PROXIES_BY_NAME)})")
+    return v
+
+
+def _check_process(v: str) -> str:
+    if v not in PROCESSES:
+        raise ValueError(f"unknown process {v!r} (processes: {', '.join(PROCESSES)})")
+    return v
+
+
+Link = Annotated[str, AfterValidator(_check_link)]
+Process = Annotated[str, AfterValidator(_check_process)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Timed(_Strict):
+    at: float = Field(ge=0, description="seconds after the load starts")
+    duration: float | None = Field(default=None, gt=0, description="seconds; default: until the load ends")
+
+    def window(self, load_seconds: float) -> tuple[float, float]:
+        end = load_seconds if self.duration is None else min(self.at + self.duration, load_seconds)
+        return self.at, end
+
+
+class ToxicFault(_Timed):
+    kind: Literal["toxic"]
+    link: Link
+    toxic: str
+    attributes: dict[str, int] = Field(default_factory=dict)
+    stream: Literal["upstream", "downstream"] = "downstream"
+    toxicity: float = Field(default=1.0, ge=0, le=1)
+
+    @field_validator("toxic")
+    @classmethod
+    def _known_toxic(cls, v: str) -> str:
+        if v not in TOXIC_ATTRIBUTES:
+            raise ValueError(f"unknown toxic {v!r} (toxics: {', '.join(sorted(TOXIC_ATTRIBUTES))})")
+        return v
+
+    @model_validator(mode="after")
+    def _known_attributes(self) -> ToxicFault:
+        allowed = TOXIC_ATTRIBUTES[self.toxic]
+        for key, value in self.attributes.items():
+            if key not in allowed:
+                has = ", ".join(sorted(allowed))
+                raise ValueError(f"attributes: toxic {self.toxic!r} has no attribute {key!r} (it has: {has})")
+            if value < 0:
+                raise ValueError(f"attributes.{key}: must be >= 0, got {value}")
+        return self
+
+    @property
+    def target(self) -> str:
+        return f"link:{self.link}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.toxic}({self.stream}) on {self.link}"
+
+
+class LinkDownFault(_Timed):
+    kind: Literal["link-down"]
+    link: Link
+
+    @property
+    def target(self) -> str:
+        return f"link:{self.link}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.link} down"
+
+
+class ProcessFault(_Timed):
+    """kill: SIGKILL at `at`, restarted at the end of the window. pause: SIGSTOP, then SIGCONT."""
+
+    kind: Literal["kill", "pause"]
+    process: Process
+
+    @property
+    def target(self) -> str:
+        return f"process:{self.process}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.process}"
+
+
+Fault = Annotated[ToxicFault | LinkDownFault | ProcessFault, Field(discriminator="kind")]
+
+
+class Check(_Strict):
+    metric: str
+    op: Literal["<", "<=", ">", ">=", "==", "!="]
+    value: float
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        if v not in METRICS:
+            raise ValueError(f"unknown metric {v!r} (metrics: {', '.join(METRICS)})")
+        return v
+
+    def holds(self, measured: float | None) -> bool:
+        return measured is not None and OPS[self.op](measured, self.value)
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"
+
+
+class Scenario(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str
+    profile: str = Field(description="a load profile name in loadtests/profiles/ or a path")
+    duration: float | None = Field(default=None, gt=0, description="seconds of load; default: the profile's")
+    drain_timeout: float = Field(default=60, gt=0)
+    faults: list[Fault] = Field(default_factory=list)
+    hypothesis: dict[str, list[Check]] = Field(
+        default_factory=dict, description="pipeline name or '*' -> checks (each with its tolerance)"
+    )
+
+    @field_validator("hypothesis")
+    @classmethod
+    def _known_pipelines(cls, v: dict[str, list[Check]]) -> dict[str, list[Check]]:
+        for key in v:
+            if key != "*" and key not in topology.PIPELINES:
+                raise ValueError(f"unknown pipeline {key!r} (pipelines: *, {', '.join(topology.PIPELINES)})")
+        return v
+
+    def checks_for(self, pipeline: str) -> list[Check]:
+        return [*self.hypothesis.get("*", []), *self.hypothesis.get(pipeline, [])]
+
+    def conflicts(self, load_seconds: float) -> list[str]:
+        """Faults on the same target whose windows overlap: they would undo each other."""
+        found = []
+        for i, a in enumerate(self.faults):
+            for j in range(i + 1, len(self.faults)):
+                b = self.faults[j]
+                if a.target != b.target:
+                    continue
+                a0, a1 = a.window(load_seconds)
+                b0, b1 = b.window(load_seconds)
+                same_toxic = isinstance(a, ToxicFault) and isinstance(b, ToxicFault)
+                if same_toxic and (a.toxic, a.stream) != (b.toxic, b.stream):  # type: ignore[union-attr]
+                    continue  # different toxics on one link stack fine
+                if a0 < b1 and b0 < a1:
+                    found.append(f"faults[{j}]: {b.label} overlaps faults[{i}]: {a.label} on {a.target}")
+        return found
+
+
+def _loc(err: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for p in err["loc"]:
+        if isinstance(p, int):
+            parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
+        elif p in ("toxic", "link-down", "kill", "pause") and parts and parts[-1].endswith("]"):
+            continue  # pydantic's discriminator tag adds nothing for the reader
+        else:
+            parts.append(str(p))
+    return ".".join(parts) or "(top level)"
+
+
+def _message(err: dict[str, Any]) -> str:
+    if err["type"] == "union_tag_not_found":
+        return "missing field 'kind' (one of: toxic, link-down, kill, pause)"
+    if err["type"] == "union_tag_invalid":
+        return f"unknown kind {err['ctx']['tag']!r} (one of: toxic, link-down, kill, pause)"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def resolve(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    return SCENARIO_DIR / f"{name_or_path}.yaml"
+
+
+def shipped() -> list[str]:
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def load(name_or_path: str) -> Scenario:
+    path = resolve(name_or_path)
+    if not path.exists():
+        raise ScenarioError(f"{path}: no such scenario (shipped: {', '.join(shipped())})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ScenarioError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: the top level must be a mapping")
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as e:
+        lines = [f"{path}: {_loc(dict(err))}: {_message(dict(err))}" for err in e.errors()]
+        raise ScenarioError("\n".join(lines)) from None
+    return scenario

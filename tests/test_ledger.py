@@ -1,0 +1,59 @@
+"""The ledger's Jepsen categories."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.ledger import classify
+
+
+def out(rid: str, outcome: str) -> dict[str, str]:
+    return {"reaction_id": rid, "outcome": outcome}
+
+
+def test_clean_run_is_all_delivered_once() -> None:
+    led = classify([out("a", "ack"), out("b", "ack")], {"a": {"count": 1}, "b": {"count": 1}})
+    assert led.counts() == dict(
+        attempted=2, acknowledged=2, failed=0, unknown=0, delivered=2,
+        redeliveries=0, lost=0, unexpected=0, recovered=0,
+    )  # fmt: skip
+    assert led.no_loss
+
+
+def test_acknowledged_but_never_delivered_is_lost() -> None:
+    led = classify([out("a", "ack"), out("b", "ack")], {"a": {"count": 1}})
+    assert (led.lost, led.delivered) == (1, 1)
+    assert led.samples["lost"] == ["b"]
+    assert not led.no_loss
+
+
+def test_duplicates_are_counted_as_redeliveries_not_loss() -> None:
+    led = classify([out("a", "ack")], {"a": {"count": 3}})
+    assert (led.delivered, led.redeliveries, led.lost) == (1, 2, 0)
+    assert led.no_loss
+
+
+def test_delivered_but_never_attempted_is_unexpected() -> None:
+    led = classify([out("a", "ack")], {"a": {"count": 1}, "ghost": {"count": 1}})
+    assert led.unexpected == 1 and led.samples["unexpected"] == ["ghost"]
+    assert led.delivered == 1
+    assert not led.no_loss
+
+
+def test_failed_or_unknown_yet_delivered_is_recovered() -> None:
+    led = classify(
+        [out("f", "failed"), out("u", "unknown"), out("g", "failed")],
+        {"f": {"count": 1}, "u": {"count": 1}},
+    )
+    assert (led.failed, led.unknown, led.recovered, led.delivered, led.lost) == (2, 1, 2, 2, 0)
+    assert led.no_loss  # a failed request that never arrives was not promised
+
+
+def test_an_id_retried_keeps_its_acknowledgement() -> None:
+    led = classify([out("a", "unknown"), out("a", "ack"), out("a", "failed")], {})
+    assert (led.attempted, led.acknowledged, led.lost) == (1, 1, 1)
+
+
+def test_bad_outcome_is_rejected_with_the_id() -> None:
+    with pytest.raises(ValueError, match="reaction x: unknown outcome 'maybe'"):
+        classify([out("x", "maybe")], {})
