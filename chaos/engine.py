@@ -38,8 +38,10 @@ class Window:
     label: str
     start: float
     end: float
-    applied_at: float | None = None
+    applied_at: float | None = None  # seconds from the timeline's start
     undone_at: float | None = None
+    applied_unix: float | None = None  # wall clock, to place the window on the load's own epoch
+    undone_unix: float | None = None
     error: str | None = None
 
 
@@ -123,7 +125,7 @@ class Timeline:
             w.error = f"{type(e).__name__}: {e}"
             return
         self._active[i] = name
-        w.applied_at = self.elapsed()
+        w.applied_at, w.applied_unix = self.elapsed(), time.time()
         if self._gauge is not None:
             self._gauge.labels(w.kind, w.target, w.label).set(1)
 
@@ -141,7 +143,7 @@ class Timeline:
             w.error = f"undo failed: {type(e).__name__}: {e}"
             raise
         finally:
-            w.undone_at = self.elapsed()
+            w.undone_at, w.undone_unix = self.elapsed(), time.time()
             if self._gauge is not None:
                 self._gauge.labels(w.kind, w.target, w.label).set(0)
 

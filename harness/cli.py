@@ -71,6 +71,29 @@ def cmd_down(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from chaos import scenario as scenarios
+    from harness import run
+
+    pipelines = list(topology.PIPELINES) if args.pipeline == "all" else [args.pipeline]
+    refs = scenarios.shipped() if args.scenario == ["all"] else args.scenario
+    return run.run(pipelines, refs, duration=args.duration, quick=args.quick, processes=args.processes)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from chaos import scenario as scenarios
+    from harness import run
+
+    refs = scenarios.shipped() if args.scenario == ["all"] else args.scenario
+    try:
+        the_plan = run.plan(list(topology.PIPELINES), refs, None, False)
+    except scenarios.ScenarioError as e:
+        print(f"bench validate: invalid scenario:\n{e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"ok: {len(refs)} scenario(s), {len(the_plan.cells)} cell(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="sync (gRPC) vs async (Kafka) benchmark harness")
     sub = p.add_subparsers(dest="command", required=True)
@@ -79,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         "provision": ("fetch/build Kafka, Toxiproxy, Prometheus into the cache", cmd_provision),
         "up": ("start the whole stack (detached unless --foreground)", cmd_up),
         "down": ("stop the stack `bench up` started", cmd_down),
+        "run": ("run pipelines through scenarios; writes runs/<id>/<pipeline>--<scenario>/result.json", cmd_run),
+        "validate": ("validate scenario files (and their load profiles) without starting anything", cmd_validate),
     }
     subs = {}
     for name, (help_text, fn) in commands.items():
@@ -87,6 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
         subs[name] = sp
     subs["up"].add_argument("--pipeline", choices=topology.PIPELINES, default="async")
     subs["up"].add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops all")
+    run = subs["run"]
+    run.add_argument("--pipeline", choices=[*topology.PIPELINES, "all"], default="all")
+    run.add_argument(
+        "--scenario", nargs="+", default=["all"], help="shipped scenario names or YAML paths, or 'all' (default)"
+    )
+    run.add_argument("--duration", type=float, help="seconds of load per cell (the timeline is scaled to it)")
+    run.add_argument("--quick", action="store_true", help=f"cap each cell's load at {30:d} s (CI)")
+    run.add_argument("--processes", type=int, default=1, help="Locust worker processes")
+    subs["validate"].add_argument("scenario", nargs="*", default=["all"])
     return p
 
 

@@ -90,3 +90,19 @@ def backlog(topic: str = topology.TOPIC_REACTIONS, group: str = topology.CONSUME
     """Messages produced but not yet committed by the consumer group (the async pipeline's queue)."""
     end, done = offsets(topic, group)
     return max(0, end - done)
+
+
+async def _end_offset(topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, request_timeout_ms=5000)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
+        return sum((await consumer.end_offsets(tps)).values()) if tps else 0
+    finally:
+        await consumer.stop()
+
+
+def end_offset(topic: str) -> int:
+    """Messages ever written to `topic` (sum of end offsets): before/after gives a run's count."""
+    return asyncio.run(_end_offset(topic))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import shutil
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -223,3 +224,17 @@ class Stack:
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.down()
+
+    # -- process faults (chaos.engine.ProcessControl) --------------------------------------------
+
+    def kill(self, name: str) -> None:
+        self.sup.signal(name, signal.SIGKILL)
+
+    def restart(self, name: str) -> None:
+        self.sup.restart(name)
+
+    def pause(self, name: str) -> None:
+        self.sup.signal(name, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self.sup.signal(name, signal.SIGCONT)

@@ -13,10 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from harness import topology
+from harness import sink, topology
 
 API = topology.url(topology.REACTION_HTTP_PORT)
-SINK = topology.url(topology.PUSHSINK_HTTP_PORT)
 PROM = topology.url(topology.PROMETHEUS_PORT)
 
 
@@ -58,19 +57,7 @@ def _get(url: str) -> Any:
         return json.loads(r.read())
 
 
-def sink_reset() -> None:
-    req = urllib.request.Request(f"{SINK}/reset", method="POST", data=b"")
-    urllib.request.urlopen(req, timeout=10).close()
-
-
-def sink_ledger() -> dict[str, Any]:
-    data: dict[str, Any] = _get(f"{SINK}/ledger")
-    return data
-
-
-def sink_stats() -> dict[str, Any]:
-    data: dict[str, Any] = _get(f"{SINK}/stats")
-    return data
+sink_reset, sink_ledger, sink_stats = sink.reset, sink.ledger, sink.stats
 
 
 def wait_for_unique(expected: int, timeout: float = 120.0) -> dict[str, Any]:

@@ -1,0 +1,60 @@
+"""The load generator as a child process: Locust headless with the open-loop locustfile."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import topology
+from harness.paths import REPO
+
+LOCUSTFILE = REPO / "loadtests" / "locustfile.py"
+
+
+@dataclass
+class LoadRun:
+    profile: str
+    duration: float  # seconds of load (the profile compressed or stretched to it)
+    out_dir: Path
+    seed: int = 1
+    processes: int = 1
+    request_timeout: float = 10.0
+    max_in_flight: int = 1000
+
+    def command(self) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+            "--host", topology.url(topology.REACTION_HTTP_PORT),
+            "--load-profile", self.profile, "--duration", f"{self.duration:g}",
+            "--seed", str(self.seed), "--request-timeout", f"{self.request_timeout:g}",
+            "--max-in-flight", str(self.max_in_flight),
+            "--outcomes-dir", str(self.out_dir), "--csv", str(self.out_dir / "locust"),
+            # A safety bound only: the profile's shape ends the run.
+            "--run-time", f"{int(self.duration + self.request_timeout + 60)}s",
+            "--loglevel", "WARNING", "--only-summary",
+        ]  # fmt: skip
+        if self.processes > 1:
+            cmd += ["--processes", str(self.processes)]
+        return cmd
+
+    def start(self, log: Path) -> subprocess.Popen[bytes]:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            # Its own session: Ctrl-C reaches the harness, which stops Locust in order.
+            return subprocess.Popen(
+                self.command(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+
+    def outcomes(self) -> list[dict[str, Any]]:
+        rows = []
+        for path in sorted(self.out_dir.glob("outcomes-w*.jsonl")):
+            with path.open() as f:
+                rows += [json.loads(line) for line in f if line.strip()]
+        return rows
+
+    def summaries(self) -> list[dict[str, Any]]:
+        return [json.loads(p.read_text()) for p in sorted(self.out_dir.glob("summary-w*.json"))]

@@ -1,0 +1,228 @@
+"""Real Locust, headless, against a tiny aiohttp stand-in for the reaction service (not the stack).
+
+The stand-in answers 503 for about 1 id in 10 and too slowly (past --request-timeout) for about 1
+in 20, decided by a hash of the reaction id, so the test can check every id's recorded outcome
+against what the server actually did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from loadtests.arrivals import expected_arrivals
+from loadtests.outcome import read_outcomes
+from loadtests.profile import load_profile
+from loadtests.reaction import KINDS
+
+pytestmark = pytest.mark.stack
+
+REPO = Path(__file__).resolve().parents[1]
+LOCUSTFILE = REPO / "loadtests" / "locustfile.py"
+REQUEST_TIMEOUT = 0.5
+SLOW_SECONDS = 1.5
+RUN_LIMIT_SECONDS = 60
+# 40/s, 120/s for 1.5 s, back to 40/s: 300 arrivals in 4.5 s.
+PROFILE = "kind: surge\nrate: 40\nsurge_multiplier: 3\nsurge_start: 1.5\nsurge_duration: 1.5\nduration: 4.5\n"
+
+
+def decision(reaction_id: str) -> str:
+    h = int(hashlib.sha256(reaction_id.encode()).hexdigest(), 16) % 20
+    return "fail" if h < 2 else "slow" if h == 2 else "ok"
+
+
+class StandIn:
+    """POST /v1/posts/{post_id}/reactions on 127.0.0.1, on its own event loop in a thread."""
+
+    def __init__(self) -> None:
+        self.received: dict[str, str] = {}
+        self.invalid: list[str] = []
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        rid = body.get("reaction_id")
+        if set(body) != {"user_id", "kind", "reaction_id"} or body["kind"] not in KINDS or not rid:
+            self.invalid.append(json.dumps(body))
+            return web.json_response({"error": "bad request"}, status=400)
+        if rid in self.received:
+            self.invalid.append(f"duplicate {rid}")
+        what = self.received[rid] = decision(rid)
+        if what == "fail":
+            return web.json_response({"error": "unavailable"}, status=503)
+        if what == "slow":
+            await asyncio.sleep(SLOW_SECONDS)
+        return web.json_response({"reaction_id": rid, "post_id": request.match_info["post_id"]}, status=202)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/v1/posts/{post_id}/reactions", self._handle)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)  # a free port, chosen by the kernel
+        self._loop.run_until_complete(site.start())
+        self.port = self._runner.addresses[0][1]
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    def __enter__(self) -> StandIn:
+        self._thread.start()
+        assert self._ready.wait(10), "stand-in server did not start"
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as resp:
+            return resp.read().decode()
+    except OSError:
+        return None
+
+
+def metric(text: str, name: str) -> float:
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def run_locust(tmp_path: Path, host_port: int, extra: list[str]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run Locust to completion (bounded), scraping its metrics while it runs."""
+    profile = tmp_path / "tiny-surge.yaml"
+    profile.write_text(PROFILE)
+    metrics_port = free_port()
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
+        "--host", f"http://127.0.0.1:{host_port}",
+        "--load-profile", str(profile), "--request-timeout", str(REQUEST_TIMEOUT),
+        "--outcomes-dir", str(tmp_path / "out"), "--metrics-port", str(metrics_port),
+        "--csv", str(tmp_path / "locust"), "--exit-code-on-error", "0", *extra,
+    ]  # fmt: skip
+    log = (tmp_path / "locust.log").open("w")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    scrapes: list[str] = []
+    try:
+        deadline = time.monotonic() + RUN_LIMIT_SECONDS
+        while proc.poll() is None and time.monotonic() < deadline:
+            text = scrape(metrics_port)
+            if text and metric(text, "loadgen_requests_started_total") > 0:
+                scrapes.append(text)
+            time.sleep(0.5)
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:  # never leave Locust or its workers behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
+    output = (tmp_path / "locust.log").read_text()
+    return subprocess.CompletedProcess(cmd, proc.returncode, output, ""), scrapes
+
+
+@pytest.mark.parametrize(
+    ("processes", "arrivals"),
+    [(0, "poisson"), (2, "constant")],
+    ids=["single-process-poisson", "two-workers-constant"],
+)
+def test_locust_records_every_reaction_with_its_outcome(tmp_path, processes, arrivals):
+    extra = ["--arrivals", arrivals, "--seed", "3"]
+    if processes:
+        extra += ["--processes", str(processes)]
+    with StandIn() as server:
+        result, scrapes = run_locust(tmp_path, server.port, extra)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Traceback" not in result.stdout, result.stdout[-3000:]
+    assert server.invalid == []
+
+    out = tmp_path / "out"
+    workers = max(1, processes)
+    assert sorted(p.name for p in out.glob("outcomes-w*.jsonl")) == [f"outcomes-w{i}.jsonl" for i in range(workers)]
+    records = list(read_outcomes(out))
+    ids = [r.reaction_id for r in records]
+
+    # Every id sent was recorded once, and the server saw exactly those ids.
+    assert len(ids) == len(set(ids))
+    assert set(ids) == set(server.received)
+    # Each recorded outcome is what the server did.
+    expect = {"ok": ("ack", 202), "fail": ("failed", 503), "slow": ("unknown", None)}
+    for r in records:
+        assert (str(r.outcome), r.status) == expect[server.received[r.reaction_id]], r
+        assert r.intended_unix_nanos <= r.ended_unix_nanos and r.started_unix_nanos <= r.ended_unix_nanos
+        assert r.started_unix_nanos - r.intended_unix_nanos < 0.25e9  # started on schedule
+    assert {str(r.outcome) for r in records} == {"ack", "failed", "unknown"}
+    unknown = [r for r in records if str(r.outcome) == "unknown"]
+    assert all(r.latency_seconds >= REQUEST_TIMEOUT for r in unknown)
+    assert all("Timeout" in (r.error or "") for r in unknown)
+
+    # The achieved rate is the target: 300 arrivals offered over 4.5 s.
+    profile = load_profile(tmp_path / "tiny-surge.yaml")
+    target = expected_arrivals(profile.rate_at, profile.duration, profile.breakpoints())
+    if arrivals == "constant":
+        assert len(records) == round(target)
+    else:
+        assert len(records) == pytest.approx(target, rel=0.15)
+    intended_s = sorted((r.intended_unix_nanos - records[0].intended_unix_nanos) / 1e9 for r in records)
+    assert intended_s[-1] == pytest.approx(profile.duration, abs=0.3)
+    started_span = (max(r.started_unix_nanos for r in records) - min(r.started_unix_nanos for r in records)) / 1e9
+    assert len(records) / started_span == pytest.approx(target / profile.duration, rel=0.2)
+
+    # Summaries and series agree with the records; nothing was missed at this rate.
+    summaries = [json.loads(p.read_text()) for p in sorted(out.glob("summary-w*.json"))]
+    assert len(summaries) == workers
+    assert {s["workers"] for s in summaries} == {workers}
+    assert all(s["completed_schedule"] and s["missed"] == 0 for s in summaries)
+    assert sum(s["started"] for s in summaries) == sum(s["recorded"] for s in summaries) == len(records)
+    rows = [json.loads(line) for p in out.glob("series-w*.jsonl") for line in p.read_text().splitlines()]
+    assert sum(r["intended"] for r in rows) == len(records)
+    assert sum(r["ack"] + r["failed"] + r["unknown"] for r in rows) == len(records)
+    if processes:  # each worker took its share
+        assert all(abs(s["started"] - len(records) / workers) <= 1 for s in summaries)
+
+    # Locust's own stats (what its web UI and --csv show) count the same requests.
+    with (tmp_path / "locust_stats.csv").open() as f:
+        row = next(r for r in csv.DictReader(f) if r["Name"] == "/v1/posts/[post_id]/reactions")
+    assert int(row["Request Count"]) == len(records)
+    assert int(row["Failure Count"]) == sum(1 for r in records if str(r.outcome) != "ack")
+
+    # The metrics endpoint served while the load ran, and its exposition is valid.
+    assert scrapes, "no metrics scraped during the run"
+    assert max(metric(m, "loadgen_workers") for m in scrapes) == workers
+    started = [metric(m, "loadgen_requests_started_total") for m in scrapes]
+    assert started == sorted(started) and started[-1] <= len(records)  # a counter: never goes back
+    assert max(metric(m, "loadgen_target_requests_per_second") for m in scrapes) <= profile.max_rate()
+    metrics = scrapes[-1]
+    assert "loadgen_request_latency_seconds_bucket" in metrics
+    if shutil.which("promtool"):
+        check = subprocess.run(
+            ["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True, timeout=30
+        )
+        assert check.returncode == 0 and not check.stdout.strip(), check.stdout + check.stderr
