@@ -35,8 +35,8 @@ pytestmark = pytest.mark.stack
 
 REPO = Path(__file__).resolve().parents[1]
 LOCUSTFILE = REPO / "loadtests" / "locustfile.py"
-REQUEST_TIMEOUT = 0.5
-SLOW_SECONDS = 1.5
+REQUEST_TIMEOUT = 1.0
+SLOW_SECONDS = 2.0
 RUN_LIMIT_SECONDS = 60
 # 40/s, 120/s for 1.5 s, back to 40/s: 300 arrivals in 4.5 s.
 PROFILE = "kind: surge\nrate: 40\nsurge_multiplier: 3\nsurge_start: 1.5\nsurge_duration: 1.5\nduration: 4.5\n"
@@ -116,10 +116,27 @@ def metric(text: str, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def run_locust(tmp_path: Path, host_port: int, extra: list[str]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """Run Locust to completion (bounded), scraping its metrics while it runs."""
+def our_tracebacks(output: str) -> list[str]:
+    """Traceback lines in loadtests/ code. Locust's own shutdown can race its CSV writer against the
+    closed file ("I/O operation on closed file" from stats_writer) when --processes and --csv meet;
+    that noise is Locust's, harmless, and not what these tests are about."""
+    return [line for line in output.splitlines() if line.lstrip().startswith("File ") and "/loadtests/" in line]
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def run_locust(
+    tmp_path: Path, host_port: int, extra: list[str], profile_text: str = PROFILE, terminate_after: float | None = None
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run Locust to completion (bounded), scraping its metrics while it runs; optionally SIGTERM it."""
     profile = tmp_path / "tiny-surge.yaml"
-    profile.write_text(PROFILE)
+    profile.write_text(profile_text)
     metrics_port = free_port()
     cmd = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
@@ -129,18 +146,27 @@ def run_locust(tmp_path: Path, host_port: int, extra: list[str]) -> tuple[subpro
         "--csv", str(tmp_path / "locust"), "--exit-code-on-error", "0", *extra,
     ]  # fmt: skip
     log = (tmp_path / "locust.log").open("w")
+    # Its own process group, so the workers it forks can be found (and, on failure, killed) too.
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     scrapes: list[str] = []
     try:
-        deadline = time.monotonic() + RUN_LIMIT_SECONDS
+        started = time.monotonic()
+        deadline = started + RUN_LIMIT_SECONDS
         while proc.poll() is None and time.monotonic() < deadline:
             text = scrape(metrics_port)
             if text and metric(text, "loadgen_requests_started_total") > 0:
                 scrapes.append(text)
+            if terminate_after is not None and time.monotonic() - started > terminate_after:
+                proc.terminate()  # the master only, as the harness does
+                terminate_after = None
             time.sleep(0.5)
         proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        gone_by = time.monotonic() + 10
+        while group_alive(proc.pid) and time.monotonic() < gone_by:
+            time.sleep(0.2)
+        assert not group_alive(proc.pid), "Locust left processes behind"
     finally:
-        if proc.poll() is None:  # never leave Locust or its workers behind
+        if group_alive(proc.pid):  # never leave Locust or its workers behind
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         log.close()
@@ -160,7 +186,7 @@ def test_locust_records_every_reaction_with_its_outcome(tmp_path, processes, arr
     with StandIn() as server:
         result, scrapes = run_locust(tmp_path, server.port, extra)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "Traceback" not in result.stdout, result.stdout[-3000:]
+    assert not our_tracebacks(result.stdout), result.stdout[-3000:]
     assert server.invalid == []
 
     out = tmp_path / "out"
@@ -177,7 +203,7 @@ def test_locust_records_every_reaction_with_its_outcome(tmp_path, processes, arr
     for r in records:
         assert (str(r.outcome), r.status) == expect[server.received[r.reaction_id]], r
         assert r.intended_unix_nanos <= r.ended_unix_nanos and r.started_unix_nanos <= r.ended_unix_nanos
-        assert r.started_unix_nanos - r.intended_unix_nanos < 0.25e9  # started on schedule
+        assert r.started_unix_nanos - r.intended_unix_nanos < 0.5e9  # started on schedule
     assert {str(r.outcome) for r in records} == {"ack", "failed", "unknown"}
     unknown = [r for r in records if str(r.outcome) == "unknown"]
     assert all(r.latency_seconds >= REQUEST_TIMEOUT for r in unknown)
@@ -226,3 +252,22 @@ def test_locust_records_every_reaction_with_its_outcome(tmp_path, processes, arr
             ["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True, timeout=30
         )
         assert check.returncode == 0 and not check.stdout.strip(), check.stdout + check.stderr
+
+
+def test_sigterm_mid_run_still_records_every_reaction(tmp_path):
+    # Locust installs its own SIGTERM handler only after a headless shape run ends; without ours the
+    # master would die at once, losing buffered outcomes and orphaning its workers.
+    long_profile = "kind: steady\nrate: 60\nduration: 60\n"
+    with StandIn() as server:
+        result, _ = run_locust(tmp_path, server.port, ["--processes", "2"], long_profile, terminate_after=3.0)
+        received = dict(server.received)
+    assert "SIGTERM: stopping" in result.stdout, result.stdout[-3000:]
+    assert not our_tracebacks(result.stdout), result.stdout[-3000:]
+    out = tmp_path / "out"
+    records = list(read_outcomes(out))
+    assert 0 < len(records) < 60 * 60
+    assert {r.reaction_id for r in records} == set(received)  # nothing sent went unrecorded
+    summaries = [json.loads(p.read_text()) for p in sorted(out.glob("summary-w*.json"))]
+    assert len(summaries) == 2
+    assert not any(s["completed_schedule"] for s in summaries)
+    assert sum(s["recorded"] for s in summaries) == len(records)

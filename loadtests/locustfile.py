@@ -1,0 +1,53 @@
+"""Open-loop load on the reaction API: `locust -f loadtests/locustfile.py [--headless] [--processes N]`.
+
+Load is a rate, not a number of users: the profile (--load-profile) says how many reactions per
+second to offer at each moment, and each request starts on schedule whether or not earlier ones
+have answered. Locust's users are only carriers: the shape below runs exactly one per process,
+and that user drives its process' share of the arrivals with a greenlet per request.
+
+Every request reaches Locust's stats (web UI, --csv) with its latency measured from the intended
+start, and every reaction id is written to --outcomes-dir with its outcome. See coordinator.py
+for how the master and workers split the work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from locust import LoadTestShape, User, constant, events, task
+
+from harness import topology
+from loadtests.coordinator import Coordinator
+from loadtests.settings import add_arguments
+
+coordinator = Coordinator()
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser: Any, **_: Any) -> None:
+    add_arguments(parser)
+
+
+@events.init.add_listener
+def _on_init(environment: Any, runner: Any, **kwargs: Any) -> None:
+    coordinator.on_init(environment, runner, **kwargs)
+
+
+class ReactionUser(User):
+    """Drives this process' share of the open-loop schedule; the shape spawns one per process."""
+
+    host = topology.url(topology.REACTION_HTTP_PORT)
+    wait_time = constant(1)  # paces only the idle loop after the schedule is done
+
+    @task
+    def open_loop(self) -> None:
+        coordinator.drive(self.host)
+        while True:
+            self.wait()  # interruptible: a stop ends the user at once
+
+
+class ProfileShape(LoadTestShape):
+    """Keeps one user per worker process while the profile runs, then stops once all have drained."""
+
+    def tick(self) -> tuple[int, float] | None:
+        return coordinator.tick(self.runner)

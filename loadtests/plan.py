@@ -1,0 +1,68 @@
+"""The run plan the master (or single process) fixes at test start and every worker follows.
+
+It travels to the workers inside Locust's spawn message: Locust forwards every non-default
+attribute of the master's `parsed_options` to the workers before their `test_start` fires.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from loadtests.arrivals import Share
+
+PLAN_OPTION = "loadgen_plan"
+LOCAL_WORKER_ID = "local"
+
+# t=0 of the schedule is this long after test start, so every worker holds its share before the
+# first arrival is due instead of starting with a burst of late ones.
+START_LEAD_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    run_id: str
+    epoch_unix_nanos: int  # schedule t=0 on the (shared) host clock
+    shares: dict[str, tuple[int, int]] = field(default_factory=dict)  # worker client id -> (index, count)
+
+    @classmethod
+    def new(cls, worker_ids: Sequence[str], now_unix_nanos: int | None = None) -> RunPlan:
+        """Dense shares in the given order: index i of n for the i-th worker."""
+        now = time.time_ns() if now_unix_nanos is None else now_unix_nanos
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now / 1e9))
+        n = len(worker_ids)
+        return cls(
+            run_id=f"{stamp}-{secrets.token_hex(2)}",
+            epoch_unix_nanos=now + int(START_LEAD_SECONDS * 1e9),
+            shares={wid: (i, n) for i, wid in enumerate(worker_ids)},
+        )
+
+    @property
+    def workers(self) -> int:
+        return len(self.shares)
+
+    @property
+    def epoch_unix_seconds(self) -> float:
+        return self.epoch_unix_nanos / 1e9
+
+    def share_for(self, worker_id: str) -> Share | None:
+        pair = self.shares.get(worker_id)
+        return Share(*pair) if pair else None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "epoch_unix_nanos": self.epoch_unix_nanos,
+            "shares": {k: list(v) for k, v in self.shares.items()},
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> RunPlan:
+        return cls(
+            run_id=str(data["run_id"]),
+            epoch_unix_nanos=int(data["epoch_unix_nanos"]),
+            shares={str(k): (int(v[0]), int(v[1])) for k, v in data["shares"].items()},
+        )

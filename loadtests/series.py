@@ -1,0 +1,98 @@
+"""One worker's per-second series, bucketed by the second of the *intended* start.
+
+Bucketing by intended start shows what became of the load offered in each second (a request
+offered at t=30.2 s that times out at 40 s counts in second 30). Per-worker quantiles cannot be
+merged; for cross-worker latency quantiles read the outcomes files.
+
+Line format (`series-w<worker>.jsonl`):
+    {"second": 0, "unix_seconds": ..., "target_rate": 50.0, "intended": 50, "started": 50, "missed": 0,
+     "ack": 49, "failed": 1, "unknown": 0, "latency_p50_seconds": ..., "latency_p99_seconds": ...,
+     "latency_max_seconds": ..., "lag_max_seconds": ...}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadtests.outcome import Outcome
+
+
+@dataclass
+class _Bucket:
+    intended: int = 0
+    started: int = 0
+    missed: int = 0
+    outcomes: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
+    latencies: list[float] = field(default_factory=list)
+    lag_max: float = 0.0
+
+
+def quantile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank quantile; None for no values."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+class Series:
+    def __init__(self, target_rate: Callable[[float], float], duration: float, epoch_unix_seconds: float) -> None:
+        """`target_rate(t)` is this worker's share of the profile rate at schedule time t."""
+        self._target_rate = target_rate
+        self._epoch = epoch_unix_seconds
+        self._buckets = [_Bucket() for _ in range(max(1, math.ceil(duration)))]
+
+    def _bucket(self, intended: float) -> _Bucket:
+        return self._buckets[min(len(self._buckets) - 1, max(0, int(intended)))]
+
+    def arrival(self, intended: float, started: bool) -> None:
+        b = self._bucket(intended)
+        b.intended += 1
+        if started:
+            b.started += 1
+        else:
+            b.missed += 1
+
+    def lag(self, intended: float, lag: float) -> None:
+        b = self._bucket(intended)
+        b.lag_max = max(b.lag_max, lag)
+
+    def completed(self, intended: float, outcome: Outcome, latency: float) -> None:
+        b = self._bucket(intended)
+        b.outcomes[outcome] += 1
+        b.latencies.append(latency)
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for second, b in enumerate(self._buckets):
+            lat = sorted(b.latencies)
+            rows.append(
+                {
+                    "second": second,
+                    "unix_seconds": self._epoch + second,
+                    # mean over the second, so a surge edge inside it shows as a partial rate
+                    "target_rate": round(sum(self._target_rate(second + (i + 0.5) / 10) for i in range(10)) / 10, 6),
+                    "intended": b.intended,
+                    "started": b.started,
+                    "missed": b.missed,
+                    **{str(o): n for o, n in b.outcomes.items()},
+                    "latency_p50_seconds": quantile(lat, 0.5),
+                    "latency_p99_seconds": quantile(lat, 0.99),
+                    "latency_max_seconds": lat[-1] if lat else None,
+                    "lag_max_seconds": b.lag_max,
+                }
+            )
+        return rows
+
+    def write(self, path: Path) -> None:
+        """Replace the file atomically, so a reader never sees half a series."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in self.rows()), encoding="utf-8")
+        os.replace(tmp, path)

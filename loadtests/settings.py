@@ -1,0 +1,134 @@
+"""The load generator's command-line options (added to Locust's parser) and their validated form."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import topology
+from loadtests.arrivals import ArrivalProcess
+from loadtests.profile import Profile, ProfileError, find_profile
+
+# Locust owns --profile (it labels test runs), hence --load-profile.
+DEFAULT_PROFILE = "steady"
+DEFAULT_OUTCOMES_DIR = "runs/loadgen/{run_id}"
+RUN_ID_PLACEHOLDER = "{run_id}"
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def add_arguments(parser: Any) -> None:
+    """Register on Locust's parser (`events.init_command_line_parser`); all but the port show in the web UI."""
+    # Straight on the parser, not in a group: only LocustArgumentParser.add_argument knows include_in_web_ui.
+    group = parser
+    group.add_argument(
+        "--load-profile",
+        default=DEFAULT_PROFILE,
+        help="profile name (file stem in loadtests/profiles/, or a unique prefix such as 'surge') or a YAML path",
+    )
+    group.add_argument(
+        "--arrivals",
+        default=str(ArrivalProcess.POISSON),
+        choices=[str(p) for p in ArrivalProcess],
+        help="inter-arrival times: constant spacing or Poisson (exponential, seeded)",
+    )
+    group.add_argument("--seed", type=int, default=1, help="seed of the arrival times and request contents")
+    group.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="compress (or stretch) the profile's timeline to this many seconds; 0 keeps the profile's own",
+    )
+    group.add_argument("--rate-scale", type=float, default=1.0, help="multiply every rate of the profile")
+    group.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=1000,
+        help="cap on requests awaiting an answer, all workers together; arrivals over it are counted as missed",
+    )
+    group.add_argument(
+        "--request-timeout", type=float, default=10.0, help="seconds before a request's outcome is 'unknown'"
+    )
+    group.add_argument("--post-count", type=int, default=1000, help="reactions go to post-0 .. post-(N-1)")
+    group.add_argument("--reacting-users", type=int, default=10000, help="reactions come from user-0 .. user-(N-1)")
+    group.add_argument(
+        "--outcomes-dir",
+        default=DEFAULT_OUTCOMES_DIR,
+        help="where each worker writes outcomes-w<i>.jsonl, series-w<i>.jsonl and summary-w<i>.json; "
+        "'{run_id}' is replaced by the run id",
+    )
+    group.add_argument(
+        "--metrics-port",
+        type=int,
+        default=topology.LOADGEN_METRICS_PORT,
+        include_in_web_ui=False,
+        help="Prometheus /metrics port on 127.0.0.1 (master or single process); 0 disables",
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: Profile  # already compressed / rate-scaled
+    profile_ref: str
+    process: ArrivalProcess
+    seed: int
+    max_in_flight: int
+    request_timeout: float
+    post_count: int
+    reacting_users: int
+    outcomes_dir: str
+    metrics_port: int
+
+    @classmethod
+    def from_options(cls, options: argparse.Namespace | Any) -> Settings:
+        """Validate everything before load starts; errors say which option and why."""
+
+        def positive(name: str, value: float) -> None:
+            if not value > 0:
+                raise SettingsError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+
+        for name in ("max_in_flight", "request_timeout", "post_count", "reacting_users", "rate_scale"):
+            positive(name, getattr(options, name))
+        if options.duration < 0:
+            raise SettingsError(f"--duration must be >= 0, got {options.duration}")
+        try:
+            process = ArrivalProcess(options.arrivals)
+        except ValueError:
+            raise SettingsError(f"--arrivals must be one of {', '.join(ArrivalProcess)}") from None
+        try:
+            profile = find_profile(options.load_profile)
+        except ProfileError as exc:
+            raise SettingsError(f"--load-profile: {exc}") from None
+        profile = profile.scaled(duration=options.duration or None, rate_factor=options.rate_scale)
+        return cls(
+            profile=profile,
+            profile_ref=options.load_profile,
+            process=process,
+            seed=int(options.seed),
+            max_in_flight=int(options.max_in_flight),
+            request_timeout=float(options.request_timeout),
+            post_count=int(options.post_count),
+            reacting_users=int(options.reacting_users),
+            outcomes_dir=str(options.outcomes_dir),
+            metrics_port=int(options.metrics_port),
+        )
+
+    def outcomes_dir_for(self, run_id: str) -> Path:
+        return Path(self.outcomes_dir.replace(RUN_ID_PLACEHOLDER, run_id))
+
+    def describe(self) -> dict[str, Any]:
+        """What a worker writes into its summary: enough to reproduce the run."""
+        return {
+            "profile": self.profile.model_dump(mode="json"),
+            "profile_ref": self.profile_ref,
+            "arrivals": str(self.process),
+            "seed": self.seed,
+            "max_in_flight": self.max_in_flight,
+            "request_timeout_seconds": self.request_timeout,
+            "post_count": self.post_count,
+            "reacting_users": self.reacting_users,
+        }
