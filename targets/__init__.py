@@ -1,0 +1,1 @@
+"""The system under test: the reaction service, the notification service and the push sink."""
