@@ -17,8 +17,20 @@ from prometheus_client import CollectorRegistry, Gauge
 from chaos.scenario import Fault, LinkDownFault, ProcessFault, ToxicFault
 from chaos.toxiproxy import Toxic, ToxiproxyClient
 
-CHAOS_FAULT_ACTIVE = "chaos_fault_active"  # gauge: 1 while a fault is applied
-CHAOS_FAULTS_APPLIED_TOTAL = "chaos_faults_applied_total"
+CHAOS_FAULT_ACTIVE = "chaos_fault_active"  # gauge {kind, target, fault}: 1 while a fault is applied
+CHAOS_CELL_ACTIVE = "chaos_cell_active"  # gauge {pipeline, scenario}: 1 while that cell's load runs
+
+
+class ChaosMetrics:
+    """The harness' own series, served on topology.CHAOS_METRICS_PORT during `bench run`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.fault_active = Gauge(
+            CHAOS_FAULT_ACTIVE, "1 while the fault is applied", ["kind", "target", "fault"], registry=registry
+        )
+        self.cell_active = Gauge(
+            CHAOS_CELL_ACTIVE, "1 while this pipeline x scenario runs", ["pipeline", "scenario"], registry=registry
+        )
 
 
 class ProcessControl(Protocol):
@@ -61,7 +73,7 @@ class Timeline:
     load_seconds: float
     toxiproxy: ToxiproxyClient
     processes: ProcessControl
-    registry: CollectorRegistry | None = None
+    metrics: ChaosMetrics | None = None
     clock: Callable[[], float] = time.monotonic
     windows: list[Window] = field(default_factory=list)
     _events: list[_Event] = field(default_factory=list)
@@ -74,14 +86,8 @@ class Timeline:
             self.windows.append(Window(i, f.kind, f.target, f.label, start, end))
             self._events += [_Event(start, False, i), _Event(end, True, i)]
         self._events.sort(key=_Event.key)
-        self._gauge: Gauge | None = None
-        if self.registry is not None:
-            self._gauge = Gauge(
-                CHAOS_FAULT_ACTIVE,
-                "1 while the fault is applied",
-                ["kind", "target", "fault"],
-                registry=self.registry,
-            )
+        self._gauge = None if self.metrics is None else self.metrics.fault_active
+        if self._gauge is not None:
             for w in self.windows:
                 self._gauge.labels(w.kind, w.target, w.label).set(0)
 

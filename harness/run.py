@@ -22,7 +22,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 
 from chaos import scenario as scenarios
-from chaos.engine import Timeline
+from chaos.engine import ChaosMetrics, Timeline
 from harness import kafka_admin, ledger, paths, provision, sink, stats, supervisor, topology
 from harness.loadgen import LoadRun
 from harness.stack import Stack
@@ -122,7 +122,7 @@ def _sample_backlog() -> int | None:
         return None
 
 
-def run_cell(stack: Stack, cell: Cell, out: Path, registry: CollectorRegistry, processes: int) -> dict[str, Any]:
+def run_cell(stack: Stack, cell: Cell, out: Path, metrics: ChaosMetrics, processes: int) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     label = f"{cell.pipeline} x {cell.scenario.name}"
     progress = Progress(label, cell.load_seconds)
@@ -134,11 +134,12 @@ def run_cell(stack: Stack, cell: Cell, out: Path, registry: CollectorRegistry, p
     dlq_before = kafka_admin.end_offset(topology.TOPIC_DEAD_LETTER)
 
     load = LoadRun(cell.profile_ref, cell.load_seconds, out / "loadgen", processes=processes)
-    timeline = Timeline(_scaled_faults(cell), cell.load_seconds, stack.toxiproxy, stack, registry=registry)
+    timeline = Timeline(_scaled_faults(cell), cell.load_seconds, stack.toxiproxy, stack, metrics=metrics)
     backlog_series: list[tuple[float, int | None]] = []
     started_unix = time.time()
     proc = load.start(out / "locust.log")
     timeline.start()
+    metrics.cell_active.labels(cell.pipeline, cell.scenario.name).set(1)
     try:
         next_sample = 0.0
         while proc.poll() is None:
@@ -156,6 +157,7 @@ def run_cell(stack: Stack, cell: Cell, out: Path, registry: CollectorRegistry, p
                 )
             time.sleep(TICK)
     finally:
+        metrics.cell_active.labels(cell.pipeline, cell.scenario.name).set(0)
         timeline.undo_all()
         if proc.poll() is None:  # interrupted: stop Locust so it still writes its outcomes
             proc.terminate()
@@ -356,6 +358,7 @@ def run(
     latest.unlink(missing_ok=True)
     latest.symlink_to(run_id)
     registry = CollectorRegistry()
+    metrics = ChaosMetrics(registry)
     server, _thread = start_http_server(topology.CHAOS_METRICS_PORT, addr=topology.HOST, registry=registry)
     results = []
     print(f"run {run_id}: {len(the_plan.cells)} cell(s) -> {run_dir}", flush=True)
@@ -363,7 +366,7 @@ def run(
         with supervisor.terminating_signals(), Stack(run_dir / "stack", the_plan.cells[0].pipeline) as stack:
             for cell in the_plan.cells:
                 out = run_dir / f"{cell.pipeline}--{cell.scenario.name}"
-                results.append(run_cell(stack, cell, out, registry, processes))
+                results.append(run_cell(stack, cell, out, metrics, processes))
     except KeyboardInterrupt:
         print("\nbench run: interrupted; faults undone, stack stopped", file=sys.stderr)
         return 130

@@ -1,0 +1,191 @@
+"""The article's claims as data (claims.yaml) and their verdicts against one run.
+
+Each claim has a `holds` condition over `<pipeline>.<scenario>.<metric>` names (harness/expr.py):
+true -> confirmed, false -> refuted. It is *not shown* when the claim cannot be measured here
+(`holds: null`), when a value it reads is missing from the run (cell not run, or nothing measured),
+or when its optional `shown_if` precondition is false (e.g. "async handles surges better" says
+nothing if the surge did not stress sync at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from harness import expr, results, yamlpos
+from harness.results import Run
+
+DEFAULT_FILE = Path(__file__).resolve().parent / "claims.yaml"
+FIELDS = ("id", "side", "kind", "text", "scenario", "metric", "holds", "shown_if", "show", "note")
+REQUIRED = ("id", "side", "kind", "text")
+SIDES = ("sync", "async")
+KINDS = ("advantage", "disadvantage")
+
+Verdict = Literal["confirmed", "refuted", "not shown"]
+
+
+class ClaimsError(ValueError):
+    """A malformed claims file; the message is `file:line: ...`."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One condition: its text, its parsed form and the full name behind each name written in it."""
+
+    text: str
+    node: expr.Node
+    names: dict[str, str]  # as written -> pipeline.scenario.metric
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    side: str  # whose section of the article the claim is in
+    kind: str
+    text: str
+    scenario: str | None  # the default scenario for two-part names (pipeline.metric)
+    metric: str  # what is measured, for people
+    holds: Rule | None
+    shown_if: Rule | None = None
+    show: tuple[str, ...] = ()  # extra values shown beside the verdict
+    note: str = ""
+    line: int = 0
+
+    def inputs(self) -> list[str]:
+        """Every full name the verdict or its table row reads, in order."""
+        out: list[str] = []
+        for rule in (self.holds, self.shown_if):
+            if rule is not None:
+                out += rule.names.values()
+        return list(dict.fromkeys([*out, *self.show]))
+
+    @property
+    def scenarios(self) -> list[str]:
+        found = [results.split_name(n)[1] for n in self.inputs()]
+        return list(dict.fromkeys(found or ([self.scenario] if self.scenario else [])))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    claim: Claim
+    verdict: Verdict
+    reason: str
+    values: dict[str, float | None] = field(default_factory=dict)
+
+
+def _rule(text: Any, where: str, scenario: str | None) -> Rule:
+    if not isinstance(text, str):
+        raise ClaimsError(f"{where}: must be a string expression")
+    try:
+        node = expr.parse_condition(text)
+    except expr.ExprError as e:
+        raise ClaimsError(f"{where}: {e} in {text!r}") from None
+    full = {}
+    for n in expr.names(node):
+        try:
+            full[n.name] = ".".join(results.split_name(n.name, scenario))
+        except ValueError as e:
+            raise ClaimsError(f"{where}: column {n.column}: {e}") from None
+    return Rule(text, node, full)
+
+
+def _claim(raw: Any, path: Path, seen: set[str]) -> Claim:
+    line = yamlpos.line_of(raw)
+    if not isinstance(raw, dict):
+        raise ClaimsError(f"{path}:{line}: each claim must be a mapping")
+    claim_id = raw.get("id")
+    where = f"{path}:{line}: claim {claim_id!r}" if claim_id else f"{path}:{line}: claim"
+    for key in raw:
+        if key not in FIELDS:
+            raise ClaimsError(f"{path}:{yamlpos.line_of(key, line)}: unknown field {key!r} (fields: {', '.join(FIELDS)})")
+    for key in REQUIRED:
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise ClaimsError(f"{where}: missing field {key!r}")
+    if claim_id in seen:
+        raise ClaimsError(f"{where}: duplicate id")
+    seen.add(str(claim_id))
+    if raw["side"] not in SIDES:
+        raise ClaimsError(f"{where}: side must be one of {', '.join(SIDES)}")
+    if raw["kind"] not in KINDS:
+        raise ClaimsError(f"{where}: kind must be one of {', '.join(KINDS)}")
+    scenario = raw.get("scenario")
+    if scenario is not None and not isinstance(scenario, str):
+        raise ClaimsError(f"{where}: scenario must be a scenario name")
+
+    def rule(key: str) -> Rule | None:
+        value = raw.get(key)
+        return None if value is None else _rule(value, f"{path}:{yamlpos.line_of(value, line)}: {key}", scenario)
+
+    holds, shown_if = rule("holds"), rule("shown_if")
+    if holds is None and not raw.get("note"):
+        raise ClaimsError(f"{where}: a claim without `holds` needs a `note` saying why it is not measured")
+    show = raw.get("show") or []
+    if not isinstance(show, list):
+        raise ClaimsError(f"{where}: show must be a list of names")
+    shown: list[str] = []
+    for n in show:
+        try:
+            shown.append(".".join(results.split_name(str(n), scenario)))
+        except ValueError as e:
+            raise ClaimsError(f"{path}:{yamlpos.line_of(n, line)}: show: {e}") from None
+    return Claim(
+        id=str(claim_id),
+        side=str(raw["side"]),
+        kind=str(raw["kind"]),
+        text=" ".join(str(raw["text"]).split()),
+        scenario=scenario,
+        metric=" ".join(str(raw.get("metric") or "").split()),
+        holds=holds,
+        shown_if=shown_if,
+        show=tuple(shown),
+        note=" ".join(str(raw.get("note") or "").split()),
+        line=line,
+    )
+
+
+def load(path: Path = DEFAULT_FILE) -> list[Claim]:
+    """Parse and validate the whole file (syntax, names, metrics) before any verdict is given."""
+    try:
+        raw = yamlpos.load(path)
+    except ValueError as e:
+        raise ClaimsError(str(e)) from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("claims"), list):
+        raise ClaimsError(f"{path}:1: expected a mapping with a `claims:` list")
+    seen: set[str] = set()
+    return [_claim(c, path, seen) for c in raw["claims"]]
+
+
+def _absent(name: str, run: Run, env: Mapping[str, float | None]) -> str:
+    pipeline, scenario, metric = results.split_name(name)
+    if run.cell(pipeline, scenario) is None:
+        return f"no {pipeline} x {scenario} cell in this run"
+    return f"{name} was not measured"
+
+
+def judge(claim: Claim, run: Run, env: Mapping[str, float | None] | None = None) -> Judgement:
+    env = run.env() if env is None else env
+    values = {n: env.get(n) for n in claim.inputs()}
+    if claim.holds is None:
+        return Judgement(claim, "not shown", claim.note, values)
+    needed = [n for rule in (claim.holds, claim.shown_if) if rule for n in rule.names.values()]
+    missing = list(dict.fromkeys(_absent(n, run, env) for n in needed if env.get(n) is None))
+    if missing:
+        return Judgement(claim, "not shown", "; ".join(missing), values)
+
+    def check(rule: Rule) -> bool:
+        return bool(expr.evaluate(rule.node, {w: env.get(full) for w, full in rule.names.items()}))
+
+    try:
+        if claim.shown_if is not None and not check(claim.shown_if):
+            return Judgement(claim, "not shown", f"precondition false: {claim.shown_if.text}", values)
+        held = check(claim.holds)
+    except ZeroDivisionError:
+        return Judgement(claim, "not shown", "a value it divides by is zero", values)
+    return Judgement(claim, "confirmed" if held else "refuted", claim.holds.text, values)
+
+
+def judge_all(run: Run, claims: list[Claim] | None = None) -> list[Judgement]:
+    env = run.env()
+    return [judge(c, run, env) for c in (load() if claims is None else claims)]
