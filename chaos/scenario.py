@@ -198,13 +198,15 @@ class Scenario(_Strict):
 
 def _loc(err: dict[str, Any]) -> str:
     parts: list[str] = []
+    prev: Any = None
     for p in err["loc"]:
         if isinstance(p, int):
             parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
-        elif p in ("toxic", "link-down", "kill", "pause") and parts and parts[-1].endswith("]"):
-            continue  # pydantic's discriminator tag adds nothing for the reader
+        elif isinstance(prev, int) and p in ("toxic", "link-down", "kill", "pause"):
+            pass  # pydantic's discriminator tag right after a list index adds nothing for the reader
         else:
             parts.append(str(p))
+        prev = p
     return ".".join(parts) or "(top level)"
 
 

@@ -1,0 +1,104 @@
+"""Scenario validation: every mistake names the file and the field; nothing starts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chaos import scenario as scenarios
+from harness import run
+
+GOOD = """
+name: t
+description: a test
+profile: steady
+faults:
+  - {kind: toxic, at: 1, duration: 5, link: push, toxic: latency, attributes: {latency: 100}}
+hypothesis:
+  "*": [{metric: lost, op: "==", value: 0}]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "s.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_every_shipped_scenario_is_valid() -> None:
+    names = scenarios.shipped()
+    for required in ("baseline", "surge", "push-slow", "notification-down", "broker-down", "flaky-network",
+                     "consumer-crash", "broker-restart"):  # fmt: skip
+        assert required in names
+    plan = run.plan(["sync", "async"], names, None, False)
+    assert len(plan.cells) == 2 * len(names)
+
+
+def test_a_good_scenario_loads(tmp_path: Path) -> None:
+    sc = scenarios.load(str(write(tmp_path, GOOD)))
+    assert sc.faults[0].label == "latency(downstream) on push"
+    assert [str(c) for c in sc.checks_for("async")] == ["lost == 0"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("link: push", "link: pushh", "faults[0].link: unknown link 'pushh'"),
+        ("toxic: latency", "toxic: latencyy", "faults[0].toxic: unknown toxic 'latencyy'"),
+        ("{latency: 100}", "{delay: 100}", "toxic 'latency' has no attribute 'delay'"),
+        ("at: 1,", "at: -1,", "faults[0].at: Input should be greater than or equal to 0"),
+        ("kind: toxic", "kind: explode", "faults[0]: unknown kind 'explode'"),
+        ("description:", "descriptoin:", "descriptoin: Extra inputs are not permitted"),
+        ("metric: lost", "metric: lots", "hypothesis.*[0].metric: unknown metric 'lots'"),
+        ('"*":', "syncc:", "hypothesis: unknown pipeline 'syncc'"),
+        ("duration: 5", "duration: 0", "faults[0].duration: Input should be greater than 0"),
+    ],
+)
+def test_errors_name_file_and_field(tmp_path: Path, old: str, new: str, message: str) -> None:
+    path = write(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(scenarios.ScenarioError) as e:
+        scenarios.load(str(path))
+    assert str(path) in str(e.value)
+    assert message in str(e.value)
+
+
+def test_overlapping_conflicting_faults_are_rejected(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "faults:\n",
+        "faults:\n  - {kind: link-down, at: 3, duration: 5, link: push}\n  - {kind: kill, at: 1, process: kafka}\n"
+        "  - {kind: pause, at: 10, process: kafka}\n",
+    )
+    with pytest.raises(scenarios.ScenarioError) as e:
+        run.plan(["async"], [str(write(tmp_path, text))], None, False)
+    assert "push down overlaps" in str(e.value) or "overlaps faults[0]: push down" in str(e.value)
+    assert "pause kafka overlaps faults[1]: kill kafka" in str(e.value)
+
+
+def test_different_toxics_on_one_link_may_overlap(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "faults:\n", "faults:\n  - {kind: toxic, at: 2, link: push, toxic: bandwidth, attributes: {rate: 10}}\n"
+    )
+    run.plan(["async"], [str(write(tmp_path, text))], None, False)
+
+
+def test_unknown_profile_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("profile: steady", "profile: nosuchprofile"))
+    with pytest.raises(scenarios.ScenarioError, match=r"s\.yaml: profile: .*nosuchprofile"):
+        run.plan(["async"], [str(path)], None, False)
+
+
+def test_bench_run_with_a_bad_scenario_exits_2_and_starts_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("link: push", "link: pushh"))
+    env = dict(os.environ, SYNC_ASYNC_BENCH_RUNS=str(tmp_path / "runs"))
+    out = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--pipeline", "async", "--scenario", str(path)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert f"{path}: faults[0].link: unknown link 'pushh'" in out.stderr
+    assert "nothing started" in out.stderr
+    assert not (tmp_path / "runs").exists(), "a run folder was created for an invalid scenario"

@@ -1,0 +1,133 @@
+"""Short versions of every shipped scenario on the real stack, asserting what the article predicts.
+
+Each cell runs through the same code as `bench run` (harness.run.run_cell) on the session's stack,
+with the load compressed to CELL_SECONDS (fault times scale with it). The assertions are on
+measured values in result.json, never on wall-clock limits of the test itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from chaos.engine import ChaosMetrics
+from harness import run
+
+pytestmark = pytest.mark.stack
+
+CELL_SECONDS = 15.0
+Result = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def cell(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Result]:
+    """Runs a (pipeline, scenario) cell once per module and returns its result.json."""
+    out_root: Path = tmp_path_factory.mktemp("cells")
+    metrics = ChaosMetrics(CollectorRegistry())
+    cache: dict[tuple[str, str], Result] = {}
+
+    def get(pipeline: str, scenario: str) -> Result:
+        if (pipeline, scenario) not in cache:
+            (the_cell,) = run.plan([pipeline], [scenario], CELL_SECONDS, False).cells
+            result = run.run_cell(stack, the_cell, out_root / f"{pipeline}--{scenario}", metrics, processes=1)
+            on_disk = json.loads((out_root / f"{pipeline}--{scenario}" / "result.json").read_text())
+            assert on_disk == json.loads(json.dumps(result)), "result.json differs from the returned result"
+            cache[(pipeline, scenario)] = result
+        return cache[(pipeline, scenario)]
+
+    return get
+
+
+def m(result: Result, name: str) -> float:
+    value = result["measured"][name]
+    assert value is not None, f"{result['pipeline']} x {result['scenario']}: {name} not measured"
+    return float(value)
+
+
+def assert_nothing_lost(r: Result) -> None:
+    led = r["ledger"]
+    assert led["lost"] == 0, f"{r['pipeline']} x {r['scenario']} lost {led['samples'].get('lost')}"
+    assert led["unexpected"] == 0
+    assert r["timings"]["drained"], "the backlog did not drain within the scenario's drain timeout"
+
+
+@pytest.mark.parametrize("pipeline", ["sync", "async"])
+def test_baseline_delivers_everything_without_errors(cell: Callable[[str, str], Result], pipeline: str) -> None:
+    r = cell(pipeline, "baseline")
+    assert_nothing_lost(r)
+    assert m(r, "error_ratio") == 0
+    assert m(r, "attempted") >= 0.9 * r["rate"]["target_mean"] * CELL_SECONDS
+    assert r["ledger"]["delivered"] == r["ledger"]["acknowledged"]
+    assert r["hypothesis"]["passed"], r["hypothesis"]
+    assert len(r["series"]["acknowledged"]) >= CELL_SECONDS
+    assert sum(r["series"]["acknowledged"]) == r["ledger"]["acknowledged"]
+    for q in ("p50", "p90", "p99", "p999", "max"):
+        assert r["api_latency_seconds"][q] is not None and r["e2e_latency_seconds"][q] is not None
+
+
+def test_push_slow_blocks_sync_callers_but_not_async_ones(cell: Callable[[str, str], Result]) -> None:
+    injected = 0.4  # 200 ms each way on the push link
+    sync, async_ = cell("sync", "push-slow"), cell("async", "push-slow")
+    assert m(sync, "api.p99") > injected, "sync callers wait for the slow push"
+    assert m(async_, "api.p99") < injected, "async callers only wait for Kafka"
+    assert m(async_, "e2e.p99") > injected / 2, "the delay moves to end-to-end latency"
+    assert_nothing_lost(sync)
+    assert_nothing_lost(async_)
+
+
+def test_notification_down_fails_sync_while_async_accepts_and_delivers_later(
+    cell: Callable[[str, str], Result],
+) -> None:
+    sync, async_ = cell("sync", "notification-down"), cell("async", "notification-down")
+    assert m(sync, "failed") + m(sync, "unknown") > 0, "the failure cascades to sync callers"
+    assert m(async_, "error_ratio") == 0, "async callers are not affected"
+    assert m(async_, "peak_backlog") > 0, "events waited in Kafka"
+    assert_nothing_lost(async_)
+    assert async_["ledger"]["delivered"] == async_["ledger"]["acknowledged"]
+    assert m(async_, "e2e.max") > m(async_, "api.max"), "eventual consistency: delivered after the answer"
+
+
+def test_broker_down_fails_async_while_sync_is_untouched(cell: Callable[[str, str], Result]) -> None:
+    sync, async_ = cell("sync", "broker-down"), cell("async", "broker-down")
+    assert m(async_, "failed") > 0, "the broker is a single point of failure for async"
+    assert m(sync, "error_ratio") == 0, "sync never touches Kafka"
+    assert_nothing_lost(sync)
+    assert_nothing_lost(async_)
+
+
+def test_surge_is_absorbed_by_async_without_loss(cell: Callable[[str, str], Result]) -> None:
+    sync, async_ = cell("sync", "surge"), cell("async", "surge")
+    for r in (sync, async_):
+        assert_nothing_lost(r)
+        assert max(r["series"]["target_rate"]) >= 5 * min(r["series"]["target_rate"][:3])
+    assert m(async_, "error_ratio") < 0.01
+
+
+@pytest.mark.parametrize("pipeline", ["sync-resilient", "async"])
+def test_flaky_network_loses_nothing(cell: Callable[[str, str], Result], pipeline: str) -> None:
+    r = cell(pipeline, "flaky-network")
+    assert_nothing_lost(r)
+    assert any(f["applied_offset"] is not None for f in r["faults"])
+
+
+@pytest.mark.parametrize("pipeline", ["sync", "async"])
+def test_consumer_crash_loses_nothing_and_counts_redeliveries(
+    cell: Callable[[str, str], Result], pipeline: str
+) -> None:
+    r = cell(pipeline, "consumer-crash")
+    assert_nothing_lost(r)
+    (kill,) = r["faults"]
+    assert kill["error"] is None and kill["applied_offset"] is not None and kill["undone_offset"] is not None
+    assert isinstance(r["ledger"]["redeliveries"], int)
+
+
+def test_broker_restart_loses_no_acknowledged_event(cell: Callable[[str, str], Result]) -> None:
+    r = cell("async", "broker-restart")
+    assert_nothing_lost(r)
+    assert m(r, "failed") + m(r, "unknown") > 0, "clients saw the broker go away"
+    assert m(r, "acknowledged") > 0
