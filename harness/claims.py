@@ -63,7 +63,9 @@ class Claim:
 
     @property
     def scenarios(self) -> list[str]:
-        found = [results.split_name(n)[1] for n in self.inputs()]
+        """The scenarios the verdict depends on (not those of the context values in `show`)."""
+        rules = [r for r in (self.holds, self.shown_if) if r is not None]
+        found = [results.split_name(n)[1] for r in rules for n in r.names.values()]
         return list(dict.fromkeys(found or ([self.scenario] if self.scenario else [])))
 
 
@@ -91,15 +93,17 @@ def _rule(text: Any, where: str, scenario: str | None) -> Rule:
     return Rule(text, node, full)
 
 
-def _claim(raw: Any, path: Path, seen: set[str]) -> Claim:
-    line = yamlpos.line_of(raw)
+def _claim(raw: Any, path: Path, seen: set[str], list_line: int) -> Claim:
+    line = yamlpos.line_of(raw, list_line)
     if not isinstance(raw, dict):
         raise ClaimsError(f"{path}:{line}: each claim must be a mapping")
     claim_id = raw.get("id")
     where = f"{path}:{line}: claim {claim_id!r}" if claim_id else f"{path}:{line}: claim"
     for key in raw:
         if key not in FIELDS:
-            raise ClaimsError(f"{path}:{yamlpos.line_of(key, line)}: unknown field {key!r} (fields: {', '.join(FIELDS)})")
+            raise ClaimsError(
+                f"{path}:{yamlpos.line_of(key, line)}: unknown field {key!r} (fields: {', '.join(FIELDS)})"
+            )
     for key in REQUIRED:
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise ClaimsError(f"{where}: missing field {key!r}")
@@ -154,11 +158,11 @@ def load(path: Path = DEFAULT_FILE) -> list[Claim]:
     if not isinstance(raw, dict) or not isinstance(raw.get("claims"), list):
         raise ClaimsError(f"{path}:1: expected a mapping with a `claims:` list")
     seen: set[str] = set()
-    return [_claim(c, path, seen) for c in raw["claims"]]
+    return [_claim(c, path, seen, yamlpos.line_of(raw["claims"])) for c in raw["claims"]]
 
 
-def _absent(name: str, run: Run, env: Mapping[str, float | None]) -> str:
-    pipeline, scenario, metric = results.split_name(name)
+def _absent(name: str, run: Run) -> str:
+    pipeline, scenario, _ = results.split_name(name)
     if run.cell(pipeline, scenario) is None:
         return f"no {pipeline} x {scenario} cell in this run"
     return f"{name} was not measured"
@@ -170,7 +174,7 @@ def judge(claim: Claim, run: Run, env: Mapping[str, float | None] | None = None)
     if claim.holds is None:
         return Judgement(claim, "not shown", claim.note, values)
     needed = [n for rule in (claim.holds, claim.shown_if) if rule for n in rule.names.values()]
-    missing = list(dict.fromkeys(_absent(n, run, env) for n in needed if env.get(n) is None))
+    missing = list(dict.fromkeys(_absent(n, run) for n in needed if env.get(n) is None))
     if missing:
         return Judgement(claim, "not shown", "; ".join(missing), values)
 

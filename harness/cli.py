@@ -7,6 +7,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from harness import doctor, paths, provision, supervisor, topology
 
@@ -94,6 +95,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness import report
+
+    return report.main(args.run_dir, claims_file=args.claims, screenshot=args.screenshot)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness import compare
+
+    return compare.main(args.base, args.new, args.thresholds, args.format, args.all)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="sync (gRPC) vs async (Kafka) benchmark harness")
     sub = p.add_subparsers(dest="command", required=True)
@@ -104,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
         "down": ("stop the stack `bench up` started", cmd_down),
         "run": ("run pipelines through scenarios; writes runs/<id>/<pipeline>--<scenario>/result.json", cmd_run),
         "validate": ("validate scenario files (and their load profiles) without starting anything", cmd_validate),
+        "report": (
+            "write RUN_DIR/report.html (charts) and RUN_DIR/report.md (summary, the article's claims)",
+            cmd_report,
+        ),
+        "compare": ("compare two runs; exit 1 when a threshold is crossed", cmd_compare),
     }
     subs = {}
     for name, (help_text, fn) in commands.items():
@@ -121,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help=f"cap each cell's load at {30:d} s (CI)")
     run.add_argument("--processes", type=int, default=1, help="Locust worker processes")
     subs["validate"].add_argument("scenario", nargs="*", default=["all"])
+    rep = subs["report"]
+    rep.add_argument("run_dir", help="a run folder (runs/<id>, runs/latest) or its run.json")
+    rep.add_argument("--claims", type=Path, help="verdict rules (default: harness/claims.yaml)")
+    rep.add_argument("--screenshot", action="store_true", help="also write report.png with headless Chromium")
+    cmp = subs["compare"]
+    cmp.add_argument("base", help="the reference run folder or run.json (e.g. main's)")
+    cmp.add_argument("new", help="the run folder or run.json to judge")
+    cmp.add_argument("--thresholds", type=Path, help="thresholds file (default: harness/thresholds/default.yaml)")
+    cmp.add_argument("--format", choices=["text", "markdown"], default="text")
+    cmp.add_argument("--all", action="store_true", help="list every metric, not only thresholded and key ones")
     return p
 
 

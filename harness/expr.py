@@ -151,7 +151,7 @@ class _Parser:
 
     def number(self, node: Node, tok: _Tok, what: str) -> Node:
         if is_boolean(node):
-            raise ExprError(f"{what} needs a number, not a comparison", tok.column)
+            raise ExprError(f"{what!r} needs a number, not a comparison", tok.column)
         return node
 
     def parse(self) -> Node:
@@ -193,20 +193,24 @@ class _Parser:
         return node
 
     def sum(self) -> Node:
+        start = self.peek()
         node = self.product()
         while op := self.accept("+", "-"):
-            node = Binary(op.text, node, self.product())
+            right = self.product()
+            node = Binary(op.text, self.number(node, start, op.text), self.number(right, op, op.text))
         return node
 
     def product(self) -> Node:
+        start = self.peek()
         node = self.unary()
         while op := self.accept("*", "/"):
-            node = Binary(op.text, node, self.unary())
+            right = self.unary()
+            node = Binary(op.text, self.number(node, start, op.text), self.number(right, op, op.text))
         return node
 
     def unary(self) -> Node:
-        if self.accept("-"):
-            return Unary("-", self.unary())
+        if op := self.accept("-"):
+            return Unary("-", self.number(self.unary(), op, "-"))
         return self.atom()
 
     def atom(self) -> Node:

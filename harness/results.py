@@ -26,6 +26,7 @@ METRICS = (*MEASURED, *DERIVED)
 SECONDS = ("api.", "e2e.", "drain_seconds", "fault.api_p99_max")
 RATIOS = ("_ratio",)
 RATES = ("achieved_rate", "rate.")
+NO_VALUE = "\N{EN DASH}"  # shown where nothing was measured
 
 
 class ResultsError(ValueError):
@@ -81,15 +82,23 @@ def _num(v: Any) -> float | None:
     return float(v)
 
 
-def fault_seconds(data: Mapping[str, Any]) -> set[int]:
-    """Whole seconds (of the series) overlapping a fault window, using when it was really applied."""
-    out: set[int] = set()
+def fault_windows(data: Mapping[str, Any]) -> list[tuple[float, float, str]]:
+    """(start, end, label) of each fault in seconds from the load's start: when it was really applied
+    and undone where recorded, else when it was planned."""
+    out = []
     for w in data.get("faults") or []:
         start = w.get("applied_offset") if w.get("applied_offset") is not None else w.get("start")
         end = w.get("undone_offset") if w.get("undone_offset") is not None else w.get("end")
-        if start is None or end is None or end <= start:
-            continue
-        out.update(range(max(0, math.floor(start)), math.ceil(end)))
+        if start is not None and end is not None and end > start:
+            out.append((float(start), float(end), str(w.get("label") or w.get("kind") or "fault")))
+    return out
+
+
+def fault_seconds(data: Mapping[str, Any]) -> set[int]:
+    """Seconds (of the series) whose middle falls inside a fault window."""
+    out: set[int] = set()
+    for start, end, _ in fault_windows(data):
+        out.update(i for i in range(max(0, math.floor(start)), math.ceil(end)) if start <= i + 0.5 < end)
     return out
 
 
@@ -211,7 +220,7 @@ def kind(metric: str) -> str:
 def fmt(metric: str, value: float | None) -> str:
     """A value for people: 3.2 ms, 1.25 s, 0.4 %, 98/s, 1464."""
     if value is None:
-        return "–"
+        return NO_VALUE
     k = kind(metric)
     if k == "seconds":
         return fmt_seconds(value)

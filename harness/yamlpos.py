@@ -20,6 +20,12 @@ class LineDict(dict[str, Any]):
     line: int
 
 
+class LineList(list[Any]):
+    """A sequence from a YAML file, with the (1-based) line it starts on."""
+
+    line: int
+
+
 class _Loader(yaml.SafeLoader):
     pass
 
@@ -31,12 +37,20 @@ def _str(loader: _Loader, node: yaml.ScalarNode) -> LineStr:
 
 
 def _map(loader: _Loader, node: yaml.MappingNode) -> LineDict:
-    d = LineDict(loader.construct_mapping(node, deep=True))
+    pairs = loader.construct_mapping(node, deep=True).items()
+    d = LineDict({(k if isinstance(k, str) else str(k)): v for k, v in pairs})  # keep LineStr keys' lines
     d.line = node.start_mark.line + 1
     return d
 
 
+def _seq(loader: _Loader, node: yaml.SequenceNode) -> LineList:
+    items = LineList(loader.construct_sequence(node, deep=True))
+    items.line = node.start_mark.line + 1
+    return items
+
+
 _Loader.add_constructor("tag:yaml.org,2002:str", _str)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _seq)
 _Loader.add_constructor("tag:yaml.org,2002:map", _map)
 
 

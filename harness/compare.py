@@ -1,0 +1,295 @@
+"""`bench compare BASE NEW`: what changed between two runs, and whether a threshold was crossed.
+
+Thresholds are data (harness/thresholds/default.yaml), k6-style, one string each:
+
+    <pipeline>.<scenario>.<metric> <op> <limit>
+
+- the selector may use wildcards (`*`, `?`) in every part: `*.*.lost`, `async.*.api.p*`;
+- `<op>` is one of < <= > >= == !=, applied to the NEW value;
+- `<limit>` is a signed percentage, relative to BASE (`< +10%`: grew by less than 10 %;
+  `> -5%`: fell by less than 5 %), or an expression (harness/expr.py) that may use `base`,
+  the same metric in BASE: `== 0`, `< 1%`, `>= base`, `< max(base * 1.5, base + 5ms)`.
+
+Exit status: 0 every threshold held, 1 one was crossed, 2 bad thresholds file or unreadable run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from harness import expr, results, topology, yamlpos
+from harness.results import Run
+
+DEFAULT_FILE = Path(__file__).resolve().parent / "thresholds" / "default.yaml"
+EXIT_OK, EXIT_CROSSED, EXIT_USAGE = 0, 1, 2
+# Shown for every cell even without a threshold: the numbers a reviewer looks at first.
+KEY_METRICS = (
+    "achieved_rate", "error_ratio", "lost", "redeliveries", "api.p50", "api.p99", "e2e.p50", "e2e.p99",
+    "peak_backlog", "drain_seconds",
+)  # fmt: skip
+_THRESHOLD = re.compile(r"^\s*(?P<sel>[^\s<>=!]+)\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<limit>.*?)\s*$")
+_RELATIVE = re.compile(r"^(?P<sign>[+-])\s*(?P<pct>\d+(?:\.\d*)?)\s*%$")
+
+
+class ThresholdError(ValueError):
+    """A malformed thresholds file; the message is `file:line: ...`."""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    text: str
+    line: int
+    pipeline: str  # glob patterns
+    scenario: str
+    metric: str
+    op: str
+    relative: float | None  # +10% -> 0.10
+    limit: expr.Node | None  # otherwise: an expression over `base`
+
+    def matches(self, pipeline: str, scenario: str, metric: str) -> bool:
+        return (
+            fnmatchcase(pipeline, self.pipeline)
+            and fnmatchcase(scenario, self.scenario)
+            and fnmatchcase(metric, self.metric)
+        )
+
+
+@dataclass
+class Outcome:
+    """One threshold applied to one (pipeline, scenario, metric)."""
+
+    threshold: Threshold
+    limit: float | None
+    passed: bool | None  # None: could not be evaluated (no value on either side)
+    note: str = ""
+
+
+@dataclass
+class Row:
+    pipeline: str
+    scenario: str
+    metric: str
+    base: float | None
+    new: float | None
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(o.passed is False for o in self.outcomes)
+
+    @property
+    def change(self) -> float | None:
+        """Relative change, new vs base (inf when base is 0 and new is not)."""
+        if self.base is None or self.new is None:
+            return None
+        return _relative_change(self.base, self.new)
+
+
+def _relative_change(base: float, new: float) -> float:
+    if base == 0:
+        return 0.0 if new == 0 else math.copysign(math.inf, new)
+    return (new - base) / abs(base)
+
+
+def _parse(text: str, line: int, where: str) -> Threshold:
+    m = _THRESHOLD.match(text)
+    if not m or not m.group("limit"):
+        raise ThresholdError(f"{where}: expected `<pipeline>.<scenario>.<metric> <op> <limit>`, got {text!r}")
+    parts = m.group("sel").split(".")
+    if len(parts) < 3:
+        raise ThresholdError(f"{where}: {m.group('sel')!r}: expected <pipeline>.<scenario>.<metric> in {text!r}")
+    pipeline, scenario, metric = parts[0], parts[1], ".".join(parts[2:])
+    if not any(fnmatchcase(p, pipeline) for p in topology.PIPELINES):
+        raise ThresholdError(f"{where}: {pipeline!r} matches no pipeline ({', '.join(topology.PIPELINES)})")
+    if not any(fnmatchcase(x, metric) for x in results.METRICS):
+        if f"{scenario}.{metric}" in results.METRICS:
+            raise ThresholdError(f"{where}: no scenario in {m.group('sel')!r}: write {pipeline}.*.{scenario}.{metric}")
+        raise ThresholdError(f"{where}: {metric!r} matches no metric ({', '.join(results.METRICS)})")
+    limit_text, op = m.group("limit"), m.group("op")
+    if rel := _RELATIVE.match(limit_text):
+        pct = float(rel.group("pct")) / 100
+        return Threshold(text, line, pipeline, scenario, metric, op, pct if rel.group("sign") == "+" else -pct, None)
+    try:
+        node = expr.parse(limit_text)
+    except expr.ExprError as e:
+        raise ThresholdError(f"{where}: limit {limit_text!r}: {e}") from None
+    if expr.is_boolean(node):
+        raise ThresholdError(f"{where}: limit {limit_text!r} must be a number, not a comparison")
+    for n in expr.names(node):
+        if n.name != "base":
+            raise ThresholdError(f"{where}: limit {limit_text!r}: unknown name {n.name!r} (only `base` is known)")
+    return Threshold(text, line, pipeline, scenario, metric, op, None, node)
+
+
+def load(path: Path = DEFAULT_FILE) -> list[Threshold]:
+    """Parse and validate a thresholds file: `thresholds:` followed by a list of strings."""
+    try:
+        raw = yamlpos.load(path)
+    except ValueError as e:
+        raise ThresholdError(str(e)) from None
+    items = raw.get("thresholds") if isinstance(raw, dict) else None
+    if not isinstance(items, list):
+        raise ThresholdError(f"{path}:1: expected a mapping with a `thresholds:` list of strings")
+    out = []
+    for item in items:
+        line = yamlpos.line_of(item, yamlpos.line_of(items))
+        if not isinstance(item, str):
+            raise ThresholdError(f"{path}:{line}: each threshold must be a string, e.g. '*.*.lost == 0'")
+        out.append(_parse(str(item), line, f"{path}:{line}"))
+    return out
+
+
+def _apply(t: Threshold, base: float | None, new: float | None, in_base: bool) -> Outcome:
+    compare: Callable[[float, float], bool] = expr.COMPARISONS[t.op]
+    if new is None:
+        if base is None:
+            return Outcome(t, None, None, "no value in either run")
+        return Outcome(t, None, False, "no value in the new run")
+    if t.relative is not None:
+        if not in_base or base is None:
+            return Outcome(t, None, None, "not in the base run")
+        limit = base + abs(base) * t.relative
+        return Outcome(t, limit, compare(_relative_change(base, new), t.relative))
+    assert t.limit is not None
+    uses_base = any(n.name == "base" for n in expr.names(t.limit))
+    if uses_base and base is None:
+        return Outcome(t, None, None, "not in the base run")
+    try:
+        limit = float(expr.evaluate(t.limit, {"base": base}))
+    except ZeroDivisionError:
+        return Outcome(t, None, None, "limit divides by zero")
+    return Outcome(t, limit, compare(new, limit))
+
+
+def compare(base: Run, new: Run, thresholds: Iterable[Threshold], all_metrics: bool = False) -> list[Row]:
+    """One row per (pipeline, scenario, metric) that has a threshold or is a key metric, in NEW's order."""
+    thresholds = list(thresholds)
+    cells = [(c.pipeline, c.scenario) for c in new.cells]
+    cells += [(c.pipeline, c.scenario) for c in base.cells if (c.pipeline, c.scenario) not in cells]
+    rows = []
+    for pipeline, scenario in cells:
+        b_cell, n_cell = base.cell(pipeline, scenario), new.cell(pipeline, scenario)
+        b = b_cell.metrics() if b_cell else {}
+        n = n_cell.metrics() if n_cell else {}
+        for metric in dict.fromkeys([*n, *b]):
+            row = Row(pipeline, scenario, metric, b.get(metric), n.get(metric))
+            for t in thresholds:
+                if t.matches(pipeline, scenario, metric):
+                    row.outcomes.append(_apply(t, row.base, row.new, b_cell is not None))
+            if row.outcomes or all_metrics or metric in KEY_METRICS:
+                rows.append(row)
+    return rows
+
+
+def unmatched(rows: list[Row], thresholds: Iterable[Threshold]) -> list[Threshold]:
+    """Thresholds that applied to nothing: a typo in a scenario name would otherwise pass silently."""
+    used = {id(o.threshold) for r in rows for o in r.outcomes}
+    return [t for t in thresholds if id(t) not in used]
+
+
+def _fmt_change(row: Row) -> str:
+    c = row.change
+    if c is None:
+        return ""
+    if math.isinf(c):
+        return "new" if c > 0 else "-inf"
+    return f"{c * 100:+.1f} %" if c else "="
+
+
+def _status(row: Row) -> str:
+    if row.failed:
+        return "FAIL"
+    return "ok" if any(o.passed for o in row.outcomes) else ""
+
+
+def _threshold_text(row: Row) -> str:
+    parts = []
+    for o in row.outcomes:
+        rule = o.threshold.text.split(None, 1)[1] if " " in o.threshold.text else o.threshold.text
+        limit = "" if o.limit is None else f" (limit {results.fmt(row.metric, o.limit)})"
+        parts.append(f"{rule}{limit}{f' ({o.note})' if o.note else ''}")
+    return "; ".join(parts)
+
+
+def table(rows: list[Row]) -> list[list[str]]:
+    head = ["pipeline", "scenario", "metric", "base", "new", "change", "threshold", "status"]
+    body = [
+        [r.pipeline, r.scenario, r.metric, results.fmt(r.metric, r.base), results.fmt(r.metric, r.new),
+         _fmt_change(r), _threshold_text(r), _status(r)]
+        for r in rows
+    ]  # fmt: skip
+    return [head, *body]
+
+
+def render_text(rows: list[Row]) -> str:
+    t = table(rows)
+    widths = [max(len(line[i]) for line in t) for i in range(len(t[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in t]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render_markdown(rows: list[Row]) -> str:
+    t = table(rows)
+    esc = [[c.replace("|", "\\|") or " " for c in line] for line in t]
+    out = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(esc[0])]
+    for line in esc[1:]:
+        if line[-1] == "FAIL":
+            line = [f"**{c}**" if c.strip() else c for c in line]
+        out.append("| " + " | ".join(line) + " |")
+    return "\n".join(out)
+
+
+def summary(rows: list[Row], thresholds: list[Threshold]) -> str:
+    checked = [o for r in rows for o in r.outcomes if o.passed is not None]
+    crossed = [(r, o) for r in rows for o in r.outcomes if o.passed is False]
+    lines = [f"{len(checked)} threshold check(s), {len(crossed)} crossed"]
+    for r, o in crossed:
+        lines.append(
+            f"  crossed: {r.pipeline}.{r.scenario}.{r.metric} {o.threshold.op} "
+            f"{'?' if o.limit is None else results.fmt(r.metric, o.limit)}: "
+            f"new {results.fmt(r.metric, r.new)} (base {results.fmt(r.metric, r.base)})  "
+            f"[line {o.threshold.line}: {o.threshold.text}]{f' {o.note}' if o.note else ''}"
+        )
+    for t in unmatched(rows, thresholds):
+        lines.append(f"  note: line {t.line}: {t.text!r} matched nothing in either run")
+    return "\n".join(lines)
+
+
+def markdown_report(title: str, rows: list[Row], thresholds: list[Threshold]) -> str:
+    """For a CI job summary or a PR comment: the verdict and what crossed first, every value folded away."""
+    crossed = [r for r in rows if r.failed]
+    out = ["## bench compare", "", title, "", "```", summary(rows, thresholds), "```", ""]
+    if crossed:
+        out += ["### Crossed", "", render_markdown(crossed), ""]
+    out += [
+        f"<details><summary>Every compared value ({len(rows)} rows)</summary>",
+        "",
+        render_markdown(rows),
+        "",
+        "</details>",
+    ]
+    return "\n".join(out)
+
+
+def main(base: str, new: str, thresholds_file: Path | None, fmt: str, all_metrics: bool) -> int:
+    path = thresholds_file or DEFAULT_FILE
+    try:
+        thresholds = load(path)
+        base_run, new_run = results.load(base), results.load(new)
+    except (ThresholdError, results.ResultsError) as e:
+        print(f"bench compare: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    rows = compare(base_run, new_run, thresholds, all_metrics)
+    title = f"base {base_run.run_id} -> new {new_run.run_id}, thresholds {path}"
+    if fmt == "markdown":
+        print(markdown_report(title, rows, thresholds))
+    else:
+        print(f"{title}\n\n{render_text(rows)}\n\n{summary(rows, thresholds)}")
+    return EXIT_CROSSED if any(r.failed for r in rows) else EXIT_OK

@@ -1,0 +1,149 @@
+"""The claims rules file (harness/claims.yaml) and the verdicts it gives on synthetic runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import claims, results
+from tests.test_report_synthetic import article_cells, fault, result, write_run
+
+# Every bullet of the article's advantages/disadvantages lists (its "retires" read as "retries").
+ARTICLE_CLAIMS = (
+    "It is simple and intuitive", "Communication happens in realtime",
+    "Caller is blocked until the response is received", "Servers need to be pro-actively provisioned for peaks",
+    "There is a risk of cascading failures", "The participating services are strongly coupled",
+    "Services do not need to wait for the response and can move on", "Services can handle surges and spikes better",
+    "Servers do not need to be proactively provisioned", "No extra network hop due to Load Balancer",
+    "No request drop due to target service being overwhelmed", "Better control over failures and retries is possible",
+    "Services are truly decoupled", "Eventual consistency", "Broker could become a SPoF",
+    "It is harder to track the flow of the message between services",
+)  # fmt: skip
+HEAD = "claims:\n  - id: a\n    side: sync\n    kind: advantage\n    text: t\n"  # a claim missing only its rule
+
+
+def verdicts(tmp_path: Path, cells: list[dict[str, Any]]) -> dict[str, claims.Judgement]:
+    run = results.load(write_run(tmp_path / "run", cells))
+    return {j.claim.id: j for j in claims.judge_all(run)}
+
+
+def test_shipped_rules_load_and_cover_the_article() -> None:
+    loaded = claims.load()
+    ids = [c.id for c in loaded]
+    assert len(ids) == len(set(ids))
+    for expected in (
+        "sync-realtime", "sync-caller-blocked", "sync-provision-for-peaks", "sync-cascading-failures",
+        "async-handles-surges", "async-no-request-drop", "async-failure-control", "async-broker-spof",
+        "async-eventual-consistency",
+    ):  # fmt: skip
+        assert expected in ids
+    written = {c.text.lower() for c in loaded}
+    for bullet in ARTICLE_CLAIMS:
+        assert bullet.lower() in written, f"no rule for the article's claim {bullet!r}"
+
+
+def test_article_shaped_run_confirms_every_measurable_claim(tmp_path: Path) -> None:
+    got = verdicts(tmp_path, article_cells())
+    for claim_id, j in got.items():
+        if j.claim.holds is None:
+            assert j.verdict == "not shown", claim_id
+        else:
+            assert j.verdict == "confirmed", (claim_id, j.reason, j.values)
+
+
+def test_sync_that_does_not_block_refutes_caller_blocked(tmp_path: Path) -> None:
+    slow = (fault("latency on push", 5, 15, kind="toxic"),)
+    cells = [result("sync", "baseline"), result("sync", "push-slow", faults=slow, fault_api=0.01)]
+    j = verdicts(tmp_path, cells)["sync-caller-blocked"]
+    assert j.verdict == "refuted"
+    assert j.values["sync.push-slow.api.p99"] == pytest.approx(0.01, rel=0.1)
+
+
+def test_missing_cell_is_not_shown_and_says_which(tmp_path: Path) -> None:
+    got = verdicts(tmp_path, [result("sync", "baseline"), result("async", "baseline")])
+    j = got["async-broker-spof"]
+    assert j.verdict == "not shown"
+    assert "no async x broker-down cell in this run" in j.reason
+    assert got["sync-realtime"].verdict == "confirmed"  # baseline is all it needs
+
+
+def test_null_metric_is_not_shown(tmp_path: Path) -> None:
+    cells = [result("sync", "baseline", measured={"e2e.p99": None}), result("async", "baseline")]
+    j = verdicts(tmp_path, cells)["sync-realtime"]
+    assert j.verdict == "not shown"
+    assert "sync.baseline.e2e.p99 was not measured" in j.reason
+
+
+def test_precondition_false_is_not_shown(tmp_path: Path) -> None:
+    # Sync took the surge in its stride: "async handles surges better" has nothing to show.
+    cells = [result(p, s) for p in ("sync", "async") for s in ("baseline", "surge")]
+    j = verdicts(tmp_path, cells)["async-handles-surges"]
+    assert j.verdict == "not shown"
+    assert j.reason.startswith("precondition false:")
+
+
+def test_surge_that_hurts_async_too_refutes(tmp_path: Path) -> None:
+    cells = [
+        result("sync", "baseline"),
+        result("sync", "surge", api=0.9, error_ratio=0.2),
+        result("async", "surge", api=0.9, error_ratio=0.3),
+    ]
+    assert verdicts(tmp_path, cells)["async-handles-surges"].verdict == "refuted"
+
+
+def test_division_by_zero_is_not_shown(tmp_path: Path) -> None:
+    rules = tmp_path / "c.yaml"
+    rules.write_text(
+        "claims:\n  - {id: x, side: sync, kind: advantage, text: t,\n"
+        "     holds: 'sync.baseline.lost / sync.baseline.lost > 1'}\n"
+    )
+    run = results.load(write_run(tmp_path / "run", [result("sync", "baseline")]))
+    (j,) = claims.judge_all(run, claims.load(rules))
+    assert (j.verdict, j.reason) == ("not shown", "a value it divides by is zero")
+
+
+def test_default_scenario_fills_two_part_names() -> None:
+    (c,) = [c for c in claims.load() if c.id == "async-handles-surges"]
+    assert c.holds is not None and c.holds.names["async.api.p99"] == "async.surge.api.p99"
+    assert c.scenarios == ["surge", "baseline"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("claims: 3\n", r"c\.yaml:1: expected a mapping with a `claims:` list"),
+        ("claims:\n  - id: a\n    side: sync\n", r"c\.yaml:2: claim 'a': missing field 'kind'"),
+        (
+            HEAD + "    holds: sync.baseline.api.p99 <\n",
+            r"c\.yaml:6: holds: column 24: unexpected 'end of expression'",
+        ),
+        (
+            HEAD + "    holds: sync.baseline.api.p98 < 1\n",
+            r"c\.yaml:6: holds: column 1: 'sync.baseline.api.p98': unknown metric 'api.p98'",
+        ),
+        (
+            HEAD + "\n    holds: grpc.baseline.lost == 0\n",
+            r"c\.yaml:7: holds: column 1: 'grpc.baseline.lost': unknown pipeline 'grpc'",
+        ),
+        (
+            "claims:\n  - id: a\n    side: sync\n    kind: advantage\n    text: t\n    verdict: yes\n",
+            r"c\.yaml:6: unknown field 'verdict'",
+        ),
+        ("claims:\n  - id: a\n    side: sync\n    kind: advantage\n    text: t\n", r"needs a `note`"),
+        ("claims:\n  - {id: a, side: both, kind: advantage, text: t}\n", r"c\.yaml:2: claim 'a': side must be"),
+        ("claims:\n  - [a]\n", r"c\.yaml:2: each claim must be a mapping"),
+        ("claims:\n  - {id: a\n", r"c\.yaml:3: not valid YAML"),
+        (
+            "claims:\n  - {id: a, side: sync, kind: advantage, text: t, holds: null, note: n}\n"
+            "  - {id: a, side: sync, kind: advantage, text: t, holds: null, note: n}\n",
+            r"c\.yaml:3: claim 'a': duplicate id",
+        ),
+    ],
+)
+def test_bad_rules_name_file_and_line(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(body)
+    with pytest.raises(claims.ClaimsError, match=message):
+        claims.load(path)

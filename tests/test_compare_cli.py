@@ -1,0 +1,81 @@
+"""`bench compare BASE NEW`: exit 0 when nothing regressed, 1 when a threshold is crossed, 2 on bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import cli
+from tests.test_report_synthetic import article_cells, result, write_run
+
+
+def regressed(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same run, except async's surge API p99 went from 5 ms to 200 ms and one acknowledged reaction was lost."""
+    out = []
+    for c in cells:
+        if (c["pipeline"], c["scenario"]) == ("async", "surge"):
+            c = result("async", "surge", rate=300, api=0.2, backlog_peak=2000, lost=1, e2e=0.02)
+        out.append(c)
+    return out
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    return write_run(tmp_path / "base", article_cells(), run_id="base-run")
+
+
+def test_unchanged_run_passes(tmp_path: Path, base: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    new = write_run(tmp_path / "new", article_cells(), run_id="new-run")
+    assert cli.main(["compare", str(base), str(new / "run.json")]) == 0
+    out = capsys.readouterr().out
+    assert "base base-run -> new new-run" in out
+    assert "0 crossed" in out and "FAIL" not in out
+    assert "async     surge" in out or "async  " in out  # the table lists the cells
+
+
+def test_regressed_run_fails_and_says_why(tmp_path: Path, base: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    new = write_run(tmp_path / "new", regressed(article_cells()))
+    assert cli.main(["compare", str(base), str(new)]) == 1
+    out = capsys.readouterr().out
+    assert "crossed: async.surge.lost == 0: new 1 (base 0)" in out
+    assert "crossed: async.surge.api.p99 <" in out
+    assert "*.*.lost == 0" in out
+
+
+def test_markdown_output(tmp_path: Path, base: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    new = write_run(tmp_path / "new", regressed(article_cells()))
+    assert cli.main(["compare", str(base), str(new), "--format", "markdown"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("## bench compare")
+    assert "| pipeline | scenario | metric | base | new | change | threshold | status |" in out
+    assert "| **async** | **surge** | **lost** |" in out
+
+
+def test_custom_thresholds_and_all_metrics(tmp_path: Path, base: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    new = write_run(tmp_path / "new", regressed(article_cells()))
+    path = tmp_path / "t.yaml"
+    path.write_text("thresholds:\n  - 'sync.*.lost == 0'\n  - 'sync.nope.lost == 0'\n")
+    assert cli.main(["compare", str(base), str(new), "--thresholds", str(path), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "api.p999" in out  # --all lists every metric
+    assert "line 3: 'sync.nope.lost == 0' matched nothing in either run" in out
+
+
+def test_bad_thresholds_exit_2_naming_file_and_line(
+    tmp_path: Path, base: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("thresholds:\n  - '*.*.lost == 0'\n  - '*.*.lots == 0'\n")
+    assert cli.main(["compare", str(base), str(base), "--thresholds", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:3: 'lots' matches no metric" in err
+
+
+def test_missing_run_exits_2(tmp_path: Path, base: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["compare", str(base), str(tmp_path / "nope")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["compare", str(base), str(tmp_path / "empty")]) == 2
+    assert "no results" in capsys.readouterr().err
