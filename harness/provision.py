@@ -109,25 +109,48 @@ def provision_toxiproxy() -> Path:
     return binary
 
 
+_apt_updated = False
+
+
+def _apt_install(package: str, why: str) -> None:
+    """Install one of Debian's packages, or say exactly what to install when we cannot."""
+    global _apt_updated
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise ProvisionError(
+            f"{package} is missing and cannot be installed here (needs root and apt-get): "
+            f"install Debian's `{package}` package ({why}) and run again"
+        )
+    _log(f"installing Debian's {package} package (--no-install-recommends)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if not _apt_updated:
+        _run(["apt-get", "update", "-qq"], "apt-get update", env=env)
+        _apt_updated = True
+    _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", package], f"apt-get install {package}", env=env)
+
+
 def provision_prometheus() -> tuple[Path, Path]:
     prom, tool = shutil.which("prometheus"), shutil.which("promtool")
     if prom and tool:
         return Path(prom), Path(tool)
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise ProvisionError(
-            "Prometheus is missing and cannot be installed here (needs root and apt-get): "
-            "install Debian's `prometheus` package (it brings promtool) and run again"
-        )
-    _log("installing Debian's prometheus package (--no-install-recommends)")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    _run(["apt-get", "update", "-qq"], "apt-get update", env=env)
-    _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"], "apt-get", env=env)
+    _apt_install("prometheus", "it brings promtool")
     prom, tool = shutil.which("prometheus"), shutil.which("promtool")
     if not (prom and tool):
         raise ProvisionError("apt-get installed prometheus but prometheus/promtool are not on PATH")
     # Debian's postinst may start a system instance on :9090, which would collide with ours.
     subprocess.run(["service", "prometheus", "stop"], capture_output=True, check=False)
     return Path(prom), Path(tool)
+
+
+def provision_chromium() -> Path:
+    """Headless Chromium renders report.html in the tests (no browser download: Debian's build)."""
+    found = shutil.which("chromium")
+    if found:
+        return Path(found)
+    _apt_install("chromium", "the report's browser test renders report.html with it")
+    found = shutil.which("chromium")
+    if not found:
+        raise ProvisionError("apt-get installed chromium but it is not on PATH")
+    return Path(found)
 
 
 def locate() -> Artifacts:
@@ -153,6 +176,7 @@ def provision() -> Artifacts:
     provision_kafka()
     provision_toxiproxy()
     provision_prometheus()
+    provision_chromium()
     arts = locate()
     _log(f"ready: Kafka {KAFKA_VERSION}, toxiproxy {TOXIPROXY_VERSION}, {arts.prometheus}")
     return arts
