@@ -22,8 +22,8 @@ BOOTSTRAP = topology.addr(topology.KAFKA_INTERNAL_PORT)
 
 async def _list_topics() -> list[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=3000)
-    await admin.start()
     try:
+        await admin.start()
         return list(await admin.list_topics())
     finally:
         await admin.close()
@@ -40,8 +40,8 @@ def ready() -> bool:
 
 async def _create_topics(partitions: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10000)
-    await admin.start()
     try:
+        await admin.start()
         for name in (topology.TOPIC_REACTIONS, topology.TOPIC_DEAD_LETTER):
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([NewTopic(name, partitions, replication_factor=1)])
@@ -57,9 +57,9 @@ async def _offsets(topic: str, group: str) -> tuple[int, int]:
     """(sum of end offsets, sum of the group's committed offsets) over the topic's partitions."""
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, request_timeout_ms=5000)
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=5000)
-    await consumer.start()
-    await admin.start()
     try:
+        await consumer.start()
+        await admin.start()
         parts = consumer.partitions_for_topic(topic) or set()
         if not parts:
             await consumer._client.force_metadata_update()
@@ -94,8 +94,8 @@ def backlog(topic: str = topology.TOPIC_REACTIONS, group: str = topology.CONSUME
 
 async def _end_offset(topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, request_timeout_ms=5000)
-    await consumer.start()
     try:
+        await consumer.start()
         await consumer._client.force_metadata_update()
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
         return sum((await consumer.end_offsets(tps)).values()) if tps else 0
