@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -122,6 +123,38 @@ def _sample_backlog() -> int | None:
         return None
 
 
+class Sampler:
+    """Samples the Kafka backlog and the sink's count once a second on its own thread.
+
+    A sample can block for seconds while the broker is the fault under test; on the main thread
+    that would hold up the fault timeline (a killed broker was restarted 15 s late that way).
+    It only reads, so a thread is safe here (processes are started from the main thread only).
+    """
+
+    def __init__(self) -> None:
+        self.series: list[tuple[float, int | None]] = []
+        self.backlog: int | None = None
+        self.unique: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            self.backlog = _sample_backlog()
+            self.series.append((time.time(), self.backlog))
+            with contextlib.suppress(Exception):
+                self.unique = int(sink.stats()["unique"])
+            self._stop.wait(max(0.0, 1.0 - (time.monotonic() - t0)))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
 def run_cell(stack: Stack, cell: Cell, out: Path, metrics: ChaosMetrics, processes: int) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     label = f"{cell.pipeline} x {cell.scenario.name}"
@@ -135,28 +168,27 @@ def run_cell(stack: Stack, cell: Cell, out: Path, metrics: ChaosMetrics, process
 
     load = LoadRun(cell.profile_ref, cell.load_seconds, out / "loadgen", processes=processes)
     timeline = Timeline(_scaled_faults(cell), cell.load_seconds, stack.toxiproxy, stack, metrics=metrics)
-    backlog_series: list[tuple[float, int | None]] = []
     started_unix = time.time()
     proc = load.start(out / "locust.log")
     timeline.start()
     metrics.cell_active.labels(cell.pipeline, cell.scenario.name).set(1)
+    sampler = Sampler()
+    sampler.start()
     try:
-        next_sample = 0.0
         while proc.poll() is None:
             for what in timeline.tick():
                 progress.event(f"t={timeline.elapsed():.1f}s {what}")
-            t = timeline.elapsed()
-            if t >= next_sample:
-                next_sample = t + 1.0
-                b = _sample_backlog()
-                backlog_series.append((time.time(), b))
-                s = sink.stats()
-                faults = ", ".join(timeline.active()) or "no fault"
-                progress.show(
-                    "load", t, f"sink {s['unique']:>7} unique  backlog {b if b is not None else '?':>6}  {faults}"
-                )
+            faults = ", ".join(timeline.active()) or "no fault"
+            b, u = sampler.backlog, sampler.unique
+            progress.show(
+                "load",
+                timeline.elapsed(),
+                f"sink {'?' if u is None else u:>7} unique  backlog {'?' if b is None else b:>6}  {faults}",
+            )
             time.sleep(TICK)
     finally:
+        sampler.stop()
+        backlog_series = sampler.series
         metrics.cell_active.labels(cell.pipeline, cell.scenario.name).set(0)
         timeline.undo_all()
         if proc.poll() is None:  # interrupted: stop Locust so it still writes its outcomes

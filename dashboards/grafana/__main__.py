@@ -1,0 +1,5 @@
+import sys
+
+from dashboards.grafana.generate import main
+
+sys.exit(main())
