@@ -116,5 +116,13 @@ class ToxiproxyClient:
         return sorted(self._call(f"list toxics of {link}", self._proxy(link).toxics))
 
     def reset(self) -> None:
-        """Re-enable every proxy and remove every toxic: the state a run must start and end in."""
-        self._call("reset", self._server.reset)
+        """Re-enable every proxy and remove every toxic: the state a run must start and end in.
+
+        Only what differs is touched. Toxiproxy's own /reset also drops every open connection,
+        which would make a healthy producer or gRPC channel reconnect at the start of a cell.
+        """
+        for name, proxy in self._call("list proxies", self._server.proxies).items():
+            for toxic in self._call(f"list toxics of {name}", proxy.toxics):
+                self._call(f"remove toxic {toxic} from {name}", proxy.destroy_toxic, toxic)
+            if not proxy.enabled:
+                self._call(f"enable {name}", proxy.enable)

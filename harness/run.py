@@ -159,9 +159,9 @@ def run_cell(stack: Stack, cell: Cell, out: Path, metrics: ChaosMetrics, process
     out.mkdir(parents=True, exist_ok=True)
     label = f"{cell.pipeline} x {cell.scenario.name}"
     progress = Progress(label, cell.load_seconds)
+    stack.toxiproxy.reset()  # first: a service restarted below then connects through healthy links
     if stack.pipeline != cell.pipeline:
         stack.use_pipeline(cell.pipeline)
-    stack.toxiproxy.reset()
     _drain(cell.scenario.drain_timeout, progress, settle=0.0)  # leftovers of the previous cell
     sink.reset()
     dlq_before = kafka_admin.end_offset(topology.TOPIC_DEAD_LETTER)

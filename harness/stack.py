@@ -10,6 +10,7 @@ import base64
 import shutil
 import signal
 import sys
+import time
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -17,7 +18,7 @@ from types import TracebackType
 from chaos.toxiproxy import ToxiproxyClient
 from dashboards.prometheus import config as prometheus_config
 from harness import kafka_admin, provision, topology
-from harness.supervisor import ComponentSpec, Port, Supervisor, http_ok, tcp_open
+from harness.supervisor import ComponentSpec, Port, Supervisor, http_json, http_ok, tcp_open
 
 KAFKA_HEAP = "-Xmx1g"
 H = topology.HOST
@@ -79,6 +80,25 @@ def kafka_properties(data_dir: Path) -> str:
         "group.initial.rebalance.delay.ms": "0",
     }
     return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+class _TransportReady:
+    """Ready once the reaction service answers and its transport can send, so a run never opens
+    with 503s from a producer still connecting. If the transport stays down (Kafka may be the
+    fault under test), the answering HTTP API is enough after GRACE seconds."""
+
+    GRACE = 15.0
+
+    def __init__(self) -> None:
+        self.first_answer: float | None = None
+
+    def __call__(self) -> bool:
+        health = http_json(topology.url(topology.REACTION_HTTP_PORT, "/healthz"))
+        if health is None:
+            return False
+        if self.first_answer is None:
+            self.first_answer = time.monotonic()
+        return bool(health.get("transport_ready")) or time.monotonic() - self.first_answer > self.GRACE
 
 
 def _kafka_cluster_id() -> str:
@@ -188,7 +208,7 @@ class Stack:
             "reaction",
             [sys.executable, "-m", "targets.reaction", "--pipeline", pipeline],
             [Port(topology.REACTION_HTTP_PORT, "reaction HTTP API")],
-            ready=lambda: http_ok(topology.url(topology.REACTION_HTTP_PORT, "/healthz")),
+            ready=_TransportReady(),
         )
 
     # -- lifecycle -----------------------------------------------------------------------------

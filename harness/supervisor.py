@@ -17,9 +17,11 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -266,13 +268,21 @@ def stop_from_state(state_file: Path) -> list[str]:
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:
-    import urllib.request
-
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             return 200 <= resp.status < 300
     except OSError:
         return False
+
+
+def http_json(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
+    """The JSON object a 2xx answer carries, or None (no answer, an error status, not JSON)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            data = json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def tcp_open(port: int, timeout: float = 0.5) -> bool:

@@ -115,9 +115,9 @@ class Cell:
 
 
 def run_cell(stack: Any, pipeline: str, metrics: ChaosMetrics, out: Path) -> Cell:
+    stack.toxiproxy.reset()
     if stack.pipeline != pipeline:
         stack.use_pipeline(pipeline)
-    stack.toxiproxy.reset()
     profile = out / "profile.yaml"
     out.mkdir(parents=True, exist_ok=True)
     profile.write_text(PROFILE)

@@ -27,9 +27,9 @@ FAST_FAILURE_S = 8.0
 def on(stack: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """The stack with the requested pipeline, a clean sink and every link healthy."""
     pipeline = request.param
+    stack.toxiproxy.reset()
     if stack.pipeline != pipeline:
         stack.use_pipeline(pipeline)
-    stack.toxiproxy.reset()
     wait_drained()
     sc.sink_reset()
     yield stack
