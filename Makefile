@@ -8,6 +8,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STUBS := protos/reaction_pb2.py
 PYTEST_ARGS ?=
+# RUNTIME=compose: up, down and bench run the stack in containers (compose/compose.mk, compose/README.md).
+RUNTIME ?= native
+ifeq ($(filter $(RUNTIME),native compose),)
+$(error RUNTIME must be native or compose, got '$(RUNTIME)')
+endif
 
 .PHONY: help setup doctor venv stubs provision bench bench-quick test test-unit lint up down clean
 
@@ -37,6 +42,13 @@ setup: ## provision everything: venv, stubs, Kafka jars, Toxiproxy, Prometheus (
 	@$(MAKE) --no-print-directory venv stubs
 	$(BIN)/bench provision
 
+ifeq ($(RUNTIME),compose)
+up: compose-up
+down: compose-down
+bench: compose-bench
+bench-quick:
+	@$(MAKE) --no-print-directory bench BENCH_ARGS="--quick $(BENCH_ARGS)"
+else
 up: setup ## start the stack in the background (PIPELINE=sync|sync-resilient|async)
 	$(BIN)/bench up --pipeline $(or $(PIPELINE),async)
 
@@ -51,11 +63,12 @@ bench: setup ## run the default matrix (all pipelines x all scenarios) and write
 
 bench-quick: setup ## a shorter matrix (30 s per cell) for CI, and its report
 	@$(MAKE) --no-print-directory bench BENCH_ARGS="--quick $(BENCH_ARGS)"
+endif
 
 lint: venv stubs ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy harness targets loadtests chaos dashboards tests
+	$(BIN)/mypy harness targets loadtests chaos dashboards compose tests
 
 test-unit: setup ## the tests that need no running stack
 	$(BIN)/pytest -m 'not stack' $(PYTEST_ARGS)
@@ -65,3 +78,5 @@ test: setup lint ## provision, lint, and run the whole suite against the real st
 
 clean: down ## remove the venv, generated stubs and runs (the download cache stays)
 	rm -rf $(VENV) protos/*_pb2*.py protos/*_pb2*.pyi runs .bench
+
+include compose/compose.mk

@@ -1,0 +1,59 @@
+"""`make ... RUNTIME=compose` drives docker compose; without it, the native targets are unchanged.
+
+Dry runs (`make -n`) only: nothing is started, no container engine needed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from chaos import scenario as scenarios
+from harness.paths import REPO
+
+COMPOSE = "docker compose --env-file compose/generated/compose.env -f compose/docker-compose.yml"
+CLUSTER = "-f compose/docker-compose.cluster.yml --profile cluster"
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+
+
+def dry_run(*args: str) -> str:
+    out = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_up_and_down() -> None:
+    up = dry_run("up", "RUNTIME=compose")
+    assert f"PIPELINE=async {COMPOSE} up --build --detach --wait --scale locust-worker=2" in up
+    assert ".venv/bin/bench" not in up
+    up = dry_run("up", "RUNTIME=compose", "KAFKA=cluster", "PIPELINE=sync", "LOCUST_WORKERS=4")
+    assert f"PIPELINE=sync {COMPOSE} {CLUSTER} up --build --detach --wait --scale locust-worker=4" in up
+    down = dry_run("down", "RUNTIME=compose")
+    assert f"{COMPOSE} {CLUSTER} --profile bench down --volumes --remove-orphans" in down
+
+
+def test_bench_runs_the_matrix_in_the_bench_container() -> None:
+    bench = dry_run("bench", "RUNTIME=compose")
+    assert f"{COMPOSE} up --build --detach --wait reaction grafana" in bench
+    assert f"{COMPOSE} --profile bench run --rm --use-aliases bench sh -c" in bench
+    assert "bench run --pipeline all --scenario all" in bench and "bench report runs/latest" in bench
+    assert "--quick" in dry_run("bench-quick", "RUNTIME=compose")
+    cluster = dry_run("bench", "RUNTIME=compose", "KAFKA=cluster")
+    every = " ".join(sorted(scenarios.shipped()))
+    assert f"bench run --pipeline all --scenario {every} compose/scenarios/broker-loss.yaml" in cluster
+
+
+def test_native_is_the_default_and_unchanged() -> None:
+    assert "docker" not in dry_run("down") and ".venv/bin/bench down" in dry_run("down")
+    bench = dry_run("bench")
+    assert ".venv/bin/bench run --pipeline all --scenario all" in bench and "docker" not in bench
+    assert ".venv/bin/bench up --pipeline sync" in dry_run("up", "PIPELINE=sync")
+
+
+def test_unknown_switch_values_fail() -> None:
+    for args in (["RUNTIME=podman"], ["RUNTIME=compose", "KAFKA=two"]):
+        out = subprocess.run(["make", "-n", "up", *args], cwd=REPO, capture_output=True, text=True)
+        assert out.returncode != 0 and "must be" in out.stderr
