@@ -48,7 +48,8 @@ class Toxic:
 
 
 class ToxiproxyClient:
-    def __init__(self, host: str = topology.HOST, port: int = topology.TOXIPROXY_API_PORT) -> None:
+    def __init__(self, host: str | None = None, port: int = topology.TOXIPROXY_API_PORT) -> None:
+        host = host or topology.host_for(port)
         # The library reads its target from class attributes: set them for every instance we make.
         APIConsumer.host, APIConsumer.port = host, port
         self._server = Toxiproxy()

@@ -48,21 +48,9 @@ LOCUST_MASTER = "locust-master"
 BENCH = "bench"  # runs `bench run` inside the compose network (profile `bench`)
 COMPONENTS = (KAFKA, TOXIPROXY, PUSHSINK, NOTIFICATION, REACTION, PROMETHEUS)
 
-# Which service serves each topology port: a port added to the topology fails generation until
-# it is placed here.
-PORT_SERVICE: dict[int, str] = {
-    topology.KAFKA_INTERNAL_PORT: KAFKA,
-    topology.KAFKA_PRODUCE_PORT: KAFKA,
-    topology.KAFKA_CONSUME_PORT: KAFKA,
-    topology.KAFKA_CONTROLLER_PORT: KAFKA,
-    topology.REACTION_HTTP_PORT: REACTION,
-    topology.NOTIFICATION_GRPC_PORT: NOTIFICATION,
-    topology.NOTIFICATION_METRICS_PORT: NOTIFICATION,
-    topology.PUSHSINK_HTTP_PORT: PUSHSINK,
-    topology.TOXIPROXY_API_PORT: TOXIPROXY,
-    topology.PROMETHEUS_PORT: PROMETHEUS,
-    **{p.listen_port: TOXIPROXY for p in topology.PROXIES},
-}
+# Which service serves each topology port: the topology's own table (compose services keep the
+# native component names).
+PORT_SERVICE: dict[int, str] = topology.PORT_COMPONENT
 
 # Prometheus job -> the services serving it. The load generator is the Locust master when used
 # interactively and the bench container's own Locust during `bench run`; whichever is absent is

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -78,7 +79,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     pipelines = list(topology.PIPELINES) if args.pipeline == "all" else [args.pipeline]
     refs = scenarios.shipped() if args.scenario == ["all"] else args.scenario
-    return run.run(pipelines, refs, duration=args.duration, quick=args.quick, processes=args.processes)
+    return run.run(
+        pipelines, refs, duration=args.duration, quick=args.quick, processes=args.processes, stack_kind=args.stack
+    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -138,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, help="seconds of load per cell (the timeline is scaled to it)")
     run.add_argument("--quick", action="store_true", help=f"cap each cell's load at {30:d} s (CI)")
     run.add_argument("--processes", type=int, default=1, help="Locust worker processes")
+    run.add_argument(
+        "--stack",
+        choices=("native", "compose"),
+        default=os.environ.get("SYNC_ASYNC_BENCH_STACK", "native"),
+        help="native: start the stack here; compose: drive the one `docker compose up` started (compose/README.md)",
+    )
     subs["validate"].add_argument("scenario", nargs="*", default=["all"])
     rep = subs["report"]
     rep.add_argument("run_dir", help="a run folder (runs/<id>, runs/latest) or its run.json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -17,7 +18,8 @@ from aiokafka.errors import (
 
 from harness import topology
 
-BOOTSTRAP = topology.addr(topology.KAFKA_INTERNAL_PORT)
+# A cluster (compose's three-broker profile) lists every broker, so a read survives losing one.
+BOOTSTRAP = os.environ.get("SYNC_ASYNC_BENCH_KAFKA_BOOTSTRAP") or topology.addr(topology.KAFKA_INTERNAL_PORT)
 
 
 async def _list_topics() -> list[str]:

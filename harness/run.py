@@ -16,14 +16,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, start_http_server
 
 from chaos import scenario as scenarios
-from chaos.engine import ChaosMetrics, Timeline
+from chaos.engine import ChaosMetrics, ProcessControl, Timeline
+from chaos.toxiproxy import ToxiproxyClient
 from harness import kafka_admin, ledger, paths, provision, sink, stats, supervisor, topology
 from harness.loadgen import LoadRun
 from harness.stack import Stack
@@ -33,6 +35,31 @@ EXIT_HYPOTHESIS_FAILED = 1
 EXIT_USAGE = 2
 TICK = 0.25
 QUICK_SECONDS = 30.0
+
+
+STACK_KINDS = ("native", "compose")
+
+
+class RunnableStack(ProcessControl, Protocol):
+    """What a run needs of a stack: harness.stack.Stack natively, compose.control.ComposeStack in containers."""
+
+    pipeline: str
+    toxiproxy: ToxiproxyClient
+
+    def use_pipeline(self, pipeline: str) -> None: ...
+
+
+@contextlib.contextmanager
+def open_stack(kind: str, work_dir: Path, pipeline: str) -> Iterator[RunnableStack]:
+    """The native stack is started (and stopped) here; a compose stack was started by `docker compose up`."""
+    if kind == "compose":
+        from compose.control import ComposeStack
+
+        with ComposeStack(pipeline) as compose_stack:
+            yield compose_stack
+    else:
+        with Stack(work_dir, pipeline) as native:
+            yield native
 
 
 @dataclass
@@ -155,7 +182,7 @@ class Sampler:
         self._thread.join(timeout=30)
 
 
-def run_cell(stack: Stack, cell: Cell, out: Path, metrics: ChaosMetrics, processes: int) -> dict[str, Any]:
+def run_cell(stack: RunnableStack, cell: Cell, out: Path, metrics: ChaosMetrics, processes: int) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     label = f"{cell.pipeline} x {cell.scenario.name}"
     progress = Progress(label, cell.load_seconds)
@@ -371,17 +398,19 @@ def run(
     quick: bool = False,
     processes: int = 1,
     runs_root: Path | None = None,
+    stack_kind: str = "native",
 ) -> int:
     try:
         the_plan = plan(pipelines, scenario_refs, duration, quick)
     except scenarios.ScenarioError as e:
         print(f"bench run: invalid scenario, nothing started:\n{e}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        provision.locate()
-    except provision.ProvisionError as e:
-        print(f"bench run: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    if stack_kind == "native":
+        try:
+            provision.locate()
+        except provision.ProvisionError as e:
+            print(f"bench run: {e}", file=sys.stderr)
+            return EXIT_USAGE
     root = runs_root or paths.runs_dir()
     run_id = time.strftime("%Y%m%d-%H%M%S")
     run_dir = root / run_id
@@ -391,11 +420,14 @@ def run(
     latest.symlink_to(run_id)
     registry = CollectorRegistry()
     metrics = ChaosMetrics(registry)
-    server, _thread = start_http_server(topology.CHAOS_METRICS_PORT, addr=topology.HOST, registry=registry)
+    server, _thread = start_http_server(topology.CHAOS_METRICS_PORT, addr=topology.BIND_HOST, registry=registry)
     results = []
     print(f"run {run_id}: {len(the_plan.cells)} cell(s) -> {run_dir}", flush=True)
     try:
-        with supervisor.terminating_signals(), Stack(run_dir / "stack", the_plan.cells[0].pipeline) as stack:
+        with (
+            supervisor.terminating_signals(),
+            open_stack(stack_kind, run_dir / "stack", the_plan.cells[0].pipeline) as stack,
+        ):
             for cell in the_plan.cells:
                 out = run_dir / f"{cell.pipeline}--{cell.scenario.name}"
                 results.append(run_cell(stack, cell, out, metrics, processes))
@@ -412,7 +444,7 @@ def run(
          "result": f"{r['pipeline']}--{r['scenario']}/result.json"}
         for r in results
     ]  # fmt: skip
-    index = {"run_id": run_id, "machine": machine(), "cells": cells}
+    index = {"run_id": run_id, "machine": {**machine(), "runtime": stack_kind}, "cells": cells}
     (run_dir / "run.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     failed = [c for c in cells if not c["passed"]]
     print(f"\nrun {run_id}: {len(results) - len(failed)}/{len(results)} hypotheses held; results in {run_dir}")

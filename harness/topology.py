@@ -6,9 +6,27 @@ engine and compose/ all read these values; nothing else writes a port number dow
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 HOST = "127.0.0.1"
+# Natively everything is on 127.0.0.1. In containers (compose/), each component is reached by its
+# service name and listens on all interfaces: SYNC_ASYNC_BENCH_HOSTS="kafka=kafka,reaction=..."
+# maps components to hosts, SYNC_ASYNC_BENCH_BIND_HOST says where our own listeners bind.
+BIND_HOST = os.environ.get("SYNC_ASYNC_BENCH_BIND_HOST", HOST)
+
+
+def _parse_hosts(value: str) -> dict[str, str]:
+    hosts = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        component, sep, host = item.partition("=")
+        if not sep or not component or not host:
+            raise ValueError(f"SYNC_ASYNC_BENCH_HOSTS: {item!r} is not component=host")
+        hosts[component] = host
+    return hosts
+
+
+HOSTS: dict[str, str] = _parse_hosts(os.environ.get("SYNC_ASYNC_BENCH_HOSTS", ""))
 
 # Kafka: one internal listener for the harness' admin calls, two listeners whose *advertised*
 # addresses are Toxiproxy ports (so clients keep going through the proxy after metadata), and
@@ -46,11 +64,11 @@ class Proxy:
 
     @property
     def listen(self) -> str:
-        return f"{HOST}:{self.listen_port}"
+        return addr(self.listen_port)
 
     @property
     def upstream(self) -> str:
-        return f"{HOST}:{self.upstream_port}"
+        return addr(self.upstream_port)
 
 
 PROXY_NOTIFICATION = Proxy("notification", 15051, NOTIFICATION_GRPC_PORT, "reaction -> notification gRPC")
@@ -62,13 +80,38 @@ PROXIES: tuple[Proxy, ...] = (PROXY_NOTIFICATION, PROXY_KAFKA_PRODUCE, PROXY_KAF
 PROXIES_BY_NAME = {p.name: p for p in PROXIES}
 
 
+def component_of(port: int) -> str | None:
+    """The component that listens on `port` (the key of SYNC_ASYNC_BENCH_HOSTS)."""
+    return PORT_COMPONENT.get(port)
+
+
+def host_for(port: int) -> str:
+    component = component_of(port)
+    return HOSTS.get(component, HOST) if component else HOST
+
+
 def addr(port: int) -> str:
-    return f"{HOST}:{port}"
+    return f"{host_for(port)}:{port}"
 
 
 def url(port: int, path: str = "") -> str:
-    return f"http://{HOST}:{port}{path}"
+    return f"http://{addr(port)}{path}"
 
+
+# Which component listens on each port: the hosts table's keys.
+PORT_COMPONENT: dict[int, str] = {
+    KAFKA_INTERNAL_PORT: "kafka",
+    KAFKA_PRODUCE_PORT: "kafka",
+    KAFKA_CONSUME_PORT: "kafka",
+    KAFKA_CONTROLLER_PORT: "kafka",
+    REACTION_HTTP_PORT: "reaction",
+    NOTIFICATION_GRPC_PORT: "notification",
+    NOTIFICATION_METRICS_PORT: "notification",
+    PUSHSINK_HTTP_PORT: "pushsink",
+    TOXIPROXY_API_PORT: "toxiproxy",
+    PROMETHEUS_PORT: "prometheus",
+    **{p.listen_port: "toxiproxy" for p in PROXIES},
+}
 
 # Prometheus scrape jobs: job name -> port serving /metrics.
 SCRAPE_TARGETS: dict[str, int] = {
