@@ -34,14 +34,19 @@ def _on_init(environment: Any, runner: Any, **kwargs: Any) -> None:
 
 
 class ReactionUser(User):
-    """Drives this process' share of the open-loop schedule; the shape spawns one per process."""
+    """Gets this process' share of the open-loop schedule going; the shape spawns one per process.
+
+    Its start tells the coordinator that this process has a user (on a worker: asks the master for
+    the plan, so only workers with a running user get a share); the share itself runs in the
+    coordinator's own greenlet, so it goes on even if Locust moves this user elsewhere.
+    """
 
     host = topology.url(topology.REACTION_HTTP_PORT)
     wait_time = constant(1)  # paces only the idle loop after the schedule is done
 
     @task
     def open_loop(self) -> None:
-        coordinator.drive(self.host)
+        coordinator.volunteer(self.host)
         while True:
             self.wait()  # interruptible: a stop ends the user at once
 

@@ -1,7 +1,10 @@
-"""The run plan the master (or single process) fixes at test start and every worker follows.
+"""The run plan the master (or single process) fixes once the run's users are up, and every worker follows.
 
-It travels to the workers inside Locust's spawn message: Locust forwards every non-default
-attribute of the master's `parsed_options` to the workers before their `test_start` fires.
+Shares go only to workers whose user has started and asked for the plan (coordinator.py): a worker
+that never got a user is never counted on, so its share of the arrivals cannot go missing. The plan
+travels as an explicit message (master -> worker, in answer to the worker's request), never inside
+Locust's spawn message: a worker can handle its first spawn message before this locustfile's
+`init` listener has run, and then it misses that run's `test_start` event altogether.
 """
 
 from __future__ import annotations
@@ -14,12 +17,16 @@ from typing import Any
 
 from loadtests.arrivals import Share
 
-PLAN_OPTION = "loadgen_plan"
 LOCAL_WORKER_ID = "local"
 
-# t=0 of the schedule is this long after test start, so every worker holds its share before the
-# first arrival is due instead of starting with a burst of late ones.
+# t=0 of the schedule is this long after the plan is made, so every worker holds its share before
+# the first arrival is due instead of starting with a burst of late ones.
 START_LEAD_SECONDS = 0.5
+
+
+def new_run_id(now_unix_nanos: int | None = None) -> str:
+    now = time.time_ns() if now_unix_nanos is None else now_unix_nanos
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now / 1e9))}-{secrets.token_hex(2)}"
 
 
 @dataclass(frozen=True)
@@ -29,13 +36,12 @@ class RunPlan:
     shares: dict[str, tuple[int, int]] = field(default_factory=dict)  # worker client id -> (index, count)
 
     @classmethod
-    def new(cls, worker_ids: Sequence[str], now_unix_nanos: int | None = None) -> RunPlan:
+    def new(cls, worker_ids: Sequence[str], now_unix_nanos: int | None = None, run_id: str | None = None) -> RunPlan:
         """Dense shares in the given order: index i of n for the i-th worker."""
         now = time.time_ns() if now_unix_nanos is None else now_unix_nanos
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now / 1e9))
         n = len(worker_ids)
         return cls(
-            run_id=f"{stamp}-{secrets.token_hex(2)}",
+            run_id=run_id or new_run_id(now),
             epoch_unix_nanos=now + int(START_LEAD_SECONDS * 1e9),
             shares={wid: (i, n) for i, wid in enumerate(worker_ids)},
         )

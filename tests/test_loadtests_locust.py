@@ -41,6 +41,55 @@ RUN_LIMIT_SECONDS = 60
 # 40/s, 120/s for 1.5 s, back to 40/s: 300 arrivals in 4.5 s.
 PROFILE = "kind: surge\nrate: 40\nsurge_multiplier: 3\nsurge_start: 1.5\nsurge_duration: 1.5\nduration: 4.5\n"
 
+# Locustfiles that wrap ours to recreate a timing (see loadtests/coordinator.py's docstring).
+# Worker 1 handles the master's "ack" and its first "spawn" back to back, as a worker the OS did not
+# schedule in time does: Locust then fires that worker's test_start before our init listener ran.
+SPAWN_BEFORE_INIT = """
+import logging
+
+from locust.runners import WorkerRunner
+
+from loadtests.locustfile import ProfileShape, ReactionUser, coordinator  # noqa: F401
+
+_handle = WorkerRunner.handle_message
+_held = []
+
+
+def handle_message(self, msg):
+    if msg.type == "ack" and (msg.data or {}).get("index") == 1 and not _held and coordinator.env is None:
+        _held.append(msg)  # not yet: the connection completes when the spawn message is handled
+        return None
+    if msg.type == "spawn" and _held and _held[0] is not None:
+        ack, _held[0] = _held[0], None
+        _handle(self, ack)
+        before = "before" if coordinator.env is None else "after"
+        logging.getLogger("test").info("test: worker 1 handled ack and spawn back to back, %s init", before)
+    return _handle(self, msg)
+
+
+WorkerRunner.handle_message = handle_message
+"""
+SPAWN_BEFORE_INIT_MARK = "test: worker 1 handled ack and spawn back to back, before init"
+# Worker 1's user starts only LATE_USER_SECONDS after its spawn message: past the master's wait.
+LATE_USER_SECONDS = 8.0
+LATE_USER = f"""
+import gevent
+from locust.runners import WorkerRunner
+
+from loadtests.locustfile import ProfileShape, ReactionUser  # noqa: F401
+
+_start_worker = WorkerRunner.start_worker
+
+
+def start_worker(self, user_classes_count, **kwargs):
+    if self.worker_index == 1 and any(user_classes_count.values()):
+        gevent.sleep({LATE_USER_SECONDS})
+    return _start_worker(self, user_classes_count, **kwargs)
+
+
+WorkerRunner.start_worker = start_worker
+"""
+
 
 def decision(reaction_id: str) -> str:
     h = int(hashlib.sha256(reaction_id.encode()).hexdigest(), 16) % 20
@@ -132,14 +181,27 @@ def group_alive(pgid: int) -> bool:
 
 
 def run_locust(
-    tmp_path: Path, host_port: int, extra: list[str], profile_text: str = PROFILE, terminate_after: float | None = None
+    tmp_path: Path,
+    host_port: int,
+    extra: list[str],
+    profile_text: str = PROFILE,
+    terminate_after: float | None = None,
+    wrapper: str | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """Run Locust to completion (bounded), scraping its metrics while it runs; optionally SIGTERM it."""
+    """Run Locust to completion (bounded), scraping its metrics while it runs; optionally SIGTERM it.
+
+    `wrapper`: the source of a locustfile that imports ours (and patches Locust), run instead."""
     profile = tmp_path / "tiny-surge.yaml"
     profile.write_text(profile_text)
+    locustfile = LOCUSTFILE
+    if wrapper is not None:
+        locustfile = tmp_path / "wrapped_locustfile.py"
+        locustfile.write_text(wrapper)
     metrics_port = free_port()
+    master_port = free_port()  # not Locust's default 5557: another Locust run must not take our workers
     cmd = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
+        sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--only-summary",
+        "--master-bind-port", str(master_port), "--master-port", str(master_port),
         "--host", f"http://127.0.0.1:{host_port}",
         "--load-profile", str(profile), "--request-timeout", str(REQUEST_TIMEOUT),
         "--outcomes-dir", str(tmp_path / "out"), "--metrics-port", str(metrics_port),
@@ -175,19 +237,21 @@ def run_locust(
 
 
 @pytest.mark.parametrize(
-    ("processes", "arrivals"),
-    [(0, "poisson"), (2, "constant")],
-    ids=["single-process-poisson", "two-workers-constant"],
+    ("processes", "arrivals", "wrapper"),
+    [(0, "poisson", None), (2, "constant", None), (2, "constant", SPAWN_BEFORE_INIT)],
+    ids=["single-process-poisson", "two-workers-constant", "two-workers-spawn-before-init"],
 )
-def test_locust_records_every_reaction_with_its_outcome(tmp_path, processes, arrivals):
+def test_locust_records_every_reaction_with_its_outcome(tmp_path, processes, arrivals, wrapper):
     extra = ["--arrivals", arrivals, "--seed", "3"]
     if processes:
         extra += ["--processes", str(processes)]
     with StandIn() as server:
-        result, scrapes = run_locust(tmp_path, server.port, extra)
+        result, scrapes = run_locust(tmp_path, server.port, extra, wrapper=wrapper)
     assert result.returncode == 0, result.stdout[-3000:]
     assert not our_tracebacks(result.stdout), result.stdout[-3000:]
     assert server.invalid == []
+    if wrapper == SPAWN_BEFORE_INIT:  # the timing under test did happen
+        assert SPAWN_BEFORE_INIT_MARK in result.stdout, result.stdout[-3000:]
 
     out = tmp_path / "out"
     workers = max(1, processes)
@@ -271,3 +335,34 @@ def test_sigterm_mid_run_still_records_every_reaction(tmp_path):
     assert len(summaries) == 2
     assert not any(s["completed_schedule"] for s in summaries)
     assert sum(s["recorded"] for s in summaries) == len(records)
+
+
+def test_worker_whose_user_starts_late_gets_no_share_and_says_so(tmp_path):
+    # Worker 1's user starts after the master stopped waiting for it: the run is planned for worker 0
+    # alone (so no share is left without a user to drive it), and worker 1 sends nothing, loudly.
+    with StandIn() as server:
+        result, _ = run_locust(
+            tmp_path, server.port, ["--processes", "2", "--arrivals", "constant", "--seed", "3"], wrapper=LATE_USER
+        )
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:]
+    assert not our_tracebacks(out), out[-3000:]
+    assert server.invalid == []
+    assert "no user started on worker(s)" in out, out[-3000:]
+    assert "planning run" in out and "with the 1 that have one" in out, out[-3000:]
+    assert "started a user after run" in out, out[-3000:]  # the master's side
+    assert "got a user but no share of run" in out, out[-3000:]  # the worker's side
+    assert "not every worker reported drained" not in out, out[-3000:]
+
+    out_dir = tmp_path / "out"
+    assert sorted(p.name for p in out_dir.glob("outcomes-w*.jsonl")) == ["outcomes-w0.jsonl"]
+    records = list(read_outcomes(out_dir))
+    ids = [r.reaction_id for r in records]
+    assert len(ids) == len(set(ids)) and set(ids) == set(server.received)
+    expect = {"ok": ("ack", 202), "fail": ("failed", 503), "slow": ("unknown", None)}
+    assert all((str(r.outcome), r.status) == expect[server.received[r.reaction_id]] for r in records)
+    assert all(r.started_unix_nanos - r.intended_unix_nanos < 0.5e9 for r in records)
+    profile = load_profile(tmp_path / "tiny-surge.yaml")
+    assert len(records) == round(expected_arrivals(profile.rate_at, profile.duration, profile.breakpoints()))
+    (summary,) = [json.loads(p.read_text()) for p in out_dir.glob("summary-w*.json")]
+    assert summary["workers"] == 1 and summary["completed_schedule"] and summary["missed"] == 0

@@ -11,6 +11,7 @@ from geventhttpclient.useragent import RetriesExceeded
 from prometheus_client import generate_latest
 
 from harness import topology
+from loadtests.arrivals import Share
 from loadtests.metrics import LoadgenCollector, RunInfo, registry_for
 from loadtests.outcome import Outcome, OutcomeLog, OutcomeRecord, classify, describe, outcomes_path, read_outcomes
 from loadtests.plan import START_LEAD_SECONDS, RunPlan
@@ -165,6 +166,9 @@ def test_plan_round_trip_and_dense_shares():
     shares = [plan.share_for(w) for w in ("w-b", "w-a", "w-c")]
     assert [(s.index, s.count) for s in shares if s] == [(0, 3), (1, 3), (2, 3)]
     assert plan.share_for("late-joiner") is None
+    # The master fixes the run id at test start and the shares once the users asked for the plan.
+    later = RunPlan.new(["w-a"], now_unix_nanos=1_700_000_005_000_000_000, run_id=plan.run_id)
+    assert later.run_id == plan.run_id and later.share_for("w-a") == Share(0, 1)
 
 
 def test_reaction_factory_bodies():
