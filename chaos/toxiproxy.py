@@ -6,6 +6,7 @@ toxiproxy-python (0.1.1, 2019) keeps its server address in class attributes, rai
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,12 +84,21 @@ class ToxiproxyClient:
             raise ToxiproxyError(f"no Toxiproxy proxy named {link!r} (known: {self.proxy_names()})")
         return proxy
 
+    def _group(self, link: str) -> list[Any]:
+        """The proxy `link` and its per-broker siblings `link-<n>` (compose's three-broker profile),
+        so a fault on `kafka-produce` cuts every broker's producer path, as it does with one broker."""
+        proxies = self._call("list proxies", self._server.proxies)
+        group = [p for name, p in sorted(proxies.items()) if re.fullmatch(rf"{re.escape(link)}(-\d+)?", name)]
+        if not group:
+            raise ToxiproxyError(f"no Toxiproxy proxy named {link!r} (known: {sorted(proxies)})")
+        return group
+
     def set_enabled(self, link: str, enabled: bool) -> None:
-        proxy = self._proxy(link)
-        self._call(f"{'enable' if enabled else 'disable'} {link}", proxy.enable if enabled else proxy.disable)
+        for proxy in self._group(link):
+            self._call(f"{'enable' if enabled else 'disable'} {proxy.name}", proxy.enable if enabled else proxy.disable)
 
     def is_enabled(self, link: str) -> bool:
-        return bool(self._proxy(link).enabled)
+        return all(p.enabled for p in self._group(link))
 
     def add_toxic(self, toxic: Toxic) -> str:
         allowed = TOXIC_ATTRIBUTES.get(toxic.type)
@@ -97,21 +107,21 @@ class ToxiproxyClient:
         unknown = set(toxic.attributes) - allowed
         if unknown:
             raise ToxiproxyError(f"toxic {toxic.type!r} has no attribute(s) {sorted(unknown)}")
-        proxy = self._proxy(toxic.link)
-        self._call(
-            f"add toxic {toxic.toxic_name} to {toxic.link}",
-            proxy.add_toxic,
-            name=toxic.toxic_name,
-            type=toxic.type,
-            stream=toxic.stream,
-            toxicity=toxic.toxicity,
-            attributes=dict(toxic.attributes),
-        )
+        for proxy in self._group(toxic.link):
+            self._call(
+                f"add toxic {toxic.toxic_name} to {proxy.name}",
+                proxy.add_toxic,
+                name=toxic.toxic_name,
+                type=toxic.type,
+                stream=toxic.stream,
+                toxicity=toxic.toxicity,
+                attributes=dict(toxic.attributes),
+            )
         return toxic.toxic_name
 
     def remove_toxic(self, link: str, name: str) -> None:
-        proxy = self._proxy(link)
-        self._call(f"remove toxic {name} from {link}", proxy.destroy_toxic, name)
+        for proxy in self._group(link):
+            self._call(f"remove toxic {name} from {proxy.name}", proxy.destroy_toxic, name)
 
     def toxics(self, link: str) -> list[str]:
         return sorted(self._call(f"list toxics of {link}", self._proxy(link).toxics))

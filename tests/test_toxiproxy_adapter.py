@@ -50,3 +50,34 @@ def test_reset_reenables_and_clears(stack: Any) -> None:
 def test_bad_toxics_are_named(stack: Any, toxic: Toxic, message: str) -> None:
     with pytest.raises(ToxiproxyError, match=re.escape(message)):
         stack.toxiproxy.add_toxic(toxic)
+
+
+def test_a_link_acts_on_its_per_broker_siblings(stack: Any) -> None:
+    """compose's three-broker profile names proxies `kafka-produce-2`...: one fault cuts them all."""
+    import socket
+
+    from toxiproxy.api import APIConsumer
+
+    tp = stack.toxiproxy
+    with socket.socket() as s:
+        s.bind((topology.HOST, 0))
+        free = s.getsockname()[1]
+    sibling = "push-2"
+    APIConsumer.post("/proxies", json={"name": sibling, "listen": f"{topology.HOST}:{free}",
+                                       "upstream": topology.PROXY_PUSH.upstream, "enabled": True})  # fmt: skip
+    try:
+        tp.set_enabled("push", False)
+        assert not tp.is_enabled("push")
+        assert {n: p.enabled for n, p in tp._server.proxies().items() if n.startswith("push")} == {
+            "push": False,
+            sibling: False,
+        }
+        tp.add_toxic(Toxic("push", "latency", {"latency": 5}, name="group-test"))
+        assert "group-test" in tp.toxics(sibling)
+        tp.reset()
+        assert tp.is_enabled("push") and tp.toxics(sibling) == []
+        with pytest.raises(ToxiproxyError, match="no Toxiproxy proxy named 'pus'"):
+            tp.set_enabled("pus", False)  # a prefix is not a sibling
+    finally:
+        APIConsumer.delete(f"/proxies/{sibling}")
+        tp.reset()
