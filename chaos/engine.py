@@ -91,8 +91,9 @@ class Timeline:
             for w in self.windows:
                 self._gauge.labels(w.kind, w.target, w.label).set(0)
 
-    def start(self) -> None:
-        self._t0 = self.clock()
+    def start(self, at_unix: float | None = None) -> None:
+        """Time zero is now, or the wall-clock instant `at_unix` (the load's own epoch)."""
+        self._t0 = self.clock() - (0.0 if at_unix is None else time.time() - at_unix)
 
     def elapsed(self) -> float:
         return 0.0 if self._t0 is None else self.clock() - self._t0

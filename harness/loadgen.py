@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from harness import topology
 from harness.paths import REPO
+from harness.supervisor import set_pdeathsig
+from loadtests.metrics import RUN_START_METRIC
 from loadtests.outcome import read_outcomes
 
 LOCUSTFILE = REPO / "loadtests" / "locustfile.py"
@@ -45,10 +54,43 @@ class LoadRun:
     def start(self, log: Path) -> subprocess.Popen[bytes]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
-            # Its own session: Ctrl-C reaches the harness, which stops Locust in order.
+            # Its own session: Ctrl-C reaches the harness, which stops Locust in order; and the
+            # parent-death signal: a harness killed outright takes Locust (and its workers) along.
             return subprocess.Popen(
-                self.command(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=set_pdeathsig,
             )
+
+    @staticmethod
+    def stop(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+        """SIGTERM the master (it stops its workers and writes its outcomes), then kill the group."""
+        if proc.poll() is None:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=grace)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # workers left behind by a master that did not stop
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+    @staticmethod
+    def epoch(timeout: float, alive: Callable[[], bool]) -> float | None:
+        """The load's time zero (Unix seconds) as Locust plans it, read from its /metrics."""
+        deadline = time.monotonic() + timeout
+        pattern = re.compile(rf"^{RUN_START_METRIC} (\S+)$", re.MULTILINE)
+        while time.monotonic() < deadline and alive():
+            with contextlib.suppress(OSError, ValueError):
+                # Locust is our child, so it is local whatever the runtime.
+                with urllib.request.urlopen(topology.url(topology.LOADGEN_METRICS_PORT, "/metrics"), timeout=1) as r:
+                    m = pattern.search(r.read().decode())
+                if m and float(m.group(1)) > 0:
+                    return float(m.group(1))
+            time.sleep(0.05)
+        return None
 
     def outcomes(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in read_outcomes(self.out_dir)]

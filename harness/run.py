@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import threading
 import time
@@ -197,11 +196,15 @@ def run_cell(stack: RunnableStack, cell: Cell, out: Path, metrics: ChaosMetrics,
     timeline = Timeline(_scaled_faults(cell), cell.load_seconds, stack.toxiproxy, stack, metrics=metrics)
     started_unix = time.time()
     proc = load.start(out / "locust.log")
-    timeline.start()
-    metrics.cell_active.labels(cell.pipeline, cell.scenario.name).set(1)
     sampler = Sampler()
     sampler.start()
     try:
+        # Faults are timed from the load's own time zero (Locust plans it a moment after it starts).
+        epoch = LoadRun.epoch(timeout=60.0, alive=lambda: proc.poll() is None)
+        if epoch is None:
+            progress.event("could not read the load's start from Locust's /metrics; faults timed from now")
+        timeline.start(at_unix=epoch)
+        metrics.cell_active.labels(cell.pipeline, cell.scenario.name).set(1)
         while proc.poll() is None:
             for what in timeline.tick():
                 progress.event(f"t={timeline.elapsed():.1f}s {what}")
@@ -214,25 +217,22 @@ def run_cell(stack: RunnableStack, cell: Cell, out: Path, metrics: ChaosMetrics,
             )
             time.sleep(TICK)
     finally:
-        sampler.stop()
-        backlog_series = sampler.series
+        # Undo first: a sample may be blocked on the very broker a fault killed or paused.
         metrics.cell_active.labels(cell.pipeline, cell.scenario.name).set(0)
-        timeline.undo_all()
-        if proc.poll() is None:  # interrupted: stop Locust so it still writes its outcomes
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=30)
-            if proc.poll() is None:
-                proc.kill()
-    load_end_unix = time.time()
+        try:
+            timeline.undo_all()
+        finally:
+            LoadRun.stop(proc)  # a no-op when Locust ended by itself; interrupted, it still writes outcomes
+            sampler.stop()
+    backlog_series = sampler.series
     if proc.returncode != 0:
         progress.event(f"locust exited with {proc.returncode}; see {out / 'locust.log'}")
-    drain_seconds, left = _drain(cell.scenario.drain_timeout, progress, settle=2.0, series=backlog_series)
-    result = _result(cell, load, timeline, started_unix, load_end_unix, drain_seconds, left, backlog_series)
-    result["dead_lettered"] = kafka_admin.end_offset(topology.TOPIC_DEAD_LETTER) - dlq_before
+    _, left = _drain(cell.scenario.drain_timeout, progress, settle=2.0, series=backlog_series)
+    result = _result(cell, load, timeline, started_unix, left, backlog_series)
+    result["dead_lettered"] = max(0, kafka_admin.end_offset(topology.TOPIC_DEAD_LETTER) - dlq_before)
     result["measured"]["dead_lettered"] = result["dead_lettered"]
-    result["hypothesis"] = _verdict(cell, result["measured"])
     result["locust_exit_code"] = proc.returncode
+    result["hypothesis"] = _verdict(cell, result)
     (out / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     verdict = "PASS" if result["hypothesis"]["passed"] else "FAIL"
     led = result["ledger"]
@@ -274,8 +274,6 @@ def _result(
     load: LoadRun,
     timeline: Timeline,
     started_unix: float,
-    load_end_unix: float,
-    drain_seconds: float,
     backlog_left: int | None,
     backlog_series: list[tuple[float, int | None]],
 ) -> dict[str, Any]:
@@ -284,7 +282,8 @@ def _result(
     led = ledger.classify(outcomes, deliveries)
     epoch = min((o["intended_unix_nanos"] for o in outcomes), default=int(started_unix * 1e9)) / 1e9
     seconds = max(1, int(cell.load_seconds + 0.999))
-    answered = [o for o in outcomes if o["outcome"] != ledger.UNKNOWN and o.get("ended_unix_nanos")]
+    # Every request that ended, timeouts included: leaving out the slowest answers would hide an outage.
+    answered = [o for o in outcomes if o.get("ended_unix_nanos")]
     api = [
         ((o["intended_unix_nanos"] / 1e9), (o["ended_unix_nanos"] - o["intended_unix_nanos"]) / 1e9) for o in answered
     ]
@@ -294,6 +293,10 @@ def _result(
         for rid, d in deliveries.items()
         if rid in sent and d.get("created_unix_nanos")
     ]
+    # Drain time: from the planned end of the load to the last first delivery of this cell's ids.
+    load_end = epoch + cell.load_seconds
+    last_delivery = max((t for t, _ in e2e), default=load_end)
+    drain_seconds = max(0.0, last_delivery - load_end)
     summaries = load.summaries()
     missed = sum(int(s.get("missed", 0)) for s in summaries)
     api_summary = stats.summary(v for _, v in api)
@@ -309,7 +312,7 @@ def _result(
         "achieved_rate": led.attempted / cell.load_seconds,
         **{f"api.{k}": api_summary[k] for k in ("p50", "p90", "p99", "p999", "max")},
         **{f"e2e.{k}": e2e_summary[k] for k in ("p50", "p90", "p99", "p999", "max")},
-        "peak_backlog": float(max(backlog_values, default=0)),
+        "peak_backlog": float(max(backlog_values)) if backlog_values else None,
         "drain_seconds": drain_seconds,
     }
     by_outcome = {
@@ -333,7 +336,7 @@ def _result(
         "timings": {
             "load_start_unix": epoch,
             "load_seconds": cell.load_seconds,
-            "load_end_unix": load_end_unix,
+            "load_end_unix": load_end,
             "drain_seconds": drain_seconds,
             "drain_timeout_seconds": cell.scenario.drain_timeout,
             "drained": backlog_left == 0,
@@ -378,7 +381,8 @@ def _pad(values: list[int], n: int) -> list[int]:
     return values + [0] * (n - len(values))
 
 
-def _verdict(cell: Cell, measured: dict[str, float | None]) -> dict[str, Any]:
+def _verdict(cell: Cell, result: dict[str, Any]) -> dict[str, Any]:
+    measured = result["measured"]
     checks = [
         {
             "check": str(c),
@@ -388,7 +392,16 @@ def _verdict(cell: Cell, measured: dict[str, float | None]) -> dict[str, Any]:
         }
         for c in cell.scenario.checks_for(cell.pipeline)
     ]
-    return {"passed": all(c["passed"] for c in checks), "checks": checks}
+    # A cell that sent nothing, whose load generator failed, or that never drained proves nothing.
+    preconditions = [
+        {"check": "attempted > 0", "metric": "attempted", "measured": measured["attempted"],
+         "passed": bool(measured["attempted"])},
+        {"check": "load generator exit code == 0", "metric": "locust_exit_code",
+         "measured": result["locust_exit_code"], "passed": result["locust_exit_code"] == 0},
+        {"check": "drained within drain_timeout", "metric": "drained", "measured": result["timings"]["drained"],
+         "passed": bool(result["timings"]["drained"])},
+    ]  # fmt: skip
+    return {"passed": all(c["passed"] for c in preconditions + checks), "checks": preconditions + checks}
 
 
 def run(

@@ -61,7 +61,7 @@ class Running:
     create_time: float
 
 
-def _set_pdeathsig() -> None:
+def set_pdeathsig() -> None:
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -175,7 +175,7 @@ class Supervisor:
                     cwd=spec.cwd,
                     env=env,
                     start_new_session=True,
-                    preexec_fn=None if self.detached else _set_pdeathsig,
+                    preexec_fn=None if self.detached else set_pdeathsig,
                 )
             except OSError as e:
                 raise StartError(f"cannot start {spec.name!r} ({spec.argv[0]}): {e}") from e

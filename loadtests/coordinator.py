@@ -28,6 +28,7 @@ stay consistent with Locust's own totals. The cost is freshness: workers report 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import signal
@@ -184,7 +185,12 @@ class Coordinator:
             self.run_id = self.plan.run_id
             self.share = self.plan.share_for(LOCAL_WORKER_ID)
             self._announce(self.settings, self.plan)
-        self.info = RunInfo(self.run_id or "", self.settings.profile.name, str(self.settings.process))
+        self.info = RunInfo(
+            self.run_id or "",
+            self.settings.profile.name,
+            str(self.settings.process),
+            self.plan.epoch_unix_nanos / 1e9 if self.plan else 0.0,  # the master learns it when it plans
+        )
 
     def on_test_stop(self, environment: Environment, **_: Any) -> None:
         if self.driver is not None and not self.driver.closed:
@@ -255,6 +261,7 @@ class Coordinator:
                 len(volunteers),
             )
         self.plan = plan = RunPlan.new(volunteers, run_id=self.run_id)
+        self.info = dataclasses.replace(self.info, epoch_unix_seconds=plan.epoch_unix_nanos / 1e9)
         self._announce(self.settings, plan)
         for worker in volunteers:
             runner.send_message(PLAN_MESSAGE, {"plan": plan.to_wire()}, client_id=worker)
@@ -366,7 +373,9 @@ class Coordinator:
         except SettingsError as exc:
             log.error("loadgen: %s; this worker sends nothing", exc)
             return
-        self.info = RunInfo(plan.run_id, self.settings.profile.name, str(self.settings.process))
+        self.info = RunInfo(
+            plan.run_id, self.settings.profile.name, str(self.settings.process), plan.epoch_unix_nanos / 1e9
+        )
         if share is None:
             log.error(
                 "loadgen: this worker (index %d) got a user but no share of run %s: its user started after "

@@ -15,12 +15,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from loadtests.stats import LoadStats
 
+# The harness reads it to time its fault timeline from the load's own time zero.
+RUN_START_METRIC = "loadgen_run_start_time_seconds"
+
 
 @dataclass(frozen=True)
 class RunInfo:
     run_id: str = ""
     profile: str = ""
     arrivals: str = ""
+    epoch_unix_seconds: float = 0.0  # the plan's time zero; 0 until planned
 
 
 class LoadgenCollector:
@@ -45,6 +49,11 @@ class LoadgenCollector:
         if info.run_id:
             run.add_metric([info.run_id, info.profile, info.arrivals], 1)
         yield run
+        yield GaugeMetricFamily(
+            RUN_START_METRIC,
+            "Unix time of the current run's time zero (its schedule's origin); 0 until planned.",
+            value=info.epoch_unix_seconds,
+        )
         yield GaugeMetricFamily(
             "loadgen_target_requests_per_second",
             "Arrival rate the load profile offers now, all workers together.",

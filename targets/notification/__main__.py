@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--group", default=topology.CONSUMER_GROUP)
     g = p.add_argument_group("delivery (both entry paths)")
     g.add_argument("--max-concurrency", type=positive_int, default=64, help="concurrent push requests")
-    g.add_argument("--max-attempts", type=positive_int, default=5, help="push attempts per notification")
+    # Attempts back off up to --max-backoff: ten give a consumer several seconds of a failing push
+    # before a record is dead-lettered (a gRPC call is bounded by its deadline first).
+    g.add_argument("--max-attempts", type=positive_int, default=10, help="push attempts per notification")
     g.add_argument("--initial-backoff", type=positive_float, default=0.05, help="seconds, full jitter")
     g.add_argument("--max-backoff", type=positive_float, default=2.0, help="seconds")
     g.add_argument("--attempt-timeout", type=positive_float, default=2.0, help="seconds per push attempt")

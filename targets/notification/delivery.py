@@ -46,7 +46,7 @@ class DeliveryResult:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 5
+    max_attempts: int = 10
     initial_backoff: float = 0.05  # seconds; the first retry waits up to this (full jitter)
     max_backoff: float = 2.0
     attempt_timeout: float = 2.0
