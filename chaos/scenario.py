@@ -18,7 +18,7 @@ from chaos.toxiproxy import TOXIC_ATTRIBUTES
 from harness import topology
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
-PROCESSES = ("reaction", "notification", "pushsink", "kafka")
+PROCESSES = ("reaction", "notification", "kafka")  # the push sink is the ground truth, never faulted
 
 # The measured values a hypothesis may check; each is a key of result.json's `measured` table.
 METRICS = (
@@ -49,6 +49,8 @@ def _check_link(v: str) -> str:
 
 
 def _check_process(v: str) -> str:
+    if v == "pushsink":
+        raise ValueError("the push sink is the ground truth (its ledger is in memory): fault the `push` link instead")
     if v not in PROCESSES:
         raise ValueError(f"unknown process {v!r} (processes: {', '.join(PROCESSES)})")
     return v

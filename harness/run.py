@@ -424,6 +424,17 @@ def run(
         except provision.ProvisionError as e:
             print(f"bench run: {e}", file=sys.stderr)
             return EXIT_USAGE
+    registry = CollectorRegistry()
+    metrics = ChaosMetrics(registry)
+    try:  # before anything is written: a second `bench run` must not take over runs/latest
+        server, _thread = start_http_server(topology.CHAOS_METRICS_PORT, addr=topology.BIND_HOST, registry=registry)
+    except OSError as e:
+        print(
+            f"bench run: cannot serve the harness' metrics on port {topology.CHAOS_METRICS_PORT} ({e}); "
+            "is another `bench run` going?",
+            file=sys.stderr,
+        )
+        return 1
     root = runs_root or paths.runs_dir()
     run_id = time.strftime("%Y%m%d-%H%M%S")
     run_dir = root / run_id
@@ -431,10 +442,19 @@ def run(
     latest = root / "latest"
     latest.unlink(missing_ok=True)
     latest.symlink_to(run_id)
-    registry = CollectorRegistry()
-    metrics = ChaosMetrics(registry)
-    server, _thread = start_http_server(topology.CHAOS_METRICS_PORT, addr=topology.BIND_HOST, registry=registry)
-    results = []
+    results: list[dict[str, Any]] = []
+    index: dict[str, Any] = {"run_id": run_id, "machine": {**machine(), "runtime": stack_kind}, "cells": []}
+
+    def write_index() -> None:
+        # After every cell, so an interrupted run still has a report-ready index of what it finished.
+        index["cells"] = [
+            {"pipeline": r["pipeline"], "scenario": r["scenario"], "passed": r["hypothesis"]["passed"],
+             "result": f"{r['pipeline']}--{r['scenario']}/result.json"}
+            for r in results
+        ]  # fmt: skip
+        index["complete"] = len(results) == len(the_plan.cells)
+        (run_dir / "run.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
     print(f"run {run_id}: {len(the_plan.cells)} cell(s) -> {run_dir}", flush=True)
     try:
         with (
@@ -444,21 +464,16 @@ def run(
             for cell in the_plan.cells:
                 out = run_dir / f"{cell.pipeline}--{cell.scenario.name}"
                 results.append(run_cell(stack, cell, out, metrics, processes))
+                write_index()
     except KeyboardInterrupt:
         print("\nbench run: interrupted; faults undone, stack stopped", file=sys.stderr)
         return 130
-    except (supervisor.StartError, RuntimeError) as e:
+    except (supervisor.StartError, RuntimeError, OSError) as e:
         print(f"\nbench run: error: {e}", file=sys.stderr)
         return 1
     finally:
         server.shutdown()
-    cells = [
-        {"pipeline": r["pipeline"], "scenario": r["scenario"], "passed": r["hypothesis"]["passed"],
-         "result": f"{r['pipeline']}--{r['scenario']}/result.json"}
-        for r in results
-    ]  # fmt: skip
-    index = {"run_id": run_id, "machine": {**machine(), "runtime": stack_kind}, "cells": cells}
-    (run_dir / "run.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    failed = [c for c in cells if not c["passed"]]
+        server.server_close()
+    failed = [c for c in index["cells"] if not c["passed"]]
     print(f"\nrun {run_id}: {len(results) - len(failed)}/{len(results)} hypotheses held; results in {run_dir}")
     return EXIT_HYPOTHESIS_FAILED if failed else 0

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.stats import quantile
 from loadtests.outcome import Outcome
 
 
@@ -31,14 +32,6 @@ class _Bucket:
     outcomes: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
     latencies: list[float] = field(default_factory=list)
     lag_max: float = 0.0
-
-
-def quantile(sorted_values: list[float], q: float) -> float | None:
-    """Nearest-rank quantile; None for no values."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 class Series:

@@ -56,6 +56,11 @@ def test_a_good_scenario_loads(tmp_path: Path) -> None:
         ("metric: lost", "metric: lots", "hypothesis.*[0].metric: unknown metric 'lots'"),
         ('"*":', "syncc:", "hypothesis: unknown pipeline 'syncc'"),
         ("duration: 5", "duration: 0", "faults[0].duration: Input should be greater than 0"),
+        (
+            "{kind: toxic, at: 1, duration: 5, link: push, toxic: latency, attributes: {latency: 100}}",
+            "{kind: kill, at: 1, process: pushsink}",
+            "faults[0].process: the push sink is the ground truth",
+        ),
     ],
 )
 def test_errors_name_file_and_field(tmp_path: Path, old: str, new: str, message: str) -> None:
