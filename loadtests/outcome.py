@@ -38,9 +38,16 @@ def root_cause(error: BaseException) -> BaseException:
     return error
 
 
+GATEWAY_TIMEOUT = 504
+
+
 def classify(status: int | None, error: BaseException | None) -> Outcome:
     if status and 200 <= status < 300:
         return Outcome.ACK
+    if status == GATEWAY_TIMEOUT:
+        # The service gave up waiting, not the work: an async send on the wire or a sync call past
+        # its deadline may still be delivered (README: async 503 vs 504).
+        return Outcome.UNKNOWN
     if status:
         return Outcome.FAILED
     # A refused connection is certain: no byte reached the server, so nothing can be processed.

@@ -27,7 +27,7 @@ from loadtests.stats import LoadStats
         (200, None, Outcome.ACK),
         (202, None, Outcome.ACK),
         (503, None, Outcome.FAILED),
-        (504, None, Outcome.FAILED),
+        (504, None, Outcome.UNKNOWN),  # the service gave up waiting; it may still be delivered
         (400, None, Outcome.FAILED),
         (None, TimeoutError("timed out"), Outcome.UNKNOWN),
         (None, ConnectionResetError(104, "reset"), Outcome.UNKNOWN),
