@@ -29,6 +29,7 @@ from typing import Any
 from chaos.toxiproxy import ToxiproxyClient
 from compose import generate
 from harness import topology
+from harness.supervisor import http_json
 
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 CONTROL_FILE = Path("/run/sab/pipeline")  # docker-compose.yml: the reaction command reads it
@@ -91,13 +92,7 @@ class DockerAPI:
 
 def reaction_health(timeout: float = 2.0) -> dict[str, Any] | None:
     """The reaction service's /healthz (pipeline, transport_ready), or None while it does not answer."""
-    url = f"http://{generate.REACTION}:{topology.REACTION_HTTP_PORT}/healthz"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            data = json.loads(resp.read())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return http_json(f"http://{generate.REACTION}:{topology.REACTION_HTTP_PORT}/healthz", timeout)
 
 
 class ComposeStack:
