@@ -54,6 +54,9 @@ class Window:
     undone_at: float | None = None
     applied_unix: float | None = None  # wall clock, to place the window on the load's own epoch
     undone_unix: float | None = None
+    # When the undo had taken effect: a restarted broker is ready only seconds after the undo began.
+    recovered_at: float | None = None
+    recovered_unix: float | None = None
     error: str | None = None
 
 
@@ -139,6 +142,7 @@ class Timeline:
     def _undo(self, i: int) -> None:
         f, w = self.faults[i], self.windows[i]
         name = self._active.pop(i)
+        w.undone_at, w.undone_unix = self.elapsed(), time.time()
         try:
             if isinstance(f, ToxicFault):
                 self.toxiproxy.remove_toxic(f.link, name)
@@ -150,7 +154,7 @@ class Timeline:
             w.error = f"undo failed: {type(e).__name__}: {e}"
             raise
         finally:
-            w.undone_at, w.undone_unix = self.elapsed(), time.time()
+            w.recovered_at, w.recovered_unix = self.elapsed(), time.time()
             if self._gauge is not None:
                 self._gauge.labels(w.kind, w.target, w.label).set(0)
 

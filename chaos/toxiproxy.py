@@ -13,6 +13,7 @@ from typing import Any
 
 import requests
 from toxiproxy import Toxiproxy
+from toxiproxy import api as toxiproxy_api
 from toxiproxy.api import APIConsumer
 
 from harness import topology
@@ -32,6 +33,22 @@ STREAMS = ("upstream", "downstream")
 
 class ToxiproxyError(RuntimeError):
     pass
+
+
+HTTP_TIMEOUT = 10.0  # seconds; the library passes none, and a hung API would hang a fault's undo
+
+
+class _RequestsWithTimeout:
+    """Stands in for the `requests` module inside toxiproxy-python, adding a timeout to every call."""
+
+    def __getattr__(self, method: str) -> Any:
+        call = getattr(requests, method)
+        if method not in ("get", "post", "patch", "delete", "put"):
+            return call
+        return lambda *args, **kwargs: call(*args, **{"timeout": HTTP_TIMEOUT, **kwargs})
+
+
+toxiproxy_api.requests = _RequestsWithTimeout()
 
 
 @dataclass(frozen=True)

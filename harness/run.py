@@ -188,7 +188,8 @@ def run_cell(stack: RunnableStack, cell: Cell, out: Path, metrics: ChaosMetrics,
     stack.toxiproxy.reset()  # first: a service restarted below then connects through healthy links
     if stack.pipeline != cell.pipeline:
         stack.use_pipeline(cell.pipeline)
-    _drain(cell.scenario.drain_timeout, progress, settle=0.0)  # leftovers of the previous cell
+    # Leftovers of the previous cell (a late redelivery, a sync retry) must land before the sink resets.
+    _drain(cell.scenario.drain_timeout, progress, settle=2.0)
     sink.reset()
     dlq_before = kafka_admin.end_offset(topology.TOPIC_DEAD_LETTER)
 
@@ -357,6 +358,7 @@ def _result(
                 "end": w.end,
                 "applied_offset": None if w.applied_unix is None else w.applied_unix - epoch,
                 "undone_offset": None if w.undone_unix is None else w.undone_unix - epoch,
+                "recovered_offset": None if w.recovered_unix is None else w.recovered_unix - epoch,
             }
             for w in timeline.windows
         ],

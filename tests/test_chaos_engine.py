@@ -100,7 +100,7 @@ def test_faults_apply_and_undo_on_schedule() -> None:
     assert pr.calls == [("kill", "kafka"), ("restart", "kafka")]
     assert metrics.fault_active.labels("toxic", "link:push", "latency(downstream) on push")._value.get() == 0
     w = tl.windows[0]
-    assert (w.start, w.end, w.applied_at, w.undone_at) == (2, 5, 2.0, 5.0)
+    assert (w.start, w.end, w.applied_at, w.undone_at, w.recovered_at) == (2, 5, 2.0, 5.0, 5.0)
 
 
 def test_interrupted_run_undoes_every_active_fault() -> None:
