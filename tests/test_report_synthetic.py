@@ -1,4 +1,4 @@
-"""Synthetic run folders with the schema `bench run` writes (harness/run.py), for the report,
+"""Synthetic run folders with the schema `bench run` writes (harness/result.py), for the report,
 claims and compare tests; and the guard that keeps this fixture in step with run.py."""
 
 from __future__ import annotations
@@ -176,11 +176,15 @@ def article_cells() -> list[dict[str, Any]]:
 
 
 def _run_py_result_keys() -> set[str]:
-    """The top-level keys of the dict harness/run.py's _result() returns, plus those run_cell() adds."""
-    tree = ast.parse((REPO / "harness" / "run.py").read_text())
+    """The top-level keys of the dict harness/result.py's build() returns, plus those run.py's run_cell() adds."""
+    tree = ast.Module(
+        body=[*ast.parse((REPO / "harness" / "result.py").read_text()).body,
+              *ast.parse((REPO / "harness" / "run.py").read_text()).body],
+        type_ignores=[],
+    )  # fmt: skip
     keys: set[str] = set()
     for fn in ast.walk(tree):
-        if isinstance(fn, ast.FunctionDef) and fn.name == "_result":
+        if isinstance(fn, ast.FunctionDef) and fn.name == "build":
             ret = next(n for n in ast.walk(fn) if isinstance(n, ast.Return))
             assert isinstance(ret.value, ast.Dict)
             keys |= {str(k.value) for k in ret.value.keys if isinstance(k, ast.Constant)}

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from harness import result as cell_result
 from harness import run
 
 
@@ -20,7 +21,7 @@ def result(attempted: float = 100, exit_code: int = 0, drained: bool = True, los
 
 
 def test_a_healthy_cell_passes() -> None:
-    v = run._verdict(cell(), result())
+    v = cell_result.verdict(cell(), result())
     assert v["passed"]
     assert [c["check"] for c in v["checks"]][3:] == ["lost == 0", "unexpected == 0", "error_ratio < 0.01"]
 
@@ -35,7 +36,7 @@ def test_a_healthy_cell_passes() -> None:
     ],
 )
 def test_a_cell_that_proves_nothing_or_loses_fails(kwargs: dict[str, Any], failing: str) -> None:
-    v = run._verdict(cell(), result(**kwargs))
+    v = cell_result.verdict(cell(), result(**kwargs))
     assert not v["passed"]
     assert [c["check"] for c in v["checks"] if not c["passed"]] == [failing]
 
@@ -43,5 +44,5 @@ def test_a_cell_that_proves_nothing_or_loses_fails(kwargs: dict[str, Any], faili
 def test_a_check_without_a_measurement_fails() -> None:
     r = result()
     r["measured"]["error_ratio"] = None
-    v = run._verdict(cell(), r)
+    v = cell_result.verdict(cell(), r)
     assert not v["passed"]

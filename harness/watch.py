@@ -1,0 +1,88 @@
+"""Watching a cell: the progress line, the backlog/sink sampler, and the drain."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+
+from harness import kafka_admin, sink
+
+
+class Progress:
+    def __init__(self, label: str, planned: float) -> None:
+        self.label, self.planned = label, planned
+        self.tty = sys.stdout.isatty()
+        self._last = 0.0
+
+    def show(self, phase: str, elapsed: float, extra: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < (1.0 if self.tty else 5.0):
+            return
+        self._last = now
+        line = f"[{self.label}] {phase:<6} {elapsed:6.1f}/{self.planned:.0f}s  {extra}"
+        print(("\r" + line.ljust(110)) if self.tty else line, end="" if self.tty else "\n", flush=True)
+
+    def event(self, text: str) -> None:
+        print(("\n" if self.tty else "") + f"[{self.label}] {text}", flush=True)
+
+
+def sample_backlog() -> int | None:
+    try:
+        return kafka_admin.backlog()
+    except Exception:  # the broker may be the fault under test
+        return None
+
+
+class Sampler:
+    """Samples the Kafka backlog and the sink's count once a second on its own thread.
+
+    A sample can block for seconds while the broker is the fault under test; on the main thread
+    that would hold up the fault timeline (a killed broker was restarted 15 s late that way).
+    It only reads, so a thread is safe here (processes are started from the main thread only).
+    """
+
+    def __init__(self) -> None:
+        self.series: list[tuple[float, int | None]] = []
+        self.backlog: int | None = None
+        self.unique: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            self.backlog = sample_backlog()
+            self.series.append((time.time(), self.backlog))
+            with contextlib.suppress(Exception):
+                self.unique = int(sink.stats()["unique"])
+            self._stop.wait(max(0.0, 1.0 - (time.monotonic() - t0)))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def drain(
+    timeout: float, progress: Progress, settle: float, series: list[tuple[float, int | None]] | None = None
+) -> tuple[float, int | None]:
+    """Wait until Kafka's backlog is empty and the sink has stopped moving for `settle` seconds."""
+    t0 = time.monotonic()
+    last_raw, still_since = -1, time.monotonic()
+    backlog: int | None = None
+    while time.monotonic() - t0 < timeout:
+        backlog = sample_backlog()
+        if series is not None:
+            series.append((time.time(), backlog))
+        raw = sink.stats()["raw"]
+        if raw != last_raw:
+            last_raw, still_since = raw, time.monotonic()
+        if backlog == 0 and time.monotonic() - still_since >= settle:
+            return time.monotonic() - t0 - settle, 0
+        progress.show("drain", time.monotonic() - t0, f"backlog {backlog}  sink raw {raw}")
+        time.sleep(0.5)
+    return time.monotonic() - t0, backlog
