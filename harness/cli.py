@@ -133,17 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
         subs[name] = sp
     subs["up"].add_argument("--pipeline", choices=topology.PIPELINES, default="async")
     subs["up"].add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops all")
+    from harness.run import QUICK_SECONDS, STACK_KINDS  # one place for both; imported here, not at start-up
+
     run = subs["run"]
     run.add_argument("--pipeline", choices=[*topology.PIPELINES, "all"], default="all")
     run.add_argument(
         "--scenario", nargs="+", default=["all"], help="shipped scenario names or YAML paths, or 'all' (default)"
     )
     run.add_argument("--duration", type=float, help="seconds of load per cell (the timeline is scaled to it)")
-    run.add_argument("--quick", action="store_true", help=f"cap each cell's load at {30:d} s (CI)")
+    run.add_argument("--quick", action="store_true", help=f"cap each cell's load at {QUICK_SECONDS:g} s (CI)")
     run.add_argument("--processes", type=int, default=1, help="Locust worker processes")
     run.add_argument(
         "--stack",
-        choices=("native", "compose"),
+        choices=STACK_KINDS,
         default=os.environ.get("SYNC_ASYNC_BENCH_STACK", "native"),
         help="native: start the stack here; compose: drive the one `docker compose up` started (compose/README.md)",
     )
