@@ -102,7 +102,11 @@ class _TransportReady:
 
 
 def _kafka_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # Like Kafka's Uuid.randomUuid: an id starting with "-" (1 in 64) reads as an option on the command line.
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 class Stack:
@@ -165,7 +169,7 @@ class Stack:
 
             fmt = subprocess.run(
                 ["java", "-cp", cp, f"-Dlog4j2.configurationFile={kdir / 'log4j2.yaml'}",
-                 "kafka.tools.StorageTool", "format", "-t", _kafka_cluster_id(),
+                 "kafka.tools.StorageTool", "format", f"--cluster-id={_kafka_cluster_id()}",
                  "-c", str(kdir / "server.properties")],
                 capture_output=True, text=True, timeout=120,
             )  # fmt: skip

@@ -1,0 +1,31 @@
+"""The Kafka cluster id handed to `kafka-storage format` never reads as a command-line option."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import pytest
+
+from compose import generate
+from harness import stack
+
+
+def test_an_id_starting_with_a_dash_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    dashed = uuid.UUID(bytes=b"\xf8" + b"\x00" * 15)  # base64 of 0xf8... starts with "-"
+    plain = uuid.UUID(bytes=b"\x01" * 16)
+    assert base64.urlsafe_b64encode(dashed.bytes).decode().startswith("-")
+    draws = iter([dashed, plain])
+    monkeypatch.setattr(stack.uuid, "uuid4", lambda: next(draws))
+    assert stack._kafka_cluster_id() == base64.urlsafe_b64encode(plain.bytes).decode().rstrip("=")
+
+
+def test_ids_are_22_url_safe_characters() -> None:
+    for _ in range(500):
+        cid = stack._kafka_cluster_id()
+        assert len(cid) == 22 and not cid.startswith("-")
+        assert uuid.UUID(bytes=base64.urlsafe_b64decode(cid + "==")).version == 4
+
+
+def test_the_compose_cluster_id_is_not_an_option() -> None:
+    assert len(generate.KAFKA_CLUSTER_ID) == 22 and not generate.KAFKA_CLUSTER_ID.startswith("-")
