@@ -94,6 +94,7 @@ def fault_text(cell: Cell) -> str:
         return "none"
     return "; ".join(
         f"{f.get('label', f.get('kind'))} {round(f.get('start', 0), 1):g}-{round(f.get('end', 0), 1):g} s"
+        + (f" (FAILED: {f['error']})" if f.get("error") else "")
         for f in faults
     )
 

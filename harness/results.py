@@ -83,15 +83,23 @@ def _num(v: Any) -> float | None:
 
 
 def fault_windows(data: Mapping[str, Any]) -> list[tuple[float, float, str]]:
-    """(start, end, label) of each fault in seconds from the load's start: when it was really applied
-    and undone where recorded, else when it was planned."""
+    """(start, end, label) of each fault in seconds from the load's start: from when it was really
+    applied to when its undo took effect (a restarted broker serves only once ready) where recorded,
+    else as planned. A fault that was never applied has no window: shading it would show an effect
+    that did not happen."""
     out = []
     for w in data.get("faults") or []:
-        start = w.get("applied_offset") if w.get("applied_offset") is not None else w.get("start")
-        end = w.get("undone_offset") if w.get("undone_offset") is not None else w.get("end")
+        if "applied_offset" in w and w["applied_offset"] is None:
+            continue
+        start = _first(w, "applied_offset", "start")
+        end = _first(w, "recovered_offset", "undone_offset", "end")
         if start is not None and end is not None and end > start:
             out.append((float(start), float(end), str(w.get("label") or w.get("kind") or "fault")))
     return out
+
+
+def _first(w: Mapping[str, Any], *keys: str) -> Any:
+    return next((w[k] for k in keys if w.get(k) is not None), None)
 
 
 def fault_seconds(data: Mapping[str, Any]) -> set[int]:
