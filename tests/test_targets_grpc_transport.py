@@ -229,3 +229,44 @@ def test_resilient_breaker_streak_is_reset_by_a_success() -> None:
         assert breaker.state is BreakerState.CLOSED
 
     run([grpc.StatusCode.INTERNAL, 0.0, grpc.StatusCode.INTERNAL], test)
+
+
+async def _poll_state(until: Callable[[], bool], polls: int = 200) -> bool:
+    for _ in range(polls):
+        if until():
+            return True
+        await asyncio.sleep(0.05)
+    return until()
+
+
+def test_ready_only_once_connected_and_asking_dials() -> None:
+    async def test(target: str, servicer: ScriptedNotification) -> None:
+        transport = sync_transport(target)
+        await transport.start()
+        try:
+            assert transport._channel is not None
+            idle = transport._channel.get_state(try_to_connect=False)
+            assert idle == grpc.ChannelConnectivity.IDLE and not transport.ready()  # not yet dialled
+            assert await _poll_state(transport.ready), "never connected without a request"
+            assert servicer.calls == []
+        finally:
+            await transport.close()
+        assert not transport.ready()
+
+    run([], test)
+
+
+def test_not_ready_when_the_peer_is_unreachable() -> None:
+    async def main() -> None:
+        transport = sync_transport("127.0.0.1:9")
+        await transport.start()
+        try:
+            assert transport._channel is not None
+            channel = transport._channel
+            transport.ready()  # dials
+            failed = await _poll_state(lambda: channel.get_state() == grpc.ChannelConnectivity.TRANSIENT_FAILURE)
+            assert failed and not transport.ready()
+        finally:
+            await transport.close()
+
+    asyncio.run(main())

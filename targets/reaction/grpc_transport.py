@@ -142,8 +142,9 @@ class GrpcTransport:
     def ready(self) -> bool:
         if self._channel is None:
             return False
-        state = self._channel.get_state(try_to_connect=False)
-        return state not in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN)
+        # Only a connected channel can send now. gRPC dials lazily: asking with try_to_connect is what
+        # makes an idle channel dial, so readiness turns true without a request having to fail first.
+        return self._channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY
 
     async def send(self, event: reaction_pb2.ReactionEvent) -> Receipt:
         if self._breaker is None:
