@@ -2,6 +2,9 @@
 
 It runs on the orchestrator's main thread through `tick()`, never in a thread of its own: a
 process restarted from a thread would get that thread's parent-death signal when it exits.
+So a restart after a kill does not wait for the process to be ready (a broker takes ~12 s, which
+would hold up every other fault): `tick()` polls its readiness instead, and `settle()` /
+`undo_all()` wait for it, so a cell never ends with a half-started process.
 """
 
 from __future__ import annotations
@@ -35,7 +38,15 @@ class ChaosMetrics:
 
 class ProcessControl(Protocol):
     def kill(self, name: str) -> None: ...
-    def restart(self, name: str) -> None: ...
+    def restart(self, name: str) -> None:
+        """Start the killed process again without waiting for it to be ready."""
+        ...
+
+    def ready(self, name: str) -> bool:
+        """One readiness probe after `restart`, without waiting. Raises if the restart failed,
+        including once the process' own ready timeout has passed: that bounds `settle()`."""
+        ...
+
     def pause(self, name: str) -> None: ...
     def resume(self, name: str) -> None: ...
 
@@ -78,9 +89,12 @@ class Timeline:
     processes: ProcessControl
     metrics: ChaosMetrics | None = None
     clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep  # between readiness probes while settling
+    poll: float = 0.2
     windows: list[Window] = field(default_factory=list)
     _events: list[_Event] = field(default_factory=list)
     _active: dict[int, str] = field(default_factory=dict)  # fault index -> toxic name ("" otherwise)
+    _recovering: dict[int, str] = field(default_factory=dict)  # kill fault index -> process restarted, not ready
     _t0: float | None = None
 
     def __post_init__(self) -> None:
@@ -102,7 +116,8 @@ class Timeline:
         return 0.0 if self._t0 is None else self.clock() - self._t0
 
     def tick(self) -> list[str]:
-        """Apply/undo every event now due; returns what it did, for the progress line."""
+        """Apply/undo every event now due, then probe restarted processes once; returns what it
+        did, for the progress line. Raises if an undo (a restart included) failed."""
         done = []
         now = self.elapsed()
         while self._events and self._events[0].at <= now:
@@ -115,13 +130,61 @@ class Timeline:
             else:
                 self._apply(ev.index)
                 done.append(f"start {w.label}" + (f" FAILED: {w.error}" if w.error else ""))
+        # Probed after the due events, so a slow probe never delays a fault that is due.
+        for i in list(self._recovering):
+            if self._probe(i):
+                done.append(f"recovered {self.windows[i].label}")
         return done
 
     def active(self) -> list[str]:
-        return [self.windows[i].label for i in self._active]
+        return [self.windows[i].label for i in self._active] + [
+            f"{self.windows[i].label} (recovering)" for i in self._recovering
+        ]
+
+    def _probe(self, i: int) -> bool:
+        """One readiness probe of the process restarted by undoing fault i; True once it is ready."""
+        w = self.windows[i]
+        try:
+            ready = self.processes.ready(self._recovering[i])
+        except Exception as e:
+            del self._recovering[i]
+            w.error = f"undo failed: {type(e).__name__}: {e}"
+            raise
+        if ready:
+            del self._recovering[i]
+            w.recovered_at, w.recovered_unix = self.elapsed(), time.time()
+        return ready
+
+    def _settle(self, indices: list[int]) -> list[str]:
+        """Probe until those restarted processes are ready or failed (each bounded by its own ready
+        timeout, see ProcessControl.ready); returns the failures."""
+        errors = []
+        pending = [i for i in indices if i in self._recovering]
+        while pending:
+            for i in pending:
+                try:
+                    self._probe(i)
+                except Exception as e:
+                    errors.append(str(e))
+            pending = [i for i in pending if i in self._recovering]
+            if pending:
+                self.sleep(self.poll)
+        return errors
+
+    def settle(self, process: str | None = None) -> None:
+        """Block until every process restarted after a kill (or only `process`) is ready; raises
+        if one is not. undo_all() settles too."""
+        errors = self._settle([i for i, p in self._recovering.items() if process in (None, p)])
+        if errors:
+            raise RuntimeError("could not undo every fault: " + "; ".join(errors))
 
     def _apply(self, i: int) -> None:
         f, w = self.faults[i], self.windows[i]
+        if isinstance(f, ProcessFault):
+            # A fault starting as the previous one on this process ends (scenario.conflicts allows
+            # that) waits for its restart: killing or pausing a half-started process tests nothing.
+            # A restart that failed raises, as an undo failure does.
+            self.settle(f.process)
         try:
             name = ""
             if isinstance(f, ToxicFault):
@@ -143,23 +206,32 @@ class Timeline:
         f, w = self.faults[i], self.windows[i]
         name = self._active.pop(i)
         w.undone_at, w.undone_unix = self.elapsed(), time.time()
+        # A restart has taken effect only once the process is ready (tick() and settle() probe it);
+        # one that failed never did, so its recovered_at stays None.
+        restart = isinstance(f, ProcessFault) and f.kind == "kill"
         try:
             if isinstance(f, ToxicFault):
                 self.toxiproxy.remove_toxic(f.link, name)
             elif isinstance(f, LinkDownFault):
                 self.toxiproxy.set_enabled(f.link, True)
             elif isinstance(f, ProcessFault):
-                (self.processes.restart if f.kind == "kill" else self.processes.resume)(f.process)
+                if restart:
+                    self.processes.restart(f.process)
+                    self._recovering[i] = f.process
+                else:
+                    self.processes.resume(f.process)
         except Exception as e:
             w.error = f"undo failed: {type(e).__name__}: {e}"
             raise
         finally:
-            w.recovered_at, w.recovered_unix = self.elapsed(), time.time()
+            if not restart:
+                w.recovered_at, w.recovered_unix = self.elapsed(), time.time()
             if self._gauge is not None:
                 self._gauge.labels(w.kind, w.target, w.label).set(0)
 
     def undo_all(self) -> None:
-        """Undo every active fault (newest first), then reset Toxiproxy as a safety net."""
+        """Undo every active fault (newest first), reset Toxiproxy as a safety net, then wait until
+        every restarted process is ready: the stack must be whole before the cell drains."""
         errors = []
         for i in sorted(self._active, reverse=True):
             try:
@@ -169,5 +241,6 @@ class Timeline:
         self._events.clear()
         with contextlib.suppress(Exception):
             self.toxiproxy.reset()
+        errors += self._settle(list(self._recovering))
         if errors:
             raise RuntimeError("could not undo every fault: " + "; ".join(errors))

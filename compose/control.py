@@ -3,10 +3,10 @@
 `bench run` runs in the `bench` container, reaches the services by their names and Docker through
 the mounted socket. A process fault becomes a container fault, as close as Docker gets to the
 native signals: kill = SIGKILL to the container (it stays down: no restart policy), restart =
-start it and wait until it is healthy; pause/resume = Docker's cgroup freezer (SIGSTOP/SIGCONT
-for every process of the container). The reaction service's pipeline is switched as natively, by
-restarting it: a container's command cannot change, so it reads the pipeline from CONTROL_FILE on
-a volume shared with the bench container.
+start it and return (`ready` then probes it until healthy, as natively); pause/resume = Docker's
+cgroup freezer (SIGSTOP/SIGCONT for every process of the container). The reaction service's
+pipeline is switched as natively, by restarting it: a container's command cannot change, so it
+reads the pipeline from CONTROL_FILE on a volume shared with the bench container.
 
 The harness does not pick this class yet: compose/README.md ("What the harness needs") says how
 `bench run` would use it instead of harness.stack.Stack.
@@ -120,6 +120,8 @@ class ComposeStack:
         self._health_probe = health_probe
         self.ready_timeout = ready_timeout
         self.poll = poll
+        # Services restarted but not yet seen ready -> (readiness check, what it waits for, deadline).
+        self._starting: dict[str, tuple[Callable[[], bool], str, float]] = {}
 
     # -- containers ------------------------------------------------------------------------------
 
@@ -222,12 +224,32 @@ class ComposeStack:
         self._wait(lambda: not self._state(name).get("Running"), f"{name} stopped")
 
     def restart(self, name: str) -> None:
-        """After a kill: start the container again and wait until it is ready, as natively."""
+        """After a kill: start the container again and return at once; `ready` tells when it is, as natively."""
         self._post(name, "start")
         if name == generate.REACTION:
-            self._wait(self._reaction_ready(self.pipeline), f"reaction service ready on pipeline {self.pipeline}")
+            check, what = self._reaction_ready(self.pipeline), f"reaction service ready on pipeline {self.pipeline}"
         else:
-            self.wait_healthy(name)
+            check, what = (lambda: self.healthy(name)), f"{name} healthy"
+        self._starting[name] = (check, what, time.monotonic() + self.ready_timeout)
+
+    def ready(self, name: str) -> bool:
+        """One probe of a restarted service: True once ready (and from then on), False while starting;
+        DockerError once ready_timeout has passed since the restart."""
+        if name not in self._starting:
+            return True
+        check, what, deadline = self._starting[name]
+        if check():
+            del self._starting[name]
+            return True
+        if time.monotonic() >= deadline:
+            del self._starting[name]
+            raise DockerError(f"{what}: not reached after {self.ready_timeout:.0f}s")
+        return False
+
+    def wait_ready(self, name: str) -> None:
+        """`ready`, blocking: for callers that need the service back before going on."""
+        while not self.ready(name):
+            time.sleep(self.poll)
 
     def pause(self, name: str) -> None:
         self._post(name, "pause")

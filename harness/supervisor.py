@@ -146,6 +146,8 @@ class Supervisor:
         self.running: dict[str, Running] = {}
         self.specs: dict[str, ComponentSpec] = {}
         self._popen: dict[str, subprocess.Popen[bytes]] = {}
+        # Components started but not yet seen ready -> the monotonic deadline of their ready_timeout.
+        self._ready_by: dict[str, float] = {}
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def _save(self) -> None:
@@ -157,7 +159,8 @@ class Supervisor:
         tmp.write_text(json.dumps(data, indent=2))
         tmp.replace(self.state_file)
 
-    def start(self, spec: ComponentSpec) -> Running:
+    def start(self, spec: ComponentSpec, wait: bool = True) -> Running:
+        """Start `spec`; with wait=False return at once and let the caller `poll_ready` it."""
         if spec.name in self.running and self.is_alive(spec.name):
             raise StartError(f"component {spec.name!r} is already running")
         check_ports_free(spec)
@@ -185,22 +188,38 @@ class Supervisor:
         self.specs[spec.name] = spec
         self._popen[spec.name] = popen
         self._save()
-        self._wait_ready(spec, popen, log)
+        self._ready_by[spec.name] = time.monotonic() + spec.ready_timeout
+        if wait:
+            self._wait_ready(spec.name)
         return r
 
-    def _wait_ready(self, spec: ComponentSpec, popen: subprocess.Popen[bytes], log: Path) -> None:
-        deadline = time.monotonic() + spec.ready_timeout
-        while time.monotonic() < deadline:
-            code = popen.poll()
-            if code is not None:
-                self.stop(spec.name)
-                raise StartError(f"{spec.name} exited with code {code} while starting; log {log}:\n{_log_tail(log)}")
-            with contextlib.suppress(Exception):
-                if spec.ready():
-                    return
+    def poll_ready(self, name: str) -> bool:
+        """One readiness probe of the component's latest start, without waiting: True once ready
+        (and from then on), False while starting. Raises StartError, after stopping it, if it
+        exited or its ready_timeout passed; also if it is not running at all."""
+        deadline = self._ready_by.get(name)
+        if deadline is None:
+            if name in self.running:
+                return True  # seen ready since its latest start; a later crash is no start failure
+            raise StartError(f"component {name!r} is not running")
+        spec, popen = self.specs[name], self._popen[name]
+        log = Path(self.running[name].log)
+        code = popen.poll()
+        if code is not None:
+            self.stop(name)
+            raise StartError(f"{name} exited with code {code} while starting; log {log}:\n{_log_tail(log)}")
+        with contextlib.suppress(Exception):
+            if spec.ready():
+                del self._ready_by[name]
+                return True
+        if time.monotonic() >= deadline:
+            self.stop(name)
+            raise StartError(f"{name} not ready after {spec.ready_timeout:.0f}s; log {log}:\n{_log_tail(log)}")
+        return False
+
+    def _wait_ready(self, name: str) -> None:
+        while not self.poll_ready(name):
             time.sleep(0.2)
-        self.stop(spec.name)
-        raise StartError(f"{spec.name} not ready after {spec.ready_timeout:.0f}s; log {log}:\n{_log_tail(log)}")
 
     def is_alive(self, name: str) -> bool:
         r = self.running.get(name)
@@ -212,6 +231,7 @@ class Supervisor:
         return _alive(r) is not None
 
     def stop(self, name: str, grace: float = 10.0) -> None:
+        self._ready_by.pop(name, None)
         r = self.running.pop(name, None)
         if r is None:
             return
@@ -235,10 +255,10 @@ class Supervisor:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     popen.wait(timeout=10)
 
-    def restart(self, name: str) -> Running:
+    def restart(self, name: str, wait: bool = True) -> Running:
         spec = self.specs[name]
         self.stop(name)
-        return self.start(spec)
+        return self.start(spec, wait)
 
     def stop_all(self) -> None:
         for name in reversed(list(self.running)):

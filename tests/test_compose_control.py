@@ -129,9 +129,34 @@ def test_kill_and_restart_are_container_faults(fake: tuple[FakeDocker, Path], tm
     stack = make_stack(sock, tmp_path)
     stack.kill("kafka")
     assert docker.state["kafka"]["Running"] is False
-    stack.restart("kafka")  # returns only once the container is healthy again
+    stack.restart("kafka")  # returns at once: the fault timeline polls `ready`
+    assert docker.state["kafka"]["Health"] == {"Status": "starting"}
+    stack.wait_ready("kafka")
     assert docker.state["kafka"]["Health"] == {"Status": "healthy"} and stack.healthy("kafka")
+    assert stack.ready("kafka"), "ready from then on"
     assert posts(docker) == ["/containers/id-kafka/kill", "/containers/id-kafka/start"]
+
+
+def test_ready_polls_a_restart_without_waiting(fake: tuple[FakeDocker, Path], tmp_path: Path) -> None:
+    docker, sock = fake
+    stack = make_stack(sock, tmp_path)
+    stack.kill("notification")
+    stack.restart("notification")  # healthy at the second inspection (warmup=2)
+    before = len(docker.calls)
+    assert stack.ready("notification") is False
+    assert stack.ready("notification") is True
+    assert stack.ready("notification") is True
+    inspections = [url for method, url in docker.calls[before:] if url == "/containers/id-notification/json"]
+    assert len(inspections) == 2, "one inspection per probe until ready, none afterwards"
+
+
+def test_ready_raises_once_the_ready_timeout_passed(fake: tuple[FakeDocker, Path], tmp_path: Path) -> None:
+    _, sock = fake
+    stack = make_stack(sock, tmp_path, ready_timeout=0)
+    stack.kill("kafka")
+    stack.restart("kafka")
+    with pytest.raises(control.DockerError, match="kafka healthy: not reached after 0s"):
+        stack.ready("kafka")
 
 
 def test_pause_and_resume(fake: tuple[FakeDocker, Path], tmp_path: Path) -> None:
@@ -176,13 +201,16 @@ def test_reaction_is_ready_as_natively(
     assert control.TRANSPORT_GRACE == native_stack._TransportReady.GRACE
     health = {"pipeline": "async", "transport_ready": False}  # e.g. Kafka is the fault under test
     stack = make_stack(sock, tmp_path, health_probe=lambda: dict(health), ready_timeout=0.3)
+    stack.restart("reaction")
     with pytest.raises(control.DockerError, match="reaction service ready on pipeline async"):
-        stack.restart("reaction")
+        stack.wait_ready("reaction")
     monkeypatch.setattr(control, "TRANSPORT_GRACE", 0.05)  # the API alone, after the grace
     stack.restart("reaction")
+    stack.wait_ready("reaction")
     health["transport_ready"] = True
     monkeypatch.setattr(control, "TRANSPORT_GRACE", 60.0)
     stack.restart("reaction")
+    assert stack.ready("reaction")
     assert posts(docker) == ["/containers/id-reaction/start"] * 3
 
 

@@ -1,0 +1,105 @@
+"""harness.supervisor's readiness with trivial components: no ports, no stack."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.supervisor import ComponentSpec, StartError, Supervisor
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
+
+
+@pytest.fixture
+def sup(tmp_path: Path) -> Iterator[Supervisor]:
+    s = Supervisor(tmp_path / "logs")
+    try:
+        yield s
+    finally:
+        s.stop_all()
+
+
+def flag_spec(flag: Path, argv: list[str] = SLEEPER, ready_timeout: float = 60.0) -> ComponentSpec:
+    """Ready once `flag` exists: the test decides when, no clock involved."""
+    return ComponentSpec("sleeper", argv, [], ready=flag.exists, ready_timeout=ready_timeout)
+
+
+def test_poll_ready_is_false_while_starting_then_true(sup: Supervisor, tmp_path: Path) -> None:
+    flag = tmp_path / "ready"
+    sup.start(flag_spec(flag), wait=False)  # returns although not ready
+    assert sup.is_alive("sleeper")
+    assert sup.poll_ready("sleeper") is False
+    assert sup.poll_ready("sleeper") is False
+    flag.touch()
+    assert sup.poll_ready("sleeper") is True
+    flag.unlink()
+    assert sup.poll_ready("sleeper") is True, "ready since its latest start: not probed again"
+
+
+def test_restart_without_waiting_starts_a_new_process(sup: Supervisor, tmp_path: Path) -> None:
+    flag = tmp_path / "ready"
+    flag.touch()
+    first = sup.start(flag_spec(flag))  # wait=True: ready already
+    flag.unlink()
+    second = sup.restart("sleeper", wait=False)
+    assert second.pid != first.pid and sup.is_alive("sleeper")
+    assert sup.poll_ready("sleeper") is False, "the new start is probed afresh"
+    flag.touch()
+    assert sup.poll_ready("sleeper") is True
+
+
+def test_poll_ready_raises_when_the_process_exited(sup: Supervisor, tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "import sys; print('boom on start', flush=True); sys.exit(3)"]
+    sup.start(flag_spec(tmp_path / "never", argv), wait=False)
+    # False while it still runs; the only way out of the loop is the StartError.
+    with pytest.raises(StartError, match=r"(?s)sleeper exited with code 3 while starting; log .*boom on start"):
+        while not sup.poll_ready("sleeper"):
+            time.sleep(0.05)
+    assert "sleeper" not in sup.running
+    with pytest.raises(StartError, match="'sleeper' is not running"):
+        sup.poll_ready("sleeper")
+
+
+def test_poll_ready_raises_and_stops_it_after_the_ready_timeout(sup: Supervisor, tmp_path: Path) -> None:
+    r = sup.start(flag_spec(tmp_path / "never", ready_timeout=0), wait=False)
+    with pytest.raises(StartError, match=r"sleeper not ready after 0s; log .*sleeper\.log"):
+        sup.poll_ready("sleeper")
+    assert "sleeper" not in sup.running and not psutil.pid_exists(r.pid), "stopped, and reaped"
+
+
+def test_start_waits_on_the_same_poll(sup: Supervisor, tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "import sys; sys.exit(4)"]
+    with pytest.raises(StartError, match="sleeper exited with code 4 while starting"):
+        sup.start(flag_spec(tmp_path / "never", argv))
+    with pytest.raises(StartError, match="sleeper not ready after 0s"):
+        sup.start(flag_spec(tmp_path / "never", ready_timeout=0))
+    assert sup.running == {}
+
+
+def test_a_stack_restart_starts_from_a_fresh_spec_without_waiting(tmp_path: Path) -> None:
+    # The reaction service's readiness remembers its first answer: reusing it after a kill would
+    # call a restarted service ready before its transport is.
+    from harness.stack import Stack
+
+    started: list[tuple[ComponentSpec, bool]] = []
+
+    class FakeSupervisor:
+        def stop(self, name: str) -> None:
+            pass
+
+        def start(self, spec: ComponentSpec, wait: bool = True) -> None:
+            started.append((spec, wait))
+
+    stack = Stack(tmp_path, "sync")
+    stack.sup = FakeSupervisor()  # type: ignore[assignment]
+    stack.restart("reaction")
+    stack.restart("reaction")
+    (first, wait1), (second, wait2) = started
+    assert first.name == second.name == "reaction" and not wait1 and not wait2
+    assert first.ready is not second.ready
+    assert "sync" in " ".join(first.argv)
