@@ -36,35 +36,39 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     work = paths.state_dir() / "stack"
     shutil.rmtree(work, ignore_errors=True)
+    stack = None
+    # One handler from the first start to the last line: a Ctrl-C between "stack up" and the
+    # foreground loop must still stop everything, not escape as a traceback.
     try:
-        stack = Stack(work, args.pipeline, detached=not args.foreground, state_file=state)
         with supervisor.terminating_signals():
-            stack.up()
+            stack = Stack(work, args.pipeline, detached=not args.foreground, state_file=state).up()
+            _print_up(args.pipeline, work)
+            if not args.foreground:
+                print("stop it with `bench down`")
+                return 0
+            print("running in the foreground: Ctrl-C stops everything")
+            while True:
+                time.sleep(1)
     except (provision.ProvisionError, supervisor.StartError, RuntimeError) as e:
         print(f"bench up: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("bench up: interrupted; everything started was stopped", file=sys.stderr)
-        return 130
-    print(f"stack up, pipeline {args.pipeline}; logs in {work / 'logs'}")
+        if stack is None:  # Stack.up stopped what it had started
+            print("bench up: interrupted; everything started was stopped", file=sys.stderr)
+            return 130
+        return 0
+    finally:
+        if stack is not None and args.foreground:
+            stack.down()
+
+
+def _print_up(pipeline: str, work: Path) -> None:
+    print(f"stack up, pipeline {pipeline}; logs in {work / 'logs'}")
     print(f"  reaction API   {topology.url(topology.REACTION_HTTP_PORT, '/v1/posts/{post_id}/reactions')}")
     print(f"  OpenAPI        {topology.url(topology.REACTION_HTTP_PORT, '/openapi.json')}")
     print(f"  push sink      {topology.url(topology.PUSHSINK_HTTP_PORT, '/stats')}")
     print(f"  Prometheus     {topology.url(topology.PROMETHEUS_PORT)}")
     print(f"  Toxiproxy API  {topology.url(topology.TOXIPROXY_API_PORT, '/proxies')}")
-    if not args.foreground:
-        print("stop it with `bench down`")
-        return 0
-    print("running in the foreground: Ctrl-C stops everything")
-    try:
-        with supervisor.terminating_signals():
-            while True:
-                time.sleep(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stack.down()
-    return 0
 
 
 def cmd_down(_args: argparse.Namespace) -> int:
