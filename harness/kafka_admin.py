@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Mapping
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     GroupCoordinatorNotAvailableError,
@@ -94,17 +95,46 @@ def backlog(topic: str = topology.TOPIC_REACTIONS, group: str = topology.CONSUME
     return max(0, end - done)
 
 
-async def _end_offset(topic: str) -> int:
+async def _end_offsets(topic: str) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, request_timeout_ms=5000)
     try:
         await consumer.start()
         await consumer._client.force_metadata_update()
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
-        return sum((await consumer.end_offsets(tps)).values()) if tps else 0
+        return {tp.partition: end for tp, end in (await consumer.end_offsets(tps)).items()} if tps else {}
     finally:
         await consumer.stop()
 
 
-def end_offset(topic: str) -> int:
-    """Messages ever written to `topic` (sum of end offsets): before/after gives a run's count."""
-    return asyncio.run(_end_offset(topic))
+def end_offsets(topic: str) -> dict[int, int]:
+    """Each partition's end offset: taken before a run, it marks where that run's records begin."""
+    return asyncio.run(_end_offsets(topic))
+
+
+async def _read_since(topic: str, since: Mapping[int, int]) -> list[ConsumerRecord[bytes, bytes]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, request_timeout_ms=5000)
+    try:
+        await consumer.start()
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
+        if not tps:
+            return []
+        ends = await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, since.get(tp.partition, 0))
+        out: list[ConsumerRecord[bytes, bytes]] = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                out += [r for r in records if r.offset < ends[TopicPartition(r.topic, r.partition)]]
+        return out
+    finally:
+        await consumer.stop()
+
+
+def read_since(topic: str, since: Mapping[int, int], timeout: float = 30.0) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic` from the offsets `since` (per partition, from end_offsets) to its end now."""
+    try:
+        return asyncio.run(asyncio.wait_for(_read_since(topic, since), timeout))
+    except TimeoutError:
+        raise TimeoutError(f"reading {topic}: not at its end offsets after {timeout:.0f}s") from None

@@ -9,12 +9,14 @@ redeliveries  raw deliveries minus unique ones (at-least-once at work)
 lost          acknowledged but never delivered: the one thing a pipeline must never do
 unexpected    delivered but never attempted
 recovered     failed or unknown, yet delivered
+dead_lettered ids the consumer wrote to the dead-letter topic (unique; the raw writes are counted
+              apart): given up on, but accounted for. One never delivered is also lost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 ACK, FAILED, UNKNOWN = "ack", "failed", "unknown"
@@ -32,6 +34,7 @@ class Ledger:
     lost: int = 0
     unexpected: int = 0
     recovered: int = 0
+    dead_lettered: int = 0
     samples: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -47,9 +50,17 @@ class Ledger:
         return {**self.counts(), "no_loss": self.no_loss, "samples": self.samples}
 
 
-def classify(outcomes: Iterable[Mapping[str, Any]], deliveries: Mapping[str, Mapping[str, Any]]) -> Ledger:
+CATEGORIES = tuple(f.name for f in fields(Ledger) if f.name != "samples")  # the counts, in table order
+
+
+def classify(
+    outcomes: Iterable[Mapping[str, Any]],
+    deliveries: Mapping[str, Mapping[str, Any]],
+    dead_lettered: Iterable[str] = (),
+) -> Ledger:
     """`outcomes`: one record per id sent ({"reaction_id", "outcome": ack|failed|unknown}).
-    `deliveries`: the push sink's ledger, id -> {"count", ...}."""
+    `deliveries`: the push sink's ledger, id -> {"count", ...}. `dead_lettered`: the reaction id of
+    every dead-letter record written during the run (repeats allowed)."""
     told: dict[str, str] = {}
     for rec in outcomes:
         rid, outcome = str(rec["reaction_id"]), str(rec["outcome"])
@@ -78,8 +89,14 @@ def classify(outcomes: Iterable[Mapping[str, Any]], deliveries: Mapping[str, Map
         led.redeliveries += max(0, int(d.get("count", 1)) - 1)
         if rid not in told:
             unexpected.append(rid)
+    dead = set(dead_lettered)
     led.lost, led.unexpected, led.recovered = len(lost), len(unexpected), len(recovered)
-    led.samples = {k: sorted(v)[:SAMPLE] for k, v in (("lost", lost), ("unexpected", unexpected)) if v}
-    if recovered:
-        led.samples["recovered"] = sorted(recovered)[:SAMPLE]
+    led.dead_lettered = len(dead)
+    undelivered_dead = [rid for rid in dead if rid not in deliveries]  # the ones someone has to replay
+    led.samples = {
+        k: sorted(v)[:SAMPLE]
+        for k, v in (("lost", lost), ("unexpected", unexpected), ("recovered", recovered),
+                     ("dead_lettered_undelivered", undelivered_dead))
+        if v
+    }  # fmt: skip
     return led

@@ -11,14 +11,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness import claims, results
+from harness import claims, ledger, results
 from harness.claims import Judgement
 from harness.results import NO_VALUE, Cell, Run
 
-LEDGER = (
-    "attempted", "acknowledged", "failed", "unknown", "delivered", "redeliveries", "lost", "unexpected",
-    "recovered", "dead_lettered",
-)  # fmt: skip
+LEDGER = ledger.CATEGORIES
 LATENCY = ("api.p50", "api.p99", "e2e.p50", "e2e.p99", "peak_backlog", "drain_seconds")
 VERDICT_MARK = {
     "confirmed": "\N{WHITE HEAVY CHECK MARK}",
@@ -59,7 +56,7 @@ def machine_summary(machine: dict[str, Any] | None) -> str:
 
 
 def ledger_value(cell: Cell, key: str) -> int | None:
-    value = cell.data.get("dead_lettered") if key == "dead_lettered" else (cell.data.get("ledger") or {}).get(key)
+    value = (cell.data.get("ledger") or {}).get(key)
     return None if value is None else int(value)
 
 

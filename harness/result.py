@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
+
+from google.protobuf.message import DecodeError
 
 from chaos.engine import Timeline
 from harness import ledger, sink, stats
 from harness.loadgen import LoadRun
 from loadtests.profile import find_profile
+from protos import reaction_pb2
 
 if TYPE_CHECKING:
     from harness.run import Cell
@@ -21,12 +26,15 @@ def build(
     started_unix: float,
     backlog_left: int | None,
     backlog_series: list[tuple[float, int | None]],
+    dead_letter_records: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """result.json of one cell: what the client was told (Locust's outcomes) joined with what the
-    phone got (the sink's ledger), on the load's own time axis."""
+    phone got (the sink's ledger), on the load's own time axis. `dead_letter_records`: the Kafka
+    records written to the dead-letter topic during the cell."""
     outcomes = load.outcomes()
     deliveries: dict[str, Any] = sink.ledger()["deliveries"]
-    led = ledger.classify(outcomes, deliveries)
+    dead = [dead_letter_id(r) for r in dead_letter_records]
+    led = ledger.classify(outcomes, deliveries, dead)
     # Time zero: the plan's epoch, the one the fault timeline was started on.
     epochs = [int(s["epoch_unix_nanos"]) for s in load.summaries() if s.get("epoch_unix_nanos")]
     first_intended = min((o["intended_unix_nanos"] for o in outcomes), default=int(started_unix * 1e9))
@@ -100,6 +108,10 @@ def build(
         "api_latency_seconds": api_summary,
         "e2e_latency_seconds": e2e_summary,
         "backlog": {"peak": measured["peak_backlog"], "left_after_drain": backlog_left},
+        "dead_letter": {
+            "records": len(dead),
+            "by_reason": dict(Counter(_header(r, "x-dlq-reason") or "?" for r in dead_letter_records)),
+        },
         "faults": [
             {
                 **asdict(w),
@@ -126,6 +138,22 @@ def build(
         },
         "measured": measured,
     }
+
+
+def dead_letter_id(record: Any) -> str:
+    """The reaction id of a dead-letter record: its payload's, or its key for a payload that does
+    not parse (a malformed record is dead-lettered as it came)."""
+    try:
+        event = reaction_pb2.ReactionEvent.FromString(record.value or b"")
+    except DecodeError:
+        event = None
+    if event is not None and event.reaction_id:
+        return str(event.reaction_id)
+    return (record.key or b"").decode(errors="replace")
+
+
+def _header(record: Any, name: str) -> str | None:
+    return next((v.decode(errors="replace") for k, v in (record.headers or ()) if k == name), None)
 
 
 def pad(values: list[int], n: int) -> list[int]:

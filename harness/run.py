@@ -134,7 +134,7 @@ def run_cell(stack: RunnableStack, cell: Cell, out: Path, metrics: ChaosMetrics,
     # Leftovers of the previous cell (a late redelivery, a sync retry) must land before the sink resets.
     watch.drain(cell.scenario.drain_timeout, progress, settle=2.0)
     sink.reset()
-    dlq_before = kafka_admin.end_offset(topology.TOPIC_DEAD_LETTER)
+    dlq_before = kafka_admin.end_offsets(topology.TOPIC_DEAD_LETTER)
 
     load = LoadRun(cell.profile_ref, cell.load_seconds, out / "loadgen", processes=processes)
     timeline = Timeline(_scaled_faults(cell), cell.load_seconds, stack.toxiproxy, stack, metrics=metrics)
@@ -172,9 +172,8 @@ def run_cell(stack: RunnableStack, cell: Cell, out: Path, metrics: ChaosMetrics,
     if proc.returncode != 0:
         progress.event(f"locust exited with {proc.returncode}; see {out / 'locust.log'}")
     _, left = watch.drain(cell.scenario.drain_timeout, progress, settle=2.0, series=backlog_series)
-    result = cell_result.build(cell, load, timeline, started_unix, left, backlog_series)
-    result["dead_lettered"] = max(0, kafka_admin.end_offset(topology.TOPIC_DEAD_LETTER) - dlq_before)
-    result["measured"]["dead_lettered"] = result["dead_lettered"]
+    dead_letters = kafka_admin.read_since(topology.TOPIC_DEAD_LETTER, dlq_before)
+    result = cell_result.build(cell, load, timeline, started_unix, left, backlog_series, dead_letters)
     result["locust_exit_code"] = proc.returncode
     result["hypothesis"] = cell_result.verdict(cell, result)
     (out / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")

@@ -15,7 +15,7 @@ def test_clean_run_is_all_delivered_once() -> None:
     led = classify([out("a", "ack"), out("b", "ack")], {"a": {"count": 1}, "b": {"count": 1}})
     assert led.counts() == dict(
         attempted=2, acknowledged=2, failed=0, unknown=0, delivered=2,
-        redeliveries=0, lost=0, unexpected=0, recovered=0,
+        redeliveries=0, lost=0, unexpected=0, recovered=0, dead_lettered=0,
     )  # fmt: skip
     assert led.no_loss
 
@@ -57,3 +57,16 @@ def test_an_id_retried_keeps_its_acknowledgement() -> None:
 def test_bad_outcome_is_rejected_with_the_id() -> None:
     with pytest.raises(ValueError, match="reaction x: unknown outcome 'maybe'"):
         classify([out("x", "maybe")], {})
+
+
+def test_dead_letters_count_unique_ids_and_name_the_undelivered() -> None:
+    # "b" was written to the dead letters twice (a redelivery after a rebalance), "a" was delivered anyway.
+    led = classify([out("a", "ack"), out("b", "ack")], {"a": {"count": 1}}, dead_lettered=["a", "b", "b"])
+    assert led.dead_lettered == 2
+    assert led.samples["dead_lettered_undelivered"] == ["b"]
+    assert led.lost == 1  # dead-lettered is accounted for, yet the phone never got it
+
+
+def test_no_dead_letters_no_sample() -> None:
+    led = classify([out("a", "ack")], {"a": {"count": 1}})
+    assert led.dead_lettered == 0 and "dead_lettered_undelivered" not in led.samples

@@ -85,10 +85,10 @@ def result(
     ledger = {
         "attempted": attempted, "acknowledged": acknowledged, "failed": n_failed, "unknown": 0,
         "delivered": n_delivered, "redeliveries": 0, "lost": lost, "unexpected": 0, "recovered": 0,
+        "dead_lettered": 0,
     }  # fmt: skip
     table: dict[str, float | None] = {
         **{k: float(v) for k, v in ledger.items()},
-        "dead_lettered": 0.0,
         "error_ratio": n_failed / attempted,
         "ack_ratio": acknowledged / attempted,
         "delivered_ratio": n_delivered / attempted,
@@ -114,6 +114,7 @@ def result(
         "api_latency_seconds": api_sum,
         "e2e_latency_seconds": e2e_sum,
         "backlog": {"peak": float(backlog_peak), "left_after_drain": 0},
+        "dead_letter": {"records": 0, "by_reason": {}},
         "faults": list(faults),
         "series": {
             "second": list(range(n)),
@@ -126,7 +127,6 @@ def result(
             "backlog": backlog,
         },
         "measured": table,
-        "dead_lettered": 0,
         "hypothesis": {"passed": all(c["passed"] for c in checks), "checks": checks},
         "locust_exit_code": 0,
     }  # fmt: skip

@@ -157,3 +157,32 @@ def test_openapi_document_describes_the_reaction_endpoint(on: Any) -> None:
         doc = json.loads(r.read())
     assert doc["openapi"].startswith("3.")
     assert "/v1/posts/{post_id}/reactions" in doc["paths"]
+
+
+async def _produce_raw(key: bytes, value: bytes) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_admin.BOOTSTRAP, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topology.TOPIC_REACTIONS, value=value, key=key)
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.parametrize("on", ["async"], indirect=True)
+def test_a_poison_record_is_dead_lettered_and_read_back_by_id(on: Any) -> None:
+    import asyncio
+    import uuid
+
+    from harness import result
+
+    before = kafka_admin.end_offsets(topology.TOPIC_DEAD_LETTER)
+    key = f"poison-{uuid.uuid4()}".encode()
+    asyncio.run(_produce_raw(key, b"\xff\xff\xff not a protobuf"))
+    assert wait_drained() == 0, "the consumer never got past the poison record"
+    records = kafka_admin.read_since(topology.TOPIC_DEAD_LETTER, before)
+    assert [result.dead_letter_id(r) for r in records] == [key.decode()]
+    assert dict(records[0].headers)["x-dlq-reason"] == b"undecodable"
+    # Read from the offsets after it: nothing new.
+    assert kafka_admin.read_since(topology.TOPIC_DEAD_LETTER, kafka_admin.end_offsets(topology.TOPIC_DEAD_LETTER)) == []
