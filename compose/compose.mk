@@ -18,8 +18,8 @@ COMPOSE := $(COMPOSE_BASE)
 COMPOSE_SCENARIOS := all
 else ifeq ($(KAFKA),cluster)
 COMPOSE := $(COMPOSE_BASE) $(COMPOSE_CLUSTER)
-# The shipped scenarios plus the one written for a real cluster.
-COMPOSE_SCENARIOS := $(sort $(basename $(notdir $(wildcard chaos/scenarios/*.yaml)))) compose/scenarios/broker-loss.yaml
+# The shipped scenarios plus those written for a real cluster (compose/scenarios/).
+COMPOSE_SCENARIOS := $(sort $(basename $(notdir $(wildcard chaos/scenarios/*.yaml)))) $(sort $(wildcard compose/scenarios/*.yaml))
 else
 $(error KAFKA must be single or cluster, got '$(KAFKA)')
 endif
@@ -48,7 +48,7 @@ compose-down: ## containers: stop and remove every compose container and volume 
 
 # `bench run` inside the compose network (service `bench`), then its report; the stack stays up
 # so that Grafana shows the run. The run folder is handed back to the owner of runs/.
-compose-bench: ## containers: the default matrix (KAFKA=cluster adds broker-loss) and the report
+compose-bench: ## containers: the default matrix (KAFKA=cluster adds compose/scenarios/*.yaml) and the report
 	$(COMPOSE) up --build --detach --wait reaction grafana
 	$(COMPOSE) --profile bench run --rm --use-aliases bench sh -c '\
 		rc=0; bench run --pipeline all --scenario $(COMPOSE_SCENARIOS) $(BENCH_ARGS) || rc=$$?; \

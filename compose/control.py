@@ -139,12 +139,22 @@ class ComposeStack:
             raise DockerError("not in a compose container: set COMPOSE_PROJECT_NAME to the project to drive")
         return str(project)
 
-    def container(self, service: str) -> str:
+    def _containers(self, service: str) -> list[dict[str, Any]]:
         labels = [f"{PROJECT_LABEL}={self.project}", f"{SERVICE_LABEL}={service}", f"{ONEOFF_LABEL}=False"]
-        found = self.docker.call("GET", "/containers/json", {"all": "1", "filters": json.dumps({"label": labels})})
+        found: list[dict[str, Any]] = self.docker.call(
+            "GET", "/containers/json", {"all": "1", "filters": json.dumps({"label": labels})}
+        )
+        return found
+
+    def container(self, service: str) -> str:
+        found = self._containers(service)
         if not found:
             raise DockerError(f"no container of service {service!r} in compose project {self.project!r}")
         return str(found[0]["Id"])
+
+    def has_service(self, service: str) -> bool:
+        """Whether the project has a container of `service` (kafka-2 exists only in the cluster profile)."""
+        return bool(self._containers(service))
 
     def _state(self, service: str) -> dict[str, Any]:
         state: dict[str, Any] = self.docker.call("GET", f"/containers/{self.container(service)}/json")["State"]

@@ -69,7 +69,7 @@ GRAFANA_PORT = 3000
 LOCUST_WEB_PORT = 8089  # Locust's own default
 
 # The three-broker profile.
-CLUSTER_BROKERS = 3
+CLUSTER_BROKERS = topology.KAFKA_CLUSTER_BROKERS
 CLUSTER_REPLICATION_FACTOR = 3
 CLUSTER_MIN_INSYNC_REPLICAS = 2
 CLUSTER_PORT_STRIDE = 100  # broker n's proxies listen on the topology port + (n - 1) * stride
@@ -98,9 +98,7 @@ class GenerateError(RuntimeError):
     pass
 
 
-def broker_service(node: int) -> str:
-    """Broker 1 keeps the native name, so `process: kafka` kills it in either profile."""
-    return KAFKA if node == 1 else f"{KAFKA}-{node}"
+broker_service = topology.kafka_broker
 
 
 def broker_proxy(proxy: topology.Proxy, node: int) -> topology.Proxy:

@@ -94,7 +94,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     refs = scenarios.shipped() if args.scenario == ["all"] else args.scenario
     try:
-        the_plan = run.plan(list(topology.PIPELINES), refs, None, False)
+        processes = scenarios.PROCESSES + (scenarios.CLUSTER_PROCESSES if args.kafka == "cluster" else ())
+        the_plan = run.plan(list(topology.PIPELINES), refs, None, False, processes)
     except scenarios.ScenarioError as e:
         print(f"bench validate: invalid scenario:\n{e}", file=sys.stderr)
         return EXIT_USAGE
@@ -154,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="native: start the stack here; compose: drive the one `docker compose up` started (compose/README.md)",
     )
     subs["validate"].add_argument("scenario", nargs="*", default=["all"])
+    subs["validate"].add_argument(
+        "--kafka", choices=("single", "cluster"), default="single",
+        help="the brokers to validate process faults against: cluster = compose's three-broker profile",
+    )  # fmt: skip
     rep = subs["report"]
     rep.add_argument("run_dir", help="a run folder (runs/<id>, runs/latest) or its run.json")
     rep.add_argument("--claims", type=Path, help="verdict rules (default: harness/claims.yaml)")

@@ -14,7 +14,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,6 +48,16 @@ class RunnableStack(ProcessControl, Protocol):
     def use_pipeline(self, pipeline: str) -> None: ...
 
 
+def stack_processes(kind: str) -> tuple[str, ...]:
+    """What a process fault may target on this kind of stack; asks Docker, starts nothing."""
+    if kind != "compose":
+        return scenarios.PROCESSES
+    from compose.control import ComposeStack
+
+    compose_stack = ComposeStack()
+    return tuple(p for p in scenarios.PROCESSES + scenarios.CLUSTER_PROCESSES if compose_stack.has_service(p))
+
+
 @contextlib.contextmanager
 def open_stack(kind: str, work_dir: Path, pipeline: str) -> Iterator[RunnableStack]:
     """The native stack is started (and stopped) here; a compose stack was started by `docker compose up`."""
@@ -75,8 +85,15 @@ class Plan:
     cells: list[Cell] = field(default_factory=list)
 
 
-def plan(pipelines: list[str], scenario_refs: list[str], duration: float | None, quick: bool) -> Plan:
-    """Validate every scenario and profile before anything starts; ScenarioError names the fault."""
+def plan(
+    pipelines: list[str],
+    scenario_refs: list[str],
+    duration: float | None,
+    quick: bool,
+    processes: Collection[str] = scenarios.PROCESSES,
+) -> Plan:
+    """Validate every scenario and profile before anything starts; ScenarioError names the fault.
+    `processes`: what the stack can kill or pause (the compose cluster profile has more brokers)."""
     p = Plan()
     for ref in scenario_refs:
         sc = scenarios.load(ref)
@@ -91,7 +108,14 @@ def plan(pipelines: list[str], scenario_refs: list[str], duration: float | None,
         conflicts = sc.conflicts(profile.duration)
         if conflicts:
             raise scenarios.ScenarioError("\n".join(f"{path}: {c}" for c in conflicts))
-        for f in sc.faults:
+        for i, f in enumerate(sc.faults):
+            if isinstance(f, scenarios.ProcessFault) and f.process not in processes:
+                raise scenarios.ScenarioError(
+                    f"{path}: faults[{i}].process: {f.process!r} is not a process of this stack "
+                    f"(it has: {', '.join(processes)}); brokers "
+                    f"{', '.join(scenarios.CLUSTER_PROCESSES)} run in the compose cluster profile only "
+                    "(make bench RUNTIME=compose KAFKA=cluster)"
+                )
             if f.at >= profile.duration:
                 raise scenarios.ScenarioError(
                     f"{path}: faults: a fault at {f.at:g} s starts after the load ends ({profile.duration:g} s)"
@@ -201,7 +225,12 @@ def run(
     stack_kind: str = "native",
 ) -> int:
     try:
-        the_plan = plan(pipelines, scenario_refs, duration, quick)
+        targets = stack_processes(stack_kind)
+    except (OSError, RuntimeError) as e:
+        print(f"bench run: cannot ask the {stack_kind} stack what it runs: {e}", file=sys.stderr)
+        return 1
+    try:
+        the_plan = plan(pipelines, scenario_refs, duration, quick, targets)
     except scenarios.ScenarioError as e:
         print(f"bench run: invalid scenario, nothing started:\n{e}", file=sys.stderr)
         return EXIT_USAGE

@@ -35,6 +35,14 @@ KAFKA_INTERNAL_PORT = 9092
 KAFKA_PRODUCE_PORT = 9093
 KAFKA_CONSUME_PORT = 9094
 KAFKA_CONTROLLER_PORT = 9095
+# The compose runtime's three-broker profile; broker 1 keeps the single broker's name.
+KAFKA_CLUSTER_BROKERS = 3
+
+
+def kafka_broker(node: int) -> str:
+    """Broker `node`'s process (compose service) name: `process: kafka` means broker 1 in either profile."""
+    return "kafka" if node == 1 else f"kafka-{node}"
+
 
 REACTION_HTTP_PORT = 8080
 NOTIFICATION_GRPC_PORT = 50051

@@ -295,3 +295,11 @@ def test_probe_locust_worker(http_server: str) -> None:
     assert not probe.locust_worker_registered(http_server, "abc12")  # the id is hostname + "_" + uuid
     assert not probe.locust_worker_registered(http_server, "dead01")  # the master lost it
     assert not probe.locust_worker_registered(f"{http_server}/nope", "abc123")
+
+
+def test_has_service_tells_which_brokers_the_project_runs(fake: tuple[FakeDocker, Path], tmp_path: Path) -> None:
+    _docker, sock = fake
+    stack = make_stack(sock, tmp_path)
+    assert stack.has_service("kafka") and not stack.has_service("kafka-2")
+    with pytest.raises(control.DockerError, match="no container of service 'kafka-2'"):
+        stack.kill("kafka-2")

@@ -43,7 +43,8 @@ def test_bench_runs_the_matrix_in_the_bench_container() -> None:
     assert "--quick" in dry_run("bench-quick", "RUNTIME=compose")
     cluster = dry_run("bench", "RUNTIME=compose", "KAFKA=cluster")
     every = " ".join(sorted(scenarios.shipped()))
-    assert f"bench run --pipeline all --scenario {every} compose/scenarios/broker-loss.yaml" in cluster
+    cluster_only = "compose/scenarios/broker-loss.yaml compose/scenarios/quorum-loss.yaml"
+    assert f"bench run --pipeline all --scenario {every} {cluster_only}" in cluster
 
 
 def test_native_is_the_default_and_unchanged() -> None:

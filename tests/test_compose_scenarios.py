@@ -3,6 +3,8 @@ process a scenario can fault is a compose service that compose.control can act o
 
 from __future__ import annotations
 
+import pytest
+
 from chaos import scenario as scenarios
 from compose import generate
 from harness import run, topology
@@ -29,3 +31,49 @@ def test_only_the_cluster_profile_runs_it() -> None:
 
 def test_every_process_is_a_compose_service() -> None:
     assert set(scenarios.PROCESSES) <= set(services())
+
+
+QUORUM_LOSS = str(REPO / "compose" / "scenarios" / "quorum-loss.yaml")
+
+
+def test_cluster_brokers_are_compose_services_of_the_cluster_profile_only() -> None:
+    assert scenarios.CLUSTER_PROCESSES == ("kafka-2", "kafka-3")
+    assert set(scenarios.CLUSTER_PROCESSES) <= set(services(CLUSTER))
+    assert not set(scenarios.CLUSTER_PROCESSES) & set(services())
+
+
+def test_quorum_loss_kills_two_brokers_on_a_cluster_and_is_refused_elsewhere() -> None:
+    cluster = scenarios.PROCESSES + scenarios.CLUSTER_PROCESSES
+    plan = run.plan(["async"], [QUORUM_LOSS], None, False, cluster)
+    assert {f.process for f in plan.cells[0].scenario.faults if isinstance(f, scenarios.ProcessFault)} == {
+        "kafka-2",
+        "kafka-3",
+    }
+    with pytest.raises(scenarios.ScenarioError) as e:
+        run.plan(["async"], [QUORUM_LOSS], None, False)  # the native stack's processes
+    assert f"{QUORUM_LOSS}: faults[0].process: 'kafka-2' is not a process of this stack" in str(e.value)
+    assert "KAFKA=cluster" in str(e.value)
+
+
+def test_compose_asks_docker_which_brokers_exist(monkeypatch: pytest.MonkeyPatch) -> None:
+    from compose import control
+
+    present = {"kafka", "kafka-2", "reaction", "notification"}
+    monkeypatch.setattr(control.ComposeStack, "has_service", lambda self, name: name in present)
+    assert run.stack_processes("compose") == ("reaction", "notification", "kafka", "kafka-2")
+    assert run.stack_processes("native") == scenarios.PROCESSES
+
+
+def test_bench_validate_knows_the_cluster_profile() -> None:
+    import subprocess
+    import sys
+
+    def validate(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "harness.cli", "validate", QUORUM_LOSS, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    single = validate()
+    assert single.returncode == 2 and "faults[0].process: 'kafka-2' is not a process of this stack" in single.stderr
+    cluster = validate("--kafka", "cluster")
+    assert cluster.returncode == 0, cluster.stderr
+    assert "ok: 1 scenario(s), 3 cell(s)" in cluster.stdout
