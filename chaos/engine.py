@@ -3,8 +3,9 @@
 It runs on the orchestrator's main thread through `tick()`, never in a thread of its own: a
 process restarted from a thread would get that thread's parent-death signal when it exits.
 So a restart after a kill does not wait for the process to be ready (a broker takes ~12 s, which
-would hold up every other fault): `tick()` polls its readiness instead, and `settle()` /
-`undo_all()` wait for it, so a cell never ends with a half-started process.
+would hold up every other fault): `tick()` probes its readiness instead, a kill or pause of that
+process due meanwhile waits for it (and keeps its planned length), and `settle()` / `undo_all()`
+wait for it, so a cell never ends with a half-started process.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class Timeline:
     _events: list[_Event] = field(default_factory=list)
     _active: dict[int, str] = field(default_factory=dict)  # fault index -> toxic name ("" otherwise)
     _recovering: dict[int, str] = field(default_factory=dict)  # kill fault index -> process restarted, not ready
+    _deferred: list[int] = field(default_factory=list)  # process faults due while their target restarts
     _t0: float | None = None
 
     def __post_init__(self) -> None:
@@ -127,19 +129,46 @@ class Timeline:
                 if ev.index in self._active:
                     self._undo(ev.index)
                     done.append(f"end {w.label}")
+            elif self._restarting(ev.index):
+                self._defer(ev.index)
             else:
-                self._apply(ev.index)
-                done.append(f"start {w.label}" + (f" FAILED: {w.error}" if w.error else ""))
-        # Probed after the due events, so a slow probe never delays a fault that is due.
+                done += self._start(ev.index)
+        # Probed after the due events, so a probe never delays a fault due in this tick; one probe
+        # is bounded (a restarting broker's takes at most ~2.5 s), so the next one starts that late at most.
         for i in list(self._recovering):
             if self._probe(i):
                 done.append(f"recovered {self.windows[i].label}")
+        for i in [i for i in self._deferred if not self._restarting(i)]:
+            self._deferred.remove(i)
+            done += self._start(i, late=True)
         return done
 
+    def _start(self, i: int, late: bool = False) -> list[str]:
+        w = self.windows[i]
+        self._apply(i)
+        if late and i in self._active:  # it lasts as long as planned, from when it really began
+            self._events.append(_Event(self.elapsed() + (w.end - w.start), True, i))
+            self._events.sort(key=_Event.key)
+        return [f"start {w.label}" + (" (late: its target was restarting)" if late else "")
+                + (f" FAILED: {w.error}" if w.error else "")]  # fmt: skip
+
+    def _restarting(self, i: int) -> bool:
+        f = self.faults[i]
+        return isinstance(f, ProcessFault) and f.process in self._recovering.values()
+
+    def _defer(self, i: int) -> None:
+        """A kill or pause due while its process is still restarting from an earlier kill (the
+        scenario may chain them) waits, without stalling the timeline, until it is ready: faulting a
+        half-started process tests nothing. Its undo moves with it."""
+        self._deferred.append(i)
+        self._events = [ev for ev in self._events if not (ev.undo and ev.index == i)]
+
     def active(self) -> list[str]:
-        return [self.windows[i].label for i in self._active] + [
-            f"{self.windows[i].label} (recovering)" for i in self._recovering
-        ]
+        return (
+            [self.windows[i].label for i in self._active]
+            + [f"{self.windows[i].label} (recovering)" for i in self._recovering]
+            + [f"{self.windows[i].label} (waiting for its process)" for i in self._deferred]
+        )
 
     def _probe(self, i: int) -> bool:
         """One readiness probe of the process restarted by undoing fault i; True once it is ready."""
@@ -149,11 +178,17 @@ class Timeline:
         except Exception as e:
             del self._recovering[i]
             w.error = f"undo failed: {type(e).__name__}: {e}"
+            self._set_gauge(w, 0)
             raise
         if ready:
             del self._recovering[i]
             w.recovered_at, w.recovered_unix = self.elapsed(), time.time()
+            self._set_gauge(w, 0)
         return ready
+
+    def _set_gauge(self, w: Window, value: int) -> None:
+        if self._gauge is not None:
+            self._gauge.labels(w.kind, w.target, w.label).set(value)
 
     def _settle(self, indices: list[int]) -> list[str]:
         """Probe until those restarted processes are ready or failed (each bounded by its own ready
@@ -171,20 +206,15 @@ class Timeline:
                 self.sleep(self.poll)
         return errors
 
-    def settle(self, process: str | None = None) -> None:
-        """Block until every process restarted after a kill (or only `process`) is ready; raises
-        if one is not. undo_all() settles too."""
-        errors = self._settle([i for i, p in self._recovering.items() if process in (None, p)])
+    def settle(self) -> None:
+        """Block until every process restarted after a kill is ready; raises if one is not.
+        undo_all() settles too."""
+        errors = self._settle(list(self._recovering))
         if errors:
             raise RuntimeError("could not undo every fault: " + "; ".join(errors))
 
     def _apply(self, i: int) -> None:
         f, w = self.faults[i], self.windows[i]
-        if isinstance(f, ProcessFault):
-            # A fault starting as the previous one on this process ends (scenario.conflicts allows
-            # that) waits for its restart: killing or pausing a half-started process tests nothing.
-            # A restart that failed raises, as an undo failure does.
-            self.settle(f.process)
         try:
             name = ""
             if isinstance(f, ToxicFault):
@@ -199,15 +229,15 @@ class Timeline:
             return
         self._active[i] = name
         w.applied_at, w.applied_unix = self.elapsed(), time.time()
-        if self._gauge is not None:
-            self._gauge.labels(w.kind, w.target, w.label).set(1)
+        self._set_gauge(w, 1)
 
     def _undo(self, i: int) -> None:
         f, w = self.faults[i], self.windows[i]
         name = self._active.pop(i)
         w.undone_at, w.undone_unix = self.elapsed(), time.time()
         # A restart has taken effect only once the process is ready (tick() and settle() probe it);
-        # one that failed never did, so its recovered_at stays None.
+        # one that failed never did, so its recovered_at stays None. Until then the fault is still
+        # active on the dashboards, as the report shades it.
         restart = isinstance(f, ProcessFault) and f.kind == "kill"
         try:
             if isinstance(f, ToxicFault):
@@ -224,10 +254,10 @@ class Timeline:
             w.error = f"undo failed: {type(e).__name__}: {e}"
             raise
         finally:
-            if not restart:
-                w.recovered_at, w.recovered_unix = self.elapsed(), time.time()
-            if self._gauge is not None:
-                self._gauge.labels(w.kind, w.target, w.label).set(0)
+            if i not in self._recovering:
+                if not restart:
+                    w.recovered_at, w.recovered_unix = self.elapsed(), time.time()
+                self._set_gauge(w, 0)
 
     def undo_all(self) -> None:
         """Undo every active fault (newest first), reset Toxiproxy as a safety net, then wait until
@@ -239,6 +269,9 @@ class Timeline:
             except Exception as e:
                 errors.append(str(e))
         self._events.clear()
+        for i in self._deferred:
+            self.windows[i].error = "not applied: its process was still restarting when the load ended"
+        self._deferred.clear()
         with contextlib.suppress(Exception):
             self.toxiproxy.reset()
         errors += self._settle(list(self._recovering))

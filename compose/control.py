@@ -8,8 +8,8 @@ cgroup freezer (SIGSTOP/SIGCONT for every process of the container). The reactio
 pipeline is switched as natively, by restarting it: a container's command cannot change, so it
 reads the pipeline from CONTROL_FILE on a volume shared with the bench container.
 
-The harness does not pick this class yet: compose/README.md ("What the harness needs") says how
-`bench run` would use it instead of harness.stack.Stack.
+`bench run --stack compose` uses it instead of harness.stack.Stack (compose/README.md, "How the
+harness drives it").
 """
 
 from __future__ import annotations
@@ -248,7 +248,11 @@ class ComposeStack:
         if name not in self._starting:
             return True
         check, what, deadline = self._starting[name]
-        if check():
+        try:
+            ok = check()
+        except (DockerError, OSError):  # one failed inspect is no verdict: the deadline decides, as natively
+            ok = False
+        if ok:
             del self._starting[name]
             return True
         if time.monotonic() >= deadline:

@@ -277,7 +277,7 @@ def env() -> dict[str, str]:
         "GRAFANA_DASHBOARDS_DIR": grafana.CONTAINER_DASHBOARDS,
         "LOCUST_WEB_PORT": str(LOCUST_WEB_PORT),
         # For the bench container: component=host, what harness/topology.py needs to reach the
-        # other containers by service name (see compose/README.md, "What the harness needs").
+        # other containers by service name (see compose/README.md, "How the harness drives it").
         "BENCH_HOSTS": ",".join(f"{c}={c}" for c in COMPONENTS),
     }
 

@@ -56,6 +56,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         if stack is None:  # Stack.up stopped what it had started
             print("bench up: interrupted; everything started was stopped", file=sys.stderr)
             return 130
+        if not args.foreground:
+            print("bench up: interrupted, the stack stays up; stop it with `bench down`", file=sys.stderr)
         return 0
     finally:
         if stack is not None and args.foreground:
@@ -93,6 +95,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from harness import run
 
     refs = scenarios.shipped() if args.scenario == ["all"] else args.scenario
+    if args.scenario == ["all"] and args.kafka == "cluster":  # and those written for the cluster profile
+        refs += sorted(str(p) for p in (paths.REPO / "compose" / "scenarios").glob("*.yaml"))
     try:
         processes = scenarios.PROCESSES + (scenarios.CLUSTER_PROCESSES if args.kafka == "cluster" else ())
         the_plan = run.plan(list(topology.PIPELINES), refs, None, False, processes)

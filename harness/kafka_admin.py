@@ -32,10 +32,11 @@ async def _list_topics() -> list[str]:
         await admin.close()
 
 
-def ready() -> bool:
-    """True once the broker answers metadata requests."""
+def ready(timeout: float = 2.0) -> bool:
+    """True once the broker answers metadata requests. Bounded: the fault timeline probes a
+    restarting broker between its events, and a ready broker answers in milliseconds."""
     try:
-        asyncio.run(asyncio.wait_for(_list_topics(), 5))
+        asyncio.run(asyncio.wait_for(_list_topics(), timeout))
     except (KafkaError, OSError, TimeoutError):
         return False
     return True
@@ -112,7 +113,10 @@ def end_offsets(topic: str) -> dict[int, int]:
 
 
 async def _read_since(topic: str, since: Mapping[int, int]) -> list[ConsumerRecord[bytes, bytes]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, request_timeout_ms=5000)
+    # "earliest": were `since` below the log start (retention), the default "latest" would skip to the end.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, request_timeout_ms=5000, auto_offset_reset="earliest"
+    )
     try:
         await consumer.start()
         await consumer._client.force_metadata_update()

@@ -7,7 +7,7 @@ the verdict rules are data (harness/claims.yaml), judged by harness/claims.py.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,8 @@ def machine_summary(machine: dict[str, Any] | None) -> str:
 
 def ledger_value(cell: Cell, key: str) -> int | None:
     value = (cell.data.get("ledger") or {}).get(key)
+    if value is None and key == "dead_lettered":  # runs before the ledger counted them kept it at the top
+        value = cell.data.get("dead_lettered")
     return None if value is None else int(value)
 
 
@@ -85,22 +87,34 @@ def claim_values(j: Judgement, side: str) -> list[str]:
     return out
 
 
-def fault_text(cell: Cell) -> str:
-    faults = cell.data.get("faults") or []
+def fault_text(cells: Sequence[Cell]) -> str:
+    """A scenario's planned faults (from its first cell), each with what went wrong in which cell:
+    a fault that failed or was never applied there did not do what the charts' column name says."""
+    faults = cells[0].data.get("faults") or [] if cells else []
     if not faults:
         return "none"
-    return "; ".join(
-        f"{f.get('label', f.get('kind'))} {round(f.get('start', 0), 1):g}-{round(f.get('end', 0), 1):g} s"
-        + (f" (FAILED: {f['error']})" if f.get("error") else "")
-        for f in faults
-    )
+    parts = []
+    for i, f in enumerate(faults):
+        notes = []
+        for c in cells:
+            w = (c.data.get("faults") or [{}] * len(faults))[i]
+            if w.get("error"):
+                notes.append(f"FAILED in {c.pipeline}: {w['error']}")
+            elif "applied_offset" in w and w["applied_offset"] is None:
+                notes.append(f"not applied in {c.pipeline}")
+        parts.append(
+            f"{f.get('label', f.get('kind'))} {round(f.get('start', 0), 1):g}-{round(f.get('end', 0), 1):g} s"
+            + (f" ({'; '.join(notes)})" if notes else "")
+        )
+    return "; ".join(parts)
 
 
 def scenario_rows(run: Run) -> list[list[str]]:
     """One row per scenario: what load and which faults (from its first cell)."""
     rows = []
     for scenario in run.scenarios:
-        cell = next(c for c in run.cells if c.scenario == scenario)
+        cells = [c for c in run.cells if c.scenario == scenario]
+        cell = cells[0]
         profile = cell.data.get("profile") or {}
         timings = cell.data.get("timings") or {}
         rows.append(
@@ -108,7 +122,7 @@ def scenario_rows(run: Run) -> list[list[str]]:
                 scenario,
                 str(profile.get("description") or profile.get("name") or "?"),
                 f"{timings.get('load_seconds', 0):g} s",
-                fault_text(cell),
+                fault_text(cells),
             ]
         )
     return rows

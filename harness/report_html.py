@@ -297,8 +297,9 @@ def scenario_section(run: Run, scenario: str) -> str:
         f'<p class="desc">{escape(str(first.data.get("description") or ""))}</p>'
         f'<p class="note">Load: {escape(str(profile.get("description") or profile.get("name") or "?"))}; '
         f"run for {timings.get('load_seconds', 0):g} s, the profile's timeline scaled to fit, then drained. "
-        f"Faults (s from load start): {escape(fault_text(first))}. "
-        "Shaded: when each fault was really applied. Dotted line: load ends. Latency axes are logarithmic; "
+        f"Faults (s from load start): {escape(fault_text(cells))}. "
+        "Shaded: from when each fault was really applied until its undo took effect. Dotted line: load ends. "
+        "Latency axes are logarithmic; "
         "each row shares its y-axis across pipelines.</p>"
         + scenario_charts(run, scenario)
         + "<h3>Hypothesis checks</h3>"

@@ -142,14 +142,14 @@ def build(
 
 def dead_letter_id(record: Any) -> str:
     """The reaction id of a dead-letter record: its payload's, or its key for a payload that does
-    not parse (a malformed record is dead-lettered as it came)."""
+    not parse (a malformed record is dead-lettered as it came), or where it sits when it has neither."""
     try:
         event = reaction_pb2.ReactionEvent.FromString(record.value or b"")
     except DecodeError:
         event = None
     if event is not None and event.reaction_id:
         return str(event.reaction_id)
-    return (record.key or b"").decode(errors="replace")
+    return (record.key or b"").decode(errors="replace") or f"dlq:{record.partition}:{record.offset}"
 
 
 def _header(record: Any, name: str) -> str | None:

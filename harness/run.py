@@ -114,7 +114,7 @@ def plan(
                     f"{path}: faults[{i}].process: {f.process!r} is not a process of this stack "
                     f"(it has: {', '.join(processes)}); brokers "
                     f"{', '.join(scenarios.CLUSTER_PROCESSES)} run in the compose cluster profile only "
-                    "(make bench RUNTIME=compose KAFKA=cluster)"
+                    "(make bench RUNTIME=compose KAFKA=cluster; bench validate --kafka cluster)"
                 )
             if f.at >= profile.duration:
                 raise scenarios.ScenarioError(

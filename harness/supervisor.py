@@ -255,11 +255,6 @@ class Supervisor:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     popen.wait(timeout=10)
 
-    def restart(self, name: str, wait: bool = True) -> Running:
-        spec = self.specs[name]
-        self.stop(name)
-        return self.start(spec, wait)
-
     def stop_all(self) -> None:
         for name in reversed(list(self.running)):
             # SIGCONT first: a paused process cannot act on SIGTERM.

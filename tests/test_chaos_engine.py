@@ -172,13 +172,15 @@ def test_other_faults_apply_on_time_while_a_killed_process_restarts() -> None:
     assert at(tl, clock, 4.0) == ["end kill kafka"]  # restarted, not ready at the first probe
     kill = tl.windows[0]
     assert (kill.undone_at, kill.recovered_at, kill.recovered_unix) == (4.0, None, None)
-    assert metrics.fault_active.labels("kill", "process:kafka", "kill kafka")._value.get() == 0
+    gauge = metrics.fault_active.labels("kill", "process:kafka", "kill kafka")
+    assert gauge._value.get() == 1, "down until ready: the dashboards shade what the report shades"
     assert tl.active() == ["kill kafka (recovering)"]
     assert at(tl, clock, 5.0) == ["start latency(downstream) on push"]
     assert at(tl, clock, 6.0) == ["start notification down"]
     assert (tl.windows[1].applied_at, tl.windows[2].applied_at) == (5.0, 6.0), "applied on time"
     assert at(tl, clock, 6.5) == ["recovered kill kafka"]  # the fourth probe
     assert kill.recovered_at == 6.5 and kill.recovered_unix is not None and kill.error is None
+    assert gauge._value.get() == 0
     assert at(tl, clock, 7.0) == ["end latency(downstream) on push", "end notification down"]
     assert pr.calls == [("kill", "kafka"), ("restart", "kafka")] + [("ready", "kafka")] * 4
     assert tp.calls[:2] == [("add", "push", "latency", "fault-1"), ("disable", "notification")]
@@ -236,16 +238,37 @@ def test_undo_all_raises_a_restart_that_never_became_ready() -> None:
     assert tl.active() == []
 
 
-def test_a_kill_right_after_the_last_one_waits_for_the_restart() -> None:
+def test_a_kill_right_after_the_last_one_waits_for_the_restart_without_stalling() -> None:
     # Back-to-back windows on one process do not overlap (chaos.scenario allows them).
-    two_kills = [
+    faults = [
         ProcessFault(kind="kill", at=2, duration=2, process="kafka"),
         ProcessFault(kind="kill", at=4, duration=2, process="kafka"),
+        LinkDownFault(kind="link-down", at=4.5, duration=1, link="notification"),
     ]
-    tl, _tp, pr, clock, _ = make(FakeProcesses(warmup=3), two_kills)
+    tl, _tp, pr, clock, _ = make(FakeProcesses(warmup=3), faults)
     at(tl, clock, 2.0)
-    assert at(tl, clock, 4.0) == ["end kill kafka", "start kill kafka"]
-    assert pr.calls == [("kill", "kafka"), ("restart", "kafka")] + [("ready", "kafka")] * 3 + [("kill", "kafka")]
-    first, second = tl.windows
+    assert at(tl, clock, 4.0) == ["end kill kafka"]  # probe 1; the second kill waits
+    first, second, _link = tl.windows
+    assert tl.active() == ["kill kafka (recovering)", "kill kafka (waiting for its process)"]
+    assert at(tl, clock, 4.5) == ["start notification down"], "the timeline did not stall"  # probe 2
+    assert at(tl, clock, 5.0) == ["recovered kill kafka", "start kill kafka (late: its target was restarting)"]
     assert first.recovered_at == 5.0 and second.applied_at == 5.0, "killed once ready again"
-    assert at(tl, clock, 6.0) == ["end kill kafka"]
+    assert at(tl, clock, 5.5) == ["end notification down"]
+    assert at(tl, clock, 6.0) == [], "its undo moved with it: it lasts the planned 2 s"
+    assert at(tl, clock, 7.0) == ["end kill kafka"] and second.undone_at == 7.0
+    assert pr.calls[:6] == [("kill", "kafka"), ("restart", "kafka")] + [("ready", "kafka")] * 3 + [("kill", "kafka")]
+    assert clock.sleeps == []
+
+
+def test_a_deferred_fault_never_applied_is_said_so() -> None:
+    faults = [
+        ProcessFault(kind="kill", at=2, duration=2, process="kafka"),
+        ProcessFault(kind="pause", at=4, duration=2, process="kafka"),
+    ]
+    tl, _tp, pr, clock, _ = make(FakeProcesses(warmup=3), faults)
+    at(tl, clock, 2.0)
+    at(tl, clock, 4.0)
+    tl.undo_all()  # the load ended while kafka was restarting
+    assert tl.windows[1].applied_at is None
+    assert tl.windows[1].error == "not applied: its process was still restarting when the load ended"
+    assert ("pause", "kafka") not in pr.calls and tl.active() == []

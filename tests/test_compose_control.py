@@ -303,3 +303,15 @@ def test_has_service_tells_which_brokers_the_project_runs(fake: tuple[FakeDocker
     assert stack.has_service("kafka") and not stack.has_service("kafka-2")
     with pytest.raises(control.DockerError, match="no container of service 'kafka-2'"):
         stack.kill("kafka-2")
+
+
+def test_a_failed_inspect_while_restarting_is_not_a_verdict(fake: tuple[FakeDocker, Path], tmp_path: Path) -> None:
+    docker, sock = fake
+    stack = make_stack(sock, tmp_path)
+    stack.kill("kafka")
+    stack.restart("kafka")
+    state = docker.state.pop("kafka")  # Docker does not know the container for a moment
+    assert stack.ready("kafka") is False
+    docker.state["kafka"] = state
+    stack.wait_ready("kafka")
+    assert stack.healthy("kafka")

@@ -77,3 +77,7 @@ def test_bench_validate_knows_the_cluster_profile() -> None:
     cluster = validate("--kafka", "cluster")
     assert cluster.returncode == 0, cluster.stderr
     assert "ok: 1 scenario(s), 3 cell(s)" in cluster.stdout
+    cmd = [sys.executable, "-m", "harness.cli", "validate", "--kafka", "cluster"]
+    every = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    n = len(scenarios.shipped()) + len(list((REPO / "compose" / "scenarios").glob("*.yaml")))
+    assert every.returncode == 0 and f"ok: {n} scenario(s)" in every.stdout, every.stderr

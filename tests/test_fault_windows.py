@@ -24,10 +24,17 @@ def test_without_recovery_it_ends_at_the_undo_and_without_records_as_planned() -
     assert results.fault_windows({"faults": [w()]}) == [(5.0, 10.0, "kill kafka")]
 
 
-def test_a_fault_that_never_applied_is_not_shaded_and_says_so() -> None:
+def test_a_fault_that_never_applied_is_not_shaded_and_says_so_per_cell() -> None:
     failed = w(applied_offset=None, undone_offset=None, recovered_offset=None, error="ConnectionError: refused")
-    data = {"pipeline": "async", "scenario": "s", "faults": [failed]}
+    skipped = w(applied_offset=None, undone_offset=None, recovered_offset=None)  # the load ended first
+    fine = w(applied_offset=5.0, undone_offset=10.0, recovered_offset=12.0)
+    data = {"faults": [failed]}
     assert results.fault_windows(data) == []
     assert results.fault_seconds(data) == set()
-    cell = results.Cell("async", "s", data, Path("result.json"))
-    assert fault_text(cell) == "kill kafka 5-10 s (FAILED: ConnectionError: refused)"
+    cells = [results.Cell(p, "s", {"faults": [f]}, Path("result.json")) for p, f in
+             (("sync", fine), ("async", failed), ("sync-resilient", skipped))]  # fmt: skip
+    assert fault_text(cells) == (
+        "kill kafka 5-10 s (FAILED in async: ConnectionError: refused; not applied in sync-resilient)"
+    )
+    assert fault_text(cells[:1]) == "kill kafka 5-10 s"
+    assert fault_text([]) == "none"

@@ -41,12 +41,13 @@ def test_poll_ready_is_false_while_starting_then_true(sup: Supervisor, tmp_path:
     assert sup.poll_ready("sleeper") is True, "ready since its latest start: not probed again"
 
 
-def test_restart_without_waiting_starts_a_new_process(sup: Supervisor, tmp_path: Path) -> None:
+def test_a_new_start_without_waiting_is_probed_afresh(sup: Supervisor, tmp_path: Path) -> None:
     flag = tmp_path / "ready"
     flag.touch()
     first = sup.start(flag_spec(flag))  # wait=True: ready already
     flag.unlink()
-    second = sup.restart("sleeper", wait=False)
+    sup.stop("sleeper")
+    second = sup.start(flag_spec(flag), wait=False)
     assert second.pid != first.pid and sup.is_alive("sleeper")
     assert sup.poll_ready("sleeper") is False, "the new start is probed afresh"
     flag.touch()
