@@ -32,7 +32,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_every_shipped_scenario_is_valid() -> None:
     names = scenarios.shipped()
     for required in ("baseline", "surge", "push-slow", "notification-down", "broker-down", "flaky-network",
-                     "consumer-crash", "broker-restart"):  # fmt: skip
+                     "consumer-crash", "broker-restart", "surge-over-capacity"):  # fmt: skip
         assert required in names
     plan = run.plan(["sync", "async"], names, None, False)
     assert len(plan.cells) == 2 * len(names)

@@ -78,7 +78,7 @@ def test_null_metric_is_not_shown(tmp_path: Path) -> None:
 
 def test_precondition_false_is_not_shown(tmp_path: Path) -> None:
     # Sync took the surge in its stride: "async handles surges better" has nothing to show.
-    cells = [result(p, s) for p in ("sync", "async") for s in ("baseline", "surge")]
+    cells = [result(p, s) for p in ("sync", "async") for s in ("baseline", "surge-over-capacity")]
     j = verdicts(tmp_path, cells)["async-handles-surges"]
     assert j.verdict == "not shown"
     assert j.reason.startswith("precondition false:")
@@ -87,8 +87,8 @@ def test_precondition_false_is_not_shown(tmp_path: Path) -> None:
 def test_surge_that_hurts_async_too_refutes(tmp_path: Path) -> None:
     cells = [
         result("sync", "baseline"),
-        result("sync", "surge", api=0.9, error_ratio=0.2),
-        result("async", "surge", api=0.9, error_ratio=0.3),
+        result("sync", "surge-over-capacity", api=0.9, error_ratio=0.2),
+        result("async", "surge-over-capacity", api=0.9, error_ratio=0.3),
     ]
     assert verdicts(tmp_path, cells)["async-handles-surges"].verdict == "refuted"
 
@@ -106,8 +106,8 @@ def test_division_by_zero_is_not_shown(tmp_path: Path) -> None:
 
 def test_default_scenario_fills_two_part_names() -> None:
     (c,) = [c for c in claims.load() if c.id == "async-handles-surges"]
-    assert c.holds is not None and c.holds.names["async.api.p99"] == "async.surge.api.p99"
-    assert c.scenarios == ["surge", "baseline"]
+    assert c.holds is not None and c.holds.names["async.api.p99"] == "async.surge-over-capacity.api.p99"
+    assert c.scenarios == ["surge-over-capacity", "baseline"]
 
 
 @pytest.mark.parametrize(

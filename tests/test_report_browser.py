@@ -11,7 +11,7 @@ import pytest
 from harness import browser, report
 from tests.test_report_synthetic import article_cells, write_run
 
-CHARTS = 7 * 3 * 4  # scenarios x pipelines x chart kinds in article_cells()
+CHARTS = 8 * 3 * 4  # scenarios x pipelines x chart kinds in article_cells()
 
 # Appended to a copy of the page: moves the mouse over the first chart and records the readout.
 HOVER = """<script>

@@ -73,7 +73,7 @@ def test_html_is_self_contained(written: tuple[str, str]) -> None:
 def test_html_has_every_chart_with_shared_scales(written: tuple[str, str]) -> None:
     html, _ = written
     charts = re.findall(r"<svg class=\"chart\".*?</svg>", html, re.S)
-    assert len(charts) == 7 * 3 * 4  # scenarios x pipelines x (throughput, api, e2e, backlog)
+    assert len(charts) == 8 * 3 * 4  # scenarios x pipelines x (throughput, api, e2e, backlog)
     assert all('<path class="line"' in c for c in charts)
     section = html.split('id="s-notification-down"')[1].split("</section>")[0]
     assert section.count('<rect class="fault"') == 3 * 4  # the fault window on every chart of the scenario

@@ -113,6 +113,22 @@ def test_surge_is_absorbed_by_async_without_loss(cell: Callable[[str, str], Resu
     assert m(async_, "error_ratio") < 0.01
 
 
+def test_surge_over_capacity_fails_sync_while_async_falls_behind_and_catches_up(
+    cell: Callable[[str, str], Result],
+) -> None:
+    sync, async_ = cell("sync", "surge-over-capacity"), cell("async", "surge-over-capacity")
+    deadline = 1.0  # the reaction service's default --deadline
+    assert m(sync, "failed") + m(sync, "unknown") > 0 or m(sync, "api.p99") > deadline / 2, (
+        "sync callers queue behind deliveries the service cannot keep up with"
+    )
+    assert m(async_, "error_ratio") < 0.01, "async callers only wait for Kafka"
+    assert m(async_, "peak_backlog") > m(async_, "achieved_rate"), "the consumer fell more than a second behind"
+    assert m(async_, "e2e.p99") > m(async_, "api.p99"), "the surge moved to end-to-end latency"
+    assert_nothing_lost(sync)
+    assert_nothing_lost(async_)
+    assert async_["ledger"]["delivered"] == async_["ledger"]["acknowledged"]
+
+
 @pytest.mark.parametrize("pipeline", ["sync-resilient", "async"])
 def test_flaky_network_loses_nothing(cell: Callable[[str, str], Result], pipeline: str) -> None:
     r = cell(pipeline, "flaky-network")
