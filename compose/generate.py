@@ -17,10 +17,8 @@ generated/compose.env, and the config files are the native ones with container h
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import sys
-import uuid
 from pathlib import Path
 
 import yaml
@@ -89,9 +87,7 @@ MIN_INSYNC_KEYS = (
 SINGLE_REPLICATION_FACTOR = 1
 
 # Every node of a cluster must share the id; a fixed one keeps the generated files stable.
-KAFKA_CLUSTER_ID = (
-    base64.urlsafe_b64encode(uuid.uuid5(uuid.NAMESPACE_URL, "sync-async-bench/compose").bytes).decode().rstrip("=")
-)
+KAFKA_CLUSTER_ID = topology.kafka_cluster_id(seed="sync-async-bench/compose")
 
 
 class GenerateError(RuntimeError):

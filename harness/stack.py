@@ -6,12 +6,10 @@ reaction. Stopping goes in reverse. A failed start stops what already runs befor
 
 from __future__ import annotations
 
-import base64
 import shutil
 import signal
 import sys
 import time
-import uuid
 from pathlib import Path
 from types import TracebackType
 
@@ -101,14 +99,6 @@ class _TransportReady:
         return bool(health.get("transport_ready")) or time.monotonic() - self.first_answer > self.GRACE
 
 
-def _kafka_cluster_id() -> str:
-    # Like Kafka's Uuid.randomUuid: an id starting with "-" (1 in 64) reads as an option on the command line.
-    while True:
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not cid.startswith("-"):
-            return cid
-
-
 class Stack:
     """One native stack in `work_dir` (logs, Kafka data, Prometheus TSDB)."""
 
@@ -169,7 +159,7 @@ class Stack:
 
             fmt = subprocess.run(
                 ["java", "-cp", cp, f"-Dlog4j2.configurationFile={kdir / 'log4j2.yaml'}",
-                 "kafka.tools.StorageTool", "format", f"--cluster-id={_kafka_cluster_id()}",
+                 "kafka.tools.StorageTool", "format", f"--cluster-id={topology.kafka_cluster_id()}",
                  "-c", str(kdir / "server.properties")],
                 capture_output=True, text=True, timeout=120,
             )  # fmt: skip

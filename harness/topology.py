@@ -6,7 +6,9 @@ engine and compose/ all read these values; nothing else writes a port number dow
 
 from __future__ import annotations
 
+import base64
 import os
+import uuid
 from dataclasses import dataclass
 
 HOST = "127.0.0.1"
@@ -42,6 +44,20 @@ KAFKA_CLUSTER_BROKERS = 3
 def kafka_broker(node: int) -> str:
     """Broker `node`'s process (compose service) name: `process: kafka` means broker 1 in either profile."""
     return "kafka" if node == 1 else f"kafka-{node}"
+
+
+def kafka_cluster_id(seed: str | None = None) -> str:
+    """A KRaft cluster id (22 url-safe base64 characters of a UUID): random, or fixed by `seed`.
+
+    Like Kafka's Uuid.randomUuid, never one starting with "-", which would read as a command-line option.
+    """
+    while True:
+        u = uuid.uuid4() if seed is None else uuid.uuid5(uuid.NAMESPACE_URL, seed)
+        cid = base64.urlsafe_b64encode(u.bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+        if seed is not None:
+            raise ValueError(f"the cluster id seeded by {seed!r} starts with '-': choose another seed")
 
 
 REACTION_HTTP_PORT = 8080

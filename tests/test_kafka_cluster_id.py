@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from compose import generate
-from harness import stack
+from harness import topology
 
 
 def test_an_id_starting_with_a_dash_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -16,16 +16,24 @@ def test_an_id_starting_with_a_dash_is_drawn_again(monkeypatch: pytest.MonkeyPat
     plain = uuid.UUID(bytes=b"\x01" * 16)
     assert base64.urlsafe_b64encode(dashed.bytes).decode().startswith("-")
     draws = iter([dashed, plain])
-    monkeypatch.setattr(stack.uuid, "uuid4", lambda: next(draws))
-    assert stack._kafka_cluster_id() == base64.urlsafe_b64encode(plain.bytes).decode().rstrip("=")
+    monkeypatch.setattr(topology.uuid, "uuid4", lambda: next(draws))
+    assert topology.kafka_cluster_id() == base64.urlsafe_b64encode(plain.bytes).decode().rstrip("=")
 
 
 def test_ids_are_22_url_safe_characters() -> None:
     for _ in range(500):
-        cid = stack._kafka_cluster_id()
+        cid = topology.kafka_cluster_id()
         assert len(cid) == 22 and not cid.startswith("-")
         assert uuid.UUID(bytes=base64.urlsafe_b64decode(cid + "==")).version == 4
 
 
+def test_a_seed_fixes_the_id_and_one_starting_with_a_dash_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert topology.kafka_cluster_id(seed="x") == topology.kafka_cluster_id(seed="x") != topology.kafka_cluster_id()
+    monkeypatch.setattr(topology.uuid, "uuid5", lambda *_: uuid.UUID(bytes=b"\xf8" + b"\x00" * 15))
+    with pytest.raises(ValueError, match="cluster id seeded by 'x' starts with '-'"):
+        topology.kafka_cluster_id(seed="x")
+
+
 def test_the_compose_cluster_id_is_not_an_option() -> None:
+    assert topology.kafka_cluster_id(seed="sync-async-bench/compose") == generate.KAFKA_CLUSTER_ID
     assert len(generate.KAFKA_CLUSTER_ID) == 22 and not generate.KAFKA_CLUSTER_ID.startswith("-")
