@@ -1,4 +1,4 @@
-"""Health checks for the app image's containers (python:3.11-slim has no curl).
+"""Health checks for the app image's containers (python:3.11-slim has no curl), with the native probes.
 
 python -m compose.probe URL                         exit 0 when URL answers 2xx (the native
                                                     supervisor's readiness probe, http_ok)
@@ -11,41 +11,23 @@ python -m compose.probe --locust-worker MASTER_URL  exit 0 when the Locust maste
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
-import urllib.request
-from typing import Any
+
+from harness.supervisor import http_json, http_ok
 
 TIMEOUT = 2.0
 
 
-def _get_json(url: str, timeout: float) -> Any:
-    """The JSON of a 2xx answer (urlopen raises on an error status), or None."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return json.loads(resp.read())
-    except (OSError, ValueError):
-        return None
-
-
-def http_ok(url: str, timeout: float = TIMEOUT) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return 200 <= resp.status < 300
-    except OSError:
-        return False
-
-
 def json_true(url: str, key: str, timeout: float = TIMEOUT) -> bool:
-    data = _get_json(url, timeout)
-    return isinstance(data, dict) and data.get(key) is True
+    data = http_json(url, timeout)
+    return data is not None and data.get(key) is True
 
 
 def locust_worker_registered(master_url: str, hostname: str, timeout: float = TIMEOUT) -> bool:
     """True when the master's /stats/requests lists a live worker started in this container."""
-    report = _get_json(f"{master_url.rstrip('/')}/stats/requests", timeout)
-    workers = (report.get("workers") or []) if isinstance(report, dict) else []
+    report = http_json(f"{master_url.rstrip('/')}/stats/requests", timeout)
+    workers = (report.get("workers") or []) if report is not None else []
     return any(str(w.get("id", "")).startswith(f"{hostname}_") and w.get("state") != "missing" for w in workers)
 
 
@@ -60,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.require_true:
         ok = json_true(args.url, args.require_true)
     else:
-        ok = http_ok(args.url)
+        ok = http_ok(args.url, TIMEOUT)
     return 0 if ok else 1
 
 
