@@ -167,10 +167,9 @@ def article_cells() -> list[dict[str, Any]]:
             result(p, "notification-down", faults=down, fault_error=0.0 if is_async else 1.0,
                    fault_e2e=6.0 if is_async else None, backlog_peak=700 if is_async else 0, e2e=e2e),
             result(p, "broker-down", faults=broker, fault_error=1.0 if is_async else 0.0, e2e=e2e),
-            result(p, "surge", rate=300, api=0.005 if is_async else 0.9, fault_error=0.0, e2e=e2e,
-                   backlog_peak=2000 if is_async else 0, error_ratio=0.0 if is_async else 0.2),
-            result(p, "surge-over-capacity", rate=300, api=0.005 if is_async else 0.9, fault_error=0.0, e2e=e2e,
-                   backlog_peak=2000 if is_async else 0, error_ratio=0.0 if is_async else 0.2),
+            *(result(p, surge, rate=300, api=0.005 if is_async else 0.9, fault_error=0.0, e2e=e2e,
+                     backlog_peak=2000 if is_async else 0, error_ratio=0.0 if is_async else 0.2)
+              for surge in ("surge", "surge-over-capacity")),
             result(p, "consumer-crash", faults=crash, fault_error=0.0 if is_async else 1.0, e2e=e2e),
             result(p, "flaky-network", faults=flaky, fault_error=0.0 if is_async else 0.05, e2e=e2e),
         ]  # fmt: skip
