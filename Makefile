@@ -68,7 +68,7 @@ endif
 lint: venv stubs ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy harness targets loadtests chaos dashboards compose tests
+	$(BIN)/mypy facts harness targets loadtests chaos dashboards compose tests
 
 test-unit: setup ## the tests that need no running stack
 	$(BIN)/pytest -m 'not stack' $(PYTEST_ARGS)

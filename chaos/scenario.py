@@ -15,7 +15,8 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chaos.toxiproxy import TOXIC_ATTRIBUTES
-from harness import ledger, topology
+from facts import topology
+from harness import ledger
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 PROCESSES = ("reaction", "notification", "kafka")  # the push sink is the ground truth, never faulted

@@ -16,7 +16,7 @@ from toxiproxy import Toxiproxy
 from toxiproxy import api as toxiproxy_api
 from toxiproxy.api import APIConsumer
 
-from harness import topology
+from facts import topology
 
 # Every toxic Toxiproxy 2.x knows, with the attributes it accepts (all integers).
 TOXIC_ATTRIBUTES: dict[str, frozenset[str]] = {

@@ -30,7 +30,7 @@ compose_env = $(shell sed -n 's/^$(1)=//p' $(COMPOSE_ENV))
 
 .PHONY: compose-generate compose-config compose-up compose-down compose-bench
 
-compose-generate: venv ## rewrite compose/generated/ from harness/topology.py (commit the result)
+compose-generate: venv ## rewrite compose/generated/ from facts/topology.py (commit the result)
 	$(BIN)/python -m compose.generate
 
 compose-config: ## validate the compose files with `docker compose config` (needs no engine)

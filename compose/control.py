@@ -28,17 +28,14 @@ from typing import Any
 
 from chaos.toxiproxy import ToxiproxyClient
 from compose import generate
-from harness import topology
-from harness.supervisor import http_json
+from facts import topology
+from facts.probe import ReactionReady, http_json, wait_until
 
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 CONTROL_FILE = Path("/run/sab/pipeline")  # docker-compose.yml: the reaction command reads it
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 ONEOFF_LABEL = "com.docker.compose.oneoff"  # `compose run` containers (the bench one) are one-offs
-# As harness.stack._TransportReady.GRACE: a reaction service whose transport cannot send (Kafka may
-# be the fault under test) counts as ready this long after its API first answers.
-TRANSPORT_GRACE = 15.0
 # What `up` waits for: every long-running service `bench run` talks to.
 SERVICES = (
     generate.TOXIPROXY,
@@ -167,31 +164,17 @@ class ComposeStack:
         return bool(state.get("Running")) and not state.get("Paused") and status_ok
 
     def _wait(self, done: Callable[[], bool], what: str) -> None:
-        # Readiness is probed, never slept, as the native supervisor does.
-        deadline = time.monotonic() + self.ready_timeout
-        while not done():
-            if time.monotonic() >= deadline:
-                raise DockerError(f"{what}: not reached after {self.ready_timeout:.0f}s")
-            time.sleep(self.poll)
+        try:
+            wait_until(done, self.ready_timeout, what, self.poll)
+        except TimeoutError as e:
+            raise DockerError(str(e)) from None
 
     def wait_healthy(self, service: str) -> None:
         self._wait(lambda: self.healthy(service), f"{service} healthy")
 
     def _reaction_ready(self, pipeline: str) -> Callable[[], bool]:
-        """The native readiness (harness.stack._TransportReady): the API answers on `pipeline` and
-        its transport can send, or the API alone once TRANSPORT_GRACE has passed."""
-        first_answer: float | None = None
-
-        def ready() -> bool:
-            nonlocal first_answer
-            health = self._health_probe()
-            if health is None or health.get("pipeline") != pipeline:
-                return False
-            if first_answer is None:
-                first_answer = time.monotonic()
-            return bool(health.get("transport_ready")) or time.monotonic() - first_answer > TRANSPORT_GRACE
-
-        return ready
+        """The native readiness: the API answers on `pipeline` and its transport can send."""
+        return ReactionReady(self._health_probe, pipeline)
 
     def _post(self, service: str, action: str, query: dict[str, str] | None = None) -> None:
         self.docker.call("POST", f"/containers/{self.container(service)}/{action}", query)

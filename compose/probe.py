@@ -1,7 +1,7 @@
 """Health checks for the app image's containers (python:3.11-slim has no curl), with the native probes.
 
 python -m compose.probe URL                         exit 0 when URL answers 2xx (the native
-                                                    supervisor's readiness probe, http_ok)
+                                                    readiness probe, facts.probe.http_ok)
 python -m compose.probe --require-true KEY URL      ... with a JSON object whose KEY is true
                                                     (the reaction service: transport_ready)
 python -m compose.probe --locust-worker MASTER_URL  exit 0 when the Locust master lists a worker
@@ -14,7 +14,7 @@ import argparse
 import socket
 import sys
 
-from harness.supervisor import http_json, http_ok
+from facts.probe import http_json, http_ok
 
 TIMEOUT = 2.0
 

@@ -23,7 +23,7 @@ TOXIPROXY = frozenset({"toxiproxy_proxy_received_bytes_total", "toxiproxy_proxy_
 
 
 def registries() -> dict[str, CollectorRegistry]:
-    """scrape job (harness.topology.SCRAPE_TARGETS) -> its registry, with a sample in each series."""
+    """scrape job (facts.topology.SCRAPE_TARGETS) -> its registry, with a sample in each series."""
     from chaos.engine import ChaosMetrics
     from loadtests.metrics import LoadgenCollector, RunInfo, registry_for
     from loadtests.outcome import Outcome

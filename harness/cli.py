@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import doctor, paths, provision, supervisor, topology
+from facts import paths, topology
+from harness import doctor, provision, supervisor
 
 EXIT_USAGE = 2
 

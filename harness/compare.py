@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from harness import expr, results, topology, yamlpos
+from facts import topology
+from harness import expr, results, yamlpos
 from harness.results import Run
 
 DEFAULT_FILE = Path(__file__).resolve().parent / "thresholds" / "default.yaml"

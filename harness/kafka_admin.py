@@ -17,7 +17,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from harness import topology
+from facts import topology
 
 # A cluster (compose's three-broker profile) lists every broker, so a read survives losing one.
 BOOTSTRAP = os.environ.get("SYNC_ASYNC_BENCH_KAFKA_BOOTSTRAP") or topology.addr(topology.KAFKA_INTERNAL_PORT)

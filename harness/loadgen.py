@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import topology
-from harness.paths import REPO
+from facts import topology
+from facts.paths import REPO
 from harness.supervisor import set_pdeathsig
 from loadtests.metrics import RUN_START_METRIC
 from loadtests.outcome import read_outcomes

@@ -14,13 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.paths import cache_dir
-
-KAFKA_VERSION = "4.4.0"
-# Kafka's POM names no logging backend; its tarball ships the log4j2 binding for SLF4J 1.x.
-LOG4J_VERSION = "2.25.2"
-TOXIPROXY_VERSION = "v2.12.0"
-TOXIPROXY_MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server"
+from facts.paths import cache_dir
+from facts.versions import KAFKA_VERSION, LOG4J_VERSION, TOXIPROXY_MODULE, TOXIPROXY_VERSION
 
 _KAFKA_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.message import DecodeError
 
 from chaos.engine import Timeline
-from harness import ledger, sink, stats
+from facts import quantiles
+from harness import ledger, sink
 from harness.loadgen import LoadRun
 from loadtests.profile import find_profile
 from protos import reaction_pb2
@@ -57,8 +58,8 @@ def build(
     drain_seconds = max(0.0, last_delivery - load_end)
     summaries = load.summaries()
     missed = sum(int(s.get("missed", 0)) for s in summaries)
-    api_summary = stats.summary(v for _, v in api)
-    e2e_summary = stats.summary(v for _, v in e2e)
+    api_summary = quantiles.summary(v for _, v in api)
+    e2e_summary = quantiles.summary(v for _, v in e2e)
     backlog_values = [b for _, b in backlog_series if b is not None]
     n = led.attempted or 1
     measured: dict[str, float | None] = {
@@ -74,7 +75,7 @@ def build(
         "drain_seconds": drain_seconds,
     }
     by_outcome = {
-        name: stats.per_second(
+        name: quantiles.per_second(
             (o["intended_unix_nanos"] / 1e9 for o in outcomes if o["outcome"] == name), epoch, seconds
         )
         for name in (ledger.ACK, ledger.FAILED, ledger.UNKNOWN)
@@ -129,11 +130,11 @@ def build(
             "acknowledged": pad(by_outcome[ledger.ACK], series_len),
             "failed": pad(by_outcome[ledger.FAILED], series_len),
             "unknown": pad(by_outcome[ledger.UNKNOWN], series_len),
-            "delivered": stats.per_second((t for t, _ in e2e), epoch, series_len),
-            "api_p50": stats.per_second_quantile(api, epoch, series_len, 0.5),
-            "api_p99": stats.per_second_quantile(api, epoch, series_len, 0.99),
-            "e2e_p50": stats.per_second_quantile(e2e, epoch, series_len, 0.5),
-            "e2e_p99": stats.per_second_quantile(e2e, epoch, series_len, 0.99),
+            "delivered": quantiles.per_second((t for t, _ in e2e), epoch, series_len),
+            "api_p50": quantiles.per_second_quantile(api, epoch, series_len, 0.5),
+            "api_p99": quantiles.per_second_quantile(api, epoch, series_len, 0.99),
+            "e2e_p50": quantiles.per_second_quantile(e2e, epoch, series_len, 0.5),
+            "e2e_p99": quantiles.per_second_quantile(e2e, epoch, series_len, 0.99),
             "backlog": backlog_by_second,
         },
         "measured": measured,

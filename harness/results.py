@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.scenario import METRICS as MEASURED
-from harness import topology
+from facts import topology
 
 DERIVED = (
     "api.mean", "e2e.mean", "rate.target_mean", "rate.target_peak", "hypothesis.passed",

@@ -24,7 +24,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from chaos import scenario as scenarios
 from chaos.engine import ChaosMetrics, ProcessControl, Timeline
 from chaos.toxiproxy import ToxiproxyClient
-from harness import kafka_admin, paths, provision, sink, supervisor, topology, watch
+from facts import paths, topology, versions
+from harness import kafka_admin, provision, sink, supervisor, watch
 from harness import result as cell_result
 from harness.loadgen import LoadRun
 from harness.stack import Stack
@@ -142,8 +143,8 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(mem, 1),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "kafka": provision.KAFKA_VERSION,
-        "toxiproxy": provision.TOXIPROXY_VERSION,
+        "kafka": versions.KAFKA_VERSION,
+        "toxiproxy": versions.TOXIPROXY_VERSION,
         "versions": {c.name: c.version for c in doctor.all_checks()},
     }
 

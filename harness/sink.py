@@ -6,7 +6,7 @@ import json
 import urllib.request
 from typing import Any
 
-from harness import topology
+from facts import topology
 
 SINK = topology.url(topology.PUSHSINK_HTTP_PORT)
 

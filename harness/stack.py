@@ -9,94 +9,17 @@ from __future__ import annotations
 import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 from types import TracebackType
 
 from chaos.toxiproxy import ToxiproxyClient
 from dashboards.prometheus import config as prometheus_config
-from harness import kafka_admin, provision, topology
-from harness.supervisor import ComponentSpec, Port, Supervisor, http_json, http_ok, tcp_open
+from facts import kafka_broker, topology
+from facts.probe import ReactionReady, http_json, http_ok, tcp_open
+from harness import kafka_admin, provision
+from harness.supervisor import ComponentSpec, Port, Supervisor
 
-KAFKA_HEAP = "-Xmx1g"
 H = topology.HOST
-
-_LOG4J2 = """Configuration:
-  status: warn
-  Appenders:
-    Console:
-      name: STDOUT
-      PatternLayout:
-        pattern: "[%d] %p %m (%c)%n"
-  Loggers:
-    Root:
-      level: INFO
-      AppenderRef:
-        - ref: STDOUT
-    Logger:
-      - name: kafka.request.logger
-        level: WARN
-      - name: org.apache.kafka.clients
-        level: WARN
-"""
-
-
-def kafka_properties(data_dir: Path) -> str:
-    t = topology
-    listeners = {
-        "INTERNAL": t.KAFKA_INTERNAL_PORT,
-        "PRODUCE": t.KAFKA_PRODUCE_PORT,
-        "CONSUME": t.KAFKA_CONSUME_PORT,
-        "CONTROLLER": t.KAFKA_CONTROLLER_PORT,
-    }
-    # Clients reconnect to the advertised address of the listener they came in on: advertise
-    # the Toxiproxy ports so Kafka traffic keeps flowing through the proxies after metadata.
-    advertised = {
-        "INTERNAL": t.KAFKA_INTERNAL_PORT,
-        "PRODUCE": t.PROXY_KAFKA_PRODUCE.listen_port,
-        "CONSUME": t.PROXY_KAFKA_CONSUME.listen_port,
-    }
-    props = {
-        "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{H}:{t.KAFKA_CONTROLLER_PORT}",
-        "listeners": ",".join(f"{n}://{H}:{p}" for n, p in listeners.items()),
-        "advertised.listeners": ",".join(f"{n}://{H}:{p}" for n, p in advertised.items()),
-        "listener.security.protocol.map": ",".join(f"{n}:PLAINTEXT" for n in listeners),
-        "inter.broker.listener.name": "INTERNAL",
-        "controller.listener.names": "CONTROLLER",
-        "log.dirs": str(data_dir),
-        "num.partitions": str(t.TOPIC_PARTITIONS),
-        "auto.create.topics.enable": "false",  # a typo'd topic name fails loudly
-        "offsets.topic.replication.factor": "1",
-        "offsets.topic.num.partitions": "1",  # one node: fewer partitions, faster start
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "min.insync.replicas": "1",
-        "group.initial.rebalance.delay.ms": "0",
-    }
-    return "".join(f"{k}={v}\n" for k, v in props.items())
-
-
-class _TransportReady:
-    """Ready once the reaction service answers and its transport can send, so a run never opens
-    with 503s from a producer still connecting. If the transport stays down (Kafka may be the
-    fault under test), the answering HTTP API is enough after GRACE seconds."""
-
-    GRACE = 15.0
-
-    def __init__(self) -> None:
-        self.first_answer: float | None = None
-
-    def __call__(self) -> bool:
-        health = http_json(topology.url(topology.REACTION_HTTP_PORT, "/healthz"))
-        if health is None:
-            return False
-        if self.first_answer is None:
-            self.first_answer = time.monotonic()
-        return bool(health.get("transport_ready")) or time.monotonic() - self.first_answer > self.GRACE
 
 
 class Stack:
@@ -151,8 +74,8 @@ class Stack:
         kdir = self.work_dir / "kafka"
         data = kdir / "data"
         kdir.mkdir(parents=True, exist_ok=True)
-        (kdir / "server.properties").write_text(kafka_properties(data))
-        (kdir / "log4j2.yaml").write_text(_LOG4J2)
+        (kdir / "server.properties").write_text(kafka_broker.render(kafka_broker.properties(data)))
+        (kdir / "log4j2.yaml").write_text(kafka_broker.LOG4J2_YAML)
         cp = f"{self.arts.kafka_libs}/*"
         if not (data / "meta.properties").exists():
             import subprocess
@@ -168,7 +91,7 @@ class Stack:
         t = topology
         return ComponentSpec(
             "kafka",
-            ["java", KAFKA_HEAP, "-Xms512m", "-XX:+UseG1GC", f"-Dlog4j2.configurationFile={kdir / 'log4j2.yaml'}",
+            ["java", *kafka_broker.HEAP_OPTS, "-XX:+UseG1GC", f"-Dlog4j2.configurationFile={kdir / 'log4j2.yaml'}",
              "-cp", cp, "kafka.Kafka", str(kdir / "server.properties")],
             [Port(t.KAFKA_INTERNAL_PORT, "Kafka INTERNAL listener"),
              Port(t.KAFKA_PRODUCE_PORT, "Kafka PRODUCE listener"),
@@ -202,7 +125,7 @@ class Stack:
             "reaction",
             [sys.executable, "-m", "targets.reaction", "--pipeline", pipeline],
             [Port(topology.REACTION_HTTP_PORT, "reaction HTTP API")],
-            ready=_TransportReady(),
+            ready=ReactionReady(lambda: http_json(topology.url(topology.REACTION_HTTP_PORT, "/healthz"))),
         )
 
     # -- lifecycle -----------------------------------------------------------------------------

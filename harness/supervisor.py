@@ -17,15 +17,13 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psutil
 
-from harness import topology
+from facts import topology
 
 PR_SET_PDEATHSIG = 1
 
@@ -280,32 +278,6 @@ def stop_from_state(state_file: Path) -> list[str]:
         stopped.append(r.name)
     state_file.unlink(missing_ok=True)
     return stopped
-
-
-def http_ok(url: str, timeout: float = 1.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return 200 <= resp.status < 300
-    except OSError:
-        return False
-
-
-def http_json(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
-    """The JSON object a 2xx answer carries, or None (no answer, an error status, not JSON)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            data = json.loads(resp.read())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def tcp_open(port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((topology.HOST, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager

@@ -48,7 +48,7 @@ from locust.runners import (
     WorkerRunner,
 )
 
-from harness import topology
+from facts import topology
 from loadtests.arrivals import Share, arrival_times
 from loadtests.driver import Completion, Driver, DriverConfig, make_session
 from loadtests.metrics import LoadgenCollector, RunInfo, registry_for, serve

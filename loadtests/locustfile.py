@@ -16,7 +16,7 @@ from typing import Any
 
 from locust import LoadTestShape, User, constant, events, task
 
-from harness import topology
+from facts import topology
 from loadtests.coordinator import Coordinator
 from loadtests.settings import add_arguments
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.stats import quantile
+from facts.quantiles import quantile
 from loadtests.outcome import Outcome
 
 

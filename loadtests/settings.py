@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import topology
+from facts import topology
 from loadtests.arrivals import ArrivalProcess
 from loadtests.profile import Profile, ProfileError, find_profile
 

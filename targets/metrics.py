@@ -3,7 +3,7 @@
 Dashboards, alert rules and the report import the ``*_NAME``-style constants below instead of
 spelling names out. Each constant is the name a query uses (histograms add ``_bucket``, ``_sum``,
 ``_count``). Conventions: base units (seconds), counters end in ``_total``, ``pipeline`` is one of
-``harness.topology.PIPELINES`` or ``unknown``.
+``facts.topology.PIPELINES`` or ``unknown``.
 
 Each service has its own registry, so a scrape of one service never shows another's series.
 """
@@ -21,7 +21,7 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
-from harness import topology
+from facts import topology
 
 # `_created` series double every counter and histogram and no dashboard reads them.
 disable_created_metrics()

@@ -13,7 +13,8 @@ from typing import Any
 
 import aiohttp
 
-from harness import sink, topology
+from facts import topology
+from harness import sink
 
 API = topology.url(topology.REACTION_HTTP_PORT)
 PROM = topology.url(topology.PROMETHEUS_PORT)

@@ -17,7 +17,7 @@ from typing import Any, cast
 import pytest
 
 from compose import control, probe
-from harness import stack as native_stack
+from facts import probe as probe_facts
 
 PROJECT = "sab-test"
 
@@ -198,17 +198,16 @@ def test_reaction_is_ready_as_natively(
     fake: tuple[FakeDocker, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     docker, sock = fake
-    assert control.TRANSPORT_GRACE == native_stack._TransportReady.GRACE
     health = {"pipeline": "async", "transport_ready": False}  # e.g. Kafka is the fault under test
     stack = make_stack(sock, tmp_path, health_probe=lambda: dict(health), ready_timeout=0.3)
     stack.restart("reaction")
     with pytest.raises(control.DockerError, match="reaction service ready on pipeline async"):
         stack.wait_ready("reaction")
-    monkeypatch.setattr(control, "TRANSPORT_GRACE", 0.05)  # the API alone, after the grace
+    monkeypatch.setattr(probe_facts.ReactionReady, "GRACE", 0.05)  # the API alone, after the grace
     stack.restart("reaction")
     stack.wait_ready("reaction")
     health["transport_ready"] = True
-    monkeypatch.setattr(control, "TRANSPORT_GRACE", 60.0)
+    monkeypatch.setattr(probe_facts.ReactionReady, "GRACE", 60.0)
     stack.restart("reaction")
     assert stack.ready("reaction")
     assert posts(docker) == ["/containers/id-reaction/start"] * 3

@@ -8,7 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from harness.paths import REPO
+from facts.paths import REPO
 
 DOCKERFILE = REPO / "compose" / "Dockerfile"
 DOCKERIGNORE = REPO / "compose" / "Dockerfile.dockerignore"

@@ -23,7 +23,7 @@ import yaml
 
 from compose import generate
 from dashboards.grafana import generate as grafana
-from harness import provision, topology
+from facts import topology, versions
 from harness.stack import Stack
 from targets.notification import __main__ as notification_main
 from targets.pushsink import __main__ as pushsink_main
@@ -138,8 +138,8 @@ def test_images_are_pinned() -> None:
             else:
                 assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: {image!r} is not pinned to a version"
     base = services()
-    assert base["kafka"]["image"] == f"apache/kafka:{provision.KAFKA_VERSION}"
-    assert base["toxiproxy"]["image"] == f"ghcr.io/shopify/toxiproxy:{provision.TOXIPROXY_VERSION.removeprefix('v')}"
+    assert base["kafka"]["image"] == f"apache/kafka:{versions.KAFKA_VERSION}"
+    assert base["toxiproxy"]["image"] == f"ghcr.io/shopify/toxiproxy:{versions.TOXIPROXY_VERSION.removeprefix('v')}"
 
 
 def test_app_services_build_the_one_dockerfile() -> None:
@@ -323,7 +323,7 @@ def test_services_run_as_natively(tmp_path: Path) -> None:
             assert "/run/sab/pipeline" in compose_args[i + 1] and "$PIPELINE" in compose_args[i + 1]
             compose_args[i + 1] = "async"
         _same_except_addresses(parse(argv[3:]), parse(compose_args))
-    # Ready as natively (harness.stack._TransportReady): the transport can send.
+    # Ready as natively (facts.probe.ReactionReady): the transport can send.
     assert svcs["reaction"]["healthcheck"]["test"][-3:] == [
         "--require-true",
         "transport_ready",

@@ -1,7 +1,7 @@
 """compose/generated/ is what compose.generate renders, and both runtimes agree on the topology.
 
 Every topology port, proxy, topic and scrape target appears in the compose config with the same
-value; the compose Kafka config is harness.stack.kafka_properties with container hosts, and keeps
+value; the compose Kafka config is facts.kafka_broker.properties with container hosts, and keeps
 its one semantic: clients that come in on PRODUCE or CONSUME are told to come back through the
 Toxiproxy proxy that leads to that same listener.
 """
@@ -19,7 +19,7 @@ import yaml
 
 from compose import generate
 from dashboards.prometheus import config as prometheus_config
-from harness import provision, stack, topology
+from facts import kafka_broker, topology, versions
 
 
 def read(name: str) -> str:
@@ -45,9 +45,9 @@ def test_env_carries_the_topology() -> None:
         assert values[name] == str(getattr(t, name)), name
     for proxy in t.PROXIES:
         assert values[generate.env_name(proxy.name)] == str(proxy.listen_port)
-    assert values["KAFKA_VERSION"] == provision.KAFKA_VERSION
-    assert "v" + values["TOXIPROXY_VERSION"] == provision.TOXIPROXY_VERSION
-    assert values["KAFKA_HEAP_OPTS"].split()[0] == stack.KAFKA_HEAP
+    assert values["KAFKA_VERSION"] == versions.KAFKA_VERSION
+    assert "v" + values["TOXIPROXY_VERSION"] == versions.TOXIPROXY_VERSION
+    assert values["KAFKA_HEAP_OPTS"].split() == list(kafka_broker.HEAP_OPTS)
 
 
 def test_every_topology_port_has_a_compose_service() -> None:
@@ -121,7 +121,7 @@ def test_promtool_accepts_the_compose_config_and_rules(tmp_path: Path) -> None:
 
 
 def _native() -> dict[str, str]:
-    return generate.parse_properties(stack.kafka_properties(generate.KAFKA_DATA_DIR))
+    return kafka_broker.properties(generate.KAFKA_DATA_DIR)
 
 
 def _listeners(props: dict[str, str], key: str) -> dict[str, tuple[str, int]]:

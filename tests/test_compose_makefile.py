@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from chaos import scenario as scenarios
-from harness.paths import REPO
+from facts.paths import REPO
 
 COMPOSE = "docker compose --env-file compose/generated/compose.env -f compose/docker-compose.yml"
 CLUSTER = "-f compose/docker-compose.cluster.yml --profile cluster"

@@ -7,8 +7,9 @@ import pytest
 
 from chaos import scenario as scenarios
 from compose import generate
-from harness import run, topology
-from harness.paths import REPO
+from facts import topology
+from facts.paths import REPO
+from harness import run
 from tests.test_compose_file import CLUSTER, services
 
 BROKER_LOSS = str(REPO / "compose" / "scenarios" / "broker-loss.yaml")

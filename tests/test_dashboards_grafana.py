@@ -14,7 +14,7 @@ import yaml
 
 from dashboards import catalog, queries
 from dashboards.grafana import common, generate
-from harness import topology
+from facts import topology
 
 # Grafana links and bookmarks use these: changing one breaks every saved URL.
 STABLE_UIDS = {"sab-overview", "sab-detail-sync", "sab-detail-sync-resilient", "sab-detail-async"}

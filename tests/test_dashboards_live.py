@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from chaos.engine import ChaosMetrics, Timeline
 from chaos.scenario import ToxicFault
 from dashboards import queries
-from harness import topology
+from facts import topology
 from harness.loadgen import LoadRun
 
 pytestmark = pytest.mark.stack

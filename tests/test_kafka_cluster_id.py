@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from compose import generate
-from harness import topology
+from facts import topology
 
 
 def test_an_id_starting_with_a_dash_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:

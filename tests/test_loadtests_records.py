@@ -10,7 +10,7 @@ import pytest
 from geventhttpclient.useragent import RetriesExceeded
 from prometheus_client import generate_latest
 
-from harness import topology
+from facts import topology
 from loadtests.arrivals import Share
 from loadtests.metrics import LoadgenCollector, RunInfo, registry_for
 from loadtests.outcome import Outcome, OutcomeLog, OutcomeRecord, classify, describe, outcomes_path, read_outcomes

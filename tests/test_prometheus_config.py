@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 from dashboards.prometheus import config
-from harness import topology
+from facts import topology
 
 
 def test_committed_config_matches_topology() -> None:

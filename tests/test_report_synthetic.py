@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from chaos.scenario import METRICS
-from harness import results, stats
+from facts import quantiles
+from harness import results
 
 REPO = Path(__file__).resolve().parent.parent
 MACHINE: dict[str, Any] = {
@@ -80,7 +81,7 @@ def result(
         backlog = [round(backlog_peak * min(i / top, max(0.0, (n - i) / (n - top)))) for i in range(n)]
         backlog[-1] = 0
     attempted, acknowledged, n_failed = sum(ack) + sum(failed), sum(ack), sum(failed)
-    api_sum, e2e_sum = stats.summary(v for _, v in api_samples), stats.summary(v for _, v in e2e_samples)
+    api_sum, e2e_sum = quantiles.summary(v for _, v in api_samples), quantiles.summary(v for _, v in e2e_samples)
     n_delivered = len(e2e_samples) - lost
     ledger = {
         "attempted": attempted, "acknowledged": acknowledged, "failed": n_failed, "unknown": 0,
@@ -120,10 +121,10 @@ def result(
             "second": list(range(n)),
             "target_rate": [rate] * seconds + [0.0] * drain,
             "acknowledged": ack, "failed": failed, "unknown": unknown, "delivered": delivered,
-            "api_p50": stats.per_second_quantile(api_samples, 0, n, 0.5),
-            "api_p99": stats.per_second_quantile(api_samples, 0, n, 0.99),
-            "e2e_p50": stats.per_second_quantile(e2e_samples, 0, n, 0.5),
-            "e2e_p99": stats.per_second_quantile(e2e_samples, 0, n, 0.99),
+            "api_p50": quantiles.per_second_quantile(api_samples, 0, n, 0.5),
+            "api_p99": quantiles.per_second_quantile(api_samples, 0, n, 0.99),
+            "e2e_p50": quantiles.per_second_quantile(e2e_samples, 0, n, 0.5),
+            "e2e_p99": quantiles.per_second_quantile(e2e_samples, 0, n, 0.99),
             "backlog": backlog,
         },
         "measured": table,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import topology
+from facts import topology
 from harness.supervisor import port_in_use
 from tests import stackclient as sc
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from harness import kafka_admin, topology
+from facts import topology
+from harness import kafka_admin
 from tests import stackclient as sc
 
 pytestmark = pytest.mark.stack

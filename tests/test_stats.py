@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from harness.stats import per_second, per_second_quantile, quantile, summary
+from facts.quantiles import per_second, per_second_quantile, quantile, summary
 
 
 def test_nearest_rank_quantiles() -> None:

@@ -1,4 +1,4 @@
-"""Each service's command line: defaults come from harness.topology, bad combinations are refused,
+"""Each service's command line: defaults come from facts.topology, bad combinations are refused,
 and a real process starts, answers /healthz and /metrics, and exits 0 on SIGTERM."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import topology
+from facts import topology
 from targets.notification.__main__ import parse_args as notification_args
 from targets.pushsink.__main__ import parse_args as pushsink_args
 from targets.reaction.__main__ import parse_args as reaction_args

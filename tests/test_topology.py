@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from harness import topology
+from facts import topology
 
-PROBE = "from harness import topology as t; print(t.addr(t.KAFKA_INTERNAL_PORT), t.PROXY_PUSH.listen, " \
+PROBE = "from facts import topology as t; print(t.addr(t.KAFKA_INTERNAL_PORT), t.PROXY_PUSH.listen, " \
     "t.PROXY_PUSH.upstream, t.url(t.REACTION_HTTP_PORT, '/healthz'), t.BIND_HOST)"  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from chaos.toxiproxy import TOXIC_ATTRIBUTES, Toxic, ToxiproxyError
-from harness import topology
+from facts import topology
 
 pytestmark = pytest.mark.stack
 

@@ -161,7 +161,7 @@ def datasource_variable() -> db.DatasourceVariable:
 
 
 def pipeline_variable(pipelines: Sequence[str]) -> db.CustomVariable:
-    """A custom variable over harness.topology.PIPELINES (known before any series exists)."""
+    """A custom variable over facts.topology.PIPELINES (known before any series exists)."""
     multi = len(pipelines) > 1
     v = (
         db.CustomVariable(PIPELINE_VAR)

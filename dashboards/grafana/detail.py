@@ -21,7 +21,7 @@ from dashboards.grafana.panels import (
     totals,
     traffic,
 )
-from harness import topology
+from facts import topology
 
 DESCRIPTIONS = {
     "sync": "reaction calls notification over gRPC and answers after the push was delivered.",

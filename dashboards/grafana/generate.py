@@ -20,7 +20,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from dashboards.grafana import common
 from dashboards.grafana.detail import detail
 from dashboards.grafana.overview import overview
-from harness import topology
+from facts import topology
 
 HERE = Path(__file__).resolve().parent
 GENERATED = HERE / "generated"

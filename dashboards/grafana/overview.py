@@ -7,7 +7,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.grafana import common
 from dashboards.grafana.panels import backlog, delivery, errors, faults, latency, load, totals, traffic
-from harness import topology
+from facts import topology
 
 UID = "sab-overview"
 

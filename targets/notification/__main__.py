@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from harness import topology
+from facts import topology
 from targets import metrics
 from targets.exposition import add_observability_routes
 from targets.notification.consumer import ConsumerSettings, ReactionConsumer

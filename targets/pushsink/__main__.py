@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from harness import topology
+from facts import topology
 from targets.pushsink.app import LEDGER, create_app
 from targets.pushsink.ledger import write_snapshot
 from targets.runtime import add_common_arguments, run, setup_logging, start_http, wait_for_stop_signal

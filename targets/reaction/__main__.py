@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from harness import topology
+from facts import topology
 from targets import metrics
 from targets.reaction.api import create_app
 from targets.reaction.breaker import BreakerSettings, BreakerState, CircuitBreaker

@@ -1,0 +1,6 @@
+"""The ground floor: facts every part of the bench shares, and nothing else.
+
+Ports, hosts and names (topology), pinned versions, where files live (paths), the Kafka broker's
+settings, HTTP/TCP probes and quantiles. It imports nothing of the project, so the services,
+the load generator, chaos, dashboards, compose and the harness can all stand on it.
+"""

@@ -1,0 +1,71 @@
+"""Probes: does an HTTP endpoint or a TCP port answer, is the reaction service ready, wait until.
+
+Readiness is probed, never slept: the native supervisor, the compose stack, compose's container
+health checks and the tests all use these.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from facts import topology
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return 200 <= resp.status < 300
+    except OSError:
+        return False
+
+
+def http_json(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
+    """The JSON object a 2xx answer carries, or None (no answer, an error status, not JSON)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            data = json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def tcp_open(port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((topology.HOST, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(done: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:
+    """Call `done` every `poll` seconds until it is true; TimeoutError naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what}: not reached after {timeout:.0f}s")
+        time.sleep(poll)
+
+
+class ReactionReady:
+    """Ready once the reaction service answers (on `pipeline`, when given) and its transport can
+    send, so a run never opens with 503s from a producer still connecting. If the transport stays
+    down (Kafka may be the fault under test), the answering API is enough after GRACE seconds."""
+
+    GRACE = 15.0
+
+    def __init__(self, health: Callable[[], dict[str, Any] | None], pipeline: str | None = None) -> None:
+        self.health, self.pipeline = health, pipeline
+        self.first_answer: float | None = None
+
+    def __call__(self) -> bool:
+        health = self.health()
+        if health is None or (self.pipeline is not None and health.get("pipeline") != self.pipeline):
+            return False
+        if self.first_answer is None:
+            self.first_answer = time.monotonic()
+        return bool(health.get("transport_ready")) or time.monotonic() - self.first_answer > self.GRACE
