@@ -6,8 +6,6 @@ The whole file is validated before anything starts. Every error names the file a
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,29 +13,12 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chaos.toxiproxy import TOXIC_ATTRIBUTES
-from facts import topology
-from harness import ledger
+from facts import comparison, measures, topology
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 PROCESSES = ("reaction", "notification", "kafka")  # the push sink is the ground truth, never faulted
 # Brokers 2..n exist only in the compose three-broker profile: `bench run` checks the stack has them.
 CLUSTER_PROCESSES = tuple(topology.kafka_broker(n) for n in range(2, topology.KAFKA_CLUSTER_BROKERS + 1))
-
-# The measured values a hypothesis may check; each is a key of result.json's `measured` table.
-METRICS = (
-    *ledger.CATEGORIES, "error_ratio", "ack_ratio", "delivered_ratio", "missed_arrivals",
-    "achieved_rate", "api.p50", "api.p90", "api.p99", "api.p999", "api.max",
-    "e2e.p50", "e2e.p90", "e2e.p99", "e2e.p999", "e2e.max", "peak_backlog", "drain_seconds",
-)  # fmt: skip
-
-OPS: dict[str, Callable[[float, float], bool]] = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
 
 
 class ScenarioError(ValueError):
@@ -143,18 +124,18 @@ Fault = Annotated[ToxicFault | LinkDownFault | ProcessFault, Field(discriminator
 
 class Check(_Strict):
     metric: str
-    op: Literal["<", "<=", ">", ">=", "==", "!="]
+    op: comparison.Op
     value: float
 
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, v: str) -> str:
-        if v not in METRICS:
-            raise ValueError(f"unknown metric {v!r} (metrics: {', '.join(METRICS)})")
+        if v not in measures.CHECKABLE:
+            raise ValueError(f"unknown metric {v!r} (metrics: {', '.join(measures.CHECKABLE)})")
         return v
 
     def holds(self, measured: float | None) -> bool:
-        return measured is not None and OPS[self.op](measured, self.value)
+        return measured is not None and comparison.OPS[self.op](measured, self.value)
 
     def __str__(self) -> str:
         return f"{self.metric} {self.op} {self.value:g}"

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from harness import expr, results, yamlpos
-from harness.results import Run
+from harness import expr, yamlpos
+from harness.result import Run, split_name
 
 DEFAULT_FILE = Path(__file__).resolve().parent / "claims.yaml"
 FIELDS = ("id", "side", "kind", "text", "scenario", "metric", "holds", "shown_if", "show", "note")
@@ -65,7 +65,7 @@ class Claim:
     def scenarios(self) -> list[str]:
         """The scenarios the verdict depends on (not those of the context values in `show`)."""
         rules = [r for r in (self.holds, self.shown_if) if r is not None]
-        found = [results.split_name(n)[1] for r in rules for n in r.names.values()]
+        found = [split_name(n)[1] for r in rules for n in r.names.values()]
         return list(dict.fromkeys(found or ([self.scenario] if self.scenario else [])))
 
 
@@ -87,7 +87,7 @@ def _rule(text: Any, where: str, scenario: str | None) -> Rule:
     full = {}
     for n in expr.names(node):
         try:
-            full[n.name] = ".".join(results.split_name(n.name, scenario))
+            full[n.name] = ".".join(split_name(n.name, scenario))
         except ValueError as e:
             raise ClaimsError(f"{where}: column {n.column}: {e}") from None
     return Rule(text, node, full)
@@ -131,7 +131,7 @@ def _claim(raw: Any, path: Path, seen: set[str], list_line: int) -> Claim:
     shown: list[str] = []
     for n in show:
         try:
-            shown.append(".".join(results.split_name(str(n), scenario)))
+            shown.append(".".join(split_name(str(n), scenario)))
         except ValueError as e:
             raise ClaimsError(f"{path}:{yamlpos.line_of(n, line)}: show: {e}") from None
     return Claim(
@@ -162,7 +162,7 @@ def load(path: Path = DEFAULT_FILE) -> list[Claim]:
 
 
 def _absent(name: str, run: Run) -> str:
-    pipeline, scenario, _ = results.split_name(name)
+    pipeline, scenario, _ = split_name(name)
     if run.cell(pipeline, scenario) is None:
         return f"no {pipeline} x {scenario} cell in this run"
     return f"{name} was not measured"

@@ -9,11 +9,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facts import paths, topology
 from harness import doctor, provision, supervisor
 
 EXIT_USAGE = 2
+
+if TYPE_CHECKING:
+    from harness.run import StackOpener
 
 
 def _state_file() -> paths.Path:
@@ -80,28 +84,59 @@ def cmd_down(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _stack_kind(kind: str) -> tuple[tuple[str, ...], StackOpener]:
+    """What a process fault may target on this kind of stack, and how a run opens it. Asks Docker
+    for a compose stack; starts nothing. The command line chooses: a run never imports compose/."""
+    from chaos import scenario as scenarios
+
+    if kind == "compose":
+        from compose.control import ComposeStack
+
+        probe = ComposeStack()
+        processes = tuple(p for p in scenarios.PROCESSES + scenarios.CLUSTER_PROCESSES if probe.has_service(p))
+        return processes, lambda _work_dir, pipeline: ComposeStack(pipeline)  # `docker compose up` started it
+    from harness.stack import Stack
+
+    return scenarios.PROCESSES, lambda work_dir, pipeline: Stack(work_dir, pipeline)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from chaos import scenario as scenarios
     from harness import run
+    from harness.plan import PlanError, make_plan
 
     pipelines = list(topology.PIPELINES) if args.pipeline == "all" else [args.pipeline]
     refs = scenarios.shipped() if args.scenario == ["all"] else args.scenario
-    return run.run(
-        pipelines, refs, duration=args.duration, quick=args.quick, processes=args.processes, stack_kind=args.stack
-    )
+    try:
+        processes, open_stack = _stack_kind(args.stack)
+    except (OSError, RuntimeError) as e:
+        print(f"bench run: cannot ask the {args.stack} stack what it runs: {e}", file=sys.stderr)
+        return 1
+    try:
+        the_plan = make_plan(pipelines, refs, args.duration, args.quick, processes)
+    except PlanError as e:
+        print(f"bench run: invalid scenario, nothing started:\n{e}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.stack == "native":
+        try:
+            provision.locate()
+        except provision.ProvisionError as e:
+            print(f"bench run: {e}", file=sys.stderr)
+            return EXIT_USAGE
+    return run.run(the_plan, open_stack, runtime=args.stack, processes=args.processes)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from chaos import scenario as scenarios
-    from harness import run
+    from harness.plan import PlanError, make_plan
 
     refs = scenarios.shipped() if args.scenario == ["all"] else args.scenario
     if args.scenario == ["all"] and args.kafka == "cluster":  # and those written for the cluster profile
         refs += sorted(str(p) for p in (paths.REPO / "compose" / "scenarios").glob("*.yaml"))
     try:
         processes = scenarios.PROCESSES + (scenarios.CLUSTER_PROCESSES if args.kafka == "cluster" else ())
-        the_plan = run.plan(list(topology.PIPELINES), refs, None, False, processes)
-    except scenarios.ScenarioError as e:
+        the_plan = make_plan(list(topology.PIPELINES), refs, None, False, processes)
+    except PlanError as e:
         print(f"bench validate: invalid scenario:\n{e}", file=sys.stderr)
         return EXIT_USAGE
     print(f"ok: {len(refs)} scenario(s), {len(the_plan.cells)} cell(s)")
@@ -143,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
         subs[name] = sp
     subs["up"].add_argument("--pipeline", choices=topology.PIPELINES, default="async")
     subs["up"].add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops all")
-    from harness.run import QUICK_SECONDS, STACK_KINDS  # one place for both; imported here, not at start-up
+    from harness.plan import QUICK_SECONDS  # imported here, not at start-up
+    from harness.run import STACK_KINDS
 
     run = subs["run"]
     run.add_argument("--pipeline", choices=[*topology.PIPELINES, "all"], default="all")

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from facts import topology
-from harness import expr, results, yamlpos
-from harness.results import Run
+from facts import comparison, measures, topology
+from harness import expr, result, yamlpos
+from harness.result import Run
 
 DEFAULT_FILE = Path(__file__).resolve().parent / "thresholds" / "default.yaml"
 EXIT_OK, EXIT_CROSSED, EXIT_USAGE = 0, 1, 2
@@ -62,7 +62,7 @@ class Threshold:
 
 
 @dataclass
-class Outcome:
+class ThresholdCheck:
     """One threshold applied to one (pipeline, scenario, metric)."""
 
     threshold: Threshold
@@ -78,11 +78,11 @@ class Row:
     metric: str
     base: float | None
     new: float | None
-    outcomes: list[Outcome] = field(default_factory=list)
+    checks: list[ThresholdCheck] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        return any(o.passed is False for o in self.outcomes)
+        return any(o.passed is False for o in self.checks)
 
     @property
     def change(self) -> float | None:
@@ -108,10 +108,10 @@ def _parse(text: str, line: int, where: str) -> Threshold:
     pipeline, scenario, metric = parts[0], parts[1], ".".join(parts[2:])
     if not any(fnmatchcase(p, pipeline) for p in topology.PIPELINES):
         raise ThresholdError(f"{where}: {pipeline!r} matches no pipeline ({', '.join(topology.PIPELINES)})")
-    if not any(fnmatchcase(x, metric) for x in results.METRICS):
-        if f"{scenario}.{metric}" in results.METRICS:
+    if not any(fnmatchcase(x, metric) for x in measures.NAMES):
+        if f"{scenario}.{metric}" in measures.NAMES:
             raise ThresholdError(f"{where}: no scenario in {m.group('sel')!r}: write {pipeline}.*.{scenario}.{metric}")
-        raise ThresholdError(f"{where}: {metric!r} matches no metric ({', '.join(results.METRICS)})")
+        raise ThresholdError(f"{where}: {metric!r} matches no metric ({', '.join(measures.NAMES)})")
     limit_text, op = m.group("limit"), m.group("op")
     if rel := _RELATIVE.match(limit_text):
         pct = float(rel.group("pct")) / 100
@@ -146,26 +146,26 @@ def load(path: Path = DEFAULT_FILE) -> list[Threshold]:
     return out
 
 
-def _apply(t: Threshold, base: float | None, new: float | None, in_base: bool) -> Outcome:
-    compare: Callable[[float, float], bool] = expr.COMPARISONS[t.op]
+def _apply(t: Threshold, base: float | None, new: float | None, in_base: bool) -> ThresholdCheck:
+    compare: Callable[[float, float], bool] = comparison.OPS[t.op]
     if new is None:
         if base is None:
-            return Outcome(t, None, None, "no value in either run")
-        return Outcome(t, None, False, "no value in the new run")
+            return ThresholdCheck(t, None, None, "no value in either run")
+        return ThresholdCheck(t, None, False, "no value in the new run")
     if t.relative is not None:
         if not in_base or base is None:
-            return Outcome(t, None, None, "not in the base run")
+            return ThresholdCheck(t, None, None, "not in the base run")
         limit = base + abs(base) * t.relative
-        return Outcome(t, limit, compare(_relative_change(base, new), t.relative))
+        return ThresholdCheck(t, limit, compare(_relative_change(base, new), t.relative))
     assert t.limit is not None
     uses_base = any(n.name == "base" for n in expr.names(t.limit))
     if uses_base and base is None:
-        return Outcome(t, None, None, "not in the base run")
+        return ThresholdCheck(t, None, None, "not in the base run")
     try:
         limit = float(expr.evaluate(t.limit, {"base": base}))
     except ZeroDivisionError:
-        return Outcome(t, None, None, "limit divides by zero")
-    return Outcome(t, limit, compare(new, limit))
+        return ThresholdCheck(t, None, None, "limit divides by zero")
+    return ThresholdCheck(t, limit, compare(new, limit))
 
 
 def compare(base: Run, new: Run, thresholds: Iterable[Threshold], all_metrics: bool = False) -> list[Row]:
@@ -182,15 +182,15 @@ def compare(base: Run, new: Run, thresholds: Iterable[Threshold], all_metrics: b
             row = Row(pipeline, scenario, metric, b.get(metric), n.get(metric))
             for t in thresholds:
                 if t.matches(pipeline, scenario, metric):
-                    row.outcomes.append(_apply(t, row.base, row.new, b_cell is not None))
-            if row.outcomes or all_metrics or metric in KEY_METRICS:
+                    row.checks.append(_apply(t, row.base, row.new, b_cell is not None))
+            if row.checks or all_metrics or metric in KEY_METRICS:
                 rows.append(row)
     return rows
 
 
 def unmatched(rows: list[Row], thresholds: Iterable[Threshold]) -> list[Threshold]:
     """Thresholds that applied to nothing: a typo in a scenario name would otherwise pass silently."""
-    used = {id(o.threshold) for r in rows for o in r.outcomes}
+    used = {id(o.threshold) for r in rows for o in r.checks}
     return [t for t in thresholds if id(t) not in used]
 
 
@@ -206,14 +206,14 @@ def _fmt_change(row: Row) -> str:
 def _status(row: Row) -> str:
     if row.failed:
         return "FAIL"
-    return "ok" if any(o.passed for o in row.outcomes) else ""
+    return "ok" if any(o.passed for o in row.checks) else ""
 
 
 def _threshold_text(row: Row) -> str:
     parts = []
-    for o in row.outcomes:
+    for o in row.checks:
         rule = o.threshold.text.split(None, 1)[1] if " " in o.threshold.text else o.threshold.text
-        limit = "" if o.limit is None else f" (limit {results.fmt(row.metric, o.limit)})"
+        limit = "" if o.limit is None else f" (limit {measures.fmt(row.metric, o.limit)})"
         parts.append(f"{rule}{limit}{f' ({o.note})' if o.note else ''}")
     return "; ".join(parts)
 
@@ -221,7 +221,7 @@ def _threshold_text(row: Row) -> str:
 def table(rows: list[Row]) -> list[list[str]]:
     head = ["pipeline", "scenario", "metric", "base", "new", "change", "threshold", "status"]
     body = [
-        [r.pipeline, r.scenario, r.metric, results.fmt(r.metric, r.base), results.fmt(r.metric, r.new),
+        [r.pipeline, r.scenario, r.metric, measures.fmt(r.metric, r.base), measures.fmt(r.metric, r.new),
          _fmt_change(r), _threshold_text(r), _status(r)]
         for r in rows
     ]  # fmt: skip
@@ -248,14 +248,14 @@ def render_markdown(rows: list[Row]) -> str:
 
 
 def summary(rows: list[Row], thresholds: list[Threshold]) -> str:
-    checked = [o for r in rows for o in r.outcomes if o.passed is not None]
-    crossed = [(r, o) for r in rows for o in r.outcomes if o.passed is False]
+    checked = [o for r in rows for o in r.checks if o.passed is not None]
+    crossed = [(r, o) for r in rows for o in r.checks if o.passed is False]
     lines = [f"{len(checked)} threshold check(s), {len(crossed)} crossed"]
     for r, o in crossed:
         lines.append(
             f"  crossed: {r.pipeline}.{r.scenario}.{r.metric} {o.threshold.op} "
-            f"{'?' if o.limit is None else results.fmt(r.metric, o.limit)}: "
-            f"new {results.fmt(r.metric, r.new)} (base {results.fmt(r.metric, r.base)})  "
+            f"{'?' if o.limit is None else measures.fmt(r.metric, o.limit)}: "
+            f"new {measures.fmt(r.metric, r.new)} (base {measures.fmt(r.metric, r.base)})  "
             f"[line {o.threshold.line}: {o.threshold.text}]{f' {o.note}' if o.note else ''}"
         )
     for t in unmatched(rows, thresholds):
@@ -283,8 +283,8 @@ def main(base: str, new: str, thresholds_file: Path | None, fmt: str, all_metric
     path = thresholds_file or DEFAULT_FILE
     try:
         thresholds = load(path)
-        base_run, new_run = results.load(base), results.load(new)
-    except (ThresholdError, results.ResultsError) as e:
+        base_run, new_run = result.load(base), result.load(new)
+    except (ThresholdError, result.ResultsError) as e:
         print(f"bench compare: {e}", file=sys.stderr)
         return EXIT_USAGE
     rows = compare(base_run, new_run, thresholds, all_metrics)

@@ -17,10 +17,11 @@ Numbers are seconds and ratios: `400ms` is 0.4, `1%` is 0.01.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+
+from facts import comparison
 
 FUNCTIONS: dict[str, Callable[..., float]] = {"abs": abs, "min": min, "max": max}
 KEYWORDS = ("and", "or", "not")
@@ -35,14 +36,7 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-COMPARISONS: dict[str, Callable[[float, float], bool]] = {
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "==": lambda a, b: math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12),
-    "!=": lambda a, b: not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12),
-}
+COMPARISONS = comparison.OPS  # one table for hypotheses, claims and thresholds
 
 
 class ExprError(ValueError):

@@ -16,15 +16,19 @@ dead_lettered ids the consumer wrote to the dead-letter topic (unique; the raw w
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 ACK, FAILED, UNKNOWN = "ack", "failed", "unknown"
 SAMPLE = 20  # ids listed per category in the result, enough to go and look
 
 
-@dataclass
-class Ledger:
+class Ledger(BaseModel):
+    """The counts of facts/measures.LEDGER_COUNTS, and a few ids of each worrying kind to go and look at."""
+
+    model_config = ConfigDict(extra="forbid")
+
     attempted: int = 0
     acknowledged: int = 0
     failed: int = 0
@@ -35,22 +39,11 @@ class Ledger:
     unexpected: int = 0
     recovered: int = 0
     dead_lettered: int = 0
-    samples: dict[str, list[str]] = field(default_factory=dict)
+    samples: dict[str, list[str]] = Field(default_factory=dict)
 
     @property
     def no_loss(self) -> bool:
         return self.lost == 0 and self.unexpected == 0
-
-    def counts(self) -> dict[str, int]:
-        d = asdict(self)
-        d.pop("samples")
-        return d
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self.counts(), "no_loss": self.no_loss, "samples": self.samples}
-
-
-CATEGORIES = tuple(f.name for f in fields(Ledger) if f.name != "samples")  # the counts, in table order
 
 
 def classify(

@@ -1,184 +1,335 @@
-"""One cell's result.json and its verdict."""
+"""The result of a run, typed: run.json (the index) and one result.json per cell.
+
+`bench run` writes these classes, `bench report` and `bench compare` read them back with the same
+classes. Each figure is stored once; every name of the metric vocabulary (facts/measures.py) is
+answered by `CellResult.metrics()` from the one field that holds it, so no reader can pick a copy.
+A file of another schema is refused with its path, not read through fallbacks.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
 
-from google.protobuf.message import DecodeError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from chaos.engine import Timeline
-from facts import quantiles
-from harness import ledger, sink
-from harness.loadgen import LoadRun
-from loadtests.profile import find_profile
-from protos import reaction_pb2
+from facts import measures, topology
+from harness.ledger import Ledger
 
-if TYPE_CHECKING:
-    from harness.run import Cell
+SCHEMA: Literal[2] = 2
 
 
-def build(
-    cell: Cell,
-    load: LoadRun,
-    timeline: Timeline,
-    started_unix: float,
-    backlog_left: int | None,
-    backlog_series: list[tuple[float, int | None]],
-    dead_letter_records: Sequence[Any] = (),
-) -> dict[str, Any]:
-    """result.json of one cell: what the client was told (Locust's outcomes) joined with what the
-    phone got (the sink's ledger), on the load's own time axis. `dead_letter_records`: the Kafka
-    records written to the dead-letter topic during the cell."""
-    outcomes = load.outcomes()
-    deliveries: dict[str, Any] = sink.ledger()["deliveries"]
-    dead = [dead_letter_id(r) for r in dead_letter_records]
-    led = ledger.classify(outcomes, deliveries, dead)
-    # Time zero: the plan's epoch, the one the fault timeline was started on.
-    epochs = [int(s["epoch_unix_nanos"]) for s in load.summaries() if s.get("epoch_unix_nanos")]
-    first_intended = min((o["intended_unix_nanos"] for o in outcomes), default=int(started_unix * 1e9))
-    epoch = (min(epochs) if epochs else first_intended) / 1e9
-    seconds = max(1, int(cell.load_seconds + 0.999))
-    # Every request that ended, timeouts included: leaving out the slowest answers would hide an outage.
-    answered = [o for o in outcomes if o.get("ended_unix_nanos")]
-    api = [
-        ((o["intended_unix_nanos"] / 1e9), (o["ended_unix_nanos"] - o["intended_unix_nanos"]) / 1e9) for o in answered
-    ]
-    sent = {o["reaction_id"] for o in outcomes}
-    e2e = [
-        (d["first_delivery_unix_nanos"] / 1e9, (d["first_delivery_unix_nanos"] - d["created_unix_nanos"]) / 1e9)
-        for rid, d in deliveries.items()
-        if rid in sent and d.get("created_unix_nanos")
-    ]
-    # Drain time: from the planned end of the load to the last first delivery of this cell's ids.
-    load_end = epoch + cell.load_seconds
-    last_delivery = max((t for t, _ in e2e), default=load_end)
-    drain_seconds = max(0.0, last_delivery - load_end)
-    summaries = load.summaries()
-    missed = sum(int(s.get("missed", 0)) for s in summaries)
-    api_summary = quantiles.summary(v for _, v in api)
-    e2e_summary = quantiles.summary(v for _, v in e2e)
-    backlog_values = [b for _, b in backlog_series if b is not None]
-    n = led.attempted or 1
-    measured: dict[str, float | None] = {
-        **{k: float(v) for k, v in led.counts().items()},
-        "error_ratio": (led.failed + led.unknown) / n if led.attempted else None,
-        "ack_ratio": led.acknowledged / n if led.attempted else None,
-        "delivered_ratio": led.delivered / n if led.attempted else None,
-        "missed_arrivals": float(missed),
-        "achieved_rate": led.attempted / cell.load_seconds,
-        **{f"api.{k}": api_summary[k] for k in ("p50", "p90", "p99", "p999", "max")},
-        **{f"e2e.{k}": e2e_summary[k] for k in ("p50", "p90", "p99", "p999", "max")},
-        "peak_backlog": float(max(backlog_values)) if backlog_values else None,
-        "drain_seconds": drain_seconds,
-    }
-    by_outcome = {
-        name: quantiles.per_second(
-            (o["intended_unix_nanos"] / 1e9 for o in outcomes if o["outcome"] == name), epoch, seconds
-        )
-        for name in (ledger.ACK, ledger.FAILED, ledger.UNKNOWN)
-    }
-    series_len = max(seconds, int(max((t for t, _ in backlog_series), default=epoch) - epoch) + 1)
-    backlog_by_second: list[int | None] = [None] * series_len
-    for t, b in backlog_series:
-        i = int(t - epoch)
-        if 0 <= i < series_len and b is not None:
-            backlog_by_second[i] = max(b, backlog_by_second[i] or 0)
-    profile = find_profile(cell.profile_ref).scaled(duration=cell.load_seconds)
-    return {
-        "pipeline": cell.pipeline,
-        "scenario": cell.scenario.name,
-        "description": cell.scenario.description,
-        "profile": profile.model_dump(mode="json"),
-        "timings": {
-            "load_start_unix": epoch,
-            "load_seconds": cell.load_seconds,
-            "load_end_unix": load_end,
-            "drain_seconds": drain_seconds,
-            "drain_timeout_seconds": cell.scenario.drain_timeout,
-            "drained": backlog_left == 0,
-        },
-        "rate": {
-            "target_mean": sum(profile.rate_at(t + 0.5) for t in range(seconds)) / seconds,
-            "target_peak": profile.max_rate(),
-            "achieved_mean": measured["achieved_rate"],
-        },
-        "ledger": led.to_json(),
-        "api_latency_seconds": api_summary,
-        "e2e_latency_seconds": e2e_summary,
-        "backlog": {"peak": measured["peak_backlog"], "left_after_drain": backlog_left},
-        "dead_letter": {
-            "records": len(dead),
-            "by_reason": dict(Counter(_header(r, "x-dlq-reason") or "?" for r in dead_letter_records)),
-        },
-        "faults": [
+class ResultsError(ValueError):
+    """A run folder or result file that cannot be read; the message names the path."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LatencySummary(_Model):
+    """Nearest-rank quantiles of one latency, in seconds (None: nothing was measured)."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    count: int = 0
+
+
+class Timings(_Model):
+    load_start_unix: float  # the plan's epoch: time zero of the series and the fault windows
+    load_seconds: float
+    drain_seconds: float  # planned end of the load -> the last first delivery of this cell's ids
+    drain_timeout_seconds: float
+    drained: bool  # the backlog was empty when the drain ended
+
+    @property
+    def load_end_unix(self) -> float:
+        return self.load_start_unix + self.load_seconds
+
+
+class TargetRate(_Model):
+    mean: float
+    peak: float
+
+
+class LoadGenerator(_Model):
+    """What the load generator said about itself."""
+
+    exit_code: int | None
+    missed_arrivals: int = 0
+
+
+class Backlog(_Model):
+    peak: int | None = None
+    left_after_drain: int | None = None
+
+
+class DeadLetter(_Model):
+    records: int = 0  # raw writes to the dead-letter topic (the ledger counts unique ids)
+    by_reason: dict[str, int] = Field(default_factory=dict)
+
+
+class FaultWindow(_Model):
+    """One fault, planned and actual, in seconds from the load's start."""
+
+    index: int
+    kind: str
+    target: str
+    label: str
+    start: float  # planned
+    end: float
+    applied_offset: float | None = None  # None: never applied
+    undone_offset: float | None = None
+    recovered_offset: float | None = None  # when the undo had taken effect (a restarted broker is ready)
+    error: str | None = None
+
+    def actual(self) -> tuple[float, float] | None:
+        """From when it was applied to when its undo took effect; None for a fault never applied
+        (shading it would show an effect that did not happen)."""
+        if self.applied_offset is None:
+            return None
+        end = next((v for v in (self.recovered_offset, self.undone_offset) if v is not None), self.end)
+        return (self.applied_offset, end) if end > self.applied_offset else None
+
+
+class Series(_Model):
+    """Per-second series on the load's time axis; requests are counted at their intended start."""
+
+    second: list[int]
+    target_rate: list[float]
+    acknowledged: list[int]
+    failed: list[int]
+    unknown: list[int]
+    delivered: list[int]
+    api_p50: list[float | None]
+    api_p99: list[float | None]
+    e2e_p50: list[float | None]
+    e2e_p99: list[float | None]
+    backlog: list[int | None]
+
+
+class CheckResult(_Model):
+    check: str
+    metric: str
+    measured: float | None
+    passed: bool
+
+
+class Hypothesis(_Model):
+    passed: bool
+    checks: list[CheckResult]
+
+
+class CellResult(_Model):
+    schema_version: Literal[2] = SCHEMA
+    pipeline: str
+    scenario: str
+    description: str
+    profile: dict[str, Any]  # the load profile as played (scaled to load_seconds)
+    timings: Timings
+    target_rate: TargetRate
+    loadgen: LoadGenerator
+    ledger: Ledger
+    api_latency_seconds: LatencySummary
+    e2e_latency_seconds: LatencySummary
+    backlog: Backlog
+    dead_letter: DeadLetter
+    faults: list[FaultWindow]
+    series: Series
+    hypothesis: Hypothesis | None = None  # judged once the result is complete
+
+    @property
+    def folder(self) -> str:
+        return cell_folder(self.pipeline, self.scenario)
+
+    def fault_seconds(self) -> set[int]:
+        """Seconds (of the series) whose middle falls inside an actual fault window."""
+        out: set[int] = set()
+        for w in self.faults:
+            if (span := w.actual()) is not None:
+                start, end = span
+                out.update(i for i in range(max(0, math.floor(start)), math.ceil(end)) if start <= i + 0.5 < end)
+        return out
+
+    def metrics(self) -> dict[str, float | None]:
+        """Every name of the vocabulary -> its value (None: not measured), each read from its one field."""
+        led = self.ledger
+        n = led.attempted
+        out: dict[str, float | None] = {k: float(getattr(led, k)) for k in measures.LEDGER_COUNTS}
+        out.update(
             {
-                **asdict(w),
-                "start": w.start,
-                "end": w.end,
-                "applied_offset": None if w.applied_unix is None else w.applied_unix - epoch,
-                "undone_offset": None if w.undone_unix is None else w.undone_unix - epoch,
-                "recovered_offset": None if w.recovered_unix is None else w.recovered_unix - epoch,
+                "error_ratio": (led.failed + led.unknown) / n if n else None,
+                "ack_ratio": led.acknowledged / n if n else None,
+                "delivered_ratio": led.delivered / n if n else None,
+                "missed_arrivals": float(self.loadgen.missed_arrivals),
+                "achieved_rate": n / self.timings.load_seconds if self.timings.load_seconds else None,
             }
-            for w in timeline.windows
-        ],
-        "series": {
-            "second": list(range(series_len)),
-            "target_rate": [profile.rate_at(t + 0.5) for t in range(series_len)],
-            "acknowledged": pad(by_outcome[ledger.ACK], series_len),
-            "failed": pad(by_outcome[ledger.FAILED], series_len),
-            "unknown": pad(by_outcome[ledger.UNKNOWN], series_len),
-            "delivered": quantiles.per_second((t for t, _ in e2e), epoch, series_len),
-            "api_p50": quantiles.per_second_quantile(api, epoch, series_len, 0.5),
-            "api_p99": quantiles.per_second_quantile(api, epoch, series_len, 0.99),
-            "e2e_p50": quantiles.per_second_quantile(e2e, epoch, series_len, 0.5),
-            "e2e_p99": quantiles.per_second_quantile(e2e, epoch, series_len, 0.99),
-            "backlog": backlog_by_second,
-        },
-        "measured": measured,
-    }
+        )
+        for hop, summary in (("api", self.api_latency_seconds), ("e2e", self.e2e_latency_seconds)):
+            out.update({f"{hop}.{s}": getattr(summary, s) for s in measures.LATENCY_STATS})
+        out.update(
+            {
+                "peak_backlog": None if self.backlog.peak is None else float(self.backlog.peak),
+                "drain_seconds": self.timings.drain_seconds,
+                "rate.target_mean": self.target_rate.mean,
+                "rate.target_peak": self.target_rate.peak,
+                **self._fault_metrics(),
+                "hypothesis.passed": None if self.hypothesis is None else float(self.hypothesis.passed),
+            }
+        )
+        return out
 
-
-def dead_letter_id(record: Any) -> str:
-    """The reaction id of a dead-letter record: its payload's, or its key for a payload that does
-    not parse (a malformed record is dead-lettered as it came), or where it sits when it has neither."""
-    try:
-        event = reaction_pb2.ReactionEvent.FromString(record.value or b"")
-    except DecodeError:
-        event = None
-    if event is not None and event.reaction_id:
-        return str(event.reaction_id)
-    return (record.key or b"").decode(errors="replace") or f"dlq:{record.partition}:{record.offset}"
-
-
-def _header(record: Any, name: str) -> str | None:
-    return next((v.decode(errors="replace") for k, v in (record.headers or ()) if k == name), None)
-
-
-def pad(values: list[int], n: int) -> list[int]:
-    return values + [0] * (n - len(values))
-
-
-def verdict(cell: Cell, result: dict[str, Any]) -> dict[str, Any]:
-    measured = result["measured"]
-    checks = [
-        {
-            "check": str(c),
-            "metric": c.metric,
-            "measured": measured.get(c.metric),
-            "passed": c.holds(measured.get(c.metric)),
+    def _fault_metrics(self) -> dict[str, float | None]:
+        """The error ratio and latency *inside* the fault windows, which a whole-cell figure dilutes."""
+        seconds = self.fault_seconds()
+        s = self.series
+        inside = [i for i in sorted(seconds) if i < len(s.second)]
+        if not inside:
+            return dict.fromkeys(("fault.attempted", "fault.error_ratio", "fault.ack_ratio", "fault.api_p99_max"))
+        ack = sum(s.acknowledged[i] for i in inside)
+        bad = sum(s.failed[i] + s.unknown[i] for i in inside)
+        p99 = [v for i in inside if (v := s.api_p99[i]) is not None]
+        n = ack + bad
+        return {
+            "fault.attempted": float(n),
+            "fault.error_ratio": bad / n if n else None,
+            "fault.ack_ratio": ack / n if n else None,
+            "fault.api_p99_max": max(p99) if p99 else None,
         }
-        for c in cell.scenario.checks_for(cell.pipeline)
-    ]
-    # A cell that sent nothing, whose load generator failed, or that never drained proves nothing.
-    preconditions = [
-        {"check": "attempted > 0", "metric": "attempted", "measured": measured["attempted"],
-         "passed": bool(measured["attempted"])},
-        {"check": "load generator exit code == 0", "metric": "locust_exit_code",
-         "measured": result["locust_exit_code"], "passed": result["locust_exit_code"] == 0},
-        {"check": "drained within drain_timeout", "metric": "drained", "measured": result["timings"]["drained"],
-         "passed": bool(result["timings"]["drained"])},
-    ]  # fmt: skip
-    return {"passed": all(c["passed"] for c in preconditions + checks), "checks": preconditions + checks}
+
+    def write(self, run_dir: Path) -> Path:
+        path = run_dir / self.folder / "result.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.model_dump_json(indent=2) + "\n")
+        return path
+
+
+def cell_folder(pipeline: str, scenario: str) -> str:
+    return f"{pipeline}--{scenario}"
+
+
+class Machine(_Model):
+    """Where the figures were measured."""
+
+    hostname: str
+    cpus: int | None
+    memory_gib: float
+    platform: str
+    python: str
+    kafka: str
+    toxiproxy: str
+    runtime: str
+    versions: dict[str, str | None] = Field(default_factory=dict)  # what `bench doctor` found
+
+
+class RunIndex(_Model):
+    """run.json: which cells the run played, in order, and on what machine."""
+
+    schema_version: Literal[2] = SCHEMA
+    run_id: str
+    machine: Machine
+    planned_cells: int
+    cells: list[str] = Field(default_factory=list)  # result folders, in the order played
+
+    @property
+    def complete(self) -> bool:
+        return len(self.cells) == self.planned_cells
+
+    def write(self, run_dir: Path) -> None:
+        # After every cell, so an interrupted run still has a report-ready index of what it finished.
+        (run_dir / "run.json").write_text(self.model_dump_json(indent=2) + "\n")
+
+
+class Run:
+    """A run folder read back: its index (None for an interrupted run without run.json) and its cells,
+    baseline first, then in pipeline order."""
+
+    def __init__(self, root: Path, run_id: str, machine: Machine | None, cells: Iterable[CellResult]) -> None:
+        self.root, self.run_id, self.machine = root, run_id, machine
+        self.cells = tuple(cells)
+
+    def cell(self, pipeline: str, scenario: str) -> CellResult | None:
+        return next((c for c in self.cells if c.pipeline == pipeline and c.scenario == scenario), None)
+
+    @property
+    def pipelines(self) -> list[str]:
+        return list(dict.fromkeys(c.pipeline for c in self.cells))
+
+    @property
+    def scenarios(self) -> list[str]:
+        return list(dict.fromkeys(c.scenario for c in self.cells))
+
+    def env(self) -> dict[str, float | None]:
+        """`<pipeline>.<scenario>.<metric>` -> value: the namespace of claims and thresholds."""
+        return {f"{c.pipeline}.{c.scenario}.{m}": v for c in self.cells for m, v in c.metrics().items()}
+
+
+def _read(path: Path, model: type[CellResult] | type[RunIndex]) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ResultsError(f"{path}: cannot read: {e}") from None
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        if first["loc"] == ("schema_version",):
+            raise ResultsError(
+                f"{path}: written by another version of the bench (schema_version: {first.get('input')!r}, "
+                f"this one reads {SCHEMA}): run it again"
+            ) from None
+        raise ResultsError(f"{path}: {where}: {first['msg']} ({len(e.errors())} problem(s))") from None
+
+
+def read_cell(path: Path) -> CellResult:
+    result: CellResult = _read(path, CellResult)
+    return result
+
+
+def load(path: Path | str) -> Run:
+    """A run folder or its run.json. Without run.json (an interrupted run) every */result.json is read."""
+    path = Path(path)
+    root = path.parent if path.name == "run.json" else path
+    if not root.is_dir():
+        raise ResultsError(f"{path}: no such run folder")
+    index_path = root / "run.json"
+    if index_path.exists():
+        index: RunIndex = _read(index_path, RunIndex)
+        cells = [read_cell(root / folder / "result.json") for folder in index.cells]
+        run_id, machine = index.run_id, index.machine
+    else:
+        cells = [read_cell(p) for p in sorted(root.glob("*/result.json"))]
+        run_id, machine = root.resolve().name, None
+    if not cells:
+        raise ResultsError(f"{root}: no results (expected run.json or <pipeline>--<scenario>/result.json)")
+    order = {p: i for i, p in enumerate(topology.PIPELINES)}
+    scen = list(dict.fromkeys(c.scenario for c in cells))
+    if "baseline" in scen:  # the reference goes first, whatever order the cells ran in
+        scen.remove("baseline")
+        scen.insert(0, "baseline")
+    cells.sort(key=lambda c: (scen.index(c.scenario), order.get(c.pipeline, len(order)), c.pipeline))
+    return Run(root, run_id, machine, cells)
+
+
+def split_name(name: str, default_scenario: str | None = None) -> tuple[str, str, str]:
+    """`pipeline.scenario.metric` -> its parts; `pipeline.metric` takes `default_scenario`.
+    Raises ValueError naming what is unknown."""
+    parts = name.split(".")
+    pipeline, rest = parts[0], ".".join(parts[1:])
+    if pipeline not in topology.PIPELINES:
+        raise ValueError(f"{name!r}: unknown pipeline {pipeline!r} (pipelines: {', '.join(topology.PIPELINES)})")
+    if default_scenario and rest in measures.BY_NAME:
+        return pipeline, default_scenario, rest
+    if len(parts) < 3:
+        raise ValueError(f"{name!r}: expected <pipeline>.<scenario>.<metric>")
+    metric = ".".join(parts[2:])
+    if metric not in measures.BY_NAME:
+        raise ValueError(f"{name!r}: unknown metric {metric!r} (metrics: {', '.join(measures.NAMES)})")
+    return pipeline, parts[1], metric

@@ -26,6 +26,7 @@ def stats() -> dict[str, Any]:
     return data
 
 
-def ledger() -> dict[str, Any]:
-    data: dict[str, Any] = _call("/ledger")
+def deliveries() -> dict[str, Any]:
+    """reaction id -> {count, first_delivery_unix_nanos, created_unix_nanos}: what the phone got."""
+    data: dict[str, Any] = _call("/ledger")["deliveries"]
     return data

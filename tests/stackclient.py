@@ -58,7 +58,7 @@ def _get(url: str) -> Any:
         return json.loads(r.read())
 
 
-sink_reset, sink_ledger, sink_stats = sink.reset, sink.ledger, sink.stats
+sink_reset, sink_deliveries, sink_stats = sink.reset, sink.deliveries, sink.stats
 
 
 def wait_for_unique(expected: int, timeout: float = 120.0) -> dict[str, Any]:

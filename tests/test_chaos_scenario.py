@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chaos import scenario as scenarios
-from harness import run
+from harness.plan import PlanError, make_plan
 
 GOOD = """
 name: t
@@ -34,7 +34,7 @@ def test_every_shipped_scenario_is_valid() -> None:
     for required in ("baseline", "surge", "push-slow", "notification-down", "broker-down", "flaky-network",
                      "consumer-crash", "broker-restart", "surge-over-capacity"):  # fmt: skip
         assert required in names
-    plan = run.plan(["sync", "async"], names, None, False)
+    plan = make_plan(["sync", "async"], names, None, False)
     assert len(plan.cells) == 2 * len(names)
 
 
@@ -77,8 +77,8 @@ def test_overlapping_conflicting_faults_are_rejected(tmp_path: Path) -> None:
         "faults:\n  - {kind: link-down, at: 3, duration: 5, link: push}\n  - {kind: kill, at: 1, process: kafka}\n"
         "  - {kind: pause, at: 10, process: kafka}\n",
     )
-    with pytest.raises(scenarios.ScenarioError) as e:
-        run.plan(["async"], [str(write(tmp_path, text))], None, False)
+    with pytest.raises(PlanError) as e:
+        make_plan(["async"], [str(write(tmp_path, text))], None, False)
     assert "push down overlaps" in str(e.value) or "overlaps faults[0]: push down" in str(e.value)
     assert "pause kafka overlaps faults[1]: kill kafka" in str(e.value)
 
@@ -87,13 +87,13 @@ def test_different_toxics_on_one_link_may_overlap(tmp_path: Path) -> None:
     text = GOOD.replace(
         "faults:\n", "faults:\n  - {kind: toxic, at: 2, link: push, toxic: bandwidth, attributes: {rate: 10}}\n"
     )
-    run.plan(["async"], [str(write(tmp_path, text))], None, False)
+    make_plan(["async"], [str(write(tmp_path, text))], None, False)
 
 
 def test_unknown_profile_is_named(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("profile: steady", "profile: nosuchprofile"))
-    with pytest.raises(scenarios.ScenarioError, match=r"s\.yaml: profile: .*nosuchprofile"):
-        run.plan(["async"], [str(path)], None, False)
+    with pytest.raises(PlanError, match=r"s\.yaml: profile: .*nosuchprofile"):
+        make_plan(["async"], [str(path)], None, False)
 
 
 def test_bench_run_with_a_bad_scenario_exits_2_and_starts_nothing(tmp_path: Path) -> None:
@@ -107,3 +107,21 @@ def test_bench_run_with_a_bad_scenario_exits_2_and_starts_nothing(tmp_path: Path
     assert f"{path}: faults[0].link: unknown link 'pushh'" in out.stderr
     assert "nothing started" in out.stderr
     assert not (tmp_path / "runs").exists(), "a run folder was created for an invalid scenario"
+
+
+def test_one_plan_reports_every_problem_of_every_file_together(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    bad_schema = write(tmp_path / "a", GOOD.replace("link: push", "link: pushh"))
+    late = GOOD.replace("at: 1,", "at: 500,")
+    bad_plan = write(tmp_path / "b", late.replace("faults:\n", "faults:\n  - {kind: kill, at: 2, process: kafka-3}\n"))
+    with pytest.raises(PlanError) as e:
+        make_plan(["async"], [str(bad_schema), str(bad_plan)], None, False)
+    lines = str(e.value).splitlines()
+    assert lines == [
+        f"{bad_schema}: faults[0].link: unknown link 'pushh' (links: notification, kafka-produce, kafka-consume, push)",
+        f"{bad_plan}: faults[0].process: 'kafka-3' is not a process of this stack (it has: reaction, notification, "
+        "kafka); brokers kafka-2, kafka-3 run in the compose cluster profile only "
+        "(make bench RUNTIME=compose KAFKA=cluster; bench validate --kafka cluster)",
+        f"{bad_plan}: faults[1].at: a fault at 500 s starts after the load ends (60 s)",
+    ]

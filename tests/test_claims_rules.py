@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from harness import claims, results
-from tests.test_report_synthetic import article_cells, fault, result, write_run
+from harness import claims
+from harness import result as result_model
+from harness.result import CellResult
+from tests.synthetic_run import article_cells, fault, result, write_run
 
 # Every bullet of the article's advantages/disadvantages lists (its "retires" read as "retries").
 ARTICLE_CLAIMS = (
@@ -24,8 +25,8 @@ ARTICLE_CLAIMS = (
 HEAD = "claims:\n  - id: a\n    side: sync\n    kind: advantage\n    text: t\n"  # a claim missing only its rule
 
 
-def verdicts(tmp_path: Path, cells: list[dict[str, Any]]) -> dict[str, claims.Judgement]:
-    run = results.load(write_run(tmp_path / "run", cells))
+def verdicts(tmp_path: Path, cells: list[CellResult]) -> dict[str, claims.Judgement]:
+    run = result_model.load(write_run(tmp_path / "run", cells))
     return {j.claim.id: j for j in claims.judge_all(run)}
 
 
@@ -99,7 +100,7 @@ def test_division_by_zero_is_not_shown(tmp_path: Path) -> None:
         "claims:\n  - {id: x, side: sync, kind: advantage, text: t,\n"
         "     holds: 'sync.baseline.lost / sync.baseline.lost > 1'}\n"
     )
-    run = results.load(write_run(tmp_path / "run", [result("sync", "baseline")]))
+    run = result_model.load(write_run(tmp_path / "run", [result("sync", "baseline")]))
     (j,) = claims.judge_all(run, claims.load(rules))
     assert (j.verdict, j.reason) == ("not shown", "a value it divides by is zero")
 

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from harness import cli
-from tests.test_report_synthetic import article_cells, result, write_run
+from harness.result import CellResult
+from tests.synthetic_run import article_cells, result, write_run
 
 
-def regressed(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def regressed(cells: list[CellResult]) -> list[CellResult]:
     """The same run, except async's surge API p99 went from 5 ms to 200 ms and one acknowledged reaction was lost."""
     out = []
     for c in cells:
-        if (c["pipeline"], c["scenario"]) == ("async", "surge"):
+        if (c.pipeline, c.scenario) == ("async", "surge"):
             c = result("async", "surge", rate=300, api=0.2, backlog_peak=2000, lost=1, e2e=0.02)
         out.append(c)
     return out
@@ -79,3 +80,24 @@ def test_missing_run_exits_2(tmp_path: Path, base: Path, capsys: pytest.CaptureF
     (tmp_path / "empty").mkdir()
     assert cli.main(["compare", str(base), str(tmp_path / "empty")]) == 2
     assert "no results" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("block", "raise_it"),
+    [
+        ("ledger", lambda c: setattr(c.ledger, "lost", c.ledger.lost + 7)),
+        ("api_latency_seconds", lambda c: setattr(c.api_latency_seconds, "p99", (c.api_latency_seconds.p99 or 0) * 5)),
+        ("e2e_latency_seconds", lambda c: setattr(c.e2e_latency_seconds, "p99", (c.e2e_latency_seconds.p99 or 0) * 5)),
+    ],
+)
+def test_a_figure_raised_in_its_block_is_caught(
+    tmp_path: Path, base: Path, block: str, raise_it: Callable[[CellResult], None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Each figure is stored once: whichever block a figure lives in, compare reads that one.
+    cells = article_cells()
+    for c in cells:
+        if (c.pipeline, c.scenario) == ("async", "baseline"):
+            raise_it(c)
+    new = write_run(tmp_path / "new", cells)
+    assert cli.main(["compare", str(base), str(new)]) == 1, block
+    assert "crossed: async.baseline." in capsys.readouterr().out

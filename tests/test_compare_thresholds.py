@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import compare, results
-from tests.test_report_synthetic import result, write_run
+from harness import compare
+from harness import result as result_model
+from tests.synthetic_run import result, write_run
 
 
 def thresholds(tmp_path: Path, *lines: str) -> list[compare.Threshold]:
@@ -17,9 +18,9 @@ def thresholds(tmp_path: Path, *lines: str) -> list[compare.Threshold]:
 
 
 def rows(tmp_path: Path, base: list, new: list, *lines: str) -> list[compare.Row]:
-    b = results.load(write_run(tmp_path / "base", base))
-    n = results.load(write_run(tmp_path / "new", new))
-    return [r for r in compare.compare(b, n, thresholds(tmp_path, *lines)) if r.outcomes]
+    b = result_model.load(write_run(tmp_path / "base", base))
+    n = result_model.load(write_run(tmp_path / "new", new))
+    return [r for r in compare.compare(b, n, thresholds(tmp_path, *lines)) if r.checks]
 
 
 def test_default_thresholds_load() -> None:
@@ -62,7 +63,7 @@ def test_semantics(tmp_path: Path, base: float, new: float, line: str, passed: b
         [result("async", "baseline", measured={metric: new})],
         line,
     )
-    assert row.outcomes[0].passed is passed
+    assert row.checks[0].passed is passed
     assert row.failed is not passed
 
 
@@ -80,11 +81,11 @@ def test_missing_values(tmp_path: Path) -> None:
     base = [result("async", "baseline"), result("async", "surge")]
     new = [result("async", "baseline", measured={"e2e.p99": None})]
     got = {(r.scenario, r.metric): r for r in rows(tmp_path, base, new, "async.*.e2e.p99 < +10%")}
-    assert got[("baseline", "e2e.p99")].outcomes[0].passed is False  # nothing delivered any more: a regression
-    assert got[("baseline", "e2e.p99")].outcomes[0].note == "no value in the new run"
-    assert got[("surge", "e2e.p99")].outcomes[0].passed is False  # the cell is gone from the new run
+    assert got[("baseline", "e2e.p99")].checks[0].passed is False  # nothing delivered any more: a regression
+    assert got[("baseline", "e2e.p99")].checks[0].note == "no value in the new run"
+    assert got[("surge", "e2e.p99")].checks[0].passed is False  # the cell is gone from the new run
     only_new = rows(tmp_path, [result("async", "baseline")], [result("async", "surge")], "async.surge.lost < +10%")
-    assert only_new[0].outcomes[0].passed is None and only_new[0].outcomes[0].note == "not in the base run"
+    assert only_new[0].checks[0].passed is None and only_new[0].checks[0].note == "not in the base run"
 
 
 @pytest.mark.parametrize(

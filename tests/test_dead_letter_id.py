@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from harness.result import dead_letter_id
+from harness.assemble import dead_letter_id
 from protos import reaction_pb2
 
 

@@ -13,7 +13,7 @@ def out(rid: str, outcome: str) -> dict[str, str]:
 
 def test_clean_run_is_all_delivered_once() -> None:
     led = classify([out("a", "ack"), out("b", "ack")], {"a": {"count": 1}, "b": {"count": 1}})
-    assert led.counts() == dict(
+    assert led.model_dump(exclude={"samples"}) == dict(
         attempted=2, acknowledged=2, failed=0, unknown=0, delivered=2,
         redeliveries=0, lost=0, unexpected=0, recovered=0, dead_lettered=0,
     )  # fmt: skip

@@ -6,24 +6,28 @@ from typing import Any
 
 import pytest
 
-from harness import result as cell_result
-from harness import run
+from harness.assemble import judge
+from harness.plan import PlannedCell, make_plan
+from harness.result import CellResult
+from tests.synthetic_run import result as synthetic
 
 
-def cell() -> run.Cell:
-    (c,) = run.plan(["async"], ["baseline"], 10.0, False).cells
+def cell() -> PlannedCell:
+    (c,) = make_plan(["async"], ["baseline"], 10.0, False).cells
     return c
 
 
-def result(attempted: float = 100, exit_code: int = 0, drained: bool = True, lost: float = 0) -> dict[str, Any]:
-    measured = {"attempted": attempted, "lost": lost, "unexpected": 0.0, "error_ratio": 0.0}
-    return {"measured": measured, "locust_exit_code": exit_code, "timings": {"drained": drained}}
+def result(attempted: int = 100, exit_code: int = 0, drained: bool = True, lost: int = 0) -> CellResult:
+    r = synthetic("async", "baseline", seconds=1, rate=100, lost=lost)
+    r.ledger.attempted = r.ledger.acknowledged = attempted
+    r.loadgen.exit_code, r.timings.drained = exit_code, drained
+    return r
 
 
 def test_a_healthy_cell_passes() -> None:
-    v = cell_result.verdict(cell(), result())
-    assert v["passed"]
-    assert [c["check"] for c in v["checks"]][3:] == ["lost == 0", "unexpected == 0", "error_ratio < 0.01"]
+    v = judge(cell(), result())
+    assert v.passed
+    assert [c.check for c in v.checks][3:] == ["lost == 0", "unexpected == 0", "error_ratio < 0.01"]
 
 
 @pytest.mark.parametrize(
@@ -36,13 +40,16 @@ def test_a_healthy_cell_passes() -> None:
     ],
 )
 def test_a_cell_that_proves_nothing_or_loses_fails(kwargs: dict[str, Any], failing: str) -> None:
-    v = cell_result.verdict(cell(), result(**kwargs))
-    assert not v["passed"]
-    assert [c["check"] for c in v["checks"] if not c["passed"]] == [failing]
+    v = judge(cell(), result(**kwargs))
+    assert not v.passed
+    failed = [c.check for c in v.checks if not c.passed]
+    # No attempt at all also leaves error_ratio unmeasured: a check without a measurement fails too.
+    assert failed == ([failing, "error_ratio < 0.01"] if kwargs == {"attempted": 0} else [failing])
 
 
 def test_a_check_without_a_measurement_fails() -> None:
     r = result()
-    r["measured"]["error_ratio"] = None
-    v = cell_result.verdict(cell(), r)
-    assert not v["passed"]
+    r.ledger.attempted = 0  # error_ratio is then unmeasured
+    v = judge(cell(), r)
+    assert not v.passed
+    assert next(c for c in v.checks if c.check == "error_ratio < 0.01").measured is None

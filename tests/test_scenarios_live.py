@@ -7,7 +7,6 @@ measured values in result.json, never on wall-clock limits of the test itself.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from chaos.engine import ChaosMetrics
+from harness import result as result_model
 from harness import run
+from harness.plan import make_plan
+from harness.result import CellResult
 
 pytestmark = pytest.mark.stack
 
 CELL_SECONDS = 15.0
-Result = dict[str, Any]
+Result = CellResult
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +35,10 @@ def cell(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str,
 
     def get(pipeline: str, scenario: str) -> Result:
         if (pipeline, scenario) not in cache:
-            (the_cell,) = run.plan([pipeline], [scenario], CELL_SECONDS, False).cells
-            result = run.run_cell(stack, the_cell, out_root / f"{pipeline}--{scenario}", metrics, processes=1)
-            on_disk = json.loads((out_root / f"{pipeline}--{scenario}" / "result.json").read_text())
-            assert on_disk == json.loads(json.dumps(result)), "result.json differs from the returned result"
+            (the_cell,) = make_plan([pipeline], [scenario], CELL_SECONDS, False).cells
+            result = run.run_cell(stack, the_cell, out_root, metrics, processes=1)
+            on_disk = result_model.read_cell(out_root / f"{pipeline}--{scenario}" / "result.json")
+            assert on_disk == result, "result.json differs from the returned result"
             cache[(pipeline, scenario)] = result
         return cache[(pipeline, scenario)]
 
@@ -44,16 +46,16 @@ def cell(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str,
 
 
 def m(result: Result, name: str) -> float:
-    value = result["measured"][name]
-    assert value is not None, f"{result['pipeline']} x {result['scenario']}: {name} not measured"
+    value = result.metrics()[name]
+    assert value is not None, f"{result.pipeline} x {result.scenario}: {name} not measured"
     return float(value)
 
 
 def assert_nothing_lost(r: Result) -> None:
-    led = r["ledger"]
-    assert led["lost"] == 0, f"{r['pipeline']} x {r['scenario']} lost {led['samples'].get('lost')}"
-    assert led["unexpected"] == 0
-    assert r["timings"]["drained"], "the backlog did not drain within the scenario's drain timeout"
+    led = r.ledger
+    assert led.lost == 0, f"{r.pipeline} x {r.scenario} lost {led.samples.get('lost')}"
+    assert led.unexpected == 0
+    assert r.timings.drained, "the backlog did not drain within the scenario's drain timeout"
 
 
 @pytest.mark.parametrize("pipeline", ["sync", "async"])
@@ -61,18 +63,18 @@ def test_baseline_delivers_everything_without_errors(cell: Callable[[str, str], 
     r = cell(pipeline, "baseline")
     assert_nothing_lost(r)
     assert m(r, "error_ratio") < 0.01  # a stray deadline miss on a loaded 2-core machine is not a failure
-    assert m(r, "attempted") >= 0.9 * r["rate"]["target_mean"] * CELL_SECONDS
-    assert r["ledger"]["delivered"] == r["ledger"]["acknowledged"]
-    assert r["hypothesis"]["passed"], r["hypothesis"]
-    assert [c["check"] for c in r["hypothesis"]["checks"][:3]] == [
+    assert m(r, "attempted") >= 0.9 * r.target_rate.mean * CELL_SECONDS
+    assert r.ledger.delivered == r.ledger.acknowledged
+    assert r.hypothesis is not None and r.hypothesis.passed, r.hypothesis
+    assert [c.check for c in r.hypothesis.checks[:3]] == [
         "attempted > 0",
         "load generator exit code == 0",
         "drained within drain_timeout",
     ]
-    assert len(r["series"]["acknowledged"]) >= CELL_SECONDS
-    assert sum(r["series"]["acknowledged"]) == r["ledger"]["acknowledged"]
+    assert len(r.series.acknowledged) >= CELL_SECONDS
+    assert sum(r.series.acknowledged) == r.ledger.acknowledged
     for q in ("p50", "p90", "p99", "p999", "max"):
-        assert r["api_latency_seconds"][q] is not None and r["e2e_latency_seconds"][q] is not None
+        assert m(r, f"api.{q}") is not None and m(r, f"e2e.{q}") is not None
 
 
 def test_push_slow_blocks_sync_callers_but_not_async_ones(cell: Callable[[str, str], Result]) -> None:
@@ -93,7 +95,7 @@ def test_notification_down_fails_sync_while_async_accepts_and_delivers_later(
     assert m(async_, "error_ratio") < 0.01, "async callers are not affected"
     assert m(async_, "peak_backlog") > 0, "events waited in Kafka"
     assert_nothing_lost(async_)
-    assert async_["ledger"]["delivered"] == async_["ledger"]["acknowledged"]
+    assert async_.ledger.delivered == async_.ledger.acknowledged
     assert m(async_, "e2e.max") > m(async_, "api.max"), "eventual consistency: delivered after the answer"
 
 
@@ -109,7 +111,7 @@ def test_surge_is_absorbed_by_async_without_loss(cell: Callable[[str, str], Resu
     sync, async_ = cell("sync", "surge"), cell("async", "surge")
     for r in (sync, async_):
         assert_nothing_lost(r)
-        assert max(r["series"]["target_rate"]) >= 5 * min(r["series"]["target_rate"][:3])
+        assert max(r.series.target_rate) >= 5 * min(r.series.target_rate[:3])
     assert m(async_, "error_ratio") < 0.01
 
 
@@ -126,22 +128,22 @@ def test_surge_over_capacity_fails_sync_while_async_falls_behind_and_catches_up(
     assert m(async_, "e2e.p99") > m(async_, "api.p99"), "the surge moved to end-to-end latency"
     assert_nothing_lost(sync)
     assert_nothing_lost(async_)
-    assert async_["ledger"]["delivered"] == async_["ledger"]["acknowledged"]
+    assert async_.ledger.delivered == async_.ledger.acknowledged
 
 
 @pytest.mark.parametrize("pipeline", ["sync-resilient", "async"])
 def test_flaky_network_loses_nothing(cell: Callable[[str, str], Result], pipeline: str) -> None:
     r = cell(pipeline, "flaky-network")
     assert_nothing_lost(r)
-    assert any(f["applied_offset"] is not None for f in r["faults"])
+    assert any(f.applied_offset is not None for f in r.faults)
 
 
 @pytest.mark.parametrize("pipeline", ["sync", "async"])
 def test_consumer_crash_loses_nothing(cell: Callable[[str, str], Result], pipeline: str) -> None:
     r = cell(pipeline, "consumer-crash")
     assert_nothing_lost(r)
-    (kill,) = r["faults"]
-    assert kill["error"] is None and kill["applied_offset"] is not None and kill["undone_offset"] is not None
+    (kill,) = r.faults
+    assert kill.error is None and kill.applied_offset is not None and kill.undone_offset is not None
 
 
 def test_broker_restart_loses_no_acknowledged_event(cell: Callable[[str, str], Result]) -> None:

@@ -54,11 +54,11 @@ def test_every_reaction_is_delivered_exactly_once(on: Any) -> None:
     assert codes == {expected: N}, codes
     assert wait_drained() == 0
     stats = sc.wait_for_unique(N)
-    ledger = sc.sink_ledger()
+    deliveries = sc.sink_deliveries()
     sent = {a.reaction_id for a in answers}
-    assert set(ledger["deliveries"]) == sent, "delivered ids differ from the ids sent"
+    assert set(deliveries) == sent, "delivered ids differ from the ids sent"
     assert stats["unique"] == N
-    assert all(d["count"] == 1 for d in ledger["deliveries"].values()), "some reaction delivered twice"
+    assert all(d["count"] == 1 for d in deliveries.values()), "some reaction delivered twice"
     # Prometheus scraped the service while it worked: the request counter is there for this pipeline.
     deadline = time.monotonic() + 15
     series: list[dict[str, Any]] = []
@@ -98,7 +98,7 @@ def test_async_accepts_while_notification_is_unreachable_then_drains(on: Any) ->
     on.toxiproxy.set_enabled(topology.PROXY_NOTIFICATION.name, True)
     assert wait_drained() == 0
     stats = sc.wait_for_unique(300)
-    assert set(sc.sink_ledger()["deliveries"]) == {a.reaction_id for a in answers}, "reactions lost"
+    assert set(sc.sink_deliveries()) == {a.reaction_id for a in answers}, "reactions lost"
     assert stats["unique"] == 300
 
 
@@ -176,14 +176,14 @@ def test_a_poison_record_is_dead_lettered_and_read_back_by_id(on: Any) -> None:
     import asyncio
     import uuid
 
-    from harness import result
+    from harness.assemble import dead_letter_id
 
     before = kafka_admin.end_offsets(topology.TOPIC_DEAD_LETTER)
     key = f"poison-{uuid.uuid4()}".encode()
     asyncio.run(_produce_raw(key, b"\xff\xff\xff not a protobuf"))
     assert wait_drained() == 0, "the consumer never got past the poison record"
     records = kafka_admin.read_since(topology.TOPIC_DEAD_LETTER, before)
-    assert [result.dead_letter_id(r) for r in records] == [key.decode()]
+    assert [dead_letter_id(r) for r in records] == [key.decode()]
     assert dict(records[0].headers)["x-dlq-reason"] == b"undecodable"
     # Read from the offsets after it: nothing new.
     assert kafka_admin.read_since(topology.TOPIC_DEAD_LETTER, kafka_admin.end_offsets(topology.TOPIC_DEAD_LETTER)) == []

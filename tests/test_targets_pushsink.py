@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from targets import metrics
 from targets.pushsink.app import create_app
-from targets.pushsink.ledger import Ledger, write_snapshot
+from targets.pushsink.deliveries import DeliveryLog, write_snapshot
 
 
 def _sample(name: str, labels: dict[str, str] | None = None) -> float:
@@ -20,7 +20,7 @@ def _sample(name: str, labels: dict[str, str] | None = None) -> float:
 
 
 def test_ledger_counts_first_and_redeliveries() -> None:
-    ledger = Ledger()
+    ledger = DeliveryLog()
     assert ledger.record("a", created_unix_nanos=10, now_unix_nanos=100) is True
     assert ledger.record("a", created_unix_nanos=11, now_unix_nanos=200) is False
     assert ledger.record("b", created_unix_nanos=20, now_unix_nanos=300) is True
@@ -36,7 +36,7 @@ def test_ledger_counts_first_and_redeliveries() -> None:
 
 
 def test_write_snapshot_is_atomic_json(tmp_path: Path) -> None:
-    ledger = Ledger()
+    ledger = DeliveryLog()
     ledger.record("k", 1, 2)
     target = tmp_path / "sub" / "ledger.json"
     write_snapshot(ledger.snapshot(), target)

@@ -7,7 +7,7 @@ import logging
 
 from facts import topology
 from targets.pushsink.app import LEDGER, create_app
-from targets.pushsink.ledger import write_snapshot
+from targets.pushsink.deliveries import write_snapshot
 from targets.runtime import add_common_arguments, run, setup_logging, start_http, wait_for_stop_signal
 
 log = logging.getLogger("targets.pushsink")

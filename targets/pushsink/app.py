@@ -12,12 +12,12 @@ from aiohttp import web
 
 from targets import metrics
 from targets.exposition import add_observability_routes
-from targets.pushsink.ledger import Ledger, write_snapshot
+from targets.pushsink.deliveries import DeliveryLog, write_snapshot
 from targets.wire import IDEMPOTENCY_KEY_HEADER, PIPELINE_HEADER
 
 log = logging.getLogger(__name__)
 
-LEDGER = web.AppKey("ledger", Ledger)
+LEDGER = web.AppKey("ledger", DeliveryLog)
 
 
 def _error(status: int, message: str, field: str | None) -> web.Response:
@@ -89,9 +89,9 @@ async def dump(request: web.Request) -> web.Response:
     return web.json_response({"path": path, "raw": snapshot["raw"], "unique": snapshot["unique"]})
 
 
-def create_app(ledger: Ledger | None = None) -> web.Application:
+def create_app(ledger: DeliveryLog | None = None) -> web.Application:
     app = web.Application()
-    app[LEDGER] = ledger if ledger is not None else Ledger()
+    app[LEDGER] = ledger if ledger is not None else DeliveryLog()
     app.router.add_post("/push", push)
     app.router.add_get("/ledger", get_ledger)
     app.router.add_get("/stats", get_stats)

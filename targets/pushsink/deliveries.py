@@ -1,4 +1,4 @@
-"""Who got notified, how many times, and when first: the ledger the harness classifies against."""
+"""Who got notified, how many times, and when first: the delivery log the harness classifies against."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ class Delivery:
     first_delivery_unix_nanos: int
 
 
-class Ledger:
+class DeliveryLog:
+    """reaction id -> its first delivery and how many came; the sink's whole state."""
+
     def __init__(self) -> None:
         self._deliveries: dict[str, Delivery] = {}
         self._raw = 0

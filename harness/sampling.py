@@ -1,31 +1,13 @@
-"""Watching a cell: the progress line, the backlog/sink sampler, and the drain."""
+"""Reading the pipeline while a cell plays: the backlog/sink sampler, and the drain after the load."""
 
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 import time
 
 from harness import kafka_admin, sink
-
-
-class Progress:
-    def __init__(self, label: str, planned: float) -> None:
-        self.label, self.planned = label, planned
-        self.tty = sys.stdout.isatty()
-        self._last = 0.0
-
-    def show(self, phase: str, elapsed: float, extra: str, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < (1.0 if self.tty else 5.0):
-            return
-        self._last = now
-        line = f"[{self.label}] {phase:<6} {elapsed:6.1f}/{self.planned:.0f}s  {extra}"
-        print(("\r" + line.ljust(110)) if self.tty else line, end="" if self.tty else "\n", flush=True)
-
-    def event(self, text: str) -> None:
-        print(("\n" if self.tty else "") + f"[{self.label}] {text}", flush=True)
+from harness.progress import Progress
 
 
 def sample_backlog() -> int | None:

@@ -1,0 +1,94 @@
+"""The plan of a run: every (scenario x pipeline) cell, checked whole before anything starts.
+
+Everything that can be known before a run is checked here and reported together, each problem
+with its file and field: the scenario files (chaos/scenario.py's schema), their load profiles,
+the processes the stack can fault, faults that start after the load or undo each other.
+`bench run` and `bench validate` both plan through `make_plan`; PlanError means exit 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from chaos import scenario as scenarios
+from loadtests.profile import Profile, ProfileError, find_profile
+
+QUICK_SECONDS = 30.0
+
+
+class PlanError(ValueError):
+    """What makes a plan impossible, one problem per line, each naming its file and field."""
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    """One cell to play: a pipeline through a scenario, with the load's length."""
+
+    scenario: scenarios.Scenario
+    pipeline: str
+    profile: Profile  # as played: scaled to load_seconds
+    load_seconds: float
+    time_factor: float  # scenario times are written for the profile's own duration
+
+    def scaled_faults(self) -> list[scenarios.Fault]:
+        k = self.time_factor
+        return [
+            f.model_copy(update={"at": f.at * k, "duration": None if f.duration is None else f.duration * k})
+            for f in self.scenario.faults
+        ]
+
+
+@dataclass(frozen=True)
+class Plan:
+    cells: list[PlannedCell]
+
+
+def _scenario_problems(sc: scenarios.Scenario, path: str, profile: Profile, processes: Collection[str]) -> list[str]:
+    problems = [f"{path}: {c}" for c in sc.conflicts(profile.duration)]
+    for i, f in enumerate(sc.faults):
+        if isinstance(f, scenarios.ProcessFault) and f.process not in processes:
+            problems.append(
+                f"{path}: faults[{i}].process: {f.process!r} is not a process of this stack "
+                f"(it has: {', '.join(processes)}); brokers "
+                f"{', '.join(scenarios.CLUSTER_PROCESSES)} run in the compose cluster profile only "
+                "(make bench RUNTIME=compose KAFKA=cluster; bench validate --kafka cluster)"
+            )
+        if f.at >= profile.duration:
+            problems.append(
+                f"{path}: faults[{i}].at: a fault at {f.at:g} s starts after the load ends ({profile.duration:g} s)"
+            )
+    return problems
+
+
+def make_plan(
+    pipelines: list[str],
+    scenario_refs: list[str],
+    duration: float | None = None,
+    quick: bool = False,
+    processes: Collection[str] = scenarios.PROCESSES,
+) -> Plan:
+    """Every cell of the run; PlanError lists every problem of every scenario at once.
+    `processes`: what the stack can kill or pause (the compose cluster profile has more brokers)."""
+    problems: list[str] = []
+    cells: list[PlannedCell] = []
+    for ref in scenario_refs:
+        path = str(scenarios.resolve(ref))
+        try:
+            sc = scenarios.load(ref)
+        except scenarios.ScenarioError as e:
+            problems.append(str(e))
+            continue
+        try:
+            profile = find_profile(sc.profile)
+        except ProfileError as e:
+            problems.append(f"{path}: profile: {e}")
+            continue
+        problems += _scenario_problems(sc, path, profile, processes)
+        own = sc.duration or profile.duration
+        load_seconds = duration or (min(own, QUICK_SECONDS) if quick else own)
+        played = profile.scaled(duration=load_seconds)
+        cells += [PlannedCell(sc, p, played, load_seconds, load_seconds / profile.duration) for p in pipelines]
+    if problems:
+        raise PlanError("\n".join(problems))
+    return Plan(cells)

@@ -1,0 +1,215 @@
+"""Synthetic run folders written through the same model `bench run` writes (harness/result.py),
+for the report, claims and compare tests."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from facts import measures, quantiles
+from harness.ledger import Ledger
+from harness.result import (
+    Backlog,
+    CellResult,
+    CheckResult,
+    DeadLetter,
+    FaultWindow,
+    Hypothesis,
+    LatencySummary,
+    LoadGenerator,
+    Machine,
+    RunIndex,
+    Series,
+    TargetRate,
+    Timings,
+)
+
+MACHINE = Machine(
+    hostname="ci-runner-7",
+    cpus=2,
+    memory_gib=7.8,
+    platform="Linux-6.1.0-x86_64-with-glibc2.36",
+    python="3.11.7",
+    kafka="4.4.0",
+    toxiproxy="v2.12.0",
+    runtime="native",
+    versions={"python": "3.11.7", "java": "17.0.15", "maven": "3.8.7", "go": "1.26.8", "prometheus": "2.42.0"},
+)
+
+
+def fault(label: str, start: float, end: float, kind: str = "link-down", target: str = "link:x") -> FaultWindow:
+    """A fault planned for [start, end), applied 20 ms late, undone 30 ms late."""
+    return FaultWindow(
+        index=0, kind=kind, target=target, label=label, start=start, end=end,
+        applied_offset=start + 0.02, undone_offset=end + 0.03,
+    )  # fmt: skip
+
+
+def _summary(values: list[float]) -> LatencySummary:
+    s = quantiles.summary(values)
+    count = int(s.pop("count") or 0)
+    return LatencySummary(**s, count=count)
+
+
+def set_metric(cell: CellResult, name: str, value: float | None) -> None:
+    """Write `value` into the one field that stores metric `name` (ratios and rates through the
+    ledger counts they are computed from), and check that the cell now reads it back."""
+    led, n = cell.ledger, cell.ledger.attempted
+    hop, _, stat = name.partition(".")
+    if name in measures.LEDGER_COUNTS:
+        setattr(led, name, int(value or 0))
+    elif hop in ("api", "e2e") and stat in measures.LATENCY_STATS:
+        setattr(cell.api_latency_seconds if hop == "api" else cell.e2e_latency_seconds, stat, value)
+    elif name == "error_ratio":
+        led.failed, led.unknown = round((value or 0) * n), 0
+        led.acknowledged = n - led.failed
+    elif name == "ack_ratio":
+        led.acknowledged, led.unknown = round((value or 0) * n), 0
+        led.failed = n - led.acknowledged
+    elif name == "delivered_ratio":
+        led.delivered = round((value or 0) * n)
+    elif name == "achieved_rate":
+        led.attempted = round((value or 0) * cell.timings.load_seconds)
+        led.acknowledged = led.attempted - led.failed - led.unknown
+    elif name == "missed_arrivals":
+        cell.loadgen.missed_arrivals = int(value or 0)
+    elif name == "peak_backlog":
+        cell.backlog.peak = None if value is None else int(value)
+    elif name == "drain_seconds":
+        cell.timings.drain_seconds = float(value or 0)
+    elif name in ("rate.target_mean", "rate.target_peak"):
+        setattr(cell.target_rate, stat.removeprefix("target_"), float(value or 0))
+    elif name == "hypothesis.passed":
+        assert cell.hypothesis is not None
+        cell.hypothesis.passed = bool(value)
+    else:
+        raise ValueError(f"{name}: derived from the series, set the series instead")
+    got = cell.metrics()[name]
+    if value is None or got is None:
+        assert got is value, (name, value, got)
+    else:
+        assert abs(got - value) <= 1e-9 + 1e-3 * abs(value), (name, value, got)
+
+
+def result(
+    pipeline: str,
+    scenario: str,
+    *,
+    seconds: int = 20,
+    rate: float = 100.0,
+    api: float = 0.004,
+    e2e: float = 0.002,
+    faults: tuple[FaultWindow, ...] = (),
+    fault_error: float = 0.0,
+    fault_api: float | None = None,
+    fault_e2e: float | None = None,
+    backlog_peak: int = 0,
+    lost: int = 0,
+    drain: int = 3,
+    seed: int = 1,
+    measured: dict[str, float | None] | None = None,
+    **overrides: float | None,
+) -> CellResult:
+    """One cell: steady `rate`, and inside the fault windows a share `fault_error` of failures and
+    latencies `fault_api`/`fault_e2e`; async-like backlog rising to `backlog_peak` then draining.
+    `measured` and `overrides` (for names without dots) set metrics through `set_metric`."""
+    rnd = random.Random(seed)
+    in_fault = [any(f.start <= i + 0.5 < f.end for f in faults) for i in range(seconds)]
+    n = seconds + drain
+    ack, failed, unknown, delivered = [0] * n, [0] * n, [0] * n, [0] * n
+    api_samples: list[tuple[float, float]] = []
+    e2e_samples: list[tuple[float, float]] = []
+    for i in range(seconds):
+        sent = int(rate)
+        bad = round(sent * fault_error) if in_fault[i] else 0
+        ack[i], failed[i] = sent - bad, bad
+        for k in range(sent):
+            t = i + k / sent
+            lat = (fault_api if in_fault[i] and fault_api is not None else api) * rnd.uniform(0.4, 1.0)
+            api_samples.append((t, lat))
+            if k >= bad:
+                el = (fault_e2e if in_fault[i] and fault_e2e is not None else e2e) * rnd.uniform(0.4, 1.0)
+                e2e_samples.append((t + el, el))
+    for t, _ in e2e_samples:
+        delivered[min(int(t), n - 1)] += 1
+    backlog: list[int | None] = [0] * n
+    if backlog_peak:
+        top = seconds // 2
+        backlog = [round(backlog_peak * min(i / top, max(0.0, (n - i) / (n - top)))) for i in range(n)]
+        backlog[-1] = 0
+    attempted, acknowledged, n_failed = sum(ack) + sum(failed), sum(ack), sum(failed)
+    cell = CellResult(
+        pipeline=pipeline,
+        scenario=scenario,
+        description=f"synthetic {scenario}",
+        profile={"name": "steady-100rps-60s", "description": f"{rate:g} reactions/s", "kind": "steady",
+                 "rate": rate, "duration": float(seconds)},
+        timings=Timings(load_start_unix=1e9, load_seconds=float(seconds), drain_seconds=float(drain),
+                        drain_timeout_seconds=60.0, drained=True),
+        target_rate=TargetRate(mean=rate, peak=rate),
+        loadgen=LoadGenerator(exit_code=0, missed_arrivals=0),
+        ledger=Ledger(attempted=attempted, acknowledged=acknowledged, failed=n_failed,
+                      delivered=len(e2e_samples) - lost, lost=lost),
+        api_latency_seconds=_summary([v for _, v in api_samples]),
+        e2e_latency_seconds=_summary([v for _, v in e2e_samples]),
+        backlog=Backlog(peak=backlog_peak, left_after_drain=0),
+        dead_letter=DeadLetter(),
+        faults=list(faults),
+        series=Series(
+            second=list(range(n)),
+            target_rate=[rate] * seconds + [0.0] * drain,
+            acknowledged=ack, failed=failed, unknown=unknown, delivered=delivered,
+            api_p50=quantiles.per_second_quantile(api_samples, 0, n, 0.5),
+            api_p99=quantiles.per_second_quantile(api_samples, 0, n, 0.99),
+            e2e_p50=quantiles.per_second_quantile(e2e_samples, 0, n, 0.5),
+            e2e_p99=quantiles.per_second_quantile(e2e_samples, 0, n, 0.99),
+            backlog=backlog,
+        ),
+    )  # fmt: skip
+    settings = {**(measured or {}), **overrides}
+    for name, value in settings.items():
+        if name != "hypothesis.passed":
+            set_metric(cell, name, value)
+    lost_now = cell.metrics()["lost"]
+    check = CheckResult(check="lost == 0", metric="lost", measured=lost_now, passed=lost_now == 0)
+    cell.hypothesis = Hypothesis(passed=check.passed, checks=[check])
+    if "hypothesis.passed" in settings:
+        set_metric(cell, "hypothesis.passed", settings["hypothesis.passed"])
+    return cell
+
+
+def write_run(root: Path, cells: list[CellResult], run_id: str = "20260101-000000", machine: bool = True) -> Path:
+    """A run folder as `bench run` leaves it: run.json + <pipeline>--<scenario>/result.json.
+    Without `machine`, an interrupted run: the results but no run.json."""
+    root.mkdir(parents=True, exist_ok=True)
+    for c in cells:
+        c.write(root)
+    if machine:
+        RunIndex(run_id=run_id, machine=MACHINE, planned_cells=len(cells), cells=[c.folder for c in cells]).write(root)
+    return root
+
+
+def article_cells() -> list[CellResult]:
+    """A full matrix shaped like the article says it should be (sync blocks and cascades, async absorbs)."""
+    down = (fault("notification down", 5, 12),)
+    broker = (fault("kafka-produce down", 5, 12), fault("kafka-consume down", 5, 12))
+    slow = (fault("latency(downstream) on push", 5, 15, kind="toxic", target="link:push"),)
+    crash = (fault("kill notification", 5, 8, kind="kill", target="process:notification"),)
+    flaky = (fault("reset_peer on notification", 2, 20, kind="toxic"),)
+    cells = []
+    for p in ("sync", "sync-resilient", "async"):
+        is_async = p == "async"
+        e2e = 0.02 if is_async else 0.002
+        cells += [
+            result(p, "baseline", e2e=e2e),
+            result(p, "push-slow", faults=slow, fault_api=0.004 if is_async else 0.45, fault_e2e=0.45, e2e=e2e),
+            result(p, "notification-down", faults=down, fault_error=0.0 if is_async else 1.0,
+                   fault_e2e=6.0 if is_async else None, backlog_peak=700 if is_async else 0, e2e=e2e),
+            result(p, "broker-down", faults=broker, fault_error=1.0 if is_async else 0.0, e2e=e2e),
+            *(result(p, surge, rate=300, api=0.005 if is_async else 0.9, fault_error=0.0, e2e=e2e,
+                     backlog_peak=2000 if is_async else 0, error_ratio=0.0 if is_async else 0.2)
+              for surge in ("surge", "surge-over-capacity")),
+            result(p, "consumer-crash", faults=crash, fault_error=0.0 if is_async else 1.0, e2e=e2e),
+            result(p, "flaky-network", faults=flaky, fault_error=0.0 if is_async else 0.05, e2e=e2e),
+        ]  # fmt: skip
+    return cells
