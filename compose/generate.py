@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from dashboards.grafana import generate as grafana
+from dashboards.grafana import export as grafana
 from dashboards.prometheus import config as prometheus_config
 from facts import kafka_broker, topology, versions
 

@@ -102,6 +102,6 @@ def dashboard_queries(dashboard: Mapping[str, Any], datasource: str = "") -> lis
 
 def all_queries(datasource: str = "") -> list[Query]:
     """Every query of every generated dashboard, once per pipeline each dashboard covers."""
-    from dashboards.grafana.generate import dashboard_dicts
+    from dashboards.grafana.export import dashboard_dicts
 
     return [q for d in dashboard_dicts() for q in dashboard_queries(d, datasource)]

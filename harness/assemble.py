@@ -23,7 +23,7 @@ from harness.result import (
     Hypothesis,
     LatencySummary,
     LoadGenerator,
-    Series,
+    PerSecond,
     TargetRate,
     Timings,
 )
@@ -138,7 +138,7 @@ def _series(
     epoch: float,
     n: int,
     rate_at: Any,
-) -> Series:
+) -> PerSecond:
     by_outcome = {
         name: quantiles.per_second((o["intended_unix_nanos"] / 1e9 for o in outcomes if o["outcome"] == name), epoch, n)
         for name in (ledger.ACK, ledger.FAILED, ledger.UNKNOWN)
@@ -148,7 +148,7 @@ def _series(
         i = int(t - epoch)
         if 0 <= i < n and b is not None:
             backlog[i] = max(b, backlog[i] or 0)
-    return Series(
+    return PerSecond(
         second=list(range(n)),
         target_rate=[rate_at(t + 0.5) for t in range(n)],
         acknowledged=by_outcome[ledger.ACK],

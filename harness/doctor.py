@@ -19,7 +19,7 @@ MIN_JAVA = 17
 
 
 @dataclass
-class Check:
+class Prerequisite:
     name: str
     version: str | None  # None: missing or unusable
     hint: str
@@ -48,31 +48,33 @@ def _first_match(text: str | None, pattern: str) -> str | None:
     return m.group(1) if m else None
 
 
-def check_python() -> Check:
+def check_python() -> Prerequisite:
     v = sys.version_info
     ver = f"{v.major}.{v.minor}.{v.micro}"
     ok = (v.major, v.minor) >= MIN_PYTHON
-    return Check("python", ver if ok else None, f"install Python >= {MIN_PYTHON[0]}.{MIN_PYTHON[1]} with venv support")
+    return Prerequisite(
+        "python", ver if ok else None, f"install Python >= {MIN_PYTHON[0]}.{MIN_PYTHON[1]} with venv support"
+    )
 
 
-def check_java() -> Check:
+def check_java() -> Prerequisite:
     ver = _first_match(_run(["java", "-version"]), r'version "([^"]+)"')
     major = int(ver.split(".")[0]) if ver and ver.split(".")[0].isdigit() else 0
     hint = f"install a JDK >= {MIN_JAVA} (Debian: apt-get install openjdk-{MIN_JAVA}-jre-headless)"
-    return Check("java", ver if major >= MIN_JAVA else None, hint, note="" if ver else "not found")
+    return Prerequisite("java", ver if major >= MIN_JAVA else None, hint, note="" if ver else "not found")
 
 
-def check_maven() -> Check:
+def check_maven() -> Prerequisite:
     ver = _first_match(_run(["mvn", "-v"]), r"Apache Maven ([0-9][0-9.]*)")
-    return Check("maven", ver, "install Maven (Debian: apt-get install maven); it fetches the Kafka jars")
+    return Prerequisite("maven", ver, "install Maven (Debian: apt-get install maven); it fetches the Kafka jars")
 
 
-def check_go() -> Check:
+def check_go() -> Prerequisite:
     ver = _first_match(_run(["go", "version"]), r"go version go(\S+)")
-    return Check("go", ver, "install Go >= 1.22 (https://go.dev/doc/install); it builds toxiproxy-server")
+    return Prerequisite("go", ver, "install Go >= 1.22 (https://go.dev/doc/install); it builds toxiproxy-server")
 
 
-def check_prometheus() -> Check:
+def check_prometheus() -> Prerequisite:
     ver = _first_match(_run(["prometheus", "--version"]), r"prometheus, version (\S+)")
     root = hasattr(os, "geteuid") and os.geteuid() == 0
     if root and shutil.which("apt-get"):
@@ -81,16 +83,16 @@ def check_prometheus() -> Check:
     else:
         hint = "run as root: apt-get install --no-install-recommends prometheus (and promtool)"
         required = True
-    return Check("prometheus", ver, hint, required=required)
+    return Prerequisite("prometheus", ver, hint, required=required)
 
 
-def all_checks(python_only: bool = False) -> list[Check]:
+def all_checks(python_only: bool = False) -> list[Prerequisite]:
     if python_only:
         return [check_python()]
     return [check_python(), check_java(), check_maven(), check_go(), check_prometheus()]
 
 
-def report(checks: list[Check]) -> int:
+def report(checks: list[Prerequisite]) -> int:
     failed = False
     for c in checks:
         if c.ok:

@@ -98,7 +98,7 @@ class FaultWindow(_Model):
         return (self.applied_offset, end) if end > self.applied_offset else None
 
 
-class Series(_Model):
+class PerSecond(_Model):
     """Per-second series on the load's time axis; requests are counted at their intended start."""
 
     second: list[int]
@@ -141,7 +141,7 @@ class CellResult(_Model):
     backlog: Backlog
     dead_letter: DeadLetter
     faults: list[FaultWindow]
-    series: Series
+    series: PerSecond
     hypothesis: Hypothesis | None = None  # judged once the result is complete
 
     @property

@@ -18,8 +18,8 @@ from harness.result import (
     LatencySummary,
     LoadGenerator,
     Machine,
+    PerSecond,
     RunIndex,
-    Series,
     TargetRate,
     Timings,
 )
@@ -155,7 +155,7 @@ def result(
         backlog=Backlog(peak=backlog_peak, left_after_drain=0),
         dead_letter=DeadLetter(),
         faults=list(faults),
-        series=Series(
+        series=PerSecond(
             second=list(range(n)),
             target_rate=[rate] * seconds + [0.0] * drain,
             acknowledged=ack, failed=failed, unknown=unknown, delivered=delivered,

@@ -1,5 +1,5 @@
 """compose.control (bench run's stack over Docker's API) against a fake Engine API on a Unix
-socket, and compose.probe (the containers' health checks) against a local HTTP server."""
+socket, and compose.healthcheck (the containers' health checks) against a local HTTP server."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from typing import Any, cast
 
 import pytest
 
-from compose import control, probe
-from facts import probe as probe_facts
+from compose import control, healthcheck
+from facts import probe
 
 PROJECT = "sab-test"
 
@@ -203,11 +203,11 @@ def test_reaction_is_ready_as_natively(
     stack.restart("reaction")
     with pytest.raises(control.DockerError, match="reaction service ready on pipeline async"):
         stack.wait_ready("reaction")
-    monkeypatch.setattr(probe_facts.ReactionReady, "GRACE", 0.05)  # the API alone, after the grace
+    monkeypatch.setattr(probe.ReactionReady, "GRACE", 0.05)  # the API alone, after the grace
     stack.restart("reaction")
     stack.wait_ready("reaction")
     health["transport_ready"] = True
-    monkeypatch.setattr(probe_facts.ReactionReady, "GRACE", 60.0)
+    monkeypatch.setattr(probe.ReactionReady, "GRACE", 60.0)
     stack.restart("reaction")
     assert stack.ready("reaction")
     assert posts(docker) == ["/containers/id-reaction/start"] * 3
@@ -244,7 +244,7 @@ def test_project_from_own_container(
     assert make_stack(sock, tmp_path, project=None).project == "other"
 
 
-# -- compose.probe -------------------------------------------------------------------------------
+# -- compose.healthcheck -------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -281,19 +281,19 @@ def http_server() -> Iterator[str]:
 
 
 def test_probe_http(http_server: str) -> None:
-    assert probe.main([f"{http_server}/healthz"]) == 0
-    assert probe.main(["--require-true", "transport_ready", f"{http_server}/ready"]) == 0
-    assert probe.main(["--require-true", "transport_ready", f"{http_server}/healthz"]) == 1
-    assert probe.json_true(f"{http_server}/stats/requests", "workers") is False  # a list, not true
-    assert probe.main([f"{http_server}/other"]) == 1
-    assert not probe.http_ok("http://127.0.0.1:9/healthz", timeout=0.5)  # nothing listens on discard
+    assert healthcheck.main([f"{http_server}/healthz"]) == 0
+    assert healthcheck.main(["--require-true", "transport_ready", f"{http_server}/ready"]) == 0
+    assert healthcheck.main(["--require-true", "transport_ready", f"{http_server}/healthz"]) == 1
+    assert healthcheck.json_true(f"{http_server}/stats/requests", "workers") is False  # a list, not true
+    assert healthcheck.main([f"{http_server}/other"]) == 1
+    assert not healthcheck.http_ok("http://127.0.0.1:9/healthz", timeout=0.5)  # nothing listens on discard
 
 
 def test_probe_locust_worker(http_server: str) -> None:
-    assert probe.locust_worker_registered(http_server, "abc123")
-    assert not probe.locust_worker_registered(http_server, "abc12")  # the id is hostname + "_" + uuid
-    assert not probe.locust_worker_registered(http_server, "dead01")  # the master lost it
-    assert not probe.locust_worker_registered(f"{http_server}/nope", "abc123")
+    assert healthcheck.locust_worker_registered(http_server, "abc123")
+    assert not healthcheck.locust_worker_registered(http_server, "abc12")  # the id is hostname + "_" + uuid
+    assert not healthcheck.locust_worker_registered(http_server, "dead01")  # the master lost it
+    assert not healthcheck.locust_worker_registered(f"{http_server}/nope", "abc123")
 
 
 def test_has_service_tells_which_brokers_the_project_runs(fake: tuple[FakeDocker, Path], tmp_path: Path) -> None:

@@ -78,4 +78,4 @@ def test_context_excludes_host_state() -> None:
     ignored = {line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and line[0] != "#"}
     assert {".venv", ".git", "runs", ".bench", "protos/*_pb2*.py", "protos/*_pb2*.pyi"} <= ignored
     text = DOCKERFILE.read_text()
-    assert "WORKDIR /app" in text and "PYTHONPATH=/app" in text  # `python -m compose.probe` in health checks
+    assert "WORKDIR /app" in text and "PYTHONPATH=/app" in text  # `python -m compose.healthcheck` in health checks

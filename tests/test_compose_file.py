@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from compose import generate
-from dashboards.grafana import generate as grafana
+from dashboards.grafana import export as grafana
 from facts import topology, versions
 from harness.stack import Stack
 from targets.notification import __main__ as notification_main

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from dashboards import catalog, queries
-from dashboards.grafana import common, generate
+from dashboards.grafana import common, export
 from facts import topology
 
 # Grafana links and bookmarks use these: changing one breaks every saved URL.
@@ -23,7 +23,7 @@ DS = "${datasource}"
 
 @pytest.fixture(scope="module")
 def dashboards() -> list[dict[str, Any]]:
-    return generate.dashboard_dicts()
+    return export.dashboard_dicts()
 
 
 def panels(d: dict[str, Any]) -> list[dict[str, Any]]:
@@ -32,16 +32,16 @@ def panels(d: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_committed_files_match_the_code() -> None:
     stale = [
-        str(path.relative_to(generate.HERE))
-        for path, text in generate.outputs().items()
+        str(path.relative_to(export.HERE))
+        for path, text in export.outputs().items()
         if not path.exists() or path.read_text() != text
     ]
     assert not stale, f"stale generated files {stale}: run `python -m dashboards.grafana`"
 
 
 def test_no_leftover_generated_dashboards() -> None:
-    expected = {p for p in generate.outputs() if p.parent == generate.GENERATED}
-    assert set(generate.GENERATED.glob("*.json")) == expected
+    expected = {p for p in export.outputs() if p.parent == export.GENERATED}
+    assert set(export.GENERATED.glob("*.json")) == expected
 
 
 def test_uids_are_stable_and_unique(dashboards: list[dict[str, Any]]) -> None:
@@ -49,7 +49,7 @@ def test_uids_are_stable_and_unique(dashboards: list[dict[str, Any]]) -> None:
     assert len(uids) == len(set(uids))
     assert set(uids) == STABLE_UIDS
     # Generating twice gives the same uids in the same order (no random or time-based parts).
-    assert [d["uid"] for d in generate.dashboard_dicts()] == uids
+    assert [d["uid"] for d in export.dashboard_dicts()] == uids
 
 
 def test_every_panel_queries_the_datasource_variable(dashboards: list[dict[str, Any]]) -> None:
@@ -126,12 +126,12 @@ def test_queries_read_only_metrics_that_exist() -> None:
 
 
 def test_provisioning() -> None:
-    ds = yaml.safe_load((generate.PROVISIONING / "datasources" / "prometheus.yml").read_text())
+    ds = yaml.safe_load((export.PROVISIONING / "datasources" / "prometheus.yml").read_text())
     (source,) = ds["datasources"]
     assert (source["uid"], source["type"], source["url"]) == (
         common.DATASOURCE_UID,
         "prometheus",
-        generate.PROMETHEUS_URL,
+        export.PROMETHEUS_URL,
     )
-    providers = yaml.safe_load((generate.PROVISIONING / "dashboards" / "dashboards.yml").read_text())["providers"]
+    providers = yaml.safe_load((export.PROVISIONING / "dashboards" / "dashboards.yml").read_text())["providers"]
     assert [p["options"]["path"] for p in providers] == ["/var/lib/grafana/dashboards"]

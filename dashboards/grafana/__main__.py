@@ -1,5 +1,5 @@
 import sys
 
-from dashboards.grafana.generate import main
+from dashboards.grafana.export import main
 
 sys.exit(main())

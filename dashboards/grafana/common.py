@@ -218,7 +218,7 @@ def cell_annotation() -> db.AnnotationQuery:
     )
 
 
-# Prometheus annotation fields the SDK's AnnotationQuery does not model; `generate` merges them in.
+# Prometheus annotation fields the SDK's AnnotationQuery does not model; `export` merges them in.
 ANNOTATION_EXTRAS: dict[str, dict[str, str]] = {
     "Faults": {"step": "1s", "titleFormat": "{{fault}}", "tagKeys": "fault"},
     "Bench cells": {"step": "1s", "titleFormat": "{{pipeline}} x {{scenario}}", "tagKeys": "pipeline,scenario"},

@@ -1,10 +1,10 @@
 """Health checks for the app image's containers (python:3.11-slim has no curl), with the native probes.
 
-python -m compose.probe URL                         exit 0 when URL answers 2xx (the native
+python -m compose.healthcheck URL                         exit 0 when URL answers 2xx (the native
                                                     readiness probe, facts.probe.http_ok)
-python -m compose.probe --require-true KEY URL      ... with a JSON object whose KEY is true
+python -m compose.healthcheck --require-true KEY URL      ... with a JSON object whose KEY is true
                                                     (the reaction service: transport_ready)
-python -m compose.probe --locust-worker MASTER_URL  exit 0 when the Locust master lists a worker
+python -m compose.healthcheck --locust-worker MASTER_URL  exit 0 when the Locust master lists a worker
                                                     of this container (its id is hostname_uuid)
 """
 
@@ -32,7 +32,7 @@ def locust_worker_registered(master_url: str, hostname: str, timeout: float = TI
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m compose.probe", description="container health check")
+    p = argparse.ArgumentParser(prog="python -m compose.healthcheck", description="container health check")
     p.add_argument("url", help="URL that must answer 2xx, or the Locust master's URL with --locust-worker")
     p.add_argument("--require-true", metavar="KEY", help="the answer must be a JSON object whose KEY is true")
     p.add_argument("--locust-worker", action="store_true", help="check that this container's worker is registered")
