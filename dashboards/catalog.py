@@ -25,9 +25,9 @@ TOXIPROXY = frozenset({"toxiproxy_proxy_received_bytes_total", "toxiproxy_proxy_
 def registries() -> dict[str, CollectorRegistry]:
     """scrape job (facts.topology.SCRAPE_TARGETS) -> its registry, with a sample in each series."""
     from chaos.engine import ChaosMetrics
-    from loadtests.metrics import LoadgenCollector, RunInfo, registry_for
+    from loadtests.counters import LoadStats
+    from loadtests.loadgen_metrics import LoadgenCollector, RunInfo, registry_for
     from loadtests.outcome import Outcome
-    from loadtests.stats import LoadStats
     from targets import metrics
 
     stats = LoadStats()

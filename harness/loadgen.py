@@ -19,7 +19,7 @@ from typing import Any
 from facts import topology
 from facts.paths import REPO
 from harness.supervisor import set_pdeathsig
-from loadtests.metrics import RUN_START_METRIC
+from loadtests.loadgen_metrics import RUN_START_METRIC
 from loadtests.outcome import read_outcomes
 
 LOCUSTFILE = REPO / "loadtests" / "locustfile.py"

@@ -1,12 +1,16 @@
-"""Per-process glue between Locust's runners and the open-loop driver.
+"""Per-process glue between Locust's runners and the open-loop driver: what every role shares.
 
-Roles:
-- local (one process): plans the run at test start, drives all of it, serves /metrics.
-- master (`--processes N` or `--master`): plans the run once the workers' users have asked for it
-  (one share per worker whose user started), serves /metrics from the snapshots workers attach to
-  Locust's periodic report, ends the test when every worker with a share said it drained.
-- worker: when its user starts, asks the master for the plan; drives its share once the plan
-  arrives; reports stats, "started" and "done".
+Roles, one class each over the `Coordinator` below, chosen once at Locust's `init` from the type of
+its runner (coordination.py), as Locust splits its own runners:
+- local (LocalCoordinator, one process): plans the run at test start, drives all of it, serves /metrics.
+- master (MasterCoordinator, `--processes N` or `--master`): plans the run once the workers' users
+  have asked for it (one share per worker whose user started), serves /metrics from the snapshots
+  workers attach to Locust's periodic report, ends the test when every worker with a share said it
+  drained.
+- worker (WorkerCoordinator): when its user starts, asks the master for the plan; drives its share
+  once the plan arrives; reports stats, "started" and "done".
+The shape (locustfile.py) only asks `users()`: one user per load-generating process while the run
+goes on, None once it is over; whether it goes on (planning, draining) is each role's decision.
 
 How the plan reaches a worker (and why not inside Locust's spawn message): Locust creates a
 worker's runner, and so starts handling the master's messages, *before* it fires `init`, which is
@@ -28,7 +32,6 @@ stay consistent with Locust's own totals. The cost is freshness: workers report 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import signal
@@ -36,27 +39,20 @@ import time
 from typing import Any
 
 import gevent
-from gevent.event import Event
 from gevent.pywsgi import WSGIServer
 from locust.env import Environment
-from locust.runners import (
-    STATE_CLEANUP,
-    STATE_STOPPED,
-    STATE_STOPPING,
-    MasterRunner,
-    Runner,
-    WorkerRunner,
-)
+from locust.event import Events
+from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING, Runner
 
 from facts import topology
 from loadtests.arrivals import Share, arrival_times
+from loadtests.counters import LoadStats
 from loadtests.driver import Completion, Driver, DriverConfig, make_session
-from loadtests.metrics import LoadgenCollector, RunInfo, registry_for, serve
+from loadtests.loadgen_metrics import LoadgenCollector, RunInfo, registry_for, serve
 from loadtests.outcome import Outcome, describe
-from loadtests.plan import LOCAL_WORKER_ID, RunPlan, new_run_id
 from loadtests.reaction import REQUEST_NAME, ReactionFactory
+from loadtests.run_plan import RunPlan
 from loadtests.settings import Settings, SettingsError
-from loadtests.stats import LoadStats
 
 log = logging.getLogger(__name__)
 
@@ -90,39 +86,30 @@ class OutcomeUnknown(Exception):
 
 
 class Coordinator:
-    def __init__(self) -> None:
+    """The part of every role: options, the run's plan and this process' share, driving it, /metrics."""
+
+    role = ""
+
+    def __init__(self, runner: Runner | None) -> None:
+        self.runner = runner
         self.env: Environment | None = None
-        self.role = "local"
         self.settings: Settings | None = None
         self.error: str | None = None
+        self.run_id: str | None = None
         self.plan: RunPlan | None = None
         self.share: Share | None = None
         self.stats = LoadStats()  # this process' requests (local, worker)
-        self.worker_stats: dict[str, LoadStats] = {}  # master: the last snapshot of each worker
-        self.done: set[str] = set()  # workers whose share is drained and written
-        self.reported: set[str] = set()  # master: done workers whose stats report arrived since
         self.driver: Driver | None = None
-        self.host: str | None = None  # worker: the host its user was given
+        self.host: str | None = None  # the host this process' user was given
         self.info = RunInfo()
-        # master: the run between test start and its plan
-        self.run_id: str | None = None
-        self.run_started = 0.0  # time.monotonic() at test start
-        self.expected: set[str] = set()  # workers given a user at test start
-        self.volunteers: set[str] = set()  # workers whose user asked for the plan
-        self.started: set[str] = set()  # workers that said they drive their share
-        self._late_start_logged = False
-        # worker: the driver's greenlet (set once its share of the current run is being driven)
+        # the driver's greenlet (set once this process' share of the current run is being driven)
         self._driving: gevent.Greenlet | None = None
-        self._plan_answered = Event()  # worker: the master answered READY (this run)
-        self._initialized = Event()
         self._server: WSGIServer | None = None
 
     # ---- Locust events ----------------------------------------------------------------------
 
-    def on_init(self, environment: Environment, runner: Runner, **_: Any) -> None:
+    def on_init(self, environment: Environment) -> None:
         self.env = environment
-        events = environment.events
-        self.role = _role(runner)
         # Fail before anything starts: a bad profile or option is a usage error, not a failed run.
         # Workers check too: those forked by --processes share the master's argv and must exit with
         # it (a worker left waiting for a dead master only gives up after a 60 s heartbeat timeout).
@@ -130,36 +117,20 @@ class Coordinator:
             self.settings = Settings.from_options(environment.parsed_options)
         except SettingsError as exc:
             raise SystemExit(f"loadgen: {exc}") from None
-        if isinstance(runner, WorkerRunner):
-            events.report_to_master.add_listener(self._on_report_to_master)
-            runner.register_message(PLAN_MESSAGE, self._on_plan_message)
-        else:
-            self._start_metrics(self.settings.metrics_port)
-            if getattr(environment.parsed_options, "headless", False):
-                # Locust installs its SIGTERM handler only once a headless shape run is over, so a
-                # terminate() mid-run would kill the master outright: outcomes unflushed, workers
-                # orphaned and still sending until their 60 s heartbeat timeout.
-                gevent.signal_handler(signal.SIGTERM, self._on_sigterm)
-        if isinstance(runner, MasterRunner):
-            events.worker_report.add_listener(self._on_worker_report)
-            runner.register_message(READY_MESSAGE, self._on_ready_message)
-            runner.register_message(STARTED_MESSAGE, self._on_started_message)
-            runner.register_message(DONE_MESSAGE, self._on_done_message)
+        events = environment.events
+        self._listen(environment, events, self.settings)
         events.test_start.add_listener(self.on_test_start)
         events.test_stop.add_listener(self.on_test_stop)
         events.quitting.add_listener(self.on_quitting)
-        self._initialized.set()
+
+    def _listen(self, environment: Environment, events: Events, settings: Settings) -> None:
+        """The role's own listeners and messages."""
+        raise NotImplementedError
 
     def on_test_start(self, environment: Environment, **_: Any) -> None:
         # Options may have changed since init (web UI form, or the master's options on a worker).
         # On a worker this event can be missed (see the module docstring): nothing may depend on it.
-        self.done.clear()
-        self.reported.clear()
-        self.driver = None
-        self._driving = None
-        self.plan = None
-        self.share = None
-        self.run_id = None
+        self._forget_run()
         try:
             self.settings = Settings.from_options(environment.parsed_options)
             self.error = None
@@ -167,30 +138,19 @@ class Coordinator:
             self.error = str(exc)
             log.error("loadgen: %s; this run will stop", exc)
             return
-        runner = environment.runner
-        if isinstance(runner, WorkerRunner):
-            self._plan_answered = Event()
-            return
-        if isinstance(runner, MasterRunner):
-            # The plan waits for the users: each worker's user asks for it once it runs (READY).
-            self.run_id = new_run_id()
-            self.run_started = time.monotonic()
-            self.expected = _connected(runner)
-            self.volunteers = set()
-            self.started = set()
-            self._late_start_logged = False
-            log.info("loadgen: run %s: waiting for the user on each of %d worker(s)", self.run_id, len(self.expected))
-        else:
-            self.plan = RunPlan.new([LOCAL_WORKER_ID])
-            self.run_id = self.plan.run_id
-            self.share = self.plan.share_for(LOCAL_WORKER_ID)
-            self._announce(self.settings, self.plan)
-        self.info = RunInfo(
-            self.run_id or "",
-            self.settings.profile.name,
-            str(self.settings.process),
-            self.plan.epoch_unix_nanos / 1e9 if self.plan else 0.0,  # the master learns it when it plans
-        )
+        self._begin_run(self.settings)
+
+    def _forget_run(self) -> None:
+        """Before a test starts: nothing of the previous run is kept."""
+        self.driver = None
+        self._driving = None
+        self.plan = None
+        self.share = None
+        self.run_id = None
+
+    def _begin_run(self, settings: Settings) -> None:
+        """The role's start of a run (test_start with valid options)."""
+        raise NotImplementedError
 
     def on_test_stop(self, environment: Environment, **_: Any) -> None:
         if self.driver is not None and not self.driver.closed:
@@ -204,199 +164,72 @@ class Coordinator:
             self._server.stop(timeout=1)
             self._server = None
 
+    def _serve(self, environment: Environment, settings: Settings) -> None:
+        """Where the load is shaped (local, master): /metrics, and a clean stop on SIGTERM."""
+        self._start_metrics(settings.metrics_port)
+        if getattr(environment.parsed_options, "headless", False):
+            # Locust installs its SIGTERM handler only once a headless shape run is over, so a
+            # terminate() mid-run would kill the master outright: outcomes unflushed, workers
+            # orphaned and still sending until their 60 s heartbeat timeout.
+            gevent.signal_handler(signal.SIGTERM, self._on_sigterm)
+
     def _on_sigterm(self) -> None:
         log.warning("loadgen: SIGTERM: stopping; requests still in flight are recorded as unknown")
         if self.env is not None and self.env.runner is not None:
             self.env.runner.quit()
 
-    def _on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:
-        data[REPORT_KEY] = self.stats.to_wire()
-
-    def _on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
-        if REPORT_KEY in data:
-            self.worker_stats[client_id] = LoadStats.from_wire(data[REPORT_KEY])
-        if client_id in self.done:
-            self.reported.add(client_id)
-
-    # ---- master: planning --------------------------------------------------------------------
-
-    def _on_ready_message(self, environment: Environment, msg: Any, **_: Any) -> None:
-        runner = environment.runner
-        if not isinstance(runner, MasterRunner):
-            return
-        worker = msg.node_id
-        if self.run_id is None or self.error is not None:
-            runner.send_message(PLAN_MESSAGE, {"plan": None, "reason": "no run in progress"}, client_id=worker)
-            return
-        if self.plan is not None:
-            if worker not in self.plan.shares:
-                log.warning(
-                    "loadgen: worker %s (index %d) started a user after run %s was planned; it sends nothing this run",
-                    worker,
-                    runner.get_worker_index(worker),
-                    self.plan.run_id,
-                )
-            runner.send_message(PLAN_MESSAGE, {"plan": self.plan.to_wire()}, client_id=worker)
-            return
-        self.volunteers.add(worker)
-        self._plan_if_ready(runner, waited_enough=False)
-
-    def _plan_if_ready(self, runner: MasterRunner, *, waited_enough: bool) -> None:
-        """Plan once every worker given a user (and still connected) asked; or, if waited enough, any did."""
-        if self.plan is not None or self.run_id is None or self.settings is None or not self.volunteers:
-            return
-        connected = _connected(runner)
-        missing = (self.expected & connected) - self.volunteers
-        if missing and not waited_enough:
-            return
-        volunteers = sorted(self.volunteers & connected, key=runner.get_worker_index)
-        if not volunteers:
-            return
-        if missing:
-            log.warning(
-                "loadgen: no user started on worker(s) %s within %.0f s; planning run %s with the %d that have one",
-                ", ".join(f"{w} (index {runner.get_worker_index(w)})" for w in sorted(missing)),
-                PLAN_WAIT_SECONDS,
-                self.run_id,
-                len(volunteers),
-            )
-        self.plan = plan = RunPlan.new(volunteers, run_id=self.run_id)
-        self.info = dataclasses.replace(self.info, epoch_unix_seconds=plan.epoch_unix_nanos / 1e9)
-        self._announce(self.settings, plan)
-        for worker in volunteers:
-            runner.send_message(PLAN_MESSAGE, {"plan": plan.to_wire()}, client_id=worker)
-
-    def _on_started_message(self, environment: Environment, msg: Any, **_: Any) -> None:
-        if self.plan is not None and msg.data.get("run_id") == self.plan.run_id:
-            self.started.add(msg.node_id)
-
-    def _on_done_message(self, environment: Environment, msg: Any, **_: Any) -> None:
-        if self.plan is not None and msg.data.get("run_id") == self.plan.run_id:
-            self.done.add(msg.node_id)
-
     # ---- the shape ---------------------------------------------------------------------------
 
-    def tick(self, runner: Runner | None) -> tuple[int, float] | None:
-        """One user per worker process while the profile runs; None (stop) once all drained."""
-        if self.error is not None or runner is None:
+    def users(self) -> int | None:
+        """Users the shape keeps now: one per load-generating process while the run goes on; None: stop."""
+        if self.error is not None or self.runner is None:
             return None
-        users = max(1, runner.worker_count) if isinstance(runner, MasterRunner) else 1
+        users = self.processes()
         if self.settings is None or (self.plan is None and self.run_id is None):
-            return users, float(users)  # before test_start: this tick starts the test
-        if self.plan is None:  # master, waiting for the workers' users
-            waited = time.monotonic() - self.run_started
-            if isinstance(runner, MasterRunner) and waited >= PLAN_WAIT_SECONDS:
-                self._plan_if_ready(runner, waited_enough=True)
-            if self.plan is None:
-                if waited > PLAN_GIVE_UP_SECONDS:
-                    log.error("loadgen: no worker's user asked for the plan within %.0f s; stopping", waited)
-                    return None
-                return users, float(users)
-        plan = self.plan
-        elapsed = (time.time_ns() - plan.epoch_unix_nanos) / 1e9
-        if isinstance(runner, MasterRunner) and not self._late_start_logged and elapsed > START_REPORT_GRACE_SECONDS:
-            silent = set(plan.shares) - self.started - self.done
-            if silent:
-                self._late_start_logged = True
-                log.error(
-                    "loadgen: worker(s) %s have a share of run %s but did not say they started it",
-                    ", ".join(f"{w} (share {plan.shares[w][0]} of {plan.workers})" for w in sorted(silent)),
-                    plan.run_id,
-                )
-        profile_end = self.settings.profile.duration
-        if elapsed < profile_end:
-            return users, float(users)
-        # Distributed: also wait for each worker's next stats report, so Locust's totals (and ours)
-        # include its last requests; the final report sent on quit can miss the master's short wait.
-        finished = self.reported if isinstance(runner, MasterRunner) else self.done
-        if set(plan.shares) <= finished:
-            return None
-        if elapsed > profile_end + self.settings.request_timeout + DRAIN_MARGIN_SECONDS:
-            log.warning("loadgen: not every worker reported drained; stopping anyway")
-            return None
-        return users, float(users)
+            return users  # before test_start: this tick starts the test
+        return users if self._goes_on(self.settings) else None
 
-    # ---- the user and the worker's share -----------------------------------------------------
+    def processes(self) -> int:
+        """Processes that generate load, each with one user."""
+        return 1
+
+    def _goes_on(self, settings: Settings) -> bool:
+        """Whether the started run still needs its users (planning, load, drain: the role decides)."""
+        raise NotImplementedError
+
+    def _until_drained(self, settings: Settings, elapsed: float, drained: bool) -> bool:
+        """After t=0: on while the profile runs, then until `drained`, or overdue (then stop anyway)."""
+        profile_end = settings.profile.duration
+        if elapsed < profile_end:
+            return True
+        if drained:
+            return False
+        if elapsed > profile_end + settings.request_timeout + DRAIN_MARGIN_SECONDS:
+            log.warning("loadgen: not every worker reported drained; stopping anyway")
+            return False
+        return True
+
+    # ---- the user and this process' share ----------------------------------------------------
 
     def volunteer(self, host: str) -> None:
-        """A user started in this process (called from its task): drive this process' share.
+        """A user started in this process (called from its task, after init): drive this process' share.
 
-        Local: start driving at once. Worker: ask the master for the plan; its answer starts the
-        driver (`_on_plan_message`). Returns at once; the driver runs in its own greenlet.
+        Returns at once; the share runs in its own greenlet (the role says when it starts).
         """
-        if not self._initialized.wait(INIT_WAIT_SECONDS):
-            log.error("loadgen: a user started but this locustfile never initialized; it sends nothing")
-            return
-        runner = self.env.runner if self.env else None
-        if self.error is not None or runner is None:
+        if self.error is not None or self.runner is None:
             return
         if self._driving is not None:
             log.info("loadgen: one user per process drives the load; this extra user stays idle")
             return
         self.host = host
-        if not isinstance(runner, WorkerRunner):
-            if self.plan is not None and self.share is not None:
-                self._start_driving(self.plan, self.share, host)
-            return
-        answered = self._plan_answered
-        runner.send_message(READY_MESSAGE, {})
-        gevent.spawn(self._expect_plan, answered)
+        self._volunteered(host)
 
-    def _expect_plan(self, answered: Event) -> None:
-        if answered.wait(PLAN_REPLY_TIMEOUT_SECONDS) or answered is not self._plan_answered or self._stopping():
-            return
-        log.error(
-            "loadgen: this worker's user asked the master for the plan %.0f s ago and got no answer; it sends nothing",
-            PLAN_REPLY_TIMEOUT_SECONDS,
-        )
-
-    def _on_plan_message(self, environment: Environment, msg: Any, **_: Any) -> None:
-        runner = environment.runner
-        if not isinstance(runner, WorkerRunner):
-            return
-        self._plan_answered.set()
-        wire = msg.data.get("plan")
-        if wire is None:
-            if self._stopping():
-                return
-            log.error("loadgen: this worker got a user but the master has no plan for it (%s)", msg.data.get("reason"))
-            return
-        plan = RunPlan.from_wire(wire)
-        if self._driving is not None and self.plan is not None and self.plan.run_id == plan.run_id:
-            return  # an answer to an extra user: this worker already drives its share
-        self.plan = plan
-        self.share = share = plan.share_for(runner.client_id)
-        # Re-read the options here: the spawn message brought the master's, but test_start may have
-        # been missed (module docstring).
-        try:
-            self.settings = Settings.from_options(environment.parsed_options)
-        except SettingsError as exc:
-            log.error("loadgen: %s; this worker sends nothing", exc)
-            return
-        self.info = RunInfo(
-            plan.run_id, self.settings.profile.name, str(self.settings.process), plan.epoch_unix_nanos / 1e9
-        )
-        if share is None:
-            log.error(
-                "loadgen: this worker (index %d) got a user but no share of run %s: its user started after "
-                "the run was planned for %d worker(s); it sends nothing this run",
-                runner.worker_index,
-                plan.run_id,
-                plan.workers,
-            )
-            return
-        if self._stopping():
-            log.warning("loadgen: the plan for run %s arrived while the test was stopping; ignored", plan.run_id)
-            return
-        if self.host is None:  # cannot happen: the master answers READY, which a user sent with its host
-            log.error("loadgen: a share of run %s but no user's host; this worker sends nothing", plan.run_id)
-            return
-        self._start_driving(plan, share, self.host)
+    def _volunteered(self, host: str) -> None:
+        raise NotImplementedError
 
     def _start_driving(self, plan: RunPlan, share: Share, host: str) -> None:
         if self.settings is None:
             return
-        self.done.discard(LOCAL_WORKER_ID)
         self._driving = gevent.spawn(self._drive, self.settings, plan, share, host)
 
     def _drive(self, settings: Settings, plan: RunPlan, share: Share, host: str) -> None:
@@ -446,29 +279,22 @@ class Coordinator:
                 config.outcomes_dir,
                 cap,
             )
-            self._send_to_master(STARTED_MESSAGE, plan)
+            self._share_started(plan)
             completed = driver.run(stopped=self._stopping)
             driver.close()  # already done if the stop aborted it; else (stopped before any abort) now
             if completed:
-                self._announce_done(plan)
+                self._share_drained(plan)
         except Exception:
             log.exception("loadgen: worker %d of %d failed while driving its share", share.index, share.count)
 
+    def _share_started(self, plan: RunPlan) -> None:
+        """This process drives its share of `plan` now."""
+
+    def _share_drained(self, plan: RunPlan) -> None:
+        """This process' share of `plan` completed: every request answered or timed out, files written."""
+
     def _stopping(self) -> bool:
-        runner = self.env.runner if self.env else None
-        return runner is None or runner.state in (STATE_STOPPING, STATE_CLEANUP, STATE_STOPPED)
-
-    def _send_to_master(self, msg_type: str, plan: RunPlan) -> None:
-        runner = self.env.runner if self.env else None
-        if isinstance(runner, WorkerRunner):
-            runner.send_message(msg_type, {"run_id": plan.run_id})
-
-    def _announce_done(self, plan: RunPlan) -> None:
-        runner = self.env.runner if self.env else None
-        if isinstance(runner, WorkerRunner):
-            self._send_to_master(DONE_MESSAGE, plan)
-        else:
-            self.done.add(LOCAL_WORKER_ID)
+        return self.runner is None or self.runner.state in (STATE_STOPPING, STATE_CLEANUP, STATE_STOPPED)
 
     def _report(self, c: Completion) -> None:
         if self.env is None:
@@ -493,8 +319,6 @@ class Coordinator:
     # ---- metrics -----------------------------------------------------------------------------
 
     def current_stats(self) -> LoadStats:
-        if self.role == "master":
-            return LoadStats.merged(self.worker_stats.values())
         return self.stats
 
     def target_rate(self) -> float:
@@ -503,8 +327,11 @@ class Coordinator:
         return self.settings.profile.rate_at((time.time_ns() - self.plan.epoch_unix_nanos) / 1e9)
 
     def worker_count(self) -> int:
-        runner = self.env.runner if self.env else None
-        return runner.worker_count if isinstance(runner, MasterRunner) else 1
+        return 1
+
+    def _run_info(self, run_id: str, settings: Settings, epoch_unix_nanos: int | None) -> RunInfo:
+        epoch = epoch_unix_nanos / 1e9 if epoch_unix_nanos is not None else 0.0  # 0 until planned
+        return RunInfo(run_id, settings.profile.name, str(settings.process), epoch)
 
     def _start_metrics(self, port: int) -> None:
         if port <= 0:
@@ -535,14 +362,9 @@ class Coordinator:
         )
 
 
-def _connected(runner: MasterRunner) -> set[str]:
-    return {w.id for w in runner.clients.ready + runner.clients.spawning + runner.clients.running}
-
-
-def _role(runner: Runner) -> str:
-    if isinstance(runner, WorkerRunner):
-        return "worker"
-    return "master" if isinstance(runner, MasterRunner) else "local"
+def elapsed_since(plan: RunPlan) -> float:
+    """Seconds since the plan's t=0 (negative before it)."""
+    return (time.time_ns() - plan.epoch_unix_nanos) / 1e9
 
 
 def _text(error: BaseException | None) -> str:

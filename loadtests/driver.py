@@ -21,10 +21,10 @@ from gevent.pool import Group
 from locust.contrib.fasthttp import FastHttpSession
 
 from loadtests.arrivals import Arrival, OpenLoop
+from loadtests.counters import LoadStats
 from loadtests.outcome import Outcome, OutcomeLog, OutcomeRecord, classify, describe, outcomes_path
 from loadtests.reaction import REQUEST_NAME, Reaction, ReactionFactory
 from loadtests.series import Series
-from loadtests.stats import LoadStats
 
 log = logging.getLogger(__name__)
 

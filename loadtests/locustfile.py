@@ -7,7 +7,8 @@ and that user drives its process' share of the arrivals with a greenlet per requ
 
 Every request reaches Locust's stats (web UI, --csv) with its latency measured from the intended
 start, and every reaction id is written to --outcomes-dir with its outcome. See coordinator.py
-for how the master and workers split the work.
+for how the master and workers split the work (one coordinator class per role, coordination.py
+picks it at init).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any
 from locust import LoadTestShape, User, constant, events, task
 
 from facts import topology
-from loadtests.coordinator import Coordinator
+from loadtests.coordination import Coordination
 from loadtests.settings import add_arguments
 
-coordinator = Coordinator()
+coordinator = Coordination()
 
 
 @events.init_command_line_parser.add_listener
@@ -52,7 +53,8 @@ class ReactionUser(User):
 
 
 class ProfileShape(LoadTestShape):
-    """Keeps one user per worker process while the profile runs, then stops once all have drained."""
+    """One user per load-generating process, all spawned at once, until the coordinator says the run is over."""
 
     def tick(self) -> tuple[int, float] | None:
-        return coordinator.tick(self.runner)
+        users = coordinator.users()
+        return None if users is None else (users, float(users))

@@ -12,13 +12,13 @@ from prometheus_client import generate_latest
 
 from facts import topology
 from loadtests.arrivals import Share
-from loadtests.metrics import LoadgenCollector, RunInfo, registry_for
+from loadtests.counters import LoadStats
+from loadtests.loadgen_metrics import LoadgenCollector, RunInfo, registry_for
 from loadtests.outcome import Outcome, OutcomeLog, OutcomeRecord, classify, describe, outcomes_path, read_outcomes
-from loadtests.plan import START_LEAD_SECONDS, RunPlan
 from loadtests.reaction import KINDS, ReactionFactory
+from loadtests.run_plan import START_LEAD_SECONDS, RunPlan
 from loadtests.series import Series, quantile
 from loadtests.settings import Settings, SettingsError, add_arguments
-from loadtests.stats import LoadStats
 
 
 @pytest.mark.parametrize(

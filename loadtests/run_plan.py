@@ -1,6 +1,6 @@
 """The run plan the master (or single process) fixes once the run's users are up, and every worker follows.
 
-Shares go only to workers whose user has started and asked for the plan (coordinator.py): a worker
+Shares go only to workers whose user has started and asked for the plan (master_coordinator.py): a worker
 that never got a user is never counted on, so its share of the arrivals cannot go missing. The plan
 travels as an explicit message (master -> worker, in answer to the worker's request), never inside
 Locust's spawn message: a worker can handle its first spawn message before this locustfile's

@@ -13,7 +13,7 @@ from gevent.pywsgi import WSGIServer
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from loadtests.stats import LoadStats
+from loadtests.counters import LoadStats
 
 # The harness reads it to time its fault timeline from the load's own time zero.
 RUN_START_METRIC = "loadgen_run_start_time_seconds"
