@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import browser, report
-from tests.test_report_synthetic import article_cells, write_run
+from harness import report
+from harness.report import browser
+from tests.synthetic_run import article_cells, write_run
 
 CHARTS = 8 * 3 * 4  # scenarios x pipelines x chart kinds in article_cells()
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
+from html import unescape
 from pathlib import Path
 
 import pytest
 
-from harness import cli, report, svgchart
-from tests.test_report_synthetic import MACHINE, article_cells, result, write_run
+from facts.measures import NO_VALUE
+from harness import cli, report
+from harness.claims import load as load_claims
+from harness.report import markdown, model, svgchart
+from harness.result import FaultWindow
+from tests.synthetic_run import MACHINE, article_cells, result, write_run
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +37,7 @@ def test_cli_bad_run_dir_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_run_without_run_json_still_reports(tmp_path: Path) -> None:
     root = write_run(tmp_path / "run", [result("async", "baseline")], machine=False)
-    (root / "run.json").unlink()  # an interrupted run: only the cells' result.json
+    assert not (root / "run.json").exists()  # an interrupted run: only the cells' result.json
     _, md = report.write(root)
     assert "machine not recorded" in md.read_text()
 
@@ -41,13 +46,13 @@ def test_markdown_leads_with_machine_and_claims(written: tuple[str, str]) -> Non
     _, md = written
     assert md.startswith("# sync vs async: run 20260101-120000\n")
     machine = next(line for line in md.splitlines() if line.startswith("**Measured on**"))
-    for part in (MACHINE["hostname"], "2 CPUs", "7.8 GiB", "Kafka 4.4.0", "Toxiproxy v2.12.0", "Java 17.0.15"):
+    for part in (MACHINE.hostname, "2 CPUs", "7.8 GiB", "Kafka 4.4.0", "Toxiproxy v2.12.0", "Java 17.0.15"):
         assert part in machine
     claims = md.split("## The article's claims, measured")[1].split("\n## ")[0]
     assert "| claim | scenario | metric and rule | sync | async | verdict |" in claims
     assert "Broker could become a SPoF" in claims
-    assert claims.count(f"{report.VERDICT_MARK['confirmed']} **confirmed**") == 13
-    assert claims.count(f"{report.VERDICT_MARK['not shown']} **not shown**") == 3
+    assert claims.count(f"{markdown.VERDICT_MARK['confirmed']} **confirmed**") == 13
+    assert claims.count(f"{markdown.VERDICT_MARK['not shown']} **not shown**") == 3
     assert "broker-down fault.error_ratio = 100 %" in claims  # the measured value, formatted
 
 
@@ -60,6 +65,20 @@ def test_markdown_ledger_and_hypotheses(written: tuple[str, str]) -> None:
     assert "| sync | notification-down | 2000 | 1300 | 700 | 0 | 1300 | 0 | 0 | 0 | 0 | 0 |" in md
     assert "| async | baseline | PASS | ✓ `lost == 0`: 0 |" in md
     assert "| notification-down | 100 reactions/s | 20 s | notification down 5-12 s |" in md
+
+
+def test_faults_say_per_cell_what_failed_or_never_applied() -> None:
+    planned = FaultWindow(index=0, kind="kill", target="process:kafka", label="kill kafka", start=5.0, end=10.0)
+    fine = planned.model_copy(update={"applied_offset": 5.0, "undone_offset": 10.0, "recovered_offset": 12.0})
+    failed = planned.model_copy(update={"error": "ConnectionError: refused"})
+    skipped = planned  # never applied: the load ended first
+    cells = [result(p, "s", faults=(f,)) for p, f in (("sync", fine), ("async", failed), ("sync-resilient", skipped))]
+    assert [f.text for f in model.fault_rows(cells)] == [
+        "kill kafka 5-10 s (FAILED in async: ConnectionError: refused; not applied in sync-resilient)"
+    ]
+    assert [f.text for f in model.fault_rows(cells[:1])] == ["kill kafka 5-10 s"]
+    assert model.fault_rows([]) == ()
+    assert model.ScenarioRow("s", "", "", 20.0, ()).fault_text == "none"
 
 
 def test_html_is_self_contained(written: tuple[str, str]) -> None:
@@ -114,3 +133,48 @@ def test_scales() -> None:
     assert (s.lo, s.hi) == (0.001, 1.0)
     assert s.ticks()[:3] == [0.001, 0.01, 0.1]
     assert svgchart.log_scale([0.002, 0.008]).ticks() == [0.001, 0.002, 0.005, 0.01]
+
+
+def _md_claims(md: str) -> list[tuple[str, str, list[str], list[str], str]]:
+    """(claim, verdict, sync values, async values, notes) of each row of report.md's claims table."""
+    section = md.split("## The article's claims, measured")[1].split("\n## ")[0]
+    out = []
+    for line in [ln for ln in section.splitlines() if ln.startswith("| ")][1:]:
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        verdict, _, notes = cells[5].partition(": ")
+        values = [[] if c == NO_VALUE else c.split("<br>") for c in cells[3:5]]
+        out.append((cells[0].rsplit(" _(", 1)[0], verdict.split("**")[1], values[0], values[1], notes))
+    return out
+
+
+def _html_claims(page: str) -> list[tuple[str, str, list[str], list[str], str]]:
+    """The same, read from report.html's claims table."""
+    section = page.split('<section id="claims">')[1].split("</section>")[0]
+    out = []
+    for row in re.findall(r"<tr>(.*?)</tr>", section.split("<tbody>")[1]):
+        cells = re.findall(r'<td class="[^"]*">(.*?)</td>', row)
+        values = [
+            [unescape(v) for v in re.sub(r"</?div[^>]*>", "", c).split("<br>") if v != NO_VALUE] for c in cells[3:5]
+        ]
+        verdict = re.search(r'<span class="badge [^"]+">([^<]+)</span>', cells[5])
+        assert verdict
+        notes = "; ".join(unescape(n) for n in re.findall(r'<div class="reason">([^<]*)</div>', cells[5]))
+        out.append((unescape(cells[0].split("<div")[0]), verdict.group(1), values[0], values[1], notes))
+    return out
+
+
+def test_markdown_and_html_show_the_same_claim_rows(written: tuple[str, str]) -> None:
+    page, md = written
+    md_rows, html_rows = _md_claims(md), _html_claims(page)
+    assert len(md_rows) == len(load_claims()) and md_rows == html_rows
+    assert {r[1] for r in md_rows} >= {"confirmed", "not shown"}  # not vacuous: both kinds of verdict
+    assert any(r[2] and r[3] for r in md_rows)  # and values on both sides
+
+
+def test_a_claims_note_is_shown_whatever_the_verdict(written: tuple[str, str]) -> None:
+    _, md = written
+    noted = {c.text: c.note for c in load_claims() if c.note}
+    confirmed = [r for r in _md_claims(md) if r[1] == "confirmed" and r[0] in noted]
+    assert confirmed and all(noted[r[0]] in r[4] for r in confirmed)
+    not_shown = [r for r in _md_claims(md) if r[1] == "not shown"]
+    assert not_shown and all(r[4] for r in not_shown)  # the reason, first

@@ -1,0 +1,95 @@
+"""report.md (a CI job summary): the report's rows as markdown tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from facts.measures import LEDGER_COUNTS, NO_VALUE
+from harness.report.model import RATE_COLUMNS, ClaimRow, HypothesisRow, Rows
+
+VERDICT_MARK = {
+    "confirmed": "\N{WHITE HEAVY CHECK MARK}",
+    "refuted": "\N{CROSS MARK}",
+    "not shown": "\N{HEAVY MINUS SIGN}",
+}
+CLAIM_COLUMNS = ("claim", "scenario", "metric and rule", "sync", "async", "verdict")
+
+
+def table(head: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]:
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|").replace("\n", " ")
+
+    head = list(head)
+    lines = ["| " + " | ".join(esc(h) for h in head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def claim_cells(c: ClaimRow) -> list[str]:
+    rule = f"`{c.holds}`" if c.holds is not None else ""
+    if c.shown_if is not None:
+        rule += f" if `{c.shown_if}`"
+    verdict = f"{VERDICT_MARK[c.verdict]} **{c.verdict}**"
+    if c.notes:
+        verdict += ": " + "; ".join(c.notes)
+    return [
+        f"{c.text} _({c.side} {c.kind})_",
+        c.scenarios,
+        f"{c.metric}<br>{rule}" if c.metric else rule or NO_VALUE,
+        "<br>".join(c.sync) or NO_VALUE,
+        "<br>".join(c.async_) or NO_VALUE,
+        verdict,
+    ]
+
+
+def claims_table(claims: Iterable[ClaimRow]) -> list[str]:
+    return table(CLAIM_COLUMNS, (claim_cells(c) for c in claims))
+
+
+def hypothesis_cells(h: HypothesisRow) -> list[str]:
+    text = "<br>".join(f"{'✓' if ch.passed else '✗'} `{ch.check}`: {ch.measured}" for ch in h.checks)
+    status = {True: "PASS", False: "**FAIL**", None: NO_VALUE}[h.passed]
+    return [h.pipeline, h.scenario, status, text or NO_VALUE]
+
+
+def markdown(rows: Rows) -> str:
+    out = [
+        f"# sync vs async: run {rows.run_id}",
+        "",
+        f"**Measured on** {rows.machine_summary}",
+        "",
+        f"{rows.counts.cells_text} Charts: `report.html` in the run folder.",
+        "",
+        "## The article's claims, measured",
+        "",
+        f"{rows.counts.verdicts_text}. Rules: `harness/claims.yaml`; a claim whose inputs the run lacks is not shown.",
+        "",
+        *claims_table(rows.claims),
+        "",
+        "## Scenario hypotheses",
+        "",
+        *table(["pipeline", "scenario", "hypothesis", "checks (measured)"], map(hypothesis_cells, rows.hypotheses)),
+        "",
+        "## Ledger",
+        "",
+        *table(
+            ["pipeline", "scenario", *LEDGER_COUNTS],
+            ([r.pipeline, r.scenario, *(f.text for f in r.counts)] for r in rows.ledger),
+        ),
+        "",
+        "## Rate, latency, backlog",
+        "",
+        *table(["pipeline", "scenario", *RATE_COLUMNS], ([r.pipeline, r.scenario, *r.values] for r in rows.rates)),
+        "",
+        "## Scenarios",
+        "",
+        *table(
+            ["scenario", "load", "load time", "faults (s from load start)"],
+            ([s.scenario, s.load, s.load_time, s.fault_text] for s in rows.scenarios),
+        ),
+        "",
+        "## Machine",
+        "",
+        *table(["", ""], rows.machine),
+    ]
+    return "\n".join(out) + "\n"

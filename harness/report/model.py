@@ -1,0 +1,278 @@
+"""The report's rows, computed once from a run and its claims' verdicts; markdown.py and html.py
+only lay them out. Every value is already formatted for people (facts.measures.fmt)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from facts.measures import LEDGER_COUNTS, NO_VALUE, fmt
+from harness.claims import Judgement, Verdict
+from harness.result import CellResult, Machine, Run, split_name
+
+VERDICTS: tuple[Verdict, ...] = ("confirmed", "refuted", "not shown")
+LATENCY = ("api.p50", "api.p99", "e2e.p50", "e2e.p99", "peak_backlog", "drain_seconds")
+RATES = ("rate.target_mean", "achieved_rate", "error_ratio", *LATENCY)
+RATE_COLUMNS = ("target rate", "achieved", "errors", *LATENCY)
+ALARMING = ("lost", "unexpected")  # a ledger count that should be zero
+NO_MACHINE = "not recorded (the run has no run.json)"
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    id: str
+    text: str
+    side: str
+    kind: str
+    scenarios: str  # comma-separated, or NO_VALUE
+    metric: str  # what is measured, for people ("" when the claim does not say)
+    holds: str | None  # the rule's text
+    shown_if: str | None
+    sync: tuple[str, ...]  # "scenario metric = value" (prefixed with the pipeline when not plain sync)
+    async_: tuple[str, ...]
+    verdict: Verdict
+    notes: tuple[str, ...]  # why it is not shown first, then the claim's note
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    check: str
+    measured: str
+    passed: bool
+
+
+@dataclass(frozen=True)
+class HypothesisRow:
+    pipeline: str
+    scenario: str
+    passed: bool | None  # None: the cell has no judged hypothesis
+    checks: tuple[CheckRow, ...]
+
+
+@dataclass(frozen=True)
+class Figure:
+    text: str
+    alarming: bool = False
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    pipeline: str
+    scenario: str
+    passed: bool | None
+    counts: tuple[Figure, ...]  # in LEDGER_COUNTS order
+
+
+@dataclass(frozen=True)
+class RateRow:
+    pipeline: str
+    scenario: str
+    values: tuple[str, ...]  # in RATE_COLUMNS order
+
+
+@dataclass(frozen=True)
+class FaultRow:
+    """A planned fault (from the scenario's first cell) and what went wrong with it in which cell."""
+
+    label: str
+    start: float
+    end: float
+    notes: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        notes = f" ({'; '.join(self.notes)})" if self.notes else ""
+        return f"{self.label} {round(self.start, 1):g}-{round(self.end, 1):g} s{notes}"
+
+
+@dataclass(frozen=True)
+class ScenarioRow:
+    scenario: str
+    description: str
+    load: str
+    load_seconds: float
+    faults: tuple[FaultRow, ...]
+
+    @property
+    def load_time(self) -> str:
+        return f"{self.load_seconds:g} s"
+
+    @property
+    def fault_text(self) -> str:
+        return "; ".join(f.text for f in self.faults) or "none"
+
+
+@dataclass(frozen=True)
+class Counts:
+    cells: int
+    pipelines: tuple[str, ...]
+    scenarios: tuple[str, ...]
+    held: int  # cells whose hypothesis held
+    verdicts: tuple[tuple[Verdict, int], ...]
+
+    @property
+    def cells_text(self) -> str:
+        return (
+            f"{self.cells} cells ({', '.join(self.pipelines)} x {', '.join(self.scenarios)}); "
+            f"{self.held}/{self.cells} scenario hypotheses held."
+        )
+
+    @property
+    def verdicts_text(self) -> str:
+        return ", ".join(f"{n} {v}" for v, n in self.verdicts)
+
+
+@dataclass(frozen=True)
+class Rows:
+    run_id: str
+    root: Path
+    machine_summary: str
+    machine: tuple[tuple[str, str], ...]
+    counts: Counts
+    claims: tuple[ClaimRow, ...]
+    hypotheses: tuple[HypothesisRow, ...]
+    ledger: tuple[LedgerRow, ...]
+    rates: tuple[RateRow, ...]
+    scenarios: tuple[ScenarioRow, ...]
+
+
+def passed(cell: CellResult) -> bool | None:
+    return None if cell.hypothesis is None else cell.hypothesis.passed
+
+
+def claim_values(j: Judgement, side: str) -> tuple[str, ...]:
+    """The values a claim read, for one side: sync (with sync-resilient) or async."""
+    out = []
+    for name, value in j.values.items():
+        pipeline, scenario, metric = split_name(name)
+        if (pipeline == "async") != (side == "async"):
+            continue
+        who = "" if pipeline == side else f"{pipeline} "
+        out.append(f"{who}{scenario} {metric} = {fmt(metric, value)}")
+    return tuple(out)
+
+
+def verdict_notes(j: Judgement) -> tuple[str, ...]:
+    """Why a claim is not shown, then the claim's note (whatever the verdict: it helps read it)."""
+    notes = [j.reason] if j.verdict == "not shown" else []
+    if j.claim.note and j.claim.note not in notes:
+        notes.append(j.claim.note)
+    return tuple(notes)
+
+
+def claim_row(j: Judgement) -> ClaimRow:
+    c = j.claim
+    return ClaimRow(
+        id=c.id,
+        text=c.text,
+        side=c.side,
+        kind=c.kind,
+        scenarios=", ".join(c.scenarios) or NO_VALUE,
+        metric=c.metric,
+        holds=None if c.holds is None else c.holds.text,
+        shown_if=None if c.shown_if is None else c.shown_if.text,
+        sync=claim_values(j, "sync"),
+        async_=claim_values(j, "async"),
+        verdict=j.verdict,
+        notes=verdict_notes(j),
+    )
+
+
+def hypothesis_row(cell: CellResult) -> HypothesisRow:
+    checks = () if cell.hypothesis is None else cell.hypothesis.checks
+    return HypothesisRow(
+        cell.pipeline,
+        cell.scenario,
+        passed(cell),
+        tuple(CheckRow(ch.check, fmt(ch.metric, ch.measured), ch.passed) for ch in checks),
+    )
+
+
+def ledger_row(cell: CellResult) -> LedgerRow:
+    m = cell.metrics()
+    counts = tuple(Figure(fmt(name, m[name]), alarming=name in ALARMING and bool(m[name])) for name in LEDGER_COUNTS)
+    return LedgerRow(cell.pipeline, cell.scenario, passed(cell), counts)
+
+
+def rate_row(cell: CellResult) -> RateRow:
+    m = cell.metrics()
+    return RateRow(cell.pipeline, cell.scenario, tuple(fmt(name, m[name]) for name in RATES))
+
+
+def fault_rows(cells: Sequence[CellResult]) -> tuple[FaultRow, ...]:
+    """A scenario's planned faults (from its first cell), each with what went wrong in which cell:
+    a fault that failed or was never applied there did not do what the charts' column name says."""
+    out = []
+    for i, planned in enumerate(cells[0].faults if cells else ()):
+        notes = []
+        for c in cells:
+            if i >= len(c.faults):  # another plan: nothing to say about this fault there
+                continue
+            w = c.faults[i]
+            if w.error:
+                notes.append(f"FAILED in {c.pipeline}: {w.error}")
+            elif w.applied_offset is None:
+                notes.append(f"not applied in {c.pipeline}")
+        out.append(FaultRow(planned.label, planned.start, planned.end, tuple(notes)))
+    return tuple(out)
+
+
+def scenario_row(run: Run, scenario: str) -> ScenarioRow:
+    """What load and which faults (from the scenario's first cell)."""
+    cells = [c for c in run.cells if c.scenario == scenario]
+    first = cells[0]
+    return ScenarioRow(
+        scenario=scenario,
+        description=first.description,
+        load=str(first.profile["description"] or first.profile["name"] or "?"),
+        load_seconds=first.timings.load_seconds,
+        faults=fault_rows(cells),
+    )
+
+
+def machine_rows(machine: Machine | None) -> tuple[tuple[str, str], ...]:
+    if machine is None:
+        return (("machine", NO_MACHINE),)
+    rows = [
+        ("host", machine.hostname),
+        ("CPUs", str(machine.cpus)),
+        ("memory", f"{machine.memory_gib} GiB"),
+        ("platform", machine.platform),
+        ("Python", machine.python),
+        ("Kafka", machine.kafka),
+        ("Toxiproxy", machine.toxiproxy),
+    ]
+    rows += [(f"{name} (doctor)", str(v)) for name, v in machine.versions.items() if name != "python"]
+    return tuple(rows)
+
+
+def machine_summary(machine: Machine | None) -> str:
+    """One line: where the figures were measured."""
+    if machine is None:
+        return f"machine {NO_MACHINE}"
+    tools = [f"Python {machine.python}", f"Kafka {machine.kafka}", f"Toxiproxy {machine.toxiproxy}"]
+    tools += [f"{k.capitalize()} {v}" for k, v in machine.versions.items() if k in ("java", "go", "prometheus")]
+    return f"{machine.hostname}: {machine.cpus} CPUs, {machine.memory_gib} GiB, {machine.platform}; {', '.join(tools)}"
+
+
+def rows(run: Run, judgements: Sequence[Judgement]) -> Rows:
+    counts = Counts(
+        cells=len(run.cells),
+        pipelines=tuple(run.pipelines),
+        scenarios=tuple(run.scenarios),
+        held=sum(passed(c) is True for c in run.cells),
+        verdicts=tuple((v, sum(j.verdict == v for j in judgements)) for v in VERDICTS),
+    )
+    return Rows(
+        run_id=run.run_id,
+        root=run.root,
+        machine_summary=machine_summary(run.machine),
+        machine=machine_rows(run.machine),
+        counts=counts,
+        claims=tuple(claim_row(j) for j in judgements),
+        hypotheses=tuple(hypothesis_row(c) for c in run.cells),
+        ledger=tuple(ledger_row(c) for c in run.cells),
+        rates=tuple(rate_row(c) for c in run.cells),
+        scenarios=tuple(scenario_row(run, s) for s in run.scenarios),
+    )
