@@ -1,40 +1,29 @@
-"""Which seconds a report shades as a fault: what really happened, not only what was planned."""
+"""Which seconds count as a fault: what really happened, not only what was planned."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from harness import results
-from harness.report import fault_text
+from harness.result import FaultWindow
+from tests.synthetic_run import result
 
 
-def w(**kw: Any) -> dict[str, Any]:
-    return {"kind": "kill", "label": "kill kafka", "start": 5.0, "end": 10.0, **kw}
+def w(**kw: Any) -> FaultWindow:
+    return FaultWindow(index=0, kind="kill", target="process:kafka", label="kill kafka", start=5.0, end=10.0, **kw)
 
 
 def test_a_window_runs_from_applied_to_recovered() -> None:
-    data = {"faults": [w(applied_offset=5.1, undone_offset=10.0, recovered_offset=21.5)]}
-    assert results.fault_windows(data) == [(5.1, 21.5, "kill kafka")]
-    assert results.fault_seconds(data) == set(range(5, 21))
+    window = w(applied_offset=5.1, undone_offset=10.0, recovered_offset=21.5)
+    assert window.actual() == (5.1, 21.5)
+    assert result("async", "broker-restart", seconds=30, faults=(window,)).fault_seconds() == set(range(5, 21))
 
 
-def test_without_recovery_it_ends_at_the_undo_and_without_records_as_planned() -> None:
-    assert results.fault_windows({"faults": [w(applied_offset=5.2, undone_offset=10.3)]}) == [(5.2, 10.3, "kill kafka")]
-    assert results.fault_windows({"faults": [w()]}) == [(5.0, 10.0, "kill kafka")]
+def test_without_recovery_it_ends_at_the_undo() -> None:
+    assert w(applied_offset=5.2, undone_offset=10.3).actual() == (5.2, 10.3)
+    assert w(applied_offset=5.2).actual() == (5.2, 10.0)  # not undone yet: as planned
 
 
-def test_a_fault_that_never_applied_is_not_shaded_and_says_so_per_cell() -> None:
-    failed = w(applied_offset=None, undone_offset=None, recovered_offset=None, error="ConnectionError: refused")
-    skipped = w(applied_offset=None, undone_offset=None, recovered_offset=None)  # the load ended first
-    fine = w(applied_offset=5.0, undone_offset=10.0, recovered_offset=12.0)
-    data = {"faults": [failed]}
-    assert results.fault_windows(data) == []
-    assert results.fault_seconds(data) == set()
-    cells = [results.Cell(p, "s", {"faults": [f]}, Path("result.json")) for p, f in
-             (("sync", fine), ("async", failed), ("sync-resilient", skipped))]  # fmt: skip
-    assert fault_text(cells) == (
-        "kill kafka 5-10 s (FAILED in async: ConnectionError: refused; not applied in sync-resilient)"
-    )
-    assert fault_text(cells[:1]) == "kill kafka 5-10 s"
-    assert fault_text([]) == "none"
+def test_a_fault_that_never_applied_has_no_seconds() -> None:
+    failed = w(error="ConnectionError: refused")
+    assert failed.actual() is None
+    assert result("async", "broker-restart", faults=(failed,)).fault_seconds() == set()
