@@ -27,6 +27,7 @@ class Measure:
     unit: Unit
     text: str
     checkable: bool = True  # may a scenario hypothesis check it (its own verdict may not)
+    flag_words: tuple[str, str] = ("no", "yes")  # how a flag's 0 and 1 read
 
 
 def _measures() -> tuple[Measure, ...]:
@@ -36,6 +37,9 @@ def _measures() -> tuple[Measure, ...]:
         Measure("ack_ratio", "ratio", "acknowledged / attempted"),
         Measure("delivered_ratio", "ratio", "delivered / attempted"),
         Measure("missed_arrivals", "count", "arrivals the load generator could not start (in-flight cap)"),
+        Measure("loadgen.lag_p99", "seconds", "load generator schedule lag (intended -> actual start), p99"),
+        Measure("loadgen.lag_max", "seconds", "load generator schedule lag, max"),
+        Measure("loadgen.bound", "flag", "the load generator fell behind (1): the cell measured it, not the pipeline"),
         Measure("achieved_rate", "rate", "attempted / load seconds"),
     ]
     for hop, what in (("api", "API latency from the intended start"), ("e2e", "reaction accepted -> first delivery")):
@@ -49,7 +53,7 @@ def _measures() -> tuple[Measure, ...]:
         Measure("fault.error_ratio", "ratio", "error ratio inside fault windows"),
         Measure("fault.ack_ratio", "ratio", "acknowledged ratio inside fault windows"),
         Measure("fault.api_p99_max", "seconds", "highest per-second API p99 inside fault windows"),
-        Measure("hypothesis.passed", "flag", "the cell's hypothesis held (1) or not (0)", checkable=False),
+        Measure("hypothesis.passed", "flag", "the cell's hypothesis held (1) or not (0)", False, ("FAIL", "pass")),
     ]
     return tuple(out)
 
@@ -74,13 +78,14 @@ def fmt(name: str, value: float | None) -> str:
     """A value for people: 3.2 ms, 1.25 s, 0.4 %, 98/s, 1464, pass."""
     if value is None:
         return NO_VALUE
-    u = BY_NAME[name].unit if name in BY_NAME else "count"
+    measure = BY_NAME.get(name)
+    u = measure.unit if measure else "count"
     if u == "seconds":
         return fmt_seconds(value)
     if u == "ratio":
         return f"{value * 100:.3g} %" if value else "0 %"
     if u == "rate":
         return f"{value:.4g}/s"
-    if u == "flag":
-        return "pass" if value else "FAIL"
+    if u == "flag" and measure:
+        return measure.flag_words[bool(value)]
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.4g}"

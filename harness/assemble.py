@@ -11,7 +11,7 @@ from google.protobuf.message import DecodeError
 
 from chaos.engine import Timeline
 from facts import quantiles
-from harness import ledger, sink
+from harness import generator_health, ledger, sink
 from harness.loadgen import LoadRun
 from harness.plan import PlannedCell
 from harness.result import (
@@ -24,6 +24,7 @@ from harness.result import (
     LatencySummary,
     LoadGenerator,
     PerSecond,
+    ScheduleLag,
     TargetRate,
     Timings,
 )
@@ -85,9 +86,7 @@ def assemble(
         target_rate=TargetRate(
             mean=sum(profile.rate_at(t + 0.5) for t in range(seconds)) / seconds, peak=profile.max_rate()
         ),
-        loadgen=LoadGenerator(
-            exit_code=loadgen_exit_code, missed_arrivals=sum(int(s.get("missed", 0)) for s in summaries)
-        ),
+        loadgen=_loadgen(load, summaries, outcomes, loadgen_exit_code),
         ledger=led,
         api_latency_seconds=_summary(v for _, v in api),
         e2e_latency_seconds=_summary(v for _, v in e2e),
@@ -115,6 +114,30 @@ def assemble(
     )
     result.hypothesis = judge(cell, result)
     return result
+
+
+def _loadgen(
+    load: LoadRun, summaries: list[dict[str, Any]], outcomes: list[dict[str, Any]], exit_code: int | None
+) -> LoadGenerator:
+    lag = ScheduleLag(**generator_health.lag_summary(generator_health.schedule_lags(outcomes)))
+    missed = sum(int(s.get("missed", 0)) for s in summaries)
+    return LoadGenerator(
+        exit_code=exit_code,
+        missed_arrivals=missed,
+        workers_expected=load.processes,
+        workers_reported=len(summaries),
+        intended=sum(int(s.get("intended", 0)) for s in summaries),
+        started=sum(int(s.get("started", 0)) for s in summaries),
+        recorded=sum(int(s.get("recorded", 0)) for s in summaries),
+        schedule_lag_seconds=lag,
+        fell_behind=generator_health.fell_behind(
+            lag_p99=lag.p99,
+            missed=missed,
+            workers_expected=load.processes,
+            summaries=summaries,
+            limits=generator_health.load_limits(),
+        ),
+    )
 
 
 def _summary(values: Any) -> LatencySummary:
@@ -165,21 +188,37 @@ def _series(
 
 def judge(cell: PlannedCell, result: CellResult) -> Hypothesis:
     """The scenario's checks for this pipeline, after the preconditions without which a cell proves
-    nothing: it sent something, its load generator succeeded, it drained."""
+    nothing: it sent something, its load generator succeeded and kept up, it drained."""
     m = result.metrics()
     preconditions = [
-        CheckResult(check="attempted > 0", metric="attempted", measured=m["attempted"], passed=bool(m["attempted"])),
+        CheckResult(
+            check="attempted > 0",
+            metric="attempted",
+            measured=m["attempted"],
+            passed=bool(m["attempted"]),
+            precondition=True,
+        ),
         CheckResult(
             check="load generator exit code == 0",
             metric="loadgen.exit_code",
             measured=None if result.loadgen.exit_code is None else float(result.loadgen.exit_code),
             passed=result.loadgen.exit_code == 0,
+            precondition=True,
+        ),
+        CheckResult(
+            check="load generator kept up"
+            + (f" ({'; '.join(result.loadgen.fell_behind)})" if result.loadgen.bound else ""),
+            metric="loadgen.bound",
+            measured=m["loadgen.bound"],
+            passed=not result.loadgen.bound,
+            precondition=True,
         ),
         CheckResult(
             check="drained within drain_timeout",
             metric="drained",
             measured=float(result.timings.drained),
             passed=result.timings.drained,
+            precondition=True,
         ),
     ]
     checks = [

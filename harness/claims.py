@@ -3,6 +3,7 @@
 Each claim has a `holds` condition over `<pipeline>.<scenario>.<metric>` names (harness/expr.py):
 true -> confirmed, false -> refuted. It is *not shown* when the claim cannot be measured here
 (`holds: null`), when a value it reads is missing from the run (cell not run, or nothing measured),
+when a cell it reads failed a precondition (no load, a load generator that fell behind, no drain),
 or when its optional `shown_if` precondition is false (e.g. "async handles surges better" says
 nothing if the surge did not stress sync at all).
 """
@@ -177,6 +178,14 @@ def judge(claim: Claim, run: Run, env: Mapping[str, float | None] | None = None)
     missing = list(dict.fromkeys(_absent(n, run) for n in needed if env.get(n) is None))
     if missing:
         return Judgement(claim, "not shown", "; ".join(missing), values)
+    # A verdict never rests on a cell that proves nothing (no load, a generator that fell behind, no drain).
+    unusable = []
+    for pipeline, scenario in dict.fromkeys(split_name(n)[:2] for n in needed):
+        cell = run.cell(pipeline, scenario)
+        if cell is not None and (unmet := cell.unmet_preconditions()):
+            unusable.append(f"{pipeline} x {scenario}: {', '.join(unmet)} failed")
+    if unusable:
+        return Judgement(claim, "not shown", "; ".join(unusable), values)
 
     def check(rule: Rule) -> bool:
         return bool(expr.evaluate(rule.node, {w: env.get(full) for w, full in rule.names.items()}))

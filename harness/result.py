@@ -58,11 +58,30 @@ class TargetRate(_Model):
     peak: float
 
 
+class ScheduleLag(_Model):
+    """Seconds from a request's intended start to its actual start (the generator's own delay)."""
+
+    p50: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+
 class LoadGenerator(_Model):
-    """What the load generator said about itself."""
+    """What the load generator did, and whether it kept up (harness/generator_health.py)."""
 
     exit_code: int | None
     missed_arrivals: int = 0
+    workers_expected: int = 1
+    workers_reported: int = 1  # worker summaries written
+    intended: int = 0  # arrivals planned, started (sent) and recorded (outcome lines)
+    started: int = 0
+    recorded: int = 0
+    schedule_lag_seconds: ScheduleLag = Field(default_factory=ScheduleLag)
+    fell_behind: list[str] = Field(default_factory=list)  # why the cell is generator-bound; empty: it kept up
+
+    @property
+    def bound(self) -> bool:
+        return bool(self.fell_behind)
 
 
 class Backlog(_Model):
@@ -119,6 +138,7 @@ class CheckResult(_Model):
     metric: str
     measured: float | None
     passed: bool
+    precondition: bool = False  # without it the cell proves nothing (no load, a generator that fell behind, no drain)
 
 
 class Hypothesis(_Model):
@@ -148,6 +168,12 @@ class CellResult(_Model):
     def folder(self) -> str:
         return cell_folder(self.pipeline, self.scenario)
 
+    def unmet_preconditions(self) -> list[str]:
+        """The preconditions this cell failed; a verdict must not rest on such a cell."""
+        if self.hypothesis is None:
+            return ["no hypothesis was judged"]
+        return [c.check for c in self.hypothesis.checks if c.precondition and not c.passed]
+
     def fault_seconds(self) -> set[int]:
         """Seconds (of the series) whose middle falls inside an actual fault window."""
         out: set[int] = set()
@@ -168,6 +194,9 @@ class CellResult(_Model):
                 "ack_ratio": led.acknowledged / n if n else None,
                 "delivered_ratio": led.delivered / n if n else None,
                 "missed_arrivals": float(self.loadgen.missed_arrivals),
+                "loadgen.lag_p99": self.loadgen.schedule_lag_seconds.p99,
+                "loadgen.lag_max": self.loadgen.schedule_lag_seconds.max,
+                "loadgen.bound": float(self.loadgen.bound),
                 "achieved_rate": n / self.timings.load_seconds if self.timings.load_seconds else None,
             }
         )

@@ -148,3 +148,19 @@ def test_bad_rules_name_file_and_line(tmp_path: Path, body: str, message: str) -
     path.write_text(body)
     with pytest.raises(claims.ClaimsError, match=message):
         claims.load(path)
+
+
+def test_a_cell_whose_generator_fell_behind_is_never_used(tmp_path: Path) -> None:
+    from harness.result import CheckResult
+
+    bound = result("sync", "baseline")
+    assert bound.hypothesis is not None
+    bound.hypothesis.checks.insert(
+        0,
+        CheckResult(
+            check="load generator kept up", metric="loadgen.bound", measured=1.0, passed=False, precondition=True
+        ),
+    )
+    j = verdicts(tmp_path, [bound, result("async", "baseline")])["sync-realtime"]
+    assert j.verdict == "not shown"
+    assert j.reason == "sync x baseline: load generator kept up failed"

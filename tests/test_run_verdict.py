@@ -27,7 +27,13 @@ def result(attempted: int = 100, exit_code: int = 0, drained: bool = True, lost:
 def test_a_healthy_cell_passes() -> None:
     v = judge(cell(), result())
     assert v.passed
-    assert [c.check for c in v.checks][3:] == ["lost == 0", "unexpected == 0", "error_ratio < 0.01"]
+    assert [c.check for c in v.checks if c.precondition] == [
+        "attempted > 0",
+        "load generator exit code == 0",
+        "load generator kept up",
+        "drained within drain_timeout",
+    ]
+    assert [c.check for c in v.checks if not c.precondition] == ["lost == 0", "unexpected == 0", "error_ratio < 0.01"]
 
 
 @pytest.mark.parametrize(
@@ -53,3 +59,12 @@ def test_a_check_without_a_measurement_fails() -> None:
     v = judge(cell(), r)
     assert not v.passed
     assert next(c for c in v.checks if c.check == "error_ratio < 0.01").measured is None
+
+
+def test_a_generator_that_fell_behind_fails_the_cell_with_its_reason() -> None:
+    r = result()
+    r.loadgen.fell_behind = ["schedule lag p99 812.0 ms > 50 ms"]
+    v = judge(cell(), r)
+    assert not v.passed
+    assert [c.check for c in v.checks if not c.passed] == ["load generator kept up (schedule lag p99 812.0 ms > 50 ms)"]
+    assert r.metrics()["loadgen.bound"] == 1.0

@@ -1,0 +1,40 @@
+"""When the load generator is the bottleneck: each reason, and the limits file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import generator_health as gh
+
+LIMITS = gh.GeneratorLimits(lag_p99_seconds=0.05, max_missed_arrivals=0)
+DONE = {"worker": 0, "completed_schedule": True}
+
+
+def test_a_generator_that_kept_up_has_no_reason() -> None:
+    assert gh.fell_behind(lag_p99=0.002, missed=0, workers_expected=1, summaries=[DONE], limits=LIMITS) == []
+    assert gh.fell_behind(lag_p99=None, missed=0, workers_expected=1, summaries=[DONE], limits=LIMITS) == []
+
+
+def test_each_way_of_falling_behind_is_named() -> None:
+    unfinished = {"worker": 1, "completed_schedule": False}
+    assert gh.fell_behind(lag_p99=0.8, missed=3, workers_expected=3, summaries=[DONE, unfinished], limits=LIMITS) == [
+        "schedule lag p99 800.0 ms > 50 ms",
+        "3 arrivals missed at the in-flight cap (limit 0)",
+        "2 worker summaries of 3 workers",
+        "worker(s) 1 did not complete their schedule",
+    ]
+
+
+def test_lags_come_from_each_request_s_intended_and_actual_start() -> None:
+    outcomes = [{"intended_unix_nanos": 0, "started_unix_nanos": n * 1_000_000} for n in range(1, 101)]
+    assert gh.lag_summary(gh.schedule_lags(outcomes)) == {"p50": 0.05, "p99": 0.099, "max": 0.1}
+
+
+def test_the_shipped_limits_load_and_a_bad_file_is_named(tmp_path: Path) -> None:
+    assert gh.load_limits().lag_p99_seconds > 0
+    bad = tmp_path / "g.yaml"
+    bad.write_text("lag_p99_seconds: 0.05\nmax_missed: 0\n")
+    with pytest.raises(ValueError, match=rf"{bad}: max_missed"):
+        gh.load_limits(bad)
