@@ -1,4 +1,5 @@
-"""`bench provision`: Kafka jars, toxiproxy-server and Prometheus, each pinned and cached per version.
+"""`bench provision`: Kafka jars, toxiproxy-server, Jaeger, Prometheus, HAProxy and wrk, each pinned
+(Debian's packages: Debian's version) and cached per version.
 
 Idempotent: an artifact whose marker file exists is not fetched again. Everything is rebuilt from
 nothing on a fresh machine; nothing here depends on what was installed by hand.
@@ -6,6 +7,7 @@ nothing on a fresh machine; nothing here depends on what was installed by hand.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facts.paths import cache_dir
-from facts.versions import KAFKA_VERSION, LOG4J_VERSION, TOXIPROXY_MODULE, TOXIPROXY_VERSION
+from facts.versions import (
+    JAEGER_MODULE,
+    JAEGER_VERSION,
+    KAFKA_VERSION,
+    LOG4J_VERSION,
+    TOXIPROXY_MODULE,
+    TOXIPROXY_VERSION,
+)
 
 _KAFKA_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -41,6 +50,9 @@ class Artifacts:
     toxiproxy_server: Path
     prometheus: Path
     promtool: Path
+    jaeger: Path
+    haproxy: Path
+    wrk: Path
 
 
 def kafka_libs_dir() -> Path:
@@ -49,6 +61,10 @@ def kafka_libs_dir() -> Path:
 
 def toxiproxy_binary() -> Path:
     return cache_dir() / f"toxiproxy-{TOXIPROXY_VERSION}" / "toxiproxy-server"
+
+
+def jaeger_binary() -> Path:
+    return cache_dir() / f"jaeger-{JAEGER_VERSION}" / "jaeger"
 
 
 def _log(msg: str) -> None:
@@ -91,16 +107,43 @@ def provision_kafka() -> Path:
     return libs
 
 
-def provision_toxiproxy() -> Path:
-    binary = toxiproxy_binary()
+def _go_install(module: str, version: str, binary: Path, what: str) -> Path:
+    """`go install module@version` into the cache, once per version."""
     if binary.exists():
         return binary
-    _log(f"building toxiproxy-server {TOXIPROXY_VERSION} with go install")
+    _log(f"building {what} {version} with go install")
     gobin = binary.parent / "bin"
     env = dict(os.environ, GOBIN=str(gobin), CGO_ENABLED="0")
-    _run(["go", "install", f"{TOXIPROXY_MODULE}@{TOXIPROXY_VERSION}"], "go install toxiproxy", env=env)
-    (gobin / "server").rename(binary)
+    _run(["go", "install", f"{module}@{version}"], f"go install {what}", env=env)
+    (gobin / module.rsplit("/", 1)[1]).rename(binary)
     shutil.rmtree(gobin, ignore_errors=True)
+    return binary
+
+
+def provision_toxiproxy() -> Path:
+    return _go_install(TOXIPROXY_MODULE, TOXIPROXY_VERSION, toxiproxy_binary(), "toxiproxy-server")
+
+
+def provision_jaeger() -> Path:
+    """The trace backend (OTLP in, query API out). Jaeger's go.mod has replace directives, which
+    `go install mod@version` refuses, so its module is fetched from the Go module proxy and built
+    as the main module (where the replaces apply), at the pinned version."""
+    binary = jaeger_binary()
+    if binary.exists():
+        return binary
+    _log(f"building jaeger {JAEGER_VERSION} from its module (a few minutes, once per version)")
+    module, _, command = JAEGER_MODULE.partition("/cmd/")
+    env = dict(os.environ, CGO_ENABLED="0")
+    proc = subprocess.run(
+        ["go", "mod", "download", "-json", f"{module}@{JAEGER_VERSION}"], capture_output=True, text=True, env=env
+    )
+    if proc.returncode != 0:
+        raise ProvisionError(f"go mod download {module}@{JAEGER_VERSION} failed: {proc.stderr.strip()[-2000:]}")
+    source = Path(json.loads(proc.stdout)["Dir"])
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_suffix(".partial")
+    _run(["go", "build", "-o", str(partial), f"./cmd/{command}"], "go build jaeger", env=env, cwd=source)
+    partial.rename(binary)
     return binary
 
 
@@ -136,44 +179,55 @@ def provision_prometheus() -> tuple[Path, Path]:
     return Path(prom), Path(tool)
 
 
-def provision_chromium() -> Path:
-    """Headless Chromium renders report.html in the tests (no browser download: Debian's build)."""
-    found = shutil.which("chromium")
+def provision_debian_tool(command: str, package: str, why: str) -> Path:
+    found = shutil.which(command)
     if found:
         return Path(found)
-    _apt_install("chromium", "the report's browser test renders report.html with it")
-    found = shutil.which("chromium")
+    _apt_install(package, why)
+    found = shutil.which(command)
     if not found:
-        raise ProvisionError("apt-get installed chromium but it is not on PATH")
+        raise ProvisionError(f"apt-get installed {package} but {command} is not on PATH")
     return Path(found)
+
+
+def provision_chromium() -> Path:
+    """Headless Chromium renders report.html in the tests (no browser download: Debian's build)."""
+    return provision_debian_tool("chromium", "chromium", "the report's browser test renders report.html with it")
 
 
 def locate() -> Artifacts:
     """The provisioned artifacts, or a ProvisionError naming what `bench provision` must do."""
-    libs, tp = kafka_libs_dir(), toxiproxy_binary()
+    libs, tp, jaeger = kafka_libs_dir(), toxiproxy_binary(), jaeger_binary()
     prom, tool = shutil.which("prometheus"), shutil.which("promtool")
+    haproxy, wrk = shutil.which("haproxy"), shutil.which("wrk")
     missing = [
         name
         for name, ok in (
             (f"Kafka {KAFKA_VERSION} jars", (libs.parent / ".complete").exists()),
             (f"toxiproxy-server {TOXIPROXY_VERSION}", tp.exists()),
             ("prometheus/promtool", bool(prom and tool)),
+            (f"jaeger {JAEGER_VERSION}", jaeger.exists()),
+            ("haproxy", bool(haproxy)),
+            ("wrk", bool(wrk)),
         )
         if not ok
     ]
     if missing:
         raise ProvisionError(f"not provisioned: {', '.join(missing)}; run `make setup`")
-    assert prom and tool
-    return Artifacts(libs, tp, Path(prom), Path(tool))
+    assert prom and tool and haproxy and wrk
+    return Artifacts(libs, tp, Path(prom), Path(tool), jaeger, Path(haproxy), Path(wrk))
 
 
 def provision() -> Artifacts:
     provision_kafka()
     provision_toxiproxy()
     provision_prometheus()
+    provision_jaeger()
+    provision_debian_tool("haproxy", "haproxy", "the load balancer in front of notification replicas")
+    provision_debian_tool("wrk", "wrk", "the HTTP ceiling `bench capacity` measures")
     provision_chromium()
     arts = locate()
-    _log(f"ready: Kafka {KAFKA_VERSION}, toxiproxy {TOXIPROXY_VERSION}, {arts.prometheus}")
+    _log(f"ready: Kafka {KAFKA_VERSION}, toxiproxy {TOXIPROXY_VERSION}, jaeger {JAEGER_VERSION}, {arts.prometheus}")
     return arts
 
 
