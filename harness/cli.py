@@ -143,6 +143,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from harness import capacity
+
+    pipelines = list(topology.PIPELINES) if args.pipeline == "all" else [args.pipeline]
+    return capacity.main(pipelines, args.quick)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from harness import report
 
@@ -164,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
         "up": ("start the whole stack (detached unless --foreground)", cmd_up),
         "down": ("stop the stack `bench up` started", cmd_down),
         "run": ("run pipelines through scenarios; writes runs/<id>/<pipeline>--<scenario>/result.json", cmd_run),
+        "capacity": (
+            "find each pipeline's highest sustainable rate and why it broke, with the bare ceilings; "
+            "writes runs/<id>/capacity.json and the last capacity of this machine",
+            cmd_capacity,
+        ),
         "validate": ("validate scenario files (and their load profiles) without starting anything", cmd_validate),
         "report": (
             "write RUN_DIR/report.html (charts) and RUN_DIR/report.md (summary, the article's claims)",
@@ -194,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=STACK_KINDS,
         default=os.environ.get("SYNC_ASYNC_BENCH_STACK", "native"),
         help="native: start the stack here; compose: drive the one `docker compose up` started (compose/README.md)",
+    )
+    cap = subs["capacity"]
+    cap.add_argument("--pipeline", choices=[*topology.PIPELINES, "all"], default="all")
+    cap.add_argument(
+        "--quick", action="store_true", help="short steps, coarse bisection (harness/limits/capacity.yaml)"
     )
     subs["validate"].add_argument("scenario", nargs="*", default=["all"])
     subs["validate"].add_argument(

@@ -4,6 +4,9 @@ Everything that can be known before a run is checked here and reported together,
 with its file and field: the scenario files (chaos/scenario.py's schema), their load profiles,
 the processes the stack can fault, faults that start after the load or undo each other.
 `bench run` and `bench validate` both plan through `make_plan`; PlanError means exit 2.
+A profile's capacity-relative rates ("0.3 x sync") are resolved here from `capacities` (the last
+`bench capacity` of this machine): the cell's profile holds the number, and the expression in
+`profile.relative_rates`; without capacities such a profile is a PlanError saying to run it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from chaos import scenario as scenarios
-from loadtests.profile import Profile, ProfileError, find_profile
+from loadtests.profile import Capacities, Profile, ProfileError, find_profile
 
 QUICK_SECONDS = 30.0
 
@@ -67,9 +70,11 @@ def make_plan(
     duration: float | None = None,
     quick: bool = False,
     processes: Collection[str] = scenarios.PROCESSES,
+    capacities: Capacities | None = None,
 ) -> Plan:
     """Every cell of the run; PlanError lists every problem of every scenario at once.
-    `processes`: what the stack can kill or pause (the compose cluster profile has more brokers)."""
+    `processes`: what the stack can kill or pause (the compose cluster profile has more brokers).
+    `capacities`: what capacity-relative rates resolve from (harness.capacity.last_capacities())."""
     problems: list[str] = []
     cells: list[PlannedCell] = []
     for ref in scenario_refs:
@@ -80,7 +85,7 @@ def make_plan(
             problems.append(str(e))
             continue
         try:
-            profile = find_profile(sc.profile)
+            profile = find_profile(sc.profile, capacities=capacities)
         except ProfileError as e:
             problems.append(f"{path}: profile: {e}")
             continue

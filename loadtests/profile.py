@@ -2,11 +2,21 @@
 
 A profile says how many requests per second to *offer* at each moment (open loop); it never
 depends on how the system answers. Every field is a number in base units: seconds, requests/s.
+
+A rate field (`rate`, `step_rate`, `target_rate`, `peak_rate`) may instead be relative to a
+capacity measured by `bench capacity`: `"0.3 x sync"`, `"3 x sync"`, `"0.5 x async.acceptance"`
+(a factor, `x`, and the name of a capacity: a pipeline, or `async.acceptance`). It is resolved
+when the profile is read with `capacities`; the profile then keeps the number in the field and
+the expression in `relative_rates`. Without capacities such a profile is an error that says to
+run `bench capacity`.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -27,6 +37,45 @@ class ProfileError(ValueError):
         super().__init__(f"{source}: {'; '.join(parts)}")
 
 
+@dataclass(frozen=True)
+class Capacities:
+    """Measured capacities, requests/s by name ("sync", "async", "async.acceptance"), and where
+    they come from (a file, for messages)."""
+
+    rates: Mapping[str, float]
+    source: str
+
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*[x\u00d7]\s*([a-z][a-z0-9-]*(?:\.[a-z]+)?)\s*$")
+RELATIVE_SYNTAX = "'<factor> x <capacity>', e.g. '0.3 x sync', '3 x sync', '0.5 x async.acceptance'"
+
+
+def parse_relative(text: str) -> tuple[float, str] | None:
+    """("0.3 x sync") -> (0.3, "sync"); None when `text` is not a capacity-relative rate."""
+    m = _RELATIVE.match(text)
+    return (float(m.group(1)), m.group(2)) if m else None
+
+
+def _resolve(value: str, capacities: Capacities | None) -> tuple[float | None, str | None]:
+    """(requests/s, None) or (None, why it cannot be resolved)."""
+    parsed = parse_relative(value)
+    if parsed is None:
+        return None, f"{value!r} is not a valid number (requests/s), nor a capacity-relative rate {RELATIVE_SYNTAX}"
+    factor, name = parsed
+    if capacities is None:
+        return None, (
+            f"{value!r} is relative to the measured capacity of {name!r}, and no capacity was measured "
+            "on this machine: run `bench capacity` first"
+        )
+    if name not in capacities.rates:
+        known = ", ".join(sorted(capacities.rates)) or "(none)"
+        return None, (
+            f"{value!r}: no capacity {name!r} in {capacities.source} (it has: {known}); "
+            f"run `bench capacity --pipeline {name.split('.')[0]}`"
+        )
+    return factor * capacities.rates[name], None
+
+
 class _Profile(BaseModel):
     # strict: "30s" or "100" are errors, not silently coerced; forbid: a typo is an error, not ignored.
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -39,6 +88,8 @@ class _Profile(BaseModel):
     description: str = ""
     rate: float = Field(ge=0, description="base arrival rate, requests per second")
     duration: float = Field(gt=0, description="length of the profile, seconds")
+    # Set when the profile is read with capacities, never in a file: rate field -> its expression.
+    relative_rates: dict[str, str] = Field(default_factory=dict)
 
     def rate_at(self, t: float) -> float:
         """Offered arrival rate (requests/s) at `t` seconds after the start; 0 outside the profile."""
@@ -173,16 +224,38 @@ KINDS = ("steady", "step", "ramp", "surge", "wave")
 _ADAPTER: TypeAdapter[Profile] = TypeAdapter(Annotated[Profile, Field(discriminator="kind")])
 
 
-def parse_profile(data: object, source: str, default_name: str = "") -> Profile:
-    """Validate already-parsed YAML; errors name `source` and the offending field."""
+_CLASSES: dict[str, type[_Profile]] = {
+    "steady": SteadyProfile, "step": StepProfile, "ramp": RampProfile, "surge": SurgeProfile, "wave": WaveProfile,
+}  # fmt: skip
+
+
+def parse_profile(data: object, source: str, default_name: str = "", capacities: Capacities | None = None) -> Profile:
+    """Validate already-parsed YAML; errors name `source` and the offending field. Capacity-relative
+    rates are resolved from `capacities` (every problem of the file is reported at once)."""
     if not isinstance(data, dict):
         raise ProfileError(source, [(None, f"expected a mapping of fields, got {type(data).__name__}")])
     if default_name and "name" not in data:
         data = {**data, "name": default_name}
+    problems: list[tuple[str | None, str]] = []
+    if "relative_rates" in data:
+        problems.append(("relative_rates", "is set when capacity-relative rates are resolved, not in a file"))
+    cls = _CLASSES.get(data["kind"]) if isinstance(data.get("kind"), str) else None
+    relative: dict[str, str] = {}
+    for field in cls.rate_fields if cls else ("rate",):
+        value = data.get(field)
+        if isinstance(value, str):
+            number, why = _resolve(value, capacities)
+            if why is not None:
+                problems.append((field, why))
+            relative[field] = value.strip()
+            data = {**data, field: 0.0 if number is None else number}
     try:
-        return _ADAPTER.validate_python(data)
+        profile = _ADAPTER.validate_python(data)
     except ValidationError as exc:
-        raise ProfileError(source, [_problem(err, data) for err in exc.errors()]) from None
+        problems += [p for p in (_problem(err, data) for err in exc.errors()) if p[0] not in relative]
+    if problems:
+        raise ProfileError(source, problems)
+    return profile.model_copy(update={"relative_rates": relative}) if relative else profile
 
 
 def _problem(err: Any, data: dict[str, Any]) -> tuple[str | None, str]:
@@ -194,8 +267,8 @@ def _problem(err: Any, data: dict[str, Any]) -> tuple[str | None, str]:
     return field, str(err["msg"]).removeprefix("Value error, ")
 
 
-def load_profile(path: str | Path) -> Profile:
-    """Read and validate one profile file."""
+def load_profile(path: str | Path, capacities: Capacities | None = None) -> Profile:
+    """Read and validate one profile file (capacity-relative rates resolved from `capacities`)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -205,7 +278,7 @@ def load_profile(path: str | Path) -> Profile:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ProfileError(str(path), [(None, f"not valid YAML: {exc}")]) from None
-    return parse_profile(data, str(path), default_name=path.stem)
+    return parse_profile(data, str(path), default_name=path.stem, capacities=capacities)
 
 
 def available_profiles(directory: Path = PROFILES_DIR) -> list[str]:
@@ -225,5 +298,13 @@ def resolve_profile(ref: str, directory: Path = PROFILES_DIR) -> Path:
     return directory / f"{matches[0]}.yaml"
 
 
-def find_profile(ref: str, directory: Path = PROFILES_DIR) -> Profile:
-    return load_profile(resolve_profile(ref, directory))
+def find_profile(ref: str, directory: Path = PROFILES_DIR, capacities: Capacities | None = None) -> Profile:
+    return load_profile(resolve_profile(ref, directory), capacities)
+
+
+def to_yaml(profile: Profile) -> str:
+    """The profile as a file the load generator reads: numbers only (a resolved capacity-relative
+    rate is written as its number, its expression as a comment)."""
+    data = profile.model_dump(exclude={"relative_rates"})
+    head = "".join(f"# {f}: {e} (resolved)\n" for f, e in sorted(profile.relative_rates.items()))
+    return head + yaml.safe_dump(data, sort_keys=False)

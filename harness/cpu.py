@@ -1,0 +1,90 @@
+"""CPU time of processes and their descendants, read from /proc/<pid>/stat (utime + stime).
+
+A component is a process group (Kafka's JVM, a Python service, Locust and its workers): its CPU is
+the sum over the process and every live descendant. A descendant that exited between two readings
+takes its CPU along, so read a snapshot before and after a window and take the difference.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import psutil
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of one process, seconds; None when it does not exist (any more)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces or parentheses: split after its closing one.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / _TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of `pid` and its live descendants; None when `pid` itself is gone."""
+    own = process_cpu_seconds(pid)
+    if own is None:
+        return None
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    return own + sum(process_cpu_seconds(c.pid) or 0.0 for c in children)
+
+
+MACHINE = "(machine)"  # every CPU's busy time, whoever used it
+
+
+def machine_busy_seconds() -> float | None:
+    """Busy CPU seconds of the whole machine since boot (/proc/stat: all but idle and iowait)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            first = f.readline().split()
+    except OSError:
+        return None
+    ticks = [int(v) for v in first[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    # guest time is already counted in user/nice: only the first eight fields
+    return (sum(ticks[:8]) - idle) / _TICKS
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds per component at one monotonic instant."""
+
+    at: float
+    seconds: Mapping[str, float]
+
+    @classmethod
+    def take(cls, pids: Mapping[str, int], at: float) -> CpuSnapshot:
+        seconds = {name: s for name, pid in pids.items() if (s := tree_cpu_seconds(pid)) is not None}
+        if (busy := machine_busy_seconds()) is not None:
+            seconds[MACHINE] = busy
+        return cls(at, seconds)
+
+    @staticmethod
+    def with_other(per_component: Mapping[str, float]) -> dict[str, float]:
+        """The machine's entry replaced by "other": what processes outside `pids` used."""
+        out = {n: v for n, v in per_component.items() if n != MACHINE}
+        if MACHINE in per_component:
+            out["other"] = max(0.0, per_component[MACHINE] - sum(out.values()))
+        return out
+
+    def cores_since(self, earlier: CpuSnapshot) -> dict[str, float]:
+        """Average cores used by each component between `earlier` and this snapshot (1.0 = one full core)."""
+        wall = self.at - earlier.at
+        if wall <= 0:
+            return {}
+        return {n: max(0.0, (s - earlier.seconds[n]) / wall) for n, s in self.seconds.items() if n in earlier.seconds}
+
+    def seconds_since(self, earlier: CpuSnapshot) -> dict[str, float]:
+        return {n: max(0.0, s - earlier.seconds[n]) for n, s in self.seconds.items() if n in earlier.seconds}

@@ -1,0 +1,55 @@
+"""bench capacity on the real stack: a short search and every ceiling; asserts the structure, not a number."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import capacity
+
+pytestmark = pytest.mark.stack
+
+
+def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any, tmp_path: Path) -> None:
+    shipped = capacity.load_config()
+    short = shipped.search.quick.model_copy(
+        update={"start_rate": 50, "max_rate": 100, "warmup_seconds": 1, "measure_seconds": 2, "resolution": 0.5,
+                "min_step": 20, "drain_seconds": 15, "ceiling_seconds": 1}
+    )  # fmt: skip
+    config = shipped.model_copy(update={"search": shipped.search.model_copy(update={"quick": short})})
+    before = stack.pipeline
+    try:
+        report = capacity.run_capacity(
+            ["sync", "async"], quick=True, stack=stack, config=config, runs_root=tmp_path, remember=False
+        )
+    finally:
+        if stack.pipeline != before:
+            stack.use_pipeline(before)
+
+    written = capacity.load_report(tmp_path / report.run_id / "capacity.json")
+    assert written == report
+    for name in ("sync", "async"):
+        pc = report.pipelines[name]
+        result = pc.capacity
+        assert result.rate is not None or result.broke_at is not None
+        assert result.reasons, f"{name}: no reason given"
+        assert result.bound in ("pipeline", "generator", "search-limit")
+        assert pc.steps and all(st.sent > 0 for st in pc.steps)
+        components = set(pc.steps[0].cpu_cores)
+        assert {"reaction", "notification", "kafka", "pushsink", "loadgen"} <= components
+        assert set(pc.cpu_seconds_per_1000) >= {"reaction", "notification"}
+    assert report.pipelines["async"].acceptance is not None
+    assert report.pipelines["async"].steps[0].backlog_growth_per_second is not None
+
+    ceilings = {c.name: c for c in report.ceilings}
+    expected = {
+        "http.wrk.healthz", "http.wrk.post.sync", "http.wrk.post.async", "grpc.notify",
+        "kafka.produce.aiokafka", "kafka.produce.java", "kafka.consume.java", "kafka.consume.aiokafka",
+    }  # fmt: skip
+    assert expected <= set(ceilings)
+    failed = {n: c.error for n, c in ceilings.items() if c.per_second is None}
+    assert not failed, failed
+    assert {r.name for r in report.ratios} >= {"sync.grpc", "async.acceptance.aiokafka", "async.delivery.java"}
+    assert report.generator is not None

@@ -1,0 +1,245 @@
+"""bench capacity without a stack: the search over fake steps, the service level file, the judge,
+the ratios and the last-capacity file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import capacity
+from harness.capacity import (
+    ACCEPTANCE_LIMITS,
+    ALL_LIMITS,
+    API_P99,
+    BACKLOG,
+    CapacityReport,
+    ConfigError,
+    SearchSettings,
+    Step,
+    judge,
+    load_config,
+    search,
+)
+from harness.ceilings import Ceiling, parse_consumer_performance, parse_producer_performance, parse_wrk
+
+LEVEL = capacity.ServiceLevel(api_p99_seconds=0.1, error_ratio=0.001, backlog_growth_ratio=0.02)
+SETTINGS = SearchSettings(
+    start_rate=100, max_rate=6400, warmup_seconds=1, measure_seconds=1, resolution=0.05, min_step=5,
+    drain_seconds=1, ceiling_seconds=1,
+)  # fmt: skip
+
+
+def fake_step(
+    rate: float, *, api_p99: float = 0.01, service_p99: float | None = None, errors: float = 0.0,
+    backlog_growth: float | None = None, generator: list[str] | None = None, pipeline: str = "sync",
+) -> Step:  # fmt: skip
+    service = api_p99 if service_p99 is None else service_p99
+    return Step(
+        pipeline=pipeline, rate=rate, seconds=1.0, sent=int(rate), acknowledged=int(rate), failed=0, unknown=0,
+        missed=0, achieved_rate=rate, error_ratio=errors, api_p50_seconds=api_p99 / 2, api_p99_seconds=api_p99,
+        service_p99_seconds=service, lag_p99_seconds=0.0, lag_max_seconds=0.0,
+        backlog_growth_per_second=backlog_growth,
+        cpu_cores={"reaction": min(1.0, rate / 1000), "notification": min(1.0, rate / 700), "loadgen": rate / 1500},
+        breaches=judge(LEVEL, pipeline, rate, api_p99=api_p99, error_ratio=errors, backlog_growth=backlog_growth),
+        breaches_without_lag=judge(LEVEL, pipeline, rate, api_p99=service, error_ratio=errors,
+                                   backlog_growth=backlog_growth),
+        generator_reasons=generator or [],
+    )  # fmt: skip
+
+
+class Pipeline:
+    """A fake pipeline: latency explodes above `capacity`; the generator lags above `generator_limit`."""
+
+    def __init__(self, capacity: float, generator_limit: float = float("inf")) -> None:
+        self.capacity, self.generator_limit = capacity, generator_limit
+        self.calls: list[float] = []
+
+    def __call__(self, rate: float) -> Step:
+        self.calls.append(rate)
+        lagging = rate > self.generator_limit
+        over = rate > self.capacity
+        api = 0.5 if over else 0.01
+        lag = 0.3 if lagging else 0.0
+        return fake_step(
+            rate, api_p99=api + lag, service_p99=api, generator=["schedule lag p99 300 ms > 50 ms"] if lagging else None
+        )
+
+
+def test_coarse_then_bisection_converges_on_the_capacity() -> None:
+    fake = Pipeline(capacity=650)
+    result = search(fake, ALL_LIMITS, SETTINGS)
+    assert result.bound == "pipeline"
+    assert result.rate is not None and result.broke_at is not None
+    assert result.rate <= 650 < result.broke_at
+    assert result.broke_at - result.rate <= max(SETTINGS.resolution * result.rate, SETTINGS.min_step)
+    assert fake.calls[:4] == [100, 200, 400, 800]  # doubling until a step breaks
+    assert all(400 <= r <= 800 for r in fake.calls[4:])  # then only between held and broke
+    assert any("API p99" in r for r in result.reasons)
+    assert result.busiest == "notification"  # the component with the most CPU, the generator excluded
+    assert result.cpu_cores_at_break["notification"] > 0.9
+
+
+def test_a_generator_bound_step_is_never_reported_as_capacity() -> None:
+    fake = Pipeline(capacity=5000, generator_limit=900)
+    result = search(fake, ALL_LIMITS, SETTINGS)
+    assert result.bound == "generator"
+    assert result.rate is not None and result.rate <= 900 < (result.broke_at or 0)
+    assert any(r.startswith("generator:") for r in result.reasons)
+    assert "GENERATOR-BOUND" in result.summary()
+
+
+def test_a_breach_that_survives_without_the_generator_lag_is_the_pipeline() -> None:
+    # The generator lags from 500/s, but the service itself is slow above 600/s: not generator-bound there.
+    fake = Pipeline(capacity=600, generator_limit=500)
+    step = fake(800)
+    assert step.verdict(ALL_LIMITS) == "broke"
+    assert fake(550).verdict(ALL_LIMITS) == "generator-bound"
+    assert any(r.startswith("generator:") for r in step.why(ALL_LIMITS))  # both are said
+
+
+def test_the_reason_names_the_limit_that_broke() -> None:
+    def errors_above_300(rate: float) -> Step:
+        return fake_step(rate, errors=0.05 if rate > 300 else 0.0)
+
+    result = search(errors_above_300, ALL_LIMITS, SETTINGS)
+    assert result.reasons == ["errors 5.00% > 0.10%"]
+
+
+def test_async_delivery_and_acceptance_capacities_from_the_same_steps() -> None:
+    measured: dict[float, Step] = {}
+
+    def consumer_slower_than_api(rate: float) -> Step:
+        if rate not in measured:
+            growth = max(0.0, rate - 1000)  # the consumer delivers 1,000/s
+            api = 0.5 if rate > 2000 else 0.01
+            measured[rate] = fake_step(rate, pipeline="async", api_p99=api, backlog_growth=growth)
+        return measured[rate]
+
+    delivery = search(consumer_slower_than_api, ALL_LIMITS, SETTINGS)
+    acceptance = search(consumer_slower_than_api, ACCEPTANCE_LIMITS, SETTINGS)
+    assert delivery.rate is not None and delivery.rate <= 1020 < (delivery.broke_at or 0)
+    assert any("consumer falls behind" in r for r in delivery.reasons)
+    assert acceptance.rate is not None and 1600 <= acceptance.rate <= 2000 < (acceptance.broke_at or 0)
+    assert BACKLOG not in acceptance.limits
+
+
+def test_the_first_step_breaking_bisects_downwards() -> None:
+    result = search(Pipeline(capacity=60), ALL_LIMITS, SETTINGS)
+    assert result.rate is not None and result.rate <= 60 < (result.broke_at or 0)
+
+
+def test_nothing_breaking_stops_at_the_search_limit() -> None:
+    small = SETTINGS.model_copy(update={"max_rate": 800})
+    result = search(Pipeline(capacity=10_000), ALL_LIMITS, small)
+    assert (result.bound, result.rate, result.broke_at) == ("search-limit", 800, None)
+
+
+def test_judge_backlog_only_for_async() -> None:
+    assert judge(LEVEL, "sync", 1000, api_p99=0.01, error_ratio=0, backlog_growth=500) == []
+    (b,) = judge(LEVEL, "async", 1000, api_p99=0.01, error_ratio=0, backlog_growth=500)
+    assert b.limit == BACKLOG and b.allowed == pytest.approx(20)
+    (b,) = judge(LEVEL, "sync", 1000, api_p99=0.2, error_ratio=0, backlog_growth=None)
+    assert b.limit == API_P99
+
+
+def test_slope() -> None:
+    assert capacity.slope([(0, 10), (1, 20), (2, 30)]) == pytest.approx(10)
+    assert capacity.slope([(0, 10)]) is None
+
+
+# -- the service level file -----------------------------------------------------------------------
+
+
+def test_the_shipped_file_is_valid() -> None:
+    config = load_config()
+    assert config.search.quick.measure_seconds < config.search.full.measure_seconds
+
+
+def test_a_bad_file_names_the_file_and_the_field(tmp_path: Path) -> None:
+    text = capacity.LIMITS_FILE.read_text().replace("error_ratio: 0.001", "error_ratio: 2")
+    text = text.replace("    resolution: 0.2", "    resolutoin: 0.2")
+    bad = tmp_path / "capacity.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(bad)
+    message = str(e.value)
+    assert str(bad) in message
+    assert "service_level.error_ratio" in message
+    assert "search.quick.resolutoin" in message  # the typo
+    assert "search.quick.resolution" in message  # and the field it left missing
+
+
+def test_an_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "x.yaml").write_text("a: [")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "x.yaml")
+
+
+# -- the report, its ratios, the last-capacity file -------------------------------------------------
+
+
+def _report() -> CapacityReport:
+    config = load_config()
+    sync = search(Pipeline(capacity=650), ALL_LIMITS, SETTINGS)
+    report = CapacityReport(
+        run_id="r", hostname="h", cpus=2, quick=True, started_unix=0.0,
+        service_level=config.service_level, search=config.search.quick,
+        pipelines={"sync": capacity.PipelineCapacity(pipeline="sync", capacity=sync, cpu_rate=100)},
+        ceilings=[
+            Ceiling(name="grpc.notify", tool="t", what="w", per_second=1300.0),
+            Ceiling(name="http.wrk.post.sync", tool="wrk", what="w", per_second=None, error="boom"),
+        ],
+    )  # fmt: skip
+    report.ratios = capacity.ratios(report)
+    return report
+
+
+def test_ratios_divide_by_the_ceiling_and_survive_a_failed_one() -> None:
+    by_name = {r.name: r for r in _report().ratios}
+    assert by_name["sync.grpc"].value == pytest.approx(by_name["sync.grpc"].value or 0)
+    sync_rate = _report().pipelines["sync"].capacity.rate or 0
+    assert by_name["sync.grpc"].value == pytest.approx(sync_rate / 1300)
+    assert by_name["sync.http"].value is None  # wrk failed: no ratio, no crash
+
+
+def test_last_capacity_file_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_ASYNC_BENCH_STATE", str(tmp_path))
+    assert capacity.last_capacities() is None
+    report = _report()
+    report.write(capacity.last_file())
+    caps = capacity.last_capacities()
+    assert caps is not None and caps.rates["sync"] == report.pipelines["sync"].capacity.rate
+    assert caps.source == str(capacity.last_file())
+    capacity.last_file().write_text('{"schema_version": 99}')
+    with pytest.raises(ValueError, match="schema"):
+        capacity.last_capacities()
+
+
+# -- the tools' outputs ---------------------------------------------------------------------------
+
+
+def test_parse_wrk() -> None:
+    text = """Running 3s test @ http://127.0.0.1:8080/healthz
+  1 threads and 64 connections
+  12345 requests in 3.00s, 1.2MB read
+  Socket errors: connect 0, read 1, write 0, timeout 2
+  Non-2xx or 3xx responses: 4
+Requests/sec:   4115.00
+"""
+    assert parse_wrk(text) == (12345, 3.0, 7)
+    with pytest.raises(ValueError):
+        parse_wrk("nothing")
+
+
+def test_parse_kafka_tools() -> None:
+    prod = "50000 records sent, 41736.2 records/sec (2.79 MB/sec), 300.1 ms avg latency, 700.0 ms max latency"
+    assert parse_producer_performance(prod) == (50000, 41736.2)
+    cons = (
+        "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, "
+        "fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec\n"
+        "2026-01-01 00:00:00:000, 2026-01-01 00:00:03:000, 3.3, 1.1, 50000, 16666.7, 2500, 500, 6.6, 100000.0\n"
+    )
+    assert parse_consumer_performance(cons) == (50000, 100000.0)
