@@ -19,6 +19,14 @@ LEDGER_COUNTS = (
     "recovered", "dead_lettered",
 )  # fmt: skip
 LATENCY_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
+# Control windows inside a cell (harness/windows.py): before/at a surge, before/inside the faults.
+WINDOWS = ("calm", "peak", "prefault", "fault")
+WINDOW_TEXT = {
+    "calm": "before the surge (after the warm-up)",
+    "peak": "at the surge's peak rate",
+    "prefault": "before the first fault (after the warm-up)",
+    "fault": "inside the fault windows",
+}
 
 
 @dataclass(frozen=True)
@@ -42,15 +50,23 @@ def _measures() -> tuple[Measure, ...]:
         Measure("loadgen.bound", "flag", "the load generator fell behind (1): the cell measured it, not the pipeline"),
         Measure("achieved_rate", "rate", "attempted / load seconds"),
     ]
-    for hop, what in (("api", "API latency from the intended start"), ("e2e", "reaction accepted -> first delivery")):
+    for hop, what in (
+        ("api", "API latency from the intended start"),
+        ("e2e", "reaction accepted -> first delivery"),
+        ("ack_to_delivery", "the client's 2xx -> first delivery (acknowledged and delivered)"),
+    ):
         out += [Measure(f"{hop}.{s}", "seconds", f"{what}, {s}") for s in LATENCY_STATS]
+    for w, where in WINDOW_TEXT.items():
+        out += [
+            Measure(f"{w}.error_ratio", "ratio", f"(failed + unknown) / attempted, {where}"),
+            Measure(f"{w}.api.p99", "seconds", f"API latency p99, {where}"),
+        ]
     out += [
         Measure("peak_backlog", "count", "largest Kafka backlog sampled (records)"),
         Measure("drain_seconds", "seconds", "planned end of the load -> last first delivery"),
         Measure("rate.target_mean", "rate", "the profile's mean rate"),
         Measure("rate.target_peak", "rate", "the profile's peak rate"),
         Measure("fault.attempted", "count", "requests started inside fault windows"),
-        Measure("fault.error_ratio", "ratio", "error ratio inside fault windows"),
         Measure("fault.ack_ratio", "ratio", "acknowledged ratio inside fault windows"),
         Measure("fault.api_p99_max", "seconds", "highest per-second API p99 inside fault windows"),
         Measure("hypothesis.passed", "flag", "the cell's hypothesis held (1) or not (0)", False, ("FAIL", "pass")),

@@ -21,13 +21,13 @@ from harness.result import (
     DeadLetter,
     FaultWindow,
     Hypothesis,
-    LatencySummary,
     LoadGenerator,
     PerSecond,
     ScheduleLag,
     TargetRate,
     Timings,
 )
+from harness.windows import latency_summary, windows
 from protos import reaction_pb2
 
 
@@ -65,6 +65,35 @@ def assemble(
         for rid, d in deliveries.items()
         if rid in sent and d.get("created_unix_nanos")
     ]
+    # Per request on the load's own axis: (intended second, API latency or None, acknowledged?).
+    requests = [
+        (
+            o["intended_unix_nanos"] / 1e9 - epoch,
+            (o["ended_unix_nanos"] - o["intended_unix_nanos"]) / 1e9 if o.get("ended_unix_nanos") else None,
+            o["outcome"] == ledger.ACK,
+        )
+        for o in outcomes
+    ]
+    ack_to_delivery = [
+        (deliveries[o["reaction_id"]]["first_delivery_unix_nanos"] - o["ended_unix_nanos"]) / 1e9
+        for o in outcomes
+        if o["outcome"] == ledger.ACK and o.get("ended_unix_nanos") and o["reaction_id"] in deliveries
+    ]
+    faults = [
+        FaultWindow(
+            index=w.index,
+            kind=w.kind,
+            target=w.target,
+            label=w.label,
+            start=w.start,
+            end=w.end,
+            applied_offset=None if w.applied_unix is None else w.applied_unix - epoch,
+            undone_offset=None if w.undone_unix is None else w.undone_unix - epoch,
+            recovered_offset=None if w.recovered_unix is None else w.recovered_unix - epoch,
+            error=w.error,
+        )
+        for w in timeline.windows
+    ]
     # Drain time: from the planned end of the load to the last first delivery of this cell's ids.
     load_end = epoch + cell.load_seconds
     drain_seconds = max(0.0, max((t for t, _ in e2e), default=load_end) - load_end)
@@ -88,28 +117,16 @@ def assemble(
         ),
         loadgen=_loadgen(load, summaries, outcomes, loadgen_exit_code),
         ledger=led,
-        api_latency_seconds=_summary(v for _, v in api),
-        e2e_latency_seconds=_summary(v for _, v in e2e),
+        api_latency_seconds=latency_summary(v for _, v in api),
+        e2e_latency_seconds=latency_summary(v for _, v in e2e),
+        ack_to_delivery_seconds=latency_summary(ack_to_delivery),
+        windows=windows(requests, profile.rate_at, cell.load_seconds, faults),
         backlog=Backlog(peak=max(backlog_values) if backlog_values else None, left_after_drain=backlog_left),
         dead_letter=DeadLetter(
             records=len(dead),
             by_reason=dict(Counter(_header(r, "x-dlq-reason") or "?" for r in dead_letter_records)),
         ),
-        faults=[
-            FaultWindow(
-                index=w.index,
-                kind=w.kind,
-                target=w.target,
-                label=w.label,
-                start=w.start,
-                end=w.end,
-                applied_offset=None if w.applied_unix is None else w.applied_unix - epoch,
-                undone_offset=None if w.undone_unix is None else w.undone_unix - epoch,
-                recovered_offset=None if w.recovered_unix is None else w.recovered_unix - epoch,
-                error=w.error,
-            )
-            for w in timeline.windows
-        ],
+        faults=faults,
         series=_series(outcomes, api, e2e, backlog_series, epoch, series_len, profile.rate_at),
     )
     result.hypothesis = judge(cell, result)
@@ -137,19 +154,6 @@ def _loadgen(
             summaries=summaries,
             limits=generator_health.load_limits(),
         ),
-    )
-
-
-def _summary(values: Any) -> LatencySummary:
-    s = quantiles.summary(values)
-    return LatencySummary(
-        p50=s["p50"],
-        p90=s["p90"],
-        p99=s["p99"],
-        p999=s["p999"],
-        max=s["max"],
-        mean=s["mean"],
-        count=int(s["count"] or 0),
     )
 
 

@@ -19,7 +19,7 @@ from harness import expr, yamlpos
 from harness.result import Run, split_name
 
 DEFAULT_FILE = Path(__file__).resolve().parent / "claims.yaml"
-FIELDS = ("id", "side", "kind", "text", "scenario", "metric", "holds", "shown_if", "show", "note")
+FIELDS = ("id", "side", "kind", "text", "scenario", "metric", "holds", "shown_if", "show", "by_design", "note")
 REQUIRED = ("id", "side", "kind", "text")
 SIDES = ("sync", "async")
 KINDS = ("advantage", "disadvantage")
@@ -51,6 +51,7 @@ class Claim:
     holds: Rule | None
     shown_if: Rule | None = None
     show: tuple[str, ...] = ()  # extra values shown beside the verdict
+    by_design: str = ""  # why the claim holds by construction of the pipeline (counted apart)
     note: str = ""
     line: int = 0
 
@@ -145,6 +146,7 @@ def _claim(raw: Any, path: Path, seen: set[str], list_line: int) -> Claim:
         holds=holds,
         shown_if=shown_if,
         show=tuple(shown),
+        by_design=" ".join(str(raw.get("by_design") or "").split()),
         note=" ".join(str(raw.get("note") or "").split()),
         line=line,
     )

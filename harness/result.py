@@ -133,6 +133,28 @@ class PerSecond(_Model):
     backlog: list[int | None]
 
 
+class WindowStats(_Model):
+    """The requests whose intended start falls in a set of seconds of the cell (harness/windows.py)."""
+
+    seconds: int
+    attempted: int
+    errors: int  # failed + unknown
+    api: LatencySummary
+
+    @property
+    def error_ratio(self) -> float | None:
+        return self.errors / self.attempted if self.attempted else None
+
+
+class Windows(_Model):
+    """Control windows inside the cell; None where the cell has no such seconds."""
+
+    calm: WindowStats | None = None  # before the surge, after the warm-up
+    peak: WindowStats | None = None  # at the profile's peak, when it surges
+    prefault: WindowStats | None = None  # before the first fault took effect, after the warm-up
+    fault: WindowStats | None = None  # inside the actual fault windows
+
+
 class CheckResult(_Model):
     check: str
     metric: str
@@ -158,6 +180,10 @@ class CellResult(_Model):
     ledger: Ledger
     api_latency_seconds: LatencySummary
     e2e_latency_seconds: LatencySummary
+    # From the client's 2xx to the first delivery, for acknowledged reactions that were delivered:
+    # how long "accepted" and "delivered" disagree (negative: delivered before the answer left).
+    ack_to_delivery_seconds: LatencySummary
+    windows: Windows
     backlog: Backlog
     dead_letter: DeadLetter
     faults: list[FaultWindow]
@@ -176,12 +202,7 @@ class CellResult(_Model):
 
     def fault_seconds(self) -> set[int]:
         """Seconds (of the series) whose middle falls inside an actual fault window."""
-        out: set[int] = set()
-        for w in self.faults:
-            if (span := w.actual()) is not None:
-                start, end = span
-                out.update(i for i in range(max(0, math.floor(start)), math.ceil(end)) if start <= i + 0.5 < end)
-        return out
+        return seconds_inside(self.faults)
 
     def metrics(self) -> dict[str, float | None]:
         """Every name of the vocabulary -> its value (None: not measured), each read from its one field."""
@@ -200,8 +221,16 @@ class CellResult(_Model):
                 "achieved_rate": n / self.timings.load_seconds if self.timings.load_seconds else None,
             }
         )
-        for hop, summary in (("api", self.api_latency_seconds), ("e2e", self.e2e_latency_seconds)):
+        for hop, summary in (
+            ("api", self.api_latency_seconds),
+            ("e2e", self.e2e_latency_seconds),
+            ("ack_to_delivery", self.ack_to_delivery_seconds),
+        ):
             out.update({f"{hop}.{s}": getattr(summary, s) for s in measures.LATENCY_STATS})
+        for name in measures.WINDOWS:
+            w: WindowStats | None = getattr(self.windows, name)
+            out[f"{name}.error_ratio"] = None if w is None else w.error_ratio
+            out[f"{name}.api.p99"] = None if w is None else w.api.p99
         out.update(
             {
                 "peak_backlog": None if self.backlog.peak is None else float(self.backlog.peak),
@@ -215,20 +244,13 @@ class CellResult(_Model):
         return out
 
     def _fault_metrics(self) -> dict[str, float | None]:
-        """The error ratio and latency *inside* the fault windows, which a whole-cell figure dilutes."""
-        seconds = self.fault_seconds()
+        """Requests started inside the fault windows: a whole-cell figure dilutes them."""
+        w = self.windows.fault
         s = self.series
-        inside = [i for i in sorted(seconds) if i < len(s.second)]
-        if not inside:
-            return dict.fromkeys(("fault.attempted", "fault.error_ratio", "fault.ack_ratio", "fault.api_p99_max"))
-        ack = sum(s.acknowledged[i] for i in inside)
-        bad = sum(s.failed[i] + s.unknown[i] for i in inside)
-        p99 = [v for i in inside if (v := s.api_p99[i]) is not None]
-        n = ack + bad
+        p99 = [v for i in sorted(self.fault_seconds()) if i < len(s.api_p99) and (v := s.api_p99[i]) is not None]
         return {
-            "fault.attempted": float(n),
-            "fault.error_ratio": bad / n if n else None,
-            "fault.ack_ratio": ack / n if n else None,
+            "fault.attempted": None if w is None else float(w.attempted),
+            "fault.ack_ratio": None if w is None or not w.attempted else 1.0 - w.errors / w.attempted,
             "fault.api_p99_max": max(p99) if p99 else None,
         }
 
@@ -237,6 +259,16 @@ class CellResult(_Model):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.model_dump_json(indent=2) + "\n")
         return path
+
+
+def seconds_inside(faults: Iterable[FaultWindow]) -> set[int]:
+    """Whole seconds whose middle falls inside an actual fault window."""
+    out: set[int] = set()
+    for w in faults:
+        if (span := w.actual()) is not None:
+            start, end = span
+            out.update(i for i in range(max(0, math.floor(start)), math.ceil(end)) if start <= i + 0.5 < end)
+    return out
 
 
 def cell_folder(pipeline: str, scenario: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 from facts import measures, quantiles
 from harness.ledger import Ledger
@@ -15,7 +16,6 @@ from harness.result import (
     DeadLetter,
     FaultWindow,
     Hypothesis,
-    LatencySummary,
     LoadGenerator,
     Machine,
     PerSecond,
@@ -23,6 +23,7 @@ from harness.result import (
     TargetRate,
     Timings,
 )
+from harness.windows import latency_summary, windows
 
 MACHINE = Machine(
     hostname="ci-runner-7",
@@ -43,12 +44,6 @@ def fault(label: str, start: float, end: float, kind: str = "link-down", target:
         index=0, kind=kind, target=target, label=label, start=start, end=end,
         applied_offset=start + 0.02, undone_offset=end + 0.03,
     )  # fmt: skip
-
-
-def _summary(values: list[float]) -> LatencySummary:
-    s = quantiles.summary(values)
-    count = int(s.pop("count") or 0)
-    return LatencySummary(**s, count=count)
 
 
 def set_metric(cell: CellResult, name: str, value: float | None) -> None:
@@ -104,32 +99,50 @@ def result(
     fault_api: float | None = None,
     fault_e2e: float | None = None,
     backlog_peak: int = 0,
+    surge: tuple[int, int] | None = None,
+    surge_factor: float = 10.0,
+    surge_error: float = 0.0,
+    surge_api: float | None = None,
     lost: int = 0,
     drain: int = 3,
     seed: int = 1,
     measured: dict[str, float | None] | None = None,
     **overrides: float | None,
 ) -> CellResult:
-    """One cell: steady `rate`, and inside the fault windows a share `fault_error` of failures and
-    latencies `fault_api`/`fault_e2e`; async-like backlog rising to `backlog_peak` then draining.
-    `measured` and `overrides` (for names without dots) set metrics through `set_metric`."""
+    """One cell: steady `rate` (times `surge_factor` during the `surge` seconds [start, end), with a
+    share `surge_error` of failures and API latency `surge_api`), and inside the fault windows a share
+    `fault_error` of failures and latencies `fault_api`/`fault_e2e`; async-like backlog rising to
+    `backlog_peak` then draining. `measured` and `overrides` (for names without dots) set metrics
+    through `set_metric`. The control windows come from the same code as a real cell's."""
     rnd = random.Random(seed)
     in_fault = [any(f.start <= i + 0.5 < f.end for f in faults) for i in range(seconds)]
+
+    def rate_at(t: float) -> float:
+        return rate * surge_factor if surge and surge[0] <= t < surge[1] else rate if 0 <= t < seconds else 0.0
+
     n = seconds + drain
     ack, failed, unknown, delivered = [0] * n, [0] * n, [0] * n, [0] * n
     api_samples: list[tuple[float, float]] = []
     e2e_samples: list[tuple[float, float]] = []
+    requests: list[tuple[float, float | None, bool]] = []
+    ack_to_delivery: list[float] = []
     for i in range(seconds):
-        sent = int(rate)
-        bad = round(sent * fault_error) if in_fault[i] else 0
+        sent = int(rate_at(i + 0.5))
+        in_surge = sent > rate
+        share = fault_error if in_fault[i] else surge_error if in_surge else 0.0
+        bad = round(sent * share)
         ack[i], failed[i] = sent - bad, bad
+        base_api = fault_api if in_fault[i] and fault_api is not None else api
+        base_api = surge_api if in_surge and surge_api is not None else base_api
         for k in range(sent):
             t = i + k / sent
-            lat = (fault_api if in_fault[i] and fault_api is not None else api) * rnd.uniform(0.4, 1.0)
+            lat = base_api * rnd.uniform(0.4, 1.0)
             api_samples.append((t, lat))
+            requests.append((t, lat, k >= bad))
             if k >= bad:
                 el = (fault_e2e if in_fault[i] and fault_e2e is not None else e2e) * rnd.uniform(0.4, 1.0)
                 e2e_samples.append((t + el, el))
+                ack_to_delivery.append(el - lat)
     for t, _ in e2e_samples:
         delivered[min(int(t), n - 1)] += 1
     backlog: list[int | None] = [0] * n
@@ -146,18 +159,21 @@ def result(
                  "rate": rate, "duration": float(seconds)},
         timings=Timings(load_start_unix=1e9, load_seconds=float(seconds), drain_seconds=float(drain),
                         drain_timeout_seconds=60.0, drained=True),
-        target_rate=TargetRate(mean=rate, peak=rate),
+        target_rate=TargetRate(mean=sum(rate_at(i + 0.5) for i in range(seconds)) / seconds, peak=rate_at(
+            surge[0] + 0.5) if surge else rate),
         loadgen=LoadGenerator(exit_code=0, missed_arrivals=0),
         ledger=Ledger(attempted=attempted, acknowledged=acknowledged, failed=n_failed,
                       delivered=len(e2e_samples) - lost, lost=lost),
-        api_latency_seconds=_summary([v for _, v in api_samples]),
-        e2e_latency_seconds=_summary([v for _, v in e2e_samples]),
+        api_latency_seconds=latency_summary(v for _, v in api_samples),
+        e2e_latency_seconds=latency_summary(v for _, v in e2e_samples),
+        ack_to_delivery_seconds=latency_summary(ack_to_delivery),
+        windows=windows(requests, rate_at, float(seconds), faults),
         backlog=Backlog(peak=backlog_peak, left_after_drain=0),
         dead_letter=DeadLetter(),
         faults=list(faults),
         series=PerSecond(
             second=list(range(n)),
-            target_rate=[rate] * seconds + [0.0] * drain,
+            target_rate=[rate_at(i + 0.5) for i in range(n)],
             acknowledged=ack, failed=failed, unknown=unknown, delivered=delivered,
             api_p50=quantiles.per_second_quantile(api_samples, 0, n, 0.5),
             api_p99=quantiles.per_second_quantile(api_samples, 0, n, 0.99),
@@ -189,8 +205,9 @@ def write_run(root: Path, cells: list[CellResult], run_id: str = "20260101-00000
     return root
 
 
-def article_cells() -> list[CellResult]:
-    """A full matrix shaped like the article says it should be (sync blocks and cascades, async absorbs)."""
+def article_cells(changes: dict[tuple[str, str], dict[str, Any]] | None = None) -> list[CellResult]:
+    """A full matrix shaped like the article says it should be (sync blocks and cascades, async absorbs).
+    `changes`: (pipeline, scenario) -> keyword arguments of `result` to replace for that cell."""
     down = (fault("notification down", 5, 12),)
     broker = (fault("kafka-produce down", 5, 12), fault("kafka-consume down", 5, 12))
     slow = (fault("latency(downstream) on push", 5, 15, kind="toxic", target="link:push"),)
@@ -200,16 +217,20 @@ def article_cells() -> list[CellResult]:
     for p in ("sync", "sync-resilient", "async"):
         is_async = p == "async"
         e2e = 0.02 if is_async else 0.002
-        cells += [
-            result(p, "baseline", e2e=e2e),
-            result(p, "push-slow", faults=slow, fault_api=0.004 if is_async else 0.45, fault_e2e=0.45, e2e=e2e),
-            result(p, "notification-down", faults=down, fault_error=0.0 if is_async else 1.0,
-                   fault_e2e=6.0 if is_async else None, backlog_peak=700 if is_async else 0, e2e=e2e),
-            result(p, "broker-down", faults=broker, fault_error=1.0 if is_async else 0.0, e2e=e2e),
-            *(result(p, surge, rate=300, api=0.005 if is_async else 0.9, fault_error=0.0, e2e=e2e,
-                     backlog_peak=2000 if is_async else 0, error_ratio=0.0 if is_async else 0.2)
-              for surge in ("surge", "surge-over-capacity")),
-            result(p, "consumer-crash", faults=crash, fault_error=0.0 if is_async else 1.0, e2e=e2e),
-            result(p, "flaky-network", faults=flaky, fault_error=0.0 if is_async else 0.05, e2e=e2e),
-        ]  # fmt: skip
+        specs: dict[str, dict[str, Any]] = {
+            "baseline": {"e2e": e2e},
+            "push-slow": {"faults": slow, "fault_api": 0.004 if is_async else 0.45, "fault_e2e": 0.45, "e2e": e2e},
+            "notification-down": {"faults": down, "fault_error": 0.0 if is_async else 1.0,
+                                  "fault_e2e": 6.0 if is_async else None, "backlog_peak": 700 if is_async else 0,
+                                  "e2e": e2e},
+            "broker-down": {"faults": broker, "fault_error": 1.0 if is_async else 0.0, "e2e": e2e},
+            **{surge: {"rate": 50, "surge": (8, 14), "surge_api": 0.005 if is_async else 0.9,
+                       "surge_error": 0.0 if is_async else 0.3, "e2e": e2e,
+                       "backlog_peak": 2000 if is_async else 0}
+               for surge in ("surge", "surge-over-capacity")},
+            "consumer-crash": {"faults": crash, "fault_error": 0.0 if is_async else 1.0, "e2e": e2e},
+            "flaky-network": {"faults": flaky, "fault_error": 0.0 if is_async else 0.05, "e2e": e2e},
+        }  # fmt: skip
+        for scenario, kwargs in specs.items():
+            cells.append(result(p, scenario, **{**kwargs, **(changes or {}).get((p, scenario), {})}))
     return cells

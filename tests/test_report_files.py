@@ -178,3 +178,12 @@ def test_a_claims_note_is_shown_whatever_the_verdict(written: tuple[str, str]) -
     assert confirmed and all(noted[r[0]] in r[4] for r in confirmed)
     not_shown = [r for r in _md_claims(md) if r[1] == "not shown"]
     assert not_shown and all(r[4] for r in not_shown)  # the reason, first
+
+
+def test_claims_that_hold_by_design_say_so_and_are_counted_apart(written: tuple[str, str]) -> None:
+    _, md = written
+    by_design = {c.text: c.by_design for c in load_claims() if c.by_design}
+    rows = {r[0]: r for r in _md_claims(md)}
+    assert by_design and all(f"by design: {reason}" in rows[text][4] for text, reason in by_design.items())
+    decided = sum(1 for c in load_claims() if c.holds is not None and not c.by_design)
+    assert f"{decided} confirmed, 0 refuted, 3 not shown; by design of the pipeline: {len(by_design)} confirmed" in md

@@ -32,7 +32,8 @@ class ClaimRow:
     sync: tuple[str, ...]  # "scenario metric = value" (prefixed with the pipeline when not plain sync)
     async_: tuple[str, ...]
     verdict: Verdict
-    notes: tuple[str, ...]  # why it is not shown first, then the claim's note
+    notes: tuple[str, ...]  # why it is not shown first, then why it holds by design, then the claim's note
+    by_design: bool
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ class Counts:
     pipelines: tuple[str, ...]
     scenarios: tuple[str, ...]
     held: int  # cells whose hypothesis held
-    verdicts: tuple[tuple[Verdict, int], ...]
+    verdicts: tuple[tuple[Verdict, int], ...]  # the claims the run could decide either way
+    by_design: tuple[tuple[Verdict, int], ...]  # the claims that hold by construction, counted apart
 
     @property
     def cells_text(self) -> str:
@@ -120,7 +122,10 @@ class Counts:
 
     @property
     def verdicts_text(self) -> str:
-        return ", ".join(f"{n} {v}" for v, n in self.verdicts)
+        text = ", ".join(f"{n} {v}" for v, n in self.verdicts)
+        if any(n for _, n in self.by_design):
+            text += "; by design of the pipeline: " + ", ".join(f"{n} {v}" for v, n in self.by_design if n)
+        return text
 
 
 @dataclass(frozen=True)
@@ -154,8 +159,11 @@ def claim_values(j: Judgement, side: str) -> tuple[str, ...]:
 
 
 def verdict_notes(j: Judgement) -> tuple[str, ...]:
-    """Why a claim is not shown, then the claim's note (whatever the verdict: it helps read it)."""
+    """Why a claim is not shown, why it holds by design, then the claim's note (whatever the verdict:
+    it tells how the scenario was built)."""
     notes = [j.reason] if j.verdict == "not shown" else []
+    if j.claim.by_design:
+        notes.append(f"by design: {j.claim.by_design}")
     if j.claim.note and j.claim.note not in notes:
         notes.append(j.claim.note)
     return tuple(notes)
@@ -176,6 +184,7 @@ def claim_row(j: Judgement) -> ClaimRow:
         async_=claim_values(j, "async"),
         verdict=j.verdict,
         notes=verdict_notes(j),
+        by_design=bool(c.by_design),
     )
 
 
@@ -262,7 +271,8 @@ def rows(run: Run, judgements: Sequence[Judgement]) -> Rows:
         pipelines=tuple(run.pipelines),
         scenarios=tuple(run.scenarios),
         held=sum(passed(c) is True for c in run.cells),
-        verdicts=tuple((v, sum(j.verdict == v for j in judgements)) for v in VERDICTS),
+        verdicts=tuple((v, sum(j.verdict == v and not j.claim.by_design for j in judgements)) for v in VERDICTS),
+        by_design=tuple((v, sum(j.verdict == v and bool(j.claim.by_design) for j in judgements)) for v in VERDICTS),
     )
     return Rows(
         run_id=run.run_id,
