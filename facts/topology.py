@@ -68,6 +68,11 @@ TOXIPROXY_API_PORT = 8474
 PROMETHEUS_PORT = 9090
 LOADGEN_METRICS_PORT = 9646
 CHAOS_METRICS_PORT = 9647
+# Jaeger v2 (traces): OTLP/HTTP in (the services' exporter), the query API out (harness/traces.py
+# and the UI), and the query gRPC API, which Jaeger always opens (bound here so it stays local).
+JAEGER_OTLP_HTTP_PORT = 4318
+JAEGER_QUERY_HTTP_PORT = 16686
+JAEGER_QUERY_GRPC_PORT = 16685
 
 TOPIC_REACTIONS = "reactions"
 TOPIC_DEAD_LETTER = "reactions.dlq"
@@ -134,6 +139,9 @@ PORT_COMPONENT: dict[int, str] = {
     PUSHSINK_HTTP_PORT: "pushsink",
     TOXIPROXY_API_PORT: "toxiproxy",
     PROMETHEUS_PORT: "prometheus",
+    JAEGER_OTLP_HTTP_PORT: "jaeger",
+    JAEGER_QUERY_HTTP_PORT: "jaeger",
+    JAEGER_QUERY_GRPC_PORT: "jaeger",
     **{p.listen_port: "toxiproxy" for p in PROXIES},
 }
 
@@ -161,6 +169,9 @@ def listening_ports() -> dict[int, str]:
         PUSHSINK_HTTP_PORT: "pushsink",
         TOXIPROXY_API_PORT: "toxiproxy API",
         PROMETHEUS_PORT: "prometheus",
+        JAEGER_OTLP_HTTP_PORT: "jaeger OTLP/HTTP",
+        JAEGER_QUERY_HTTP_PORT: "jaeger query API",
+        JAEGER_QUERY_GRPC_PORT: "jaeger query gRPC",
     }
     ports.update({p.listen_port: f"proxy {p.name}" for p in PROXIES})
     return ports

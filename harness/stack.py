@@ -1,14 +1,16 @@
 """The native stack: which components run, with what arguments, in what order.
 
-Order: Prometheus, Toxiproxy (then its proxies), Kafka (then topics), push sink, notification,
-reaction. Stopping goes in reverse. A failed start stops what already runs before raising.
+Order: Prometheus, Toxiproxy (then its proxies), Jaeger, Kafka (then topics), push sink,
+notification, reaction. Stopping goes in reverse. A failed start stops what already runs before raising.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -21,17 +23,78 @@ from harness.supervisor import ComponentSpec, Port, Supervisor
 
 H = topology.HOST
 
+# Traces kept by Jaeger's in-memory store (a ring: the oldest go first). A reaction is one trace,
+# plus one per consumer batch; a surge cell sends ~20,000 reactions.
+JAEGER_MAX_TRACES = 200_000
+TRACED_SERVICES = ("pushsink", "notification", "reaction")
+
+
+@dataclass(frozen=True)
+class Tracing:
+    """What the services are told about tracing (targets/tracing.py's flags)."""
+
+    enabled: bool = True
+    sample_ratio: float = 1.0
+
+    def argv(self) -> list[str]:
+        return [
+            "--tracing", "on" if self.enabled else "off",
+            "--trace-sample-ratio", repr(self.sample_ratio),
+            "--otlp-endpoint", topology.url(topology.JAEGER_OTLP_HTTP_PORT),
+        ]  # fmt: skip
+
+
+def jaeger_config(max_traces: int = JAEGER_MAX_TRACES) -> dict[str, object]:
+    """Jaeger v2 (an OpenTelemetry Collector distribution): OTLP/HTTP in, memory store, query API out.
+
+    Keys as in Jaeger v1.76's cmd/jaeger/internal/all-in-one.yaml, cut to what we use; every
+    listener on 127.0.0.1, the collector's own metrics off (they would open :8888 on all interfaces)
+    and Jaeger's self-tracing off (it would add traces of our own queries to the store).
+    """
+    store = "memstore"
+    return {
+        "service": {
+            "extensions": ["jaeger_storage", "jaeger_query"],
+            "pipelines": {
+                "traces": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["jaeger_storage_exporter"]}
+            },
+            "telemetry": {
+                "resource": {"service.name": "jaeger"},
+                "metrics": {"level": "none"},
+                "logs": {"level": "info"},
+            },
+        },
+        "extensions": {
+            "jaeger_query": {
+                "storage": {"traces": store},
+                "enable_tracing": False,
+                "http": {"endpoint": topology.addr(topology.JAEGER_QUERY_HTTP_PORT)},
+                "grpc": {"endpoint": topology.addr(topology.JAEGER_QUERY_GRPC_PORT)},
+            },
+            "jaeger_storage": {"backends": {store: {"memory": {"max_traces": max_traces}}}},
+        },
+        "receivers": {"otlp": {"protocols": {"http": {"endpoint": topology.addr(topology.JAEGER_OTLP_HTTP_PORT)}}}},
+        "processors": {"batch": {}},
+        "exporters": {"jaeger_storage_exporter": {"trace_storage": store}},
+    }
+
 
 class Stack:
     """One native stack in `work_dir` (logs, Kafka data, Prometheus TSDB)."""
 
     def __init__(
-        self, work_dir: Path, pipeline: str = "async", detached: bool = False, state_file: Path | None = None
+        self,
+        work_dir: Path,
+        pipeline: str = "async",
+        detached: bool = False,
+        state_file: Path | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         if pipeline not in topology.PIPELINES:
             raise ValueError(f"unknown pipeline {pipeline!r} (known: {', '.join(topology.PIPELINES)})")
         self.work_dir = work_dir
         self.pipeline = pipeline
+        self.tracing = tracing or Tracing()
         self.arts = provision.locate()
         self.sup = Supervisor(work_dir / "logs", state_file=state_file, detached=detached)
         self.toxiproxy = ToxiproxyClient()
@@ -70,6 +133,22 @@ class Stack:
             ready=lambda: self.toxiproxy.version() is not None,
         )  # fmt: skip
 
+    def jaeger_spec(self) -> ComponentSpec:
+        config = self.work_dir / "jaeger.yaml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps(jaeger_config(), indent=2))  # JSON is YAML: no writer needed
+        t = topology
+        return ComponentSpec(
+            "jaeger",
+            [str(self.arts.jaeger), "--config", f"file:{config}"],
+            [Port(t.JAEGER_OTLP_HTTP_PORT, "Jaeger OTLP/HTTP receiver"),
+             Port(t.JAEGER_QUERY_HTTP_PORT, "Jaeger query API/UI"),
+             Port(t.JAEGER_QUERY_GRPC_PORT, "Jaeger query gRPC API")],
+            # The query API answers once the store is up; the receiver opens its port last.
+            ready=lambda: http_ok(t.url(t.JAEGER_QUERY_HTTP_PORT, "/api/services"))
+            and tcp_open(t.JAEGER_OTLP_HTTP_PORT),
+        )  # fmt: skip
+
     def kafka_spec(self) -> ComponentSpec:
         kdir = self.work_dir / "kafka"
         data = kdir / "data"
@@ -104,7 +183,14 @@ class Stack:
     def pushsink_spec(self) -> ComponentSpec:
         return ComponentSpec(
             "pushsink",
-            [sys.executable, "-m", "targets.pushsink", "--port", str(topology.PUSHSINK_HTTP_PORT)],
+            [
+                sys.executable,
+                "-m",
+                "targets.pushsink",
+                "--port",
+                str(topology.PUSHSINK_HTTP_PORT),
+                *self.tracing.argv(),
+            ],
             [Port(topology.PUSHSINK_HTTP_PORT, "push sink HTTP")],
             ready=lambda: http_ok(topology.url(topology.PUSHSINK_HTTP_PORT, "/healthz")),
         )
@@ -112,7 +198,7 @@ class Stack:
     def notification_spec(self) -> ComponentSpec:
         return ComponentSpec(
             "notification",
-            [sys.executable, "-m", "targets.notification"],
+            [sys.executable, "-m", "targets.notification", *self.tracing.argv()],
             [
                 Port(topology.NOTIFICATION_GRPC_PORT, "notification gRPC"),
                 Port(topology.NOTIFICATION_METRICS_PORT, "notification metrics HTTP"),
@@ -123,7 +209,7 @@ class Stack:
     def reaction_spec(self, pipeline: str) -> ComponentSpec:
         return ComponentSpec(
             "reaction",
-            [sys.executable, "-m", "targets.reaction", "--pipeline", pipeline],
+            [sys.executable, "-m", "targets.reaction", "--pipeline", pipeline, *self.tracing.argv()],
             [Port(topology.REACTION_HTTP_PORT, "reaction HTTP API")],
             ready=ReactionReady(lambda: http_json(topology.url(topology.REACTION_HTTP_PORT, "/healthz"))),
         )
@@ -135,6 +221,7 @@ class Stack:
             self.sup.start(self.prometheus_spec())
             self.sup.start(self.toxiproxy_spec())
             self.toxiproxy.populate()
+            self.sup.start(self.jaeger_spec())
             self.sup.start(self.kafka_spec())
             kafka_admin.create_topics()
             self.sup.start(self.pushsink_spec())
@@ -152,6 +239,15 @@ class Stack:
         self.sup.stop("reaction")
         self.pipeline = pipeline
         self.sup.start(self.reaction_spec(pipeline))
+
+    def use_tracing(self, tracing: Tracing) -> None:
+        """Restart the three services with other tracing flags (Kafka, Jaeger and the rest stay up)."""
+        self.tracing = tracing
+        for name in reversed(TRACED_SERVICES):
+            self.sup.stop(name)
+        self.sup.start(self.pushsink_spec())
+        self.sup.start(self.notification_spec())
+        self.sup.start(self.reaction_spec(self.pipeline))
 
     def down(self) -> None:
         self.sup.stop_all()

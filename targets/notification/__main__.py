@@ -12,7 +12,7 @@ import grpc
 from aiohttp import web
 
 from facts import topology
-from targets import metrics
+from targets import metrics, tracing
 from targets.exposition import add_observability_routes
 from targets.notification.consumer import ConsumerSettings, ReactionConsumer
 from targets.notification.delivery import Deliverer, RetryPolicy
@@ -57,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--batch-size", type=positive_int, default=256, help="records per getmany")
     g.add_argument("--kafka-request-timeout", type=positive_float, default=15.0, help="seconds")
     p.add_argument("--shutdown-grace", type=positive_float, default=5.0, help="seconds to finish work")
+    tracing.add_arguments(p)
     add_common_arguments(p)
     return p.parse_args(argv)
 
@@ -113,6 +114,7 @@ async def serve(args: argparse.Namespace) -> None:
         )
         await runner.cleanup()
         await deliverer.close()
+        tracing.shutdown()
         log.info("stopped")
 
 
@@ -137,6 +139,13 @@ def _log_unexpected_end(task: asyncio.Task[None]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
+    # The entry paths it serves, and the push: an HTTP client span per attempt.
+    instruments = ["http-client"]
+    if args.grpc:
+        instruments.append("grpc-server")
+    if args.kafka:
+        instruments.append("kafka")
+    tracing.setup("notification", tracing.Settings.from_args(args), instruments)
     return run(serve(args))
 
 

@@ -23,7 +23,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from google.protobuf.message import DecodeError
 
 from protos import reaction_pb2
-from targets import metrics
+from targets import metrics, tracing
 from targets.notification.dead_letter import DeadLetterWriter
 from targets.notification.delivery import Deliverer
 
@@ -174,6 +174,34 @@ class ReactionConsumer:
 
     async def _handle_record(self, record: Any, dead_letter: DeadLetterWriter, outcomes: Counter[str]) -> None:
         """Return only once the record is delivered or dead-lettered."""
+        # The messaging conventions' "process" span, a child of the producer's span (the context in
+        # the record's headers): a redelivered record adds one more to the same trace.
+        attributes = self._span_attributes(record) if tracing.enabled() else None
+        with tracing.span(
+            f"process {record.topic}",
+            kind=tracing.SpanKind.CONSUMER,
+            attributes=attributes,
+            context=tracing.consume_context(record.headers),
+        ) as span:
+            outcome = await self._deliver_or_dead_letter(record, dead_letter, outcomes)
+            span.set_attribute("reaction.outcome", outcome)
+
+    def _span_attributes(self, record: Any) -> dict[str, str | int]:
+        attributes: dict[str, str | int] = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.destination.name": record.topic,
+            "messaging.destination.partition.id": str(record.partition),
+            "messaging.kafka.offset": record.offset,
+            "messaging.consumer.group.name": self._settings.group,
+        }
+        event = _decode(record)
+        if not isinstance(event, str):
+            attributes[tracing.REACTION_ID] = event.reaction_id
+        return attributes
+
+    async def _deliver_or_dead_letter(self, record: Any, dead_letter: DeadLetterWriter, outcomes: Counter[str]) -> str:
         s = self._settings
         retry_in = s.dead_letter_retry_initial
         while True:
@@ -187,12 +215,12 @@ class ReactionConsumer:
                 result = await self._deliverer.deliver(event, pipeline=PIPELINE)
                 if result.ok:
                     outcomes["delivered"] += 1
-                    return
+                    return "delivered"
                 reason = "rejected" if result.permanent else "exhausted"
                 error, attempts = result.error, result.attempts
             if await dead_letter.write(record, reason, error, attempts):
                 outcomes[f"dead_lettered_{reason}"] += 1
-                return
+                return f"dead_lettered_{reason}"
             outcomes["dead_letter_failed"] += 1
             await asyncio.sleep(retry_in)
             retry_in = min(retry_in * 2, s.dead_letter_retry_max)

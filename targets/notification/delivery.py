@@ -19,7 +19,7 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_random_exponential
 
 from protos import reaction_pb2
-from targets import metrics
+from targets import metrics, tracing
 from targets.wire import IDEMPOTENCY_KEY_HEADER, PIPELINE_HEADER
 
 # An attempt with less time than this left cannot complete a local HTTP round trip; skip it.
@@ -138,10 +138,18 @@ class Deliverer:
         )
         in_flight = metrics.notification_deliveries_in_flight.labels(pipeline)
         in_flight.inc()
+        # One span per delivery, current while it runs: each push attempt is an HTTP client span in it.
+        attributes = {tracing.REACTION_ID: event.reaction_id} if tracing.enabled() else None
+        span = tracing.span("deliver push", attributes=attributes)
         try:
             # The outer timeout also bounds waiting for a concurrency slot and backoff sleeps.
             async with asyncio.timeout_at(deadline):
-                first: bool = await retrying(attempt)
+                with span as current:
+                    try:
+                        first: bool = await retrying(attempt)
+                    finally:
+                        current.set_attribute("delivery.attempts", attempts)
+                    current.set_attribute(tracing.PUSH_FIRST, first)
             result = DeliveryResult(
                 DeliveryOutcome.DELIVERED if first else DeliveryOutcome.DUPLICATE, attempts=attempts
             )

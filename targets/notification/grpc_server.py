@@ -8,7 +8,7 @@ import logging
 import grpc
 
 from protos import reaction_pb2, reaction_pb2_grpc
-from targets import metrics
+from targets import metrics, tracing
 from targets.notification.delivery import Deliverer, DeliveryOutcome
 from targets.wire import PIPELINE_METADATA_KEY
 
@@ -43,6 +43,7 @@ class NotificationService(reaction_pb2_grpc.NotificationServicer):
 
     async def Notify(self, request: reaction_pb2.ReactionEvent, context: Context) -> reaction_pb2.NotifyReply:
         pipeline = _pipeline(context)
+        tracing.annotate(reaction_id=request.reaction_id, reaction_pipeline=pipeline)
         try:
             code, details, reply = await self._notify(request, context, pipeline)
         except asyncio.CancelledError:

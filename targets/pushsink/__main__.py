@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from facts import topology
+from targets import tracing
 from targets.pushsink.app import LEDGER, create_app
 from targets.pushsink.deliveries import write_snapshot
 from targets.runtime import add_common_arguments, run, setup_logging, start_http, wait_for_stop_signal
@@ -19,6 +20,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=topology.PUSHSINK_HTTP_PORT)
     parser.add_argument("--ledger-file", help="write the ledger JSON here at shutdown")
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request")
+    tracing.add_arguments(parser)
     add_common_arguments(parser)
     return parser.parse_args(argv)
 
@@ -30,6 +32,7 @@ async def serve(args: argparse.Namespace) -> None:
         await wait_for_stop_signal()
     finally:
         await runner.cleanup()
+        tracing.shutdown()
         if args.ledger_file:
             ledger = app[LEDGER]
             write_snapshot(ledger.snapshot(), args.ledger_file)
@@ -39,6 +42,8 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
+    # The push is a server span, so a trace ends where the phone received the notification.
+    tracing.setup("pushsink", tracing.Settings.from_args(args), ("http-server",))
     return run(serve(args))
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from targets import metrics
+from targets import metrics, tracing
 from targets.exposition import add_observability_routes
 from targets.pushsink.deliveries import DeliveryLog, write_snapshot
 from targets.wire import IDEMPOTENCY_KEY_HEADER, PIPELINE_HEADER
@@ -47,6 +47,7 @@ async def push(request: web.Request) -> web.Response:
     now = time.time_ns()
     ledger = request.app[LEDGER]
     first = ledger.record(key, created, now)
+    tracing.annotate(reaction_id=key, push_first=first)
     pipeline = metrics.pipeline_label(request.headers.get(PIPELINE_HEADER))
     metrics.pushsink_deliveries.labels(pipeline).inc()
     if first:

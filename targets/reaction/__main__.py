@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from facts import topology
-from targets import metrics
+from targets import metrics, tracing
 from targets.reaction.api import create_app
 from targets.reaction.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from targets.reaction.grpc_transport import GrpcTransport, RetrySettings
@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--breaker-consecutive-failures", type=positive_int, default=5)
     g.add_argument("--breaker-open-seconds", type=positive_float, default=5.0)
     g.add_argument("--breaker-half-open-calls", type=positive_int, default=1)
+    tracing.add_arguments(p)
     add_common_arguments(p)
     args = p.parse_args(argv)
     if args.kafka_request_timeout is None:
@@ -151,11 +152,15 @@ async def serve(args: argparse.Namespace) -> None:
     finally:
         await runner.cleanup()  # stop taking requests and let in-flight ones finish first
         await transport.close()
+        tracing.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
+    # The HTTP server span, then the call to the notification service or the produce to Kafka.
+    instruments = ("http-server", "kafka") if args.pipeline == "async" else ("http-server", "grpc-client")
+    tracing.setup("reaction", tracing.Settings.from_args(args), instruments)
     return run(serve(args))
 
 

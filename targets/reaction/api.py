@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from protos import reaction_pb2
-from targets import metrics
+from targets import metrics, tracing
 from targets.exposition import add_observability_routes
 from targets.reaction.models import (
     KIND_TO_PROTO,
@@ -81,6 +81,7 @@ async def _create_reaction(request: web.Request, transport: Transport) -> web.Re
         return _error(exc.http_status, exc.message, exc.field)
 
     reaction_id = body.reaction_id or str(uuid.uuid4())
+    tracing.annotate(reaction_id=reaction_id, reaction_pipeline=transport.pipeline)
     event = reaction_pb2.ReactionEvent(
         reaction_id=reaction_id,
         post_id=post_id,

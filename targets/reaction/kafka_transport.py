@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from protos import reaction_pb2
+from targets import tracing
 from targets.reaction.transport import Receipt, TransportError
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,21 @@ class KafkaTransport:
             raise TransportError(503, "kafka_not_connected", f"no connection to Kafka at {self._bootstrap} yet")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._deadline
+        # The aiokafka instrumentation's PRODUCER span ends when the record is queued, before the
+        # broker acknowledged it: this span covers the whole produce hop (leader check to ack).
+        attributes = self._span_attributes(event) if tracing.enabled() else None
+        with tracing.span(f"produce {self._topic}", attributes=attributes):
+            return await self._send(producer, event, deadline)
+
+    def _span_attributes(self, event: reaction_pb2.ReactionEvent) -> dict[str, str]:
+        return {
+            tracing.REACTION_ID: event.reaction_id,
+            "messaging.system": "kafka",
+            "messaging.destination.name": self._topic,
+            "messaging.operation.name": "send_and_wait",
+        }
+
+    async def _send(self, producer: Any, event: reaction_pb2.ReactionEvent, deadline: float) -> Receipt:
         key = event.post_id.encode()
         partition = await self._check_leader(producer, key, deadline)
         try:
