@@ -12,6 +12,7 @@ from google.protobuf.message import DecodeError
 from chaos.engine import Timeline
 from facts import quantiles
 from harness import generator_health, ledger, sink
+from harness.intervals import Request, block_intervals, request_metrics
 from harness.loadgen import LoadRun
 from harness.plan import PlannedCell
 from harness.result import (
@@ -65,20 +66,8 @@ def assemble(
         for rid, d in deliveries.items()
         if rid in sent and d.get("created_unix_nanos")
     ]
-    # Per request on the load's own axis: (intended second, API latency or None, acknowledged?).
-    requests = [
-        (
-            o["intended_unix_nanos"] / 1e9 - epoch,
-            (o["ended_unix_nanos"] - o["intended_unix_nanos"]) / 1e9 if o.get("ended_unix_nanos") else None,
-            o["outcome"] == ledger.ACK,
-        )
-        for o in outcomes
-    ]
-    ack_to_delivery = [
-        (deliveries[o["reaction_id"]]["first_delivery_unix_nanos"] - o["ended_unix_nanos"]) / 1e9
-        for o in outcomes
-        if o["outcome"] == ledger.ACK and o.get("ended_unix_nanos") and o["reaction_id"] in deliveries
-    ]
+    requests = [_request(o, deliveries.get(o["reaction_id"]), epoch) for o in outcomes]
+    ack_to_delivery = [r.ack_to_delivery for r in requests if r.ack_to_delivery is not None]
     faults = [
         FaultWindow(
             index=w.index,
@@ -121,6 +110,7 @@ def assemble(
         e2e_latency_seconds=latency_summary(v for _, v in e2e),
         ack_to_delivery_seconds=latency_summary(ack_to_delivery),
         windows=windows(requests, profile.rate_at, cell.load_seconds, faults),
+        repetition=cell.repetition,
         backlog=Backlog(peak=max(backlog_values) if backlog_values else None, left_after_drain=backlog_left),
         dead_letter=DeadLetter(
             records=len(dead),
@@ -129,8 +119,29 @@ def assemble(
         faults=faults,
         series=_series(outcomes, api, e2e, backlog_series, epoch, series_len, profile.rate_at),
     )
+    result.intervals = block_intervals(
+        requests,
+        lambda sample: {
+            **request_metrics(sample),
+            **windows(sample, profile.rate_at, cell.load_seconds, faults).metrics(),
+        },
+    )
     result.hypothesis = judge(cell, result)
     return result
+
+
+def _request(outcome: dict[str, Any], delivery: dict[str, Any] | None, epoch: float) -> Request:
+    intended, ended = outcome["intended_unix_nanos"], outcome.get("ended_unix_nanos")
+    ok = outcome["outcome"] == ledger.ACK
+    first = delivery and delivery.get("first_delivery_unix_nanos")
+    created = delivery and delivery.get("created_unix_nanos")
+    return Request(
+        t=intended / 1e9 - epoch,
+        api=(ended - intended) / 1e9 if ended else None,
+        ok=ok,
+        e2e=(first - created) / 1e9 if first and created else None,
+        ack_to_delivery=(first - ended) / 1e9 if ok and first and ended else None,
+    )
 
 
 def _loadgen(

@@ -24,7 +24,7 @@ REQUIRED = ("id", "side", "kind", "text")
 SIDES = ("sync", "async")
 KINDS = ("advantage", "disadvantage")
 
-Verdict = Literal["confirmed", "refuted", "not shown"]
+Verdict = Literal["confirmed", "refuted", "inconclusive", "not shown"]
 
 
 class ClaimsError(ValueError):
@@ -77,6 +77,7 @@ class Judgement:
     verdict: Verdict
     reason: str
     values: dict[str, float | None] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float] | None] = field(default_factory=dict)  # 95 %, where the run has one
 
 
 def _rule(text: Any, where: str, scenario: str | None) -> Rule:
@@ -171,36 +172,54 @@ def _absent(name: str, run: Run) -> str:
     return f"{name} was not measured"
 
 
-def judge(claim: Claim, run: Run, env: Mapping[str, float | None] | None = None) -> Judgement:
+def judge(
+    claim: Claim,
+    run: Run,
+    env: Mapping[str, float | None] | None = None,
+    intervals: Mapping[str, tuple[float, float]] | None = None,
+) -> Judgement:
+    """The claim's verdict on `run`. Every value it reads counts with its 95 % interval where the run
+    has one: the verdict is confirmed or refuted only when the whole interval lies on one side of the
+    rule, inconclusive otherwise."""
     env = run.env() if env is None else env
+    intervals = run.intervals() if intervals is None else intervals
     values = {n: env.get(n) for n in claim.inputs()}
+    spans = {n: intervals.get(n) for n in claim.inputs()}
     if claim.holds is None:
-        return Judgement(claim, "not shown", claim.note, values)
+        return Judgement(claim, "not shown", claim.note, values, spans)
     needed = [n for rule in (claim.holds, claim.shown_if) if rule for n in rule.names.values()]
     missing = list(dict.fromkeys(_absent(n, run) for n in needed if env.get(n) is None))
     if missing:
-        return Judgement(claim, "not shown", "; ".join(missing), values)
+        return Judgement(claim, "not shown", "; ".join(missing), values, spans)
     # A verdict never rests on a cell that proves nothing (no load, a generator that fell behind, no drain).
-    unusable = []
-    for pipeline, scenario in dict.fromkeys(split_name(n)[:2] for n in needed):
-        cell = run.cell(pipeline, scenario)
-        if cell is not None and (unmet := cell.unmet_preconditions()):
-            unusable.append(f"{pipeline} x {scenario}: {', '.join(unmet)} failed")
+    cells = [c for p, s in dict.fromkeys(split_name(n)[:2] for n in needed) for c in run.repetitions(p, s)]
+    unusable = [f"{c.folder}: {', '.join(unmet)} failed" for c in cells if (unmet := c.unmet_preconditions())]
     if unusable:
-        return Judgement(claim, "not shown", "; ".join(unusable), values)
+        return Judgement(claim, "not shown", "; ".join(unusable), values, spans)
 
-    def check(rule: Rule) -> bool:
-        return bool(expr.evaluate(rule.node, {w: env.get(full) for w, full in rule.names.items()}))
+    def check(rule: Rule) -> bool | None:
+        point = {w: env[full] for w, full in rule.names.items()}
+        known = {w: intervals.get(full) or (point[w], point[w]) for w, full in rule.names.items()}
+        decided = expr.evaluate_interval(rule.node, known)  # type: ignore[arg-type]
+        assert decided is None or isinstance(decided, bool)
+        return decided
 
     try:
-        if claim.shown_if is not None and not check(claim.shown_if):
-            return Judgement(claim, "not shown", f"precondition false: {claim.shown_if.text}", values)
+        if claim.shown_if is not None:
+            shown = check(claim.shown_if)
+            if shown is False:
+                return Judgement(claim, "not shown", f"precondition false: {claim.shown_if.text}", values, spans)
+            if shown is None:
+                reason = f"precondition undecided within the intervals: {claim.shown_if.text}"
+                return Judgement(claim, "inconclusive", reason, values, spans)
         held = check(claim.holds)
     except ZeroDivisionError:
-        return Judgement(claim, "not shown", "a value it divides by is zero", values)
-    return Judgement(claim, "confirmed" if held else "refuted", claim.holds.text, values)
+        return Judgement(claim, "not shown", "a value it divides by is zero", values, spans)
+    if held is None:
+        return Judgement(claim, "inconclusive", f"the intervals straddle the rule: {claim.holds.text}", values, spans)
+    return Judgement(claim, "confirmed" if held else "refuted", claim.holds.text, values, spans)
 
 
 def judge_all(run: Run, claims: list[Claim] | None = None) -> list[Judgement]:
-    env = run.env()
-    return [judge(c, run, env) for c in (load() if claims is None else claims)]
+    env, intervals = run.env(), run.intervals()
+    return [judge(c, run, env, intervals) for c in (load() if claims is None else claims)]

@@ -290,3 +290,69 @@ def evaluate(node: Node, env: Mapping[str, float | None]) -> float | bool:
     if node.op == "*":
         return a * b
     return a / b
+
+
+Interval = tuple[float, float]
+
+
+def _span(values: list[float]) -> Interval:
+    return min(values), max(values)
+
+
+def evaluate_interval(node: Node, env: Mapping[str, Interval | None]) -> Interval | bool | None:
+    """Evaluate with every name an interval [low, high] (a point value is [v, v]): arithmetic on
+    intervals, and comparisons in three values: True when every value in the intervals satisfies
+    them, False when none does, None (undecided) when the intervals straddle the threshold.
+    Raises Missing like `evaluate`, ZeroDivisionError when a divisor's interval contains zero."""
+    if isinstance(node, Num):
+        return node.value, node.value
+    if isinstance(node, Name):
+        span = env.get(node.name)
+        if span is None:
+            raise Missing(node.name)
+        return float(span[0]), float(span[1])
+    if isinstance(node, Call):
+        args = [_interval(evaluate_interval(a, env)) for a in node.args]
+        if node.func == "abs":
+            lo, hi = args[0]
+            return (0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi))), max(abs(lo), abs(hi))
+        f = FUNCTIONS[node.func]
+        return float(f(a[0] for a in args)), float(f(a[1] for a in args))
+    if isinstance(node, Unary):
+        v = evaluate_interval(node.operand, env)
+        if node.op == "not":
+            return None if v is None else not v
+        lo, hi = _interval(v)
+        return -hi, -lo
+    if node.op in ("and", "or"):
+        left, right = evaluate_interval(node.left, env), evaluate_interval(node.right, env)
+        if node.op == "and":
+            return False if left is False or right is False else (None if left is None or right is None else True)
+        return True if left is True or right is True else (None if left is None or right is None else False)
+    (alo, ahi), (blo, bhi) = _interval(evaluate_interval(node.left, env)), _interval(evaluate_interval(node.right, env))
+    if node.op in COMPARISONS:
+        op = COMPARISONS[node.op]
+        corners = [op(a, b) for a in (alo, ahi) for b in (blo, bhi)]
+        if node.op in ("==", "!="):
+            # Equal for certain only when both are the same point; unequal for certain when they do not meet.
+            equal = all(COMPARISONS["=="](a, b) for a in (alo, ahi) for b in (blo, bhi))
+            meet = COMPARISONS["<="](alo, bhi) or COMPARISONS["=="](alo, bhi)
+            meet = meet and (COMPARISONS["<="](blo, ahi) or COMPARISONS["=="](blo, ahi))
+            decided = True if equal else False if not meet else None
+            return decided if node.op == "==" or decided is None else not decided
+        return True if all(corners) else False if not any(corners) else None
+    if node.op == "+":
+        return alo + blo, ahi + bhi
+    if node.op == "-":
+        return alo - bhi, ahi - blo
+    if node.op == "*":
+        return _span([alo * blo, alo * bhi, ahi * blo, ahi * bhi])
+    if blo <= 0 <= bhi:
+        raise ZeroDivisionError("the divisor's interval contains zero")
+    return _span([alo / blo, alo / bhi, ahi / blo, ahi / bhi])
+
+
+def _interval(value: Interval | bool | None) -> Interval:
+    if isinstance(value, tuple):
+        return value
+    raise TypeError("a comparison where a number was expected")

@@ -33,6 +33,7 @@ class PlannedCell:
     profile: Profile  # as played: scaled to load_seconds
     load_seconds: float
     time_factor: float  # scenario times are written for the profile's own duration
+    repetition: int = 1
 
     def scaled_faults(self) -> list[scenarios.Fault]:
         k = self.time_factor

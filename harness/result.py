@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from facts import measures, topology
+from harness.intervals import BLOCK_SECONDS, repetition_interval
 from harness.ledger import Ledger
 
 SCHEMA: Literal[2] = 2
@@ -154,6 +155,14 @@ class Windows(_Model):
     prefault: WindowStats | None = None  # before the first fault took effect, after the warm-up
     fault: WindowStats | None = None  # inside the actual fault windows
 
+    def metrics(self) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for name in measures.WINDOWS:
+            w: WindowStats | None = getattr(self, name)
+            out[f"{name}.error_ratio"] = None if w is None else w.error_ratio
+            out[f"{name}.api.p99"] = None if w is None else w.api.p99
+        return out
+
 
 class CheckResult(_Model):
     check: str
@@ -189,10 +198,14 @@ class CellResult(_Model):
     faults: list[FaultWindow]
     series: PerSecond
     hypothesis: Hypothesis | None = None  # judged once the result is complete
+    # metric -> 95 % interval from this cell alone (harness/intervals.py: time blocks); a run with
+    # repetitions computes its intervals over them instead.
+    intervals: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    repetition: int = 1
 
     @property
     def folder(self) -> str:
-        return cell_folder(self.pipeline, self.scenario)
+        return cell_folder(self.pipeline, self.scenario, self.repetition)
 
     def unmet_preconditions(self) -> list[str]:
         """The preconditions this cell failed; a verdict must not rest on such a cell."""
@@ -227,10 +240,7 @@ class CellResult(_Model):
             ("ack_to_delivery", self.ack_to_delivery_seconds),
         ):
             out.update({f"{hop}.{s}": getattr(summary, s) for s in measures.LATENCY_STATS})
-        for name in measures.WINDOWS:
-            w: WindowStats | None = getattr(self.windows, name)
-            out[f"{name}.error_ratio"] = None if w is None else w.error_ratio
-            out[f"{name}.api.p99"] = None if w is None else w.api.p99
+        out.update(self.windows.metrics())
         out.update(
             {
                 "peak_backlog": None if self.backlog.peak is None else float(self.backlog.peak),
@@ -271,8 +281,8 @@ def seconds_inside(faults: Iterable[FaultWindow]) -> set[int]:
     return out
 
 
-def cell_folder(pipeline: str, scenario: str) -> str:
-    return f"{pipeline}--{scenario}"
+def cell_folder(pipeline: str, scenario: str, repetition: int = 1) -> str:
+    return f"{pipeline}--{scenario}" + (f"--r{repetition}" if repetition > 1 else "")
 
 
 class Machine(_Model):
@@ -309,14 +319,18 @@ class RunIndex(_Model):
 
 class Run:
     """A run folder read back: its index (None for an interrupted run without run.json) and its cells,
-    baseline first, then in pipeline order."""
+    baseline first, then in pipeline order, repetitions of a cell together."""
 
     def __init__(self, root: Path, run_id: str, machine: Machine | None, cells: Iterable[CellResult]) -> None:
         self.root, self.run_id, self.machine = root, run_id, machine
         self.cells = tuple(cells)
 
+    def repetitions(self, pipeline: str, scenario: str) -> list[CellResult]:
+        return [c for c in self.cells if c.pipeline == pipeline and c.scenario == scenario]
+
     def cell(self, pipeline: str, scenario: str) -> CellResult | None:
-        return next((c for c in self.cells if c.pipeline == pipeline and c.scenario == scenario), None)
+        """The cell's first repetition."""
+        return next(iter(self.repetitions(pipeline, scenario)), None)
 
     @property
     def pipelines(self) -> list[str]:
@@ -326,9 +340,44 @@ class Run:
     def scenarios(self) -> list[str]:
         return list(dict.fromkeys(c.scenario for c in self.cells))
 
+    @property
+    def groups(self) -> dict[tuple[str, str], list[CellResult]]:
+        out: dict[tuple[str, str], list[CellResult]] = {}
+        for c in self.cells:
+            out.setdefault((c.pipeline, c.scenario), []).append(c)
+        return out
+
     def env(self) -> dict[str, float | None]:
-        """`<pipeline>.<scenario>.<metric>` -> value: the namespace of claims and thresholds."""
-        return {f"{c.pipeline}.{c.scenario}.{m}": v for c in self.cells for m, v in c.metrics().items()}
+        """`<pipeline>.<scenario>.<metric>` -> value, the mean over repetitions (None when none measured
+        it): the namespace of claims and thresholds."""
+        out: dict[str, float | None] = {}
+        for (pipeline, scenario), cells in self.groups.items():
+            per_rep = [c.metrics() for c in cells]
+            for m in per_rep[0]:
+                values = [v for r in per_rep if (v := r[m]) is not None]
+                out[f"{pipeline}.{scenario}.{m}"] = sum(values) / len(values) if values else None
+        return out
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """`<pipeline>.<scenario>.<metric>` -> its 95 % interval: over the repetitions when there are
+        several, else over time blocks of the one cell (only for the metrics that have one)."""
+        out: dict[str, tuple[float, float]] = {}
+        for (pipeline, scenario), cells in self.groups.items():
+            if len(cells) == 1:
+                out.update({f"{pipeline}.{scenario}.{m}": span for m, span in cells[0].intervals.items()})
+                continue
+            per_rep = [c.metrics() for c in cells]
+            for m in per_rep[0]:
+                values = [v for r in per_rep if (v := r[m]) is not None]
+                if len(values) == len(cells) and (span := repetition_interval(values)) is not None:
+                    out[f"{pipeline}.{scenario}.{m}"] = span
+        return out
+
+    def interval_method(self) -> str:
+        reps = {len(cells) for cells in self.groups.values()}
+        if reps == {1}:
+            return f"bootstrap over time blocks of {BLOCK_SECONDS:g} s within each cell (one repetition)"
+        return f"bootstrap over {', '.join(map(str, sorted(reps)))} repetitions of each cell"
 
 
 def _read(path: Path, model: type[CellResult] | type[RunIndex]) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from facts import quantiles
+from harness.intervals import Request
 from harness.result import FaultWindow, LatencySummary, Windows, WindowStats, seconds_inside
 
 WARMUP_SECONDS = 2
@@ -47,22 +48,22 @@ def fault_seconds(faults: Sequence[FaultWindow]) -> tuple[set[int], set[int]]:
     return {i for i in range(WARMUP_SECONDS, int(first)) if i + 1 <= first}, inside
 
 
-def window_stats(requests: Sequence[tuple[float, float | None, bool]], seconds: set[int]) -> WindowStats | None:
-    """`requests`: (intended second since the epoch, API latency or None, acknowledged?) of every request.
-    None for an empty window: a control that has no seconds cannot control anything."""
+def window_stats(requests: Sequence[Request], seconds: set[int]) -> WindowStats | None:
+    """The requests intended in `seconds`; None for an empty window: a control that has no seconds
+    cannot control anything."""
     if not seconds:
         return None
-    inside = [(lat, ok) for t, lat, ok in requests if int(t) in seconds]
+    inside = [r for r in requests if int(r.t) in seconds]
     return WindowStats(
         seconds=len(seconds),
         attempted=len(inside),
-        errors=sum(1 for _, ok in inside if not ok),
-        api=latency_summary(lat for lat, _ in inside if lat is not None),
+        errors=sum(1 for r in inside if not r.ok),
+        api=latency_summary(r.api for r in inside if r.api is not None),
     )
 
 
 def windows(
-    requests: Sequence[tuple[float, float | None, bool]],
+    requests: Sequence[Request],
     rate_at: Callable[[float], float],
     load_seconds: float,
     faults: Sequence[FaultWindow],

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from facts import measures, quantiles
+from harness.intervals import Request, block_intervals, request_metrics
 from harness.ledger import Ledger
 from harness.result import (
     Backlog,
@@ -105,6 +106,7 @@ def result(
     surge_api: float | None = None,
     lost: int = 0,
     drain: int = 3,
+    intervals: bool = False,
     seed: int = 1,
     measured: dict[str, float | None] | None = None,
     **overrides: float | None,
@@ -113,7 +115,8 @@ def result(
     share `surge_error` of failures and API latency `surge_api`), and inside the fault windows a share
     `fault_error` of failures and latencies `fault_api`/`fault_e2e`; async-like backlog rising to
     `backlog_peak` then draining. `measured` and `overrides` (for names without dots) set metrics
-    through `set_metric`. The control windows come from the same code as a real cell's."""
+    through `set_metric`. The control windows (and, with `intervals`, the time-block intervals) come
+    from the same code as a real cell's."""
     rnd = random.Random(seed)
     in_fault = [any(f.start <= i + 0.5 < f.end for f in faults) for i in range(seconds)]
 
@@ -124,7 +127,7 @@ def result(
     ack, failed, unknown, delivered = [0] * n, [0] * n, [0] * n, [0] * n
     api_samples: list[tuple[float, float]] = []
     e2e_samples: list[tuple[float, float]] = []
-    requests: list[tuple[float, float | None, bool]] = []
+    requests: list[Request] = []
     ack_to_delivery: list[float] = []
     for i in range(seconds):
         sent = int(rate_at(i + 0.5))
@@ -138,9 +141,10 @@ def result(
             t = i + k / sent
             lat = base_api * rnd.uniform(0.4, 1.0)
             api_samples.append((t, lat))
-            requests.append((t, lat, k >= bad))
-            if k >= bad:
-                el = (fault_e2e if in_fault[i] and fault_e2e is not None else e2e) * rnd.uniform(0.4, 1.0)
+            el = (fault_e2e if in_fault[i] and fault_e2e is not None else e2e) * rnd.uniform(0.4, 1.0)
+            ok = k >= bad
+            requests.append(Request(t, lat, ok, el if ok else None, el - lat if ok else None))
+            if ok:
                 e2e_samples.append((t + el, el))
                 ack_to_delivery.append(el - lat)
     for t, _ in e2e_samples:
@@ -182,6 +186,11 @@ def result(
             backlog=backlog,
         ),
     )  # fmt: skip
+    if intervals:
+        cell.intervals = block_intervals(
+            requests,
+            lambda sample: {**request_metrics(sample), **windows(sample, rate_at, float(seconds), faults).metrics()},
+        )
     settings = {**(measured or {}), **overrides}
     for name, value in settings.items():
         if name != "hypothesis.passed":

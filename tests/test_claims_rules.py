@@ -192,4 +192,4 @@ def test_a_cell_whose_generator_fell_behind_is_never_used(tmp_path: Path) -> Non
     )
     j = verdicts(tmp_path, [bound, result("async", "baseline")])["sync-realtime"]
     assert j.verdict == "not shown"
-    assert j.reason == "sync x baseline: load generator kept up failed"
+    assert j.reason == "sync--baseline: load generator kept up failed"

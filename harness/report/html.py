@@ -36,7 +36,8 @@ border-radius: 3px; } .values { font-size: 12px; color: #33414f; white-space: no
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-weight: 600; font-size: 12px;
          white-space: nowrap; }
 .confirmed, .pass { background: #e3f4e5; color: #1b5e20; } .refuted, .fail { background: #fde7e7; color: #b71c1c; }
-.not-shown { background: #eceff3; color: #4a5563; } .reason { color: var(--muted); font-size: 12px; }
+.not-shown { background: #eceff3; color: #4a5563; }
+.inconclusive { background: #fff4d6; color: #7a5300; } .reason { color: var(--muted); font-size: 12px; }
 .side { color: var(--muted); font-size: 12px; }
 .grid { display: grid; grid-template-columns: 120px repeat(var(--cols), minmax(0, 440px)); gap: 4px 14px;
         align-items: center; }
@@ -202,7 +203,7 @@ def page(rows: Rows, run: Run) -> str:
         f"<nav>{' · '.join(nav)}</nav></header>",
         '<section id="claims"><h2>The article\'s claims, measured</h2>',
         f'<p class="note">{escape(rows.counts.verdicts_text)}. Verdict rules are data (harness/claims.yaml); '
-        "a claim whose inputs this run lacks is <i>not shown</i>.</p>",
+        f"a claim whose inputs this run lacks is <i>not shown</i>. {escape(rows.intervals_text)}</p>",
         claims_table(rows.claims),
         '</section><section id="summary"><h2>Results</h2>',
         summary_tables(rows),

@@ -10,6 +10,7 @@ from harness.report.model import RATE_COLUMNS, ClaimRow, HypothesisRow, Rows
 VERDICT_MARK = {
     "confirmed": "\N{WHITE HEAVY CHECK MARK}",
     "refuted": "\N{CROSS MARK}",
+    "inconclusive": "\N{BLACK QUESTION MARK ORNAMENT}",
     "not shown": "\N{HEAVY MINUS SIGN}",
 }
 CLAIM_COLUMNS = ("claim", "scenario", "metric and rule", "sync", "async", "verdict")
@@ -62,7 +63,8 @@ def markdown(rows: Rows) -> str:
         "",
         "## The article's claims, measured",
         "",
-        f"{rows.counts.verdicts_text}. Rules: `harness/claims.yaml`; a claim whose inputs the run lacks is not shown.",
+        f"{rows.counts.verdicts_text}. Rules: `harness/claims.yaml`; a claim whose inputs the run lacks is not shown. "
+        f"{rows.intervals_text}",
         "",
         *claims_table(rows.claims),
         "",

@@ -11,7 +11,7 @@ from facts.measures import LEDGER_COUNTS, NO_VALUE, fmt
 from harness.claims import Judgement, Verdict
 from harness.result import CellResult, Machine, Run, split_name
 
-VERDICTS: tuple[Verdict, ...] = ("confirmed", "refuted", "not shown")
+VERDICTS: tuple[Verdict, ...] = ("confirmed", "refuted", "inconclusive", "not shown")
 LATENCY = ("api.p50", "api.p99", "e2e.p50", "e2e.p99", "peak_backlog", "drain_seconds")
 RATES = ("rate.target_mean", "achieved_rate", "error_ratio", *LATENCY)
 RATE_COLUMNS = ("target rate", "achieved", "errors", *LATENCY)
@@ -135,6 +135,7 @@ class Rows:
     machine_summary: str
     machine: tuple[tuple[str, str], ...]
     counts: Counts
+    intervals_text: str  # how the bracketed 95 % intervals were computed
     claims: tuple[ClaimRow, ...]
     hypotheses: tuple[HypothesisRow, ...]
     ledger: tuple[LedgerRow, ...]
@@ -154,8 +155,15 @@ def claim_values(j: Judgement, side: str) -> tuple[str, ...]:
         if (pipeline == "async") != (side == "async"):
             continue
         who = "" if pipeline == side else f"{pipeline} "
-        out.append(f"{who}{scenario} {metric} = {fmt(metric, value)}")
+        out.append(f"{who}{scenario} {metric} = {with_interval(metric, value, j.intervals.get(name))}")
     return tuple(out)
+
+
+def with_interval(metric: str, value: float | None, span: tuple[float, float] | None) -> str:
+    """`12 ms [10.5 ms, 14 ms]`: the value and its 95 % interval, where it has one."""
+    if span is None or value is None:
+        return fmt(metric, value)
+    return f"{fmt(metric, value)} [{fmt(metric, span[0])}, {fmt(metric, span[1])}]"
 
 
 def verdict_notes(j: Judgement) -> tuple[str, ...]:
@@ -278,6 +286,10 @@ def rows(run: Run, judgements: Sequence[Judgement]) -> Rows:
         run_id=run.run_id,
         root=run.root,
         machine_summary=machine_summary(run.machine),
+        intervals_text=(
+            f"Values in brackets are 95 % intervals ({run.interval_method()}); a verdict is confirmed or "
+            "refuted only when the rule holds, or fails, across the whole interval, else inconclusive."
+        ),
         machine=machine_rows(run.machine),
         counts=counts,
         claims=tuple(claim_row(j) for j in judgements),

@@ -1,0 +1,95 @@
+"""95 % intervals, and verdicts that are confirmed or refuted only when the interval is on one side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import claims, expr
+from harness import result as result_model
+from harness.intervals import Request, block_intervals, repetition_interval, request_metrics
+from tests.synthetic_run import article_cells, result, write_run
+
+
+def decide(text: str, **env: tuple[float, float]) -> bool | None:
+    value = expr.evaluate_interval(expr.parse_condition(text), env)
+    assert value is None or isinstance(value, bool)
+    return value
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a < b", True),  # [1, 2] < [3, 4] everywhere
+        ("b < a", False),  # nowhere
+        ("a < c", None),  # [1, 2] vs [1.5, 5]: it depends where in the intervals the truth is
+        ("a * 2 < b + 1", None),  # [2, 4] vs [4, 5]: true but at the corner 4 < 4
+        ("a - b < 0", True),  # [1-4, 2-3] = [-3, -1]
+        ("a < c and b < a", False),  # undecided and false is false
+        ("a < c or a < b", True),  # undecided or true is true
+        ("not a < c", None),
+        ("p == p", True),  # one and the same point
+        ("a == b", False),  # they do not meet
+        ("a == c", None),
+        ("a != b", True),
+        ("max(a, b) > 3.5", None),  # [3, 4]
+        ("abs(d) < 1", True),  # d = [-0.5, 0.5]
+    ],
+)
+def test_interval_rules_decide_in_three_values(text: str, expected: bool | None) -> None:
+    env = {"a": (1.0, 2.0), "b": (3.0, 4.0), "c": (1.5, 5.0), "p": (2.0, 2.0), "d": (-0.5, 0.5)}
+    assert decide(text, **env) is expected
+
+
+def test_a_divisor_whose_interval_holds_zero_cannot_divide() -> None:
+    with pytest.raises(ZeroDivisionError):
+        decide("a / d > 1", a=(1.0, 2.0), d=(-1.0, 1.0))
+
+
+def test_block_intervals_cover_the_value_and_narrow_with_more_data() -> None:
+    def requests(n_seconds: int) -> list[Request]:
+        return [
+            Request(i / 50, 0.001 * (1 + (i * 7919) % 97 / 97), i % 25 != 0, None, None) for i in range(50 * n_seconds)
+        ]
+
+    short = block_intervals(requests(20), request_metrics)
+    long = block_intervals(requests(200), request_metrics)
+    lo, hi = short["api.p50"]
+    assert lo <= request_metrics(requests(20))["api.p50"] <= hi  # type: ignore[operator]
+    assert long["error_ratio"][1] - long["error_ratio"][0] <= short["error_ratio"][1] - short["error_ratio"][0]
+    assert block_intervals(requests(3), request_metrics, block=5.0) == {}  # one block: nothing to resample
+
+
+def test_repetition_interval_is_the_bootstrap_of_the_mean() -> None:
+    assert repetition_interval([1.0]) is None
+    lo, hi = repetition_interval([1.0, 2.0, 3.0]) or (0, 0)
+    assert 1.0 <= lo < 2.0 < hi <= 3.0
+    assert repetition_interval([2.0, 2.0, 2.0]) == (2.0, 2.0)
+
+
+def test_a_rule_that_the_repetitions_straddle_is_inconclusive(tmp_path: Path) -> None:
+    # Three repetitions of sync's baseline: e2e p99 around 100 ms, the rule's threshold (async's is
+    # far above it, so only that part of the rule is in doubt).
+    slow_async = {("async", "baseline"): {"e2e": 0.3}}
+    cells = [c for c in article_cells(slow_async) if (c.pipeline, c.scenario) != ("sync", "baseline")]
+    for k, e2e in enumerate((0.07, 0.105, 0.14), start=1):
+        rep = result("sync", "baseline", e2e=e2e, seed=k)
+        rep.repetition = k
+        cells.append(rep)
+    run = result_model.load(write_run(tmp_path / "run", cells))
+    assert len(run.repetitions("sync", "baseline")) == 3
+    assert "3 repetitions" in run.interval_method() or "repetitions" in run.interval_method()
+    j = next(j for j in claims.judge_all(run) if j.claim.id == "sync-realtime")
+    assert j.verdict == "inconclusive", (j.reason, j.values, j.intervals)
+    lo, hi = j.intervals["sync.baseline.e2e.p99"] or (0, 0)
+    assert lo < 0.1 < hi
+
+
+def test_one_cell_s_time_blocks_give_the_intervals_and_a_clear_case_stays_decided(tmp_path: Path) -> None:
+    cells = article_cells({("sync", "push-slow"): {"intervals": True}, ("async", "push-slow"): {"intervals": True}})
+    run = result_model.load(write_run(tmp_path / "run", cells))
+    assert "time blocks" in run.interval_method()
+    j = next(j for j in claims.judge_all(run) if j.claim.id == "sync-caller-blocked")
+    assert j.intervals["sync.push-slow.fault.api.p99"] is not None
+    assert j.verdict == "confirmed"
