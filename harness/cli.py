@@ -105,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness import run
     from harness.plan import PlanError, make_plan
 
-    pipelines = list(topology.PIPELINES) if args.pipeline == "all" else [args.pipeline]
+    pipelines = list(topology.PIPELINES) if "all" in args.pipeline else list(dict.fromkeys(args.pipeline))
     refs = scenarios.shipped() if args.scenario == ["all"] else args.scenario
     try:
         processes, open_stack = _stack_kind(args.stack)
@@ -113,7 +113,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"bench run: cannot ask the {args.stack} stack what it runs: {e}", file=sys.stderr)
         return 1
     try:
-        the_plan = make_plan(pipelines, refs, args.duration, args.quick, processes)
+        from harness.capacity import last_capacities
+
+        capacities = last_capacities(args.stack)
+        the_plan = make_plan(pipelines, refs, args.duration, args.quick, processes, capacities, args.repeat)
     except PlanError as e:
         print(f"bench run: invalid scenario, nothing started:\n{e}", file=sys.stderr)
         return EXIT_USAGE
@@ -135,7 +138,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         refs += sorted(str(p) for p in (paths.REPO / "compose" / "scenarios").glob("*.yaml"))
     try:
         processes = scenarios.PROCESSES + (scenarios.CLUSTER_PROCESSES if args.kafka == "cluster" else ())
-        the_plan = make_plan(list(topology.PIPELINES), refs, None, False, processes)
+        from harness.capacity import last_capacities
+
+        the_plan = make_plan(list(topology.PIPELINES), refs, None, False, processes, last_capacities())
     except PlanError as e:
         print(f"bench validate: invalid scenario:\n{e}", file=sys.stderr)
         return EXIT_USAGE
@@ -194,13 +199,19 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.run import STACK_KINDS
 
     run = subs["run"]
-    run.add_argument("--pipeline", choices=[*topology.PIPELINES, "all"], default="all")
+    run.add_argument(
+        "--pipeline", nargs="+", choices=[*topology.PIPELINES, "all"], default=["all"], help="one or more, or all"
+    )
     run.add_argument(
         "--scenario", nargs="+", default=["all"], help="shipped scenario names or YAML paths, or 'all' (default)"
     )
     run.add_argument("--duration", type=float, help="seconds of load per cell (the timeline is scaled to it)")
     run.add_argument("--quick", action="store_true", help=f"cap each cell's load at {QUICK_SECONDS:g} s (CI)")
     run.add_argument("--processes", type=int, default=1, help="Locust worker processes")
+    run.add_argument(
+        "--repeat", type=int, default=1, metavar="N",
+        help="play each cell N times, interleaved (sync and async alternate); intervals then come from the repetitions",
+    )  # fmt: skip
     run.add_argument(
         "--stack",
         choices=STACK_KINDS,

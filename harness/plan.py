@@ -12,7 +12,7 @@ A profile's capacity-relative rates ("0.3 x sync") are resolved here from `capac
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chaos import scenario as scenarios
 from loadtests.profile import Capacities, Profile, ProfileError, find_profile
@@ -72,11 +72,12 @@ def make_plan(
     quick: bool = False,
     processes: Collection[str] = scenarios.PROCESSES,
     capacities: Capacities | None = None,
+    repeat: int = 1,
 ) -> Plan:
-    """Every cell of the run; PlanError lists every problem of every scenario at once.
+    """Every cell of the run, `repeat` times; PlanError lists every problem of every scenario at once.
     `processes`: what the stack can kill or pause (the compose cluster profile has more brokers).
     `capacities`: what capacity-relative rates resolve from (harness.capacity.last_capacities())."""
-    problems: list[str] = []
+    problems: list[str] = [] if repeat >= 1 else [f"repeat: must be at least 1, got {repeat}"]
     cells: list[PlannedCell] = []
     for ref in scenario_refs:
         path = str(scenarios.resolve(ref))
@@ -97,4 +98,15 @@ def make_plan(
         cells += [PlannedCell(sc, p, played, load_seconds, load_seconds / profile.duration) for p in pipelines]
     if problems:
         raise PlanError("\n".join(problems))
-    return Plan(cells)
+    return Plan(interleave(cells, repeat))
+
+
+def interleave(cells: list[PlannedCell], repeat: int) -> list[PlannedCell]:
+    """Each repetition plays every cell, scenario by scenario, the pipelines in turn and in reverse
+    order every other repetition: a disturbance of the machine then hits sync and async alike."""
+    out: list[PlannedCell] = []
+    for rep in range(1, repeat + 1):
+        for scenario in dict.fromkeys(c.scenario.name for c in cells):
+            group = [c for c in cells if c.scenario.name == scenario]
+            out += [replace(c, repetition=rep) for c in (group if rep % 2 else group[::-1])]
+    return out

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+import yaml
 from prometheus_client import CollectorRegistry, start_http_server
 
 from chaos.engine import ChaosMetrics, ProcessControl, Timeline
@@ -67,9 +68,10 @@ def machine(runtime: str) -> Machine:
 def run_cell(
     stack: RunnableStack, cell: PlannedCell, run_dir: Path, metrics: ChaosMetrics, processes: int
 ) -> CellResult:
-    out = run_dir / cell_folder(cell.pipeline, cell.scenario.name)
+    out = run_dir / cell_folder(cell.pipeline, cell.scenario.name, cell.repetition)
     out.mkdir(parents=True, exist_ok=True)
-    progress = Progress(f"{cell.pipeline} x {cell.scenario.name}", cell.load_seconds)
+    rep = f" (repetition {cell.repetition})" if cell.repetition > 1 else ""
+    progress = Progress(f"{cell.pipeline} x {cell.scenario.name}{rep}", cell.load_seconds)
     stack.toxiproxy.reset()  # first: a service restarted below then connects through healthy links
     if stack.pipeline != cell.pipeline:
         stack.use_pipeline(cell.pipeline)
@@ -78,7 +80,10 @@ def run_cell(
     sink.reset()
     dlq_before = kafka_admin.end_offsets(topology.TOPIC_DEAD_LETTER)
 
-    load = LoadRun(cell.scenario.profile, cell.load_seconds, out / "loadgen", processes=processes)
+    # The profile as planned (capacity-relative rates resolved, scaled to the cell): Locust plays this file.
+    profile_file = out / "profile.yaml"
+    profile_file.write_text(yaml.safe_dump(cell.profile.model_dump(mode="json", exclude={"relative_rates"})))
+    load = LoadRun(str(profile_file), cell.load_seconds, out / "loadgen", processes=processes)
     timeline = Timeline(cell.scaled_faults(), cell.load_seconds, stack.toxiproxy, stack, metrics=metrics)
     started_unix = time.time()
     proc = load.start(out / "locust.log")

@@ -125,3 +125,15 @@ def test_one_plan_reports_every_problem_of_every_file_together(tmp_path: Path) -
         "(make bench RUNTIME=compose KAFKA=cluster; bench validate --kafka cluster)",
         f"{bad_plan}: faults[1].at: a fault at 500 s starts after the load ends (60 s)",
     ]
+
+
+def test_repetitions_interleave_and_alternate_the_pipelines() -> None:
+    plan = make_plan(["sync", "async"], ["baseline", "push-slow"], 10.0, repeat=3)
+    order = [(c.repetition, c.scenario.name, c.pipeline) for c in plan.cells]
+    assert order == [
+        (1, "baseline", "sync"), (1, "baseline", "async"), (1, "push-slow", "sync"), (1, "push-slow", "async"),
+        (2, "baseline", "async"), (2, "baseline", "sync"), (2, "push-slow", "async"), (2, "push-slow", "sync"),
+        (3, "baseline", "sync"), (3, "baseline", "async"), (3, "push-slow", "sync"), (3, "push-slow", "async"),
+    ]  # fmt: skip
+    with pytest.raises(PlanError, match="repeat: must be at least 1"):
+        make_plan(["sync"], ["baseline"], repeat=0)
