@@ -47,7 +47,7 @@ LIMITS_FILE = Path(__file__).resolve().parent / "limits" / "capacity.yaml"
 API_P99, ERROR_RATIO, BACKLOG = "api.p99", "error_ratio", "delivery.backlog_growth"
 ALL_LIMITS = (API_P99, ERROR_RATIO, BACKLOG)
 ACCEPTANCE_LIMITS = (API_P99, ERROR_RATIO)
-SATURATED_CORES = 0.85  # a single-threaded component at this share of one core is saturated
+BUSY_OTHER_CORES = 0.25  # processes outside the stack and the generator using more than this are named
 Verdict = Literal["held", "broke", "generator-bound"]
 
 
@@ -164,6 +164,8 @@ class Step(_Model):
         reasons = [b.text for b in source if b.limit in wanted]
         if self.generator_reasons:
             reasons += [f"generator: {r}" for r in self.generator_reasons]
+        if (other := self.cpu_cores.get("other", 0.0)) > BUSY_OTHER_CORES:
+            reasons.append(f"the machine was busy with other processes ({other:.2f} cores)")
         return reasons
 
 

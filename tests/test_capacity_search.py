@@ -243,3 +243,9 @@ def test_parse_kafka_tools() -> None:
         "2026-01-01 00:00:00:000, 2026-01-01 00:00:03:000, 3.3, 1.1, 50000, 16666.7, 2500, 500, 6.6, 100000.0\n"
     )
     assert parse_consumer_performance(cons) == (50000, 100000.0)
+
+
+def test_a_busy_machine_is_named_in_the_reason() -> None:
+    step = fake_step(800, api_p99=0.3).model_copy(update={"cpu_cores": {"reaction": 0.4, "other": 1.1}})
+    assert step.why(ALL_LIMITS)[-1] == "the machine was busy with other processes (1.10 cores)"
+    assert step.verdict(ALL_LIMITS) == "broke"  # said, not judged
