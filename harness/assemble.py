@@ -20,6 +20,7 @@ from harness.result import (
     CellResult,
     CheckResult,
     DeadLetter,
+    Disturbance,
     FaultWindow,
     Hypothesis,
     LoadGenerator,
@@ -41,6 +42,7 @@ def assemble(
     backlog_left: int | None,
     backlog_series: list[tuple[float, int | None]],
     dead_letter_records: Sequence[Any] = (),
+    disturbance: Disturbance | None = None,
 ) -> CellResult:
     """The cell's result with its hypothesis judged. `dead_letter_records`: the Kafka records written
     to the dead-letter topic during the cell."""
@@ -118,6 +120,7 @@ def assemble(
         ),
         faults=faults,
         series=_series(outcomes, api, e2e, backlog_series, epoch, series_len, profile.rate_at),
+        disturbance=disturbance or Disturbance(measured=False),
     )
     result.intervals = block_intervals(
         requests,

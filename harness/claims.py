@@ -1,11 +1,12 @@
 """The article's claims as data (claims.yaml) and their verdicts against one run.
 
-Each claim has a `holds` condition over `<pipeline>.<scenario>.<metric>` names (harness/expr.py):
-true -> confirmed, false -> refuted. It is *not shown* when the claim cannot be measured here
-(`holds: null`), when a value it reads is missing from the run (cell not run, or nothing measured),
-when a cell it reads failed a precondition (no load, a load generator that fell behind, no drain),
-or when its optional `shown_if` precondition is false (e.g. "async handles surges better" says
-nothing if the surge did not stress sync at all).
+Each claim has a `holds` condition over `<pipeline>.<scenario>.<metric>` names (harness/expr.py),
+evaluated on the values' 95 % intervals: true across them -> confirmed, false -> refuted, either ->
+inconclusive (also when a cell it reads was disturbed, harness/disturbance.py). It is *not shown*
+when the claim cannot be measured here (`holds: null`), when a value it reads is missing from the
+run (cell not run, or nothing measured), when a cell it reads failed a precondition (no load, a load
+generator that fell behind, no drain), or when its optional `shown_if` precondition is false (e.g.
+"async handles surges better" says nothing if the surge did not stress sync at all).
 """
 
 from __future__ import annotations
@@ -196,6 +197,12 @@ def judge(
     unusable = [f"{c.folder}: {', '.join(unmet)} failed" for c in cells if (unmet := c.unmet_preconditions())]
     if unusable:
         return Judgement(claim, "not shown", "; ".join(unusable), values, spans)
+    # Nor is it decided on a cell during which something outside the stack took the machine.
+    disturbed = [
+        f"{c.folder} was disturbed: {'; '.join(c.disturbance.flagged)}" for c in cells if c.disturbance.flagged
+    ]
+    if disturbed:
+        return Judgement(claim, "inconclusive", "; ".join(disturbed), values, spans)
 
     def check(rule: Rule) -> bool | None:
         point = {w: env[full] for w, full in rule.names.items()}

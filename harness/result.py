@@ -164,6 +164,18 @@ class Windows(_Model):
         return out
 
 
+class Disturbance(_Model):
+    """What else the machine did during the cell (harness/disturbance.py); shares of all its CPU."""
+
+    measured: bool  # False where the harness cannot tell its own processes (compose)
+    samples: int = 0
+    outside_cpu_share_mean: float | None = None
+    outside_cpu_share_max: float | None = None
+    steal_share_mean: float | None = None
+    load_average_max: float | None = None
+    flagged: list[str] = Field(default_factory=list)  # why no verdict may rest on this cell
+
+
 class CheckResult(_Model):
     check: str
     metric: str
@@ -197,6 +209,7 @@ class CellResult(_Model):
     dead_letter: DeadLetter
     faults: list[FaultWindow]
     series: PerSecond
+    disturbance: Disturbance = Field(default_factory=lambda: Disturbance(measured=False))
     hypothesis: Hypothesis | None = None  # judged once the result is complete
     # metric -> 95 % interval from this cell alone (harness/intervals.py: time blocks); a run with
     # repetitions computes its intervals over them instead.

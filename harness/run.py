@@ -25,10 +25,11 @@ from chaos.toxiproxy import ToxiproxyClient
 from facts import paths, topology, versions
 from harness import kafka_admin, sampling, sink, supervisor
 from harness.assemble import assemble
+from harness.disturbance import MachineWatch
 from harness.loadgen import LoadRun
 from harness.plan import Plan, PlannedCell
 from harness.progress import Progress
-from harness.result import CellResult, Machine, RunIndex, cell_folder
+from harness.result import CellResult, Disturbance, Machine, RunIndex, cell_folder
 
 EXIT_HYPOTHESIS_FAILED = 1
 TICK = 0.25
@@ -66,7 +67,12 @@ def machine(runtime: str) -> Machine:
 
 
 def run_cell(
-    stack: RunnableStack, cell: PlannedCell, run_dir: Path, metrics: ChaosMetrics, processes: int
+    stack: RunnableStack,
+    cell: PlannedCell,
+    run_dir: Path,
+    metrics: ChaosMetrics,
+    processes: int,
+    measure_machine: bool = True,
 ) -> CellResult:
     out = run_dir / cell_folder(cell.pipeline, cell.scenario.name, cell.repetition)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,6 +95,8 @@ def run_cell(
     proc = load.start(out / "locust.log")
     sampler = sampling.Sampler()
     sampler.start()
+    # What else the machine does meanwhile; in containers our processes are not ours to see.
+    watch = MachineWatch().start() if measure_machine else None
     try:
         # Faults are timed from the load's own time zero (Locust plans it a moment after it starts).
         epoch = LoadRun.epoch(timeout=60.0, alive=lambda: proc.poll() is None)
@@ -115,12 +123,17 @@ def run_cell(
         finally:
             LoadRun.stop(proc)  # a no-op when Locust ended by itself; interrupted, it still writes outcomes
             sampler.stop()
+            disturbance = watch.stop() if watch else Disturbance(measured=False)
     backlog_series = sampler.series
     if proc.returncode != 0:
         progress.event(f"locust exited with {proc.returncode}; see {out / 'locust.log'}")
     _, left = sampling.drain(cell.scenario.drain_timeout, progress, settle=2.0, series=backlog_series)
     dead_letters = kafka_admin.read_since(topology.TOPIC_DEAD_LETTER, dlq_before)
-    result = assemble(cell, load, timeline, started_unix, proc.returncode, left, backlog_series, dead_letters)
+    result = assemble(
+        cell, load, timeline, started_unix, proc.returncode, left, backlog_series, dead_letters, disturbance
+    )
+    if disturbance.flagged:
+        progress.event(f"disturbed: {'; '.join(disturbance.flagged)}")
     result.write(run_dir)
     m = result.metrics()
     progress.event(
@@ -170,7 +183,7 @@ def run(
             open_stack(run_dir / "stack", the_plan.cells[0].pipeline) as stack,
         ):
             for cell in the_plan.cells:
-                result = run_cell(stack, cell, run_dir, metrics, processes)
+                result = run_cell(stack, cell, run_dir, metrics, processes, measure_machine=runtime == "native")
                 results.append(result)
                 index.cells.append(result.folder)
                 index.write(run_dir)

@@ -37,7 +37,8 @@ border-radius: 3px; } .values { font-size: 12px; color: #33414f; white-space: no
          white-space: nowrap; }
 .confirmed, .pass { background: #e3f4e5; color: #1b5e20; } .refuted, .fail { background: #fde7e7; color: #b71c1c; }
 .not-shown { background: #eceff3; color: #4a5563; }
-.inconclusive { background: #fff4d6; color: #7a5300; } .reason { color: var(--muted); font-size: 12px; }
+.inconclusive { background: #fff4d6; color: #7a5300; } .warning { color: #b71c1c; font-weight: 600; }
+.reason { color: var(--muted); font-size: 12px; }
 .side { color: var(--muted); font-size: 12px; }
 .grid { display: grid; grid-template-columns: 120px repeat(var(--cols), minmax(0, 440px)); gap: 4px 14px;
         align-items: center; }
@@ -174,10 +175,15 @@ def scenario_section(rows: Rows, s: ScenarioRow, run: Run) -> str:
         if h.scenario == s.scenario
         for ch in h.checks
     ]
+    warnings = "".join(
+        f'<p class="warning">{escape(h.pipeline)}: {escape(w)}</p>'
+        for h in rows.hypotheses
+        if h.scenario == s.scenario
+        for w in h.warnings
+    )
     return (
         f'<section id="s-{escape(s.scenario)}"><h2>{escape(s.scenario)}</h2>'
-        f'<p class="desc">{escape(s.description)}</p>'
-        f'<p class="note">Load: {escape(s.load)}; '
+        f'<p class="desc">{escape(s.description)}</p>' + warnings + f'<p class="note">Load: {escape(s.load)}; '
         f"run for {escape(s.load_time)}, the profile's timeline scaled to fit, then drained. "
         f"Faults (s from load start): {escape(s.fault_text)}. "
         "Shaded: from when each fault was really applied until its undo took effect. Dotted line: load ends. "

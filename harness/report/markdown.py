@@ -50,6 +50,7 @@ def claims_table(claims: Iterable[ClaimRow]) -> list[str]:
 def hypothesis_cells(h: HypothesisRow) -> list[str]:
     text = "<br>".join(f"{'✓' if ch.passed else '✗'} `{ch.check}`: {ch.measured}" for ch in h.checks)
     status = {True: "PASS", False: "**FAIL**", None: NO_VALUE}[h.passed]
+    text = "<br>".join([*(f"\N{WARNING SIGN} **{w}**" for w in h.warnings), text]) if h.warnings else text
     return [h.pipeline, h.scenario, status, text or NO_VALUE]
 
 

@@ -49,6 +49,7 @@ class HypothesisRow:
     scenario: str
     passed: bool | None  # None: the cell has no judged hypothesis
     checks: tuple[CheckRow, ...]
+    warnings: tuple[str, ...] = ()  # the load generator fell behind, the machine was disturbed: shown in red
 
 
 @dataclass(frozen=True)
@@ -198,11 +199,14 @@ def claim_row(j: Judgement) -> ClaimRow:
 
 def hypothesis_row(cell: CellResult) -> HypothesisRow:
     checks = () if cell.hypothesis is None else cell.hypothesis.checks
+    warnings = [f"generator-bound: {why}" for why in cell.loadgen.fell_behind]
+    warnings += [f"disturbed: {why}" for why in cell.disturbance.flagged]
     return HypothesisRow(
-        cell.pipeline,
+        cell.pipeline if cell.repetition == 1 else f"{cell.pipeline} (r{cell.repetition})",
         cell.scenario,
         passed(cell),
         tuple(CheckRow(ch.check, fmt(ch.metric, ch.measured), ch.passed) for ch in checks),
+        tuple(warnings),
     )
 
 

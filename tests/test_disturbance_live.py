@@ -1,0 +1,63 @@
+"""A CPU burner outside the stack during a real cell: the cell is flagged, and the claims that read
+it are inconclusive."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from prometheus_client import CollectorRegistry
+
+from chaos.engine import ChaosMetrics
+from harness import claims, run
+from harness import result as result_model
+from harness.plan import make_plan
+
+pytestmark = pytest.mark.stack
+
+# Forks once and exits, so the burner is re-parented away from the harness' process tree (it is
+# "outside the stack"), writes its pid, and spins one core for at most argv[2] seconds.
+BURNER = """
+import os, sys, time
+if os.fork():
+    sys.exit(0)
+os.setsid()
+os.nice(19)  # it takes the CPU our processes leave idle, so the load generator still keeps up
+open(sys.argv[1], "w").write(str(os.getpid()))
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    pass
+"""
+
+
+def test_a_cpu_burner_outside_the_stack_flags_the_cell(stack: Any, tmp_path: Path) -> None:
+    seconds = 12.0
+    (cell,) = make_plan(["sync"], ["push-slow"], seconds).cells
+    pid_file = tmp_path / "burner.pid"
+    subprocess.run([sys.executable, "-c", BURNER, str(pid_file), str(seconds + 60)], check=True, timeout=30)
+    try:
+        for _ in range(100):
+            if pid_file.exists() and pid_file.read_text():
+                break
+            time.sleep(0.05)
+        burner = int(pid_file.read_text())
+        result = run.run_cell(stack, cell, tmp_path / "run", ChaosMetrics(CollectorRegistry()), processes=1)
+    finally:
+        with contextlib.suppress(ProcessLookupError, ValueError, FileNotFoundError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    assert burner not in {c.pid for c in psutil.Process().children(recursive=True)}
+    d = result.disturbance
+    assert d.measured and d.outside_cpu_share_mean is not None
+    assert d.flagged and d.flagged[0].startswith("processes outside the stack took"), d
+    loaded = result_model.load(tmp_path / "run")
+    judged = {j.claim.id: j for j in claims.judge_all(loaded)}
+    assert judged["sync-caller-blocked"].verdict == "inconclusive"
+    assert "sync--push-slow was disturbed" in judged["sync-caller-blocked"].reason
