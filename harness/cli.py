@@ -164,7 +164,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness import compare
 
-    return compare.main(args.base, args.new, args.thresholds, args.format, args.all)
+    return compare.main(args.base, args.new, args.thresholds, args.format, args.all, args.noise)
+
+
+def cmd_noise(args: argparse.Namespace) -> int:
+    from harness import noise, result
+
+    try:
+        runs = [result.load(r) for r in args.runs]
+        floor = noise.measure(runs)
+    except result.ResultsError as e:
+        print(f"bench noise: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    out = floor.write(args.out or runs[0].root / "noise.json")
+    print(f"{floor.method}: {len(floor.floors)} metric(s) -> {out}\nuse it: bench compare BASE NEW --noise {out}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
             cmd_report,
         ),
         "compare": ("compare two runs; exit 1 when a threshold is crossed", cmd_compare),
+        "noise": ("the noise floor of every metric from an A/A comparison, for `bench compare --noise`", cmd_noise),
     }
     subs = {}
     for name, (help_text, fn) in commands.items():
@@ -238,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--thresholds", type=Path, help="thresholds file (default: harness/thresholds/default.yaml)")
     cmp.add_argument("--format", choices=["text", "markdown"], default="text")
     cmp.add_argument("--all", action="store_true", help="list every metric, not only thresholded and key ones")
+    cmp.add_argument("--noise", type=Path, help="a noise floor from `bench noise`: also fail on a change beyond it")
+    noise_cmd = subs["noise"]
+    noise_cmd.add_argument(
+        "runs", nargs="+", help="one run made with --repeat 2+, or two runs of the same matrix (A/A)"
+    )
+    noise_cmd.add_argument("--out", type=Path, help="where to write the floors (default: RUN/noise.json)")
     return p
 
 

@@ -24,7 +24,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from facts import comparison, measures, topology
-from harness import expr, result, yamlpos
+from harness import expr, noise, result, yamlpos
 from harness.result import Run
 
 DEFAULT_FILE = Path(__file__).resolve().parent / "thresholds" / "default.yaml"
@@ -79,6 +79,17 @@ class Row:
     base: float | None
     new: float | None
     checks: list[ThresholdCheck] = field(default_factory=list)
+    base_span: tuple[float, float] | None = None  # 95 % intervals, where the runs have them
+    new_span: tuple[float, float] | None = None
+
+    @property
+    def difference(self) -> tuple[float, float] | None:
+        """The 95 % interval of new - base (a point where a side has no interval), None without values."""
+        if self.base is None or self.new is None or (self.base_span is None and self.new_span is None):
+            return None
+        b_lo, b_hi = self.base_span or (self.base, self.base)
+        n_lo, n_hi = self.new_span or (self.new, self.new)
+        return n_lo - b_hi, n_hi - b_lo
 
     @property
     def failed(self) -> bool:
@@ -171,18 +182,20 @@ def _apply(t: Threshold, base: float | None, new: float | None, in_base: bool) -
 def compare(base: Run, new: Run, thresholds: Iterable[Threshold], all_metrics: bool = False) -> list[Row]:
     """One row per (pipeline, scenario, metric) that has a threshold or is a key metric, in NEW's order."""
     thresholds = list(thresholds)
-    cells = [(c.pipeline, c.scenario) for c in new.cells]
-    cells += [(c.pipeline, c.scenario) for c in base.cells if (c.pipeline, c.scenario) not in cells]
+    cells = list(new.groups)
+    cells += [key for key in base.groups if key not in cells]
+    b_env, n_env, b_spans, n_spans = base.env(), new.env(), base.intervals(), new.intervals()
     rows = []
     for pipeline, scenario in cells:
-        b_cell, n_cell = base.cell(pipeline, scenario), new.cell(pipeline, scenario)
-        b = b_cell.metrics() if b_cell else {}
-        n = n_cell.metrics() if n_cell else {}
-        for metric in dict.fromkeys([*n, *b]):
-            row = Row(pipeline, scenario, metric, b.get(metric), n.get(metric))
+        in_base = (pipeline, scenario) in base.groups
+        for metric in measures.NAMES:
+            name = f"{pipeline}.{scenario}.{metric}"
+            row = Row(
+                pipeline, scenario, metric, b_env.get(name), n_env.get(name), [], b_spans.get(name), n_spans.get(name)
+            )
             for t in thresholds:
                 if t.matches(pipeline, scenario, metric):
-                    row.checks.append(_apply(t, row.base, row.new, b_cell is not None))
+                    row.checks.append(_apply(t, row.base, row.new, in_base))
             if row.checks or all_metrics or metric in KEY_METRICS:
                 rows.append(row)
     return rows
@@ -218,11 +231,19 @@ def _threshold_text(row: Row) -> str:
     return "; ".join(parts)
 
 
+def _fmt_difference(row: Row) -> str:
+    d = row.difference
+    if d is None:
+        return ""
+    sign = [("+" if v > 0 else "") + measures.fmt(row.metric, v) for v in d]
+    return f"[{sign[0]}, {sign[1]}]"
+
+
 def table(rows: list[Row]) -> list[list[str]]:
-    head = ["pipeline", "scenario", "metric", "base", "new", "change", "threshold", "status"]
+    head = ["pipeline", "scenario", "metric", "base", "new", "change", "new - base (95 %)", "threshold", "status"]
     body = [
         [r.pipeline, r.scenario, r.metric, measures.fmt(r.metric, r.base), measures.fmt(r.metric, r.new),
-         _fmt_change(r), _threshold_text(r), _status(r)]
+         _fmt_change(r), _fmt_difference(r), _threshold_text(r), _status(r)]
         for r in rows
     ]  # fmt: skip
     return [head, *body]
@@ -279,16 +300,26 @@ def markdown_report(title: str, rows: list[Row], thresholds: list[Threshold]) ->
     return "\n".join(out)
 
 
-def main(base: str, new: str, thresholds_file: Path | None, fmt: str, all_metrics: bool) -> int:
+def noise_thresholds(path: Path) -> list[Threshold]:
+    """`bench noise`'s floors as thresholds: a change beyond the noise floor, either way, is crossed."""
+    floor = noise.load(path)
+    return [_parse(line, 0, f"{path}: {line.split()[0]}") for line in noise.threshold_lines(floor)]
+
+
+def main(
+    base: str, new: str, thresholds_file: Path | None, fmt: str, all_metrics: bool, noise_file: Path | None = None
+) -> int:
     path = thresholds_file or DEFAULT_FILE
     try:
-        thresholds = load(path)
+        thresholds = load(path) + (noise_thresholds(noise_file) if noise_file else [])
         base_run, new_run = result.load(base), result.load(new)
     except (ThresholdError, result.ResultsError) as e:
         print(f"bench compare: {e}", file=sys.stderr)
         return EXIT_USAGE
     rows = compare(base_run, new_run, thresholds, all_metrics)
     title = f"base {base_run.run_id} -> new {new_run.run_id}, thresholds {path}"
+    if noise_file:
+        title += f" and the noise floor {noise_file}"
     if fmt == "markdown":
         print(markdown_report(title, rows, thresholds))
     else:

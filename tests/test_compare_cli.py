@@ -50,7 +50,7 @@ def test_markdown_output(tmp_path: Path, base: Path, capsys: pytest.CaptureFixtu
     assert cli.main(["compare", str(base), str(new), "--format", "markdown"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("## bench compare")
-    assert "| pipeline | scenario | metric | base | new | change | threshold | status |" in out
+    assert "| pipeline | scenario | metric | base | new | change | new - base (95 %) | threshold | status |" in out
     assert "| **async** | **surge** | **lost** |" in out
 
 

@@ -1,0 +1,65 @@
+"""A/A noise floors, and `bench compare --noise` failing only on a change beyond them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import cli, noise
+from harness import result as result_model
+from harness.result import CellResult
+from tests.synthetic_run import result, write_run
+
+
+def repeated(api_by_rep: tuple[float, ...]) -> list[CellResult]:
+    cells = []
+    for k, api in enumerate(api_by_rep, start=1):
+        c = result("async", "baseline", api=api, seed=k)
+        c.repetition = k
+        cells.append(c)
+    return cells
+
+
+def test_the_floor_of_a_repeated_run_is_the_largest_difference_between_repetitions(tmp_path: Path) -> None:
+    run = result_model.load(write_run(tmp_path / "aa", repeated((0.010, 0.012, 0.011))))
+    floor = noise.measure([run])
+    api = [c.metrics()["api.p99"] for c in run.cells]
+    assert floor.floors["async.baseline.api.p99"] == pytest.approx(max(api) - min(api))  # type: ignore[type-var]
+    assert floor.floors["async.baseline.lost"] == 0.0
+    assert "repetitions" in floor.method
+
+
+def test_two_runs_give_their_difference_and_a_run_without_repetitions_alone_is_refused(tmp_path: Path) -> None:
+    a = result_model.load(write_run(tmp_path / "a", [result("async", "baseline", api=0.010)]))
+    b = result_model.load(write_run(tmp_path / "b", [result("async", "baseline", api=0.013)]))
+    floor = noise.measure([a, b])
+    assert floor.floors["async.baseline.api.p99"] == pytest.approx(
+        abs(a.env()["async.baseline.api.p99"] - b.env()["async.baseline.api.p99"])  # type: ignore[operator]
+    )
+    with pytest.raises(result_model.ResultsError, match="no cell was repeated"):
+        noise.measure([a])
+
+
+def test_compare_with_the_noise_floor_fails_only_beyond_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    aa = write_run(tmp_path / "aa", repeated((0.010, 0.012, 0.011)))
+    assert cli.main(["noise", str(aa), "--out", str(tmp_path / "noise.json")]) == 0
+    empty = tmp_path / "none.yaml"
+    empty.write_text("thresholds: []\n")
+    within = write_run(tmp_path / "within", repeated((0.0105, 0.0115, 0.011)))
+    args = ["compare", str(aa), "--thresholds", str(empty), "--noise", str(tmp_path / "noise.json")]
+    assert cli.main([*args[:2], str(within), *args[2:]]) == 0
+    beyond = write_run(tmp_path / "beyond", repeated((0.030, 0.032, 0.031)))
+    capsys.readouterr()
+    assert cli.main([*args[:2], str(beyond), *args[2:]]) == 1
+    out = capsys.readouterr().out
+    assert "crossed: async.baseline.api.p99 <= " in out
+    assert "new - base (95 %)" in out  # each difference with its interval (over the repetitions here)
+
+
+def test_a_bad_noise_file_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = write_run(tmp_path / "r", [result("async", "baseline")])
+    bad = tmp_path / "noise.json"
+    bad.write_text('{"runs": [], "method": "x", "floors": {"a": "b"}}')
+    assert cli.main(["compare", str(run), str(run), "--noise", str(bad)]) == 2
+    assert f"{bad}: floors.a" in capsys.readouterr().err
