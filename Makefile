@@ -55,9 +55,15 @@ up: setup ## start the stack in the background (PIPELINE=sync|sync-resilient|asy
 down: ## stop everything `make up` started
 	@if [ -x $(BIN)/bench ]; then $(BIN)/bench down; fi
 
+# The default matrix, every cell at half its scenario's length (about 20 minutes on 2 cores), one
+# repetition: intervals then come from time blocks within each cell. REPEAT=3 gives intervals
+# over repetitions (three times as long); TIME_SCALE=1 plays the scenarios at full length.
+REPEAT ?= 1
+TIME_SCALE ?= 0.5
 # The report is written even when a hypothesis failed; the exit code is the run's.
-bench: setup ## run the default matrix (all pipelines x all scenarios) and write the report
-	@rc=0; $(BIN)/bench run --pipeline all --scenario all $(BENCH_ARGS) || rc=$$?; \
+bench: setup ## run the default matrix (all pipelines x all scenarios; REPEAT=N, TIME_SCALE=F) and write the report
+	@rc=0; $(BIN)/bench run --pipeline all --scenario all --repeat $(REPEAT) --time-scale $(TIME_SCALE) \
+		$(BENCH_ARGS) || rc=$$?; \
 	if [ -e runs/latest/run.json ]; then $(BIN)/bench report runs/latest --screenshot; \
 	echo "report: $$(readlink -f runs/latest)/report.html (and report.md)"; fi; exit $$rc
 

@@ -116,7 +116,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from harness.capacity import last_capacities
 
         capacities = last_capacities(args.stack)
-        the_plan = make_plan(pipelines, refs, args.duration, args.quick, processes, capacities, args.repeat)
+        the_plan = make_plan(
+            pipelines, refs, args.duration, args.quick, processes, capacities, args.repeat, args.time_scale
+        )
     except PlanError as e:
         print(f"bench run: invalid scenario, nothing started:\n{e}", file=sys.stderr)
         return EXIT_USAGE
@@ -222,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--duration", type=float, help="seconds of load per cell (the timeline is scaled to it)")
     run.add_argument("--quick", action="store_true", help=f"cap each cell's load at {QUICK_SECONDS:g} s (CI)")
+    run.add_argument(
+        "--time-scale", type=float, default=1.0, metavar="F",
+        help="every scenario's load and fault timeline times F (0.5: half as long)",
+    )  # fmt: skip
     run.add_argument("--processes", type=int, default=1, help="Locust worker processes")
     run.add_argument(
         "--repeat", type=int, default=1, metavar="N",

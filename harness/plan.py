@@ -73,11 +73,16 @@ def make_plan(
     processes: Collection[str] = scenarios.PROCESSES,
     capacities: Capacities | None = None,
     repeat: int = 1,
+    time_scale: float = 1.0,
 ) -> Plan:
     """Every cell of the run, `repeat` times; PlanError lists every problem of every scenario at once.
+    `time_scale` shortens (or stretches) every scenario, its load and its fault timeline alike;
+    `duration` sets every cell's load to that many seconds instead.
     `processes`: what the stack can kill or pause (the compose cluster profile has more brokers).
     `capacities`: what capacity-relative rates resolve from (harness.capacity.last_capacities())."""
     problems: list[str] = [] if repeat >= 1 else [f"repeat: must be at least 1, got {repeat}"]
+    if not 0 < time_scale <= 10:
+        problems.append(f"time scale: must be in (0, 10], got {time_scale:g}")
     cells: list[PlannedCell] = []
     for ref in scenario_refs:
         path = str(scenarios.resolve(ref))
@@ -92,7 +97,7 @@ def make_plan(
             problems.append(f"{path}: profile: {e}")
             continue
         problems += _scenario_problems(sc, path, profile, processes)
-        own = sc.duration or profile.duration
+        own = (sc.duration or profile.duration) * time_scale
         load_seconds = duration or (min(own, QUICK_SECONDS) if quick else own)
         played = profile.scaled(duration=load_seconds)
         cells += [PlannedCell(sc, p, played, load_seconds, load_seconds / profile.duration) for p in pipelines]
