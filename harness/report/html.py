@@ -13,7 +13,7 @@ from html import escape
 
 from facts.measures import LEDGER_COUNTS, NO_VALUE
 from harness.report.charts import scenario_charts
-from harness.report.model import RATE_COLUMNS, ClaimRow, Rows, ScenarioRow
+from harness.report.model import COST_COLUMNS, COSTS_TEXT, RATE_COLUMNS, ClaimRow, Rows, ScenarioRow
 from harness.result import Run
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
@@ -218,6 +218,9 @@ def page(rows: Rows, run: Run) -> str:
             ["scenario", "load", "load time", "faults (s from load start)"],
             [[s.scenario, s.load, s.load_time, s.fault_text] for s in rows.scenarios],
         ),
+        "<h3>What each pipeline costs</h3>",
+        f'<p class="note">{escape(COSTS_TEXT)}</p>',
+        table(list(COST_COLUMNS), [list(c) for c in rows.costs]),
         "</section>",
         *(scenario_section(rows, s, run) for s in rows.scenarios),
         '<section id="machine"><h2>Machine and versions</h2>',

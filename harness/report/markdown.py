@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from facts.measures import LEDGER_COUNTS, NO_VALUE
-from harness.report.model import RATE_COLUMNS, ClaimRow, HypothesisRow, Rows
+from harness.report.model import COST_COLUMNS, COSTS_TEXT, RATE_COLUMNS, ClaimRow, HypothesisRow, Rows
 
 VERDICT_MARK = {
     "confirmed": "\N{WHITE HEAVY CHECK MARK}",
@@ -90,6 +90,12 @@ def markdown(rows: Rows) -> str:
             ["scenario", "load", "load time", "faults (s from load start)"],
             ([s.scenario, s.load, s.load_time, s.fault_text] for s in rows.scenarios),
         ),
+        "",
+        "## What each pipeline costs",
+        "",
+        COSTS_TEXT,
+        "",
+        *table(COST_COLUMNS, rows.costs),
         "",
         "## Machine",
         "",

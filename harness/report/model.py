@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facts.measures import LEDGER_COUNTS, NO_VALUE, fmt
+from harness import simplicity
 from harness.claims import Judgement, Verdict
 from harness.result import CellResult, Machine, Run, split_name
 
@@ -142,6 +143,7 @@ class Rows:
     ledger: tuple[LedgerRow, ...]
     rates: tuple[RateRow, ...]
     scenarios: tuple[ScenarioRow, ...]
+    costs: tuple[tuple[str, ...], ...] = ()  # per pipeline: what it costs to run and understand (COST_COLUMNS)
 
 
 def passed(cell: CellResult) -> bool | None:
@@ -277,6 +279,19 @@ def machine_summary(machine: Machine | None) -> str:
     return f"{machine.hostname}: {machine.cpus} CPUs, {machine.memory_gib} GiB, {machine.platform}; {', '.join(tools)}"
 
 
+COST_COLUMNS = ("pipeline", "processes", "network hops", "configuration keys", "lines of its own code", "its code")
+COSTS_TEXT = (
+    "What each pipeline costs a team to run and understand, counted from the source by the harness "
+    "(harness/simplicity.py): processes, hops a reaction crosses, options and broker settings someone "
+    "must decide, and the lines that exist only because the services talk this way. "
+    '"Simple and intuitive" stays not shown: these are its costs, not its verdict.'
+)
+
+
+def cost_row(c: simplicity.Cost) -> tuple[str, ...]:
+    return (c.pipeline, str(c.processes), str(c.hops), str(c.config_keys), str(c.own_lines), ", ".join(c.files))
+
+
 def rows(run: Run, judgements: Sequence[Judgement]) -> Rows:
     counts = Counts(
         cells=len(run.cells),
@@ -301,4 +316,5 @@ def rows(run: Run, judgements: Sequence[Judgement]) -> Rows:
         ledger=tuple(ledger_row(c) for c in run.cells),
         rates=tuple(rate_row(c) for c in run.cells),
         scenarios=tuple(scenario_row(run, s) for s in run.scenarios),
+        costs=tuple(cost_row(c) for c in simplicity.costs() if c.pipeline in run.pipelines),
     )
