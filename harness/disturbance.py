@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from harness import yamlpos
 from harness.result import Disturbance
 
 LIMITS_FILE = Path(__file__).resolve().parent / "limits" / "disturbance.yaml"
@@ -34,13 +34,7 @@ class DisturbanceLimits(BaseModel):
 
 
 def load_limits(path: Path = LIMITS_FILE) -> DisturbanceLimits:
-    try:
-        return DisturbanceLimits.model_validate(yaml.safe_load(path.read_text()))
-    except (OSError, yaml.YAMLError) as e:
-        raise ValueError(f"{path}: cannot read: {e}") from None
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise ValueError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    return yamlpos.load_model(path, DisturbanceLimits)
 
 
 def _busy(t: Any) -> float:

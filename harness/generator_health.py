@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from facts import quantiles
+from harness import yamlpos
 
 LIMITS_FILE = Path(__file__).resolve().parent / "limits" / "generator.yaml"
 
@@ -27,13 +27,7 @@ class GeneratorLimits(BaseModel):
 
 
 def load_limits(path: Path = LIMITS_FILE) -> GeneratorLimits:
-    try:
-        return GeneratorLimits.model_validate(yaml.safe_load(path.read_text()))
-    except (OSError, yaml.YAMLError) as e:
-        raise ValueError(f"{path}: cannot read: {e}") from None
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise ValueError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    return yamlpos.load_model(path, GeneratorLimits)
 
 
 def schedule_lags(outcomes: Iterable[Mapping[str, Any]]) -> list[float]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class LineStr(str):
@@ -71,3 +74,18 @@ def load(path: Path) -> Any:
         raise ValueError(f"{path}:{line}: not valid YAML: {e.problem}") from None
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML: {e}") from None
+
+
+def load_model(path: Path, model: type[M]) -> M:
+    """A YAML file validated by a pydantic model; ValueError naming the file and every offending field."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML: {e}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        problems = [f"field '{'.'.join(map(str, err['loc'])) or '(top)'}': {err['msg']}" for err in e.errors()]
+        raise ValueError(f"{path}: {'; '.join(problems)}") from None

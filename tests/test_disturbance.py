@@ -39,7 +39,7 @@ def test_the_shipped_limits_load_and_a_bad_file_is_named(tmp_path: Path) -> None
     assert 0 < disturbance.load_limits().outside_cpu_share < 1
     bad = tmp_path / "d.yaml"
     bad.write_text("outside_cpu_share: 2\nsteal_share: 0.1\n")
-    with pytest.raises(ValueError, match=rf"{bad}: outside_cpu_share"):
+    with pytest.raises(ValueError, match=rf"{bad}: field 'outside_cpu_share'"):
         disturbance.load_limits(bad)
 
 

@@ -36,5 +36,5 @@ def test_the_shipped_limits_load_and_a_bad_file_is_named(tmp_path: Path) -> None
     assert gh.load_limits().lag_p99_seconds > 0
     bad = tmp_path / "g.yaml"
     bad.write_text("lag_p99_seconds: 0.05\nmax_missed: 0\n")
-    with pytest.raises(ValueError, match=rf"{bad}: max_missed"):
+    with pytest.raises(ValueError, match=rf"{bad}: field 'max_missed_arrivals': Field required; field 'max_missed'"):
         gh.load_limits(bad)
