@@ -456,8 +456,9 @@ class StepRunner:
         watch_backlog = pipeline == "async"
         try:
             epoch = LoadRun.epoch(timeout=60.0, alive=lambda: proc.poll() is None)
-            if epoch is None:
-                raise RuntimeError(f"the load generator did not start; see {folder / 'locust.log'}")
+            if epoch is None:  # judged like a generator that fell behind: never the pipeline's limit
+                LoadRun.stop(proc)
+                return _not_started(pipeline, rate, s.measure_seconds, folder / "locust.log")
             w0, w1 = epoch + s.warmup_seconds, epoch + duration
             _sleep_until(w0)
             pids = {**self.component_pids(), "loadgen": proc.pid}
@@ -523,6 +524,14 @@ class StepRunner:
             cpu_seconds_per_1000={n: c / acked * 1000 for n, c in cpu_s.items()} if acked else {},
             breaches=breaches, breaches_without_lag=without_lag, generator_reasons=gen,
         )  # fmt: skip
+
+
+def _not_started(pipeline: str, rate: float, seconds: float, log: Path) -> Step:
+    return Step(
+        pipeline=pipeline, rate=rate, seconds=seconds, sent=0, acknowledged=0, failed=0, unknown=0, missed=0,
+        achieved_rate=0.0, error_ratio=None, api_p50_seconds=None, api_p99_seconds=None, service_p99_seconds=None,
+        lag_p99_seconds=None, lag_max_seconds=None, generator_reasons=[f"the load generator did not start; see {log}"],
+    )  # fmt: skip
 
 
 def _sleep_until(unix: float) -> None:

@@ -249,3 +249,9 @@ def test_a_busy_machine_is_named_in_the_reason() -> None:
     step = fake_step(800, api_p99=0.3).model_copy(update={"cpu_cores": {"reaction": 0.4, "other": 1.1}})
     assert step.why(ALL_LIMITS)[-1] == "the machine was busy with other processes (1.10 cores)"
     assert step.verdict(ALL_LIMITS) == "broke"  # said, not judged
+
+
+def test_a_generator_that_did_not_start_is_generator_bound(tmp_path: Path) -> None:
+    step = capacity._not_started("async", 400, 5, tmp_path / "locust.log")
+    assert step.verdict(ALL_LIMITS) == "generator-bound"
+    assert "did not start" in step.why(ALL_LIMITS)[0]
