@@ -1,0 +1,203 @@
+"""Traces on the real stack: one connected trace per reaction in each pipeline, read from Jaeger.
+
+Figures (completeness, spans per reaction, hops, CPU per 1,000 reactions with tracing on and off)
+are printed as JSON lines starting with "TRACING " (run with -s to see them).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from harness import kafka_admin, traces
+from harness.stack import TRACED_SERVICES, Tracing
+from tests import stackclient as sc
+
+pytestmark = pytest.mark.stack
+
+N = 1000
+MACHINE = "2 vCPU VM"
+
+
+def wait_drained(timeout: float = 120.0) -> int:
+    deadline = time.monotonic() + timeout
+    left = kafka_admin.backlog()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = kafka_admin.backlog()
+    return left
+
+
+def report(kind: str, **figures: Any) -> None:
+    print("TRACING", json.dumps({"kind": kind, **figures}, default=str))
+
+
+@pytest.fixture
+def on(stack: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The stack with the requested pipeline, tracing on at ratio 1, a clean sink, healthy links."""
+    stack.toxiproxy.reset()
+    if stack.tracing != Tracing():
+        stack.use_tracing(Tracing())
+    if stack.pipeline != request.param:
+        stack.use_pipeline(request.param)
+    wait_drained()
+    sc.sink_reset()
+    yield stack
+    stack.toxiproxy.reset()
+    if stack.tracing != Tracing():
+        stack.use_tracing(Tracing())
+
+
+def post_and_deliver(n: int, concurrency: int = 32) -> tuple[list[sc.Answer], set[str]]:
+    answers = sc.post_reactions(n, concurrency=concurrency)
+    ok = [a for a in answers if 200 <= a.status < 300]
+    assert wait_drained() == 0
+    sc.wait_for_unique(len(ok))
+    return answers, set(sc.sink_deliveries())
+
+
+@pytest.mark.parametrize("on", ["sync", "sync-resilient", "async"], indirect=True)
+def test_one_reaction_is_one_connected_trace_in_jaegers_api(on: Any) -> None:
+    (answer,), delivered = post_and_deliver(1)
+    assert answer.reaction_id in delivered
+    query = traces.JaegerQuery()
+    deadline = time.monotonic() + 20
+    found: list[traces.Trace] = []
+    while time.monotonic() < deadline:
+        found = query.find("reaction", 0, int((time.time() + 60) * 1e6), tags={"reaction.id": answer.reaction_id})
+        if found and traces.follow(answer.reaction_id, found).connected:
+            break
+        time.sleep(0.5)
+    assert len(found) == 1, f"{len(found)} traces for one reaction"
+    followed = traces.follow(answer.reaction_id, found)
+    assert followed.connected and followed.first_push_connected, followed
+    services = {s.service for s in found[0].spans}
+    assert services == {"reaction", "notification", "pushsink"}
+    kinds = Counter((s.service, s.kind) for s in found[0].spans)
+    if on.pipeline == "async":
+        # The Kafka hand-off: a producer span in the reaction service, the consumer's receive and
+        # process spans children of it (same trace), not links.
+        producer = next(s for s in found[0].spans if s.kind == "producer")
+        consumers = [s for s in found[0].spans if s.kind == "consumer"]
+        assert {s.operation for s in consumers} == {"receive reactions", "process reactions"}
+        assert all(s.parent_id == producer.span_id and not s.links for s in consumers)
+        assert producer.operation == "send reactions" and producer.tags["messaging.system"] == "kafka"
+    else:
+        assert kinds[("reaction", "client")] == 1 and kinds[("notification", "server")] >= 1
+        rpc = next(s for s in found[0].spans if s.kind == "client" and s.service == "reaction")
+        assert rpc.operation.endswith("Notification/Notify") and not rpc.operation.startswith("/")
+        assert rpc.tags["rpc.system"] == "grpc" and rpc.tags["reaction.id"] == answer.reaction_id
+    report("one", pipeline=on.pipeline, spans=len(found[0].spans), hops=followed.hops)
+
+
+@pytest.mark.parametrize("on", ["sync", "sync-resilient", "async"], indirect=True)
+def test_a_thousand_reactions_all_have_connected_traces(on: Any) -> None:
+    start = time.time() - 1
+    # 16 in flight: the point is completeness, not capacity (sync-resilient's 300 ms attempt timeout
+    # trips its breaker when the two cores are shared with other work).
+    answers, delivered = post_and_deliver(N, concurrency=16)
+    assert Counter(a.status for a in answers) == {202 if on.pipeline == "async" else 200: N}
+    assert delivered == {a.reaction_id for a in answers}
+    summary = traces.measure(
+        [a.reaction_id for a in answers], start, time.time() + 60, delivered=delivered, pipeline=on.pipeline
+    )
+    report("thousand", **summary.model_dump())
+    assert summary.completeness == 1.0, summary.unconnected
+    assert summary.first_push_connected == N
+    assert summary.traces_per_reaction.max == 1  # one trace to open per reaction
+    expected_hops = {"handler", "produce", "broker_wait", "delivery"} if on.pipeline == "async" else {
+        "handler", "grpc_call", "delivery"}  # fmt: skip
+    assert set(summary.hops) == expected_hops
+    assert all(h.count == N for h in summary.hops.values())
+
+
+@pytest.mark.parametrize("on", ["async"], indirect=True)
+def test_killing_the_consumer_mid_load_keeps_redeliveries_in_the_reactions_trace(on: Any) -> None:
+    """kill -9 of the notification service while it consumes: the records it had fetched but not
+    committed come again to its successor, carrying the same trace context in their headers."""
+    n = 3000
+    start = time.time() - 1
+    answers: list[sc.Answer] = []
+    poster = threading.Thread(target=lambda: answers.extend(sc.post_reactions(n, concurrency=32)))
+    poster.start()
+    deadline = time.monotonic() + 60
+    while sc.sink_stats()["unique"] < n // 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    on.kill("notification")
+    killed_at = time.time()
+    on.restart("notification")
+    while not on.ready("notification"):
+        time.sleep(0.2)
+    poster.join()
+    assert Counter(a.status for a in answers) == {202: n}
+    assert wait_drained(180) == 0
+    sc.wait_for_unique(n, timeout=180)
+    deliveries = sc.sink_deliveries()
+    assert set(deliveries) == {a.reaction_id for a in answers}, "reactions lost"
+    redelivered = {rid for rid, d in deliveries.items() if d["count"] > 1}
+
+    summary = traces.measure(
+        [a.reaction_id for a in answers], start, time.time() + 60, delivered=set(deliveries), pipeline="async"
+    )
+    # The redelivered reactions, one by one.
+    found = traces.JaegerQuery().window(start, time.time() + 60)
+    by_reaction: dict[str, list[traces.Trace]] = {}
+    for t in found.values():
+        for rid in {s.reaction_id for s in t.spans if s.reaction_id} & redelivered:
+            by_reaction.setdefault(rid, []).append(t)
+    followed = [traces.follow(rid, by_reaction.get(rid, [])) for rid in sorted(redelivered)]
+    report(
+        "kill",
+        killed_at=killed_at,
+        redelivered=len(redelivered),
+        redelivered_traces=Counter(f.traces for f in followed),
+        redelivered_entries=Counter(f.entries for f in followed),
+        redelivered_connected=sum(f.connected for f in followed),
+        redelivered_first_push_connected=sum(f.first_push_connected for f in followed),
+        redelivered_unconnected=Counter(f.why for f in followed if not f.connected),
+        summary=summary.model_dump(),
+    )
+    assert redelivered, "the kill redelivered nothing: it did not hit the consumer mid-batch"
+    # A redelivery is never a new trace: one trace per reaction, the second delivery inside it.
+    assert summary.traces_per_reaction.max == 1
+    assert all(f.traces == 1 for f in followed)
+    # Its successor's delivery connects (its spans were exported); what the killed process had not
+    # exported yet is lost, so the *first* push of some redelivered reactions hangs from nothing.
+    assert all(f.connected for f in followed), [f for f in followed if not f.connected][:3]
+    unconnected = summary.delivered - summary.connected
+    assert unconnected <= len(redelivered), summary.unconnected
+
+
+def _load(n: int) -> int:
+    sc.sink_reset()
+    answers, delivered = post_and_deliver(n, concurrency=16)
+    assert len(delivered) == n, Counter(a.status for a in answers)
+    return n
+
+
+@pytest.mark.parametrize("on", ["sync", "async"], indirect=True)
+def test_tracing_cpu_per_thousand_reactions_on_and_off(on: Any) -> None:
+    """CPU seconds of the three services (and Jaeger) per 1,000 reactions, tracing off then on."""
+    n = 3000
+    results = {}
+    for enabled in (False, True):
+        on.use_tracing(Tracing(enabled=enabled))
+        _load(200)  # warm up: connections, JIT-free but caches and the consumer's assignment
+        pids = {name: on.sup.running[name].pid for name in (*TRACED_SERVICES, "jaeger")}
+        results[enabled] = traces.cpu_per_1000(pids, lambda: _load(n), tracing=enabled)
+    overhead = traces.TracingOverhead(pipeline=on.pipeline, machine=MACHINE, off=results[False], on=results[True])
+    report("overhead", **overhead.model_dump(), services_ratio=overhead.services_ratio)
+    assert results[False].by_process["jaeger"] < results[True].by_process["jaeger"]  # off sends it nothing
+    assert overhead.services_ratio is not None and overhead.services_ratio > 1.0
+
+
+def test_jaeger_serves_the_query_api_on_localhost(stack: Any) -> None:
+    with urllib.request.urlopen(traces.JaegerQuery().base_url + "/api/services", timeout=10) as r:
+        assert r.status == 200
