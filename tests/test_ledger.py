@@ -70,3 +70,17 @@ def test_dead_letters_count_unique_ids_and_name_the_undelivered() -> None:
 def test_no_dead_letters_no_sample() -> None:
     led = classify([out("a", "ack")], {"a": {"count": 1}})
     assert led.dead_lettered == 0 and "dead_lettered_undelivered" not in led.samples
+
+
+def test_streamed_rows_and_partitions_give_the_same_ledger():
+    outcomes = [out(f"id-{i:03d}", ("ack", "failed", "unknown")[i % 3]) for i in range(300)]
+    outcomes += [out("id-001", "ack"), out("id-002", "failed")]  # sent twice: the most hopeful answer stays
+    mapping = {f"id-{i:03d}": {"count": 1 + i % 2} for i in range(0, 300, 2)} | {"ghost": {"count": 1}}
+    rows = [(rid, d["count"], 0, 0) for rid, d in mapping.items()]  # as harness.sink.iter_deliveries() yields
+    dead = ["id-003", "id-004", "id-004"]
+    whole = classify(outcomes, mapping, dead)
+    assert whole.attempted == 300 and whole.acknowledged == 101 and whole.unexpected == 1
+    assert classify(outcomes, rows, dead) == whole
+    assert classify(outcomes, rows, dead, max_in_memory=7) == whole  # spilled to partitions on disk
+    assert whole.samples["lost"][:2] == ["id-001", "id-003"]
+    assert whole.samples["dead_lettered_undelivered"] == ["id-003"]

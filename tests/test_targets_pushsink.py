@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from targets import metrics
 from targets.pushsink.app import create_app
-from targets.pushsink.deliveries import DeliveryLog, write_snapshot
+from targets.pushsink.deliveries import (
+    DUMP_CONTENT_TYPE,
+    DeliveryLog,
+    DeliveryRow,
+    DumpError,
+    parse_dump,
+    write_snapshot,
+)
 
 
 def _sample(name: str, labels: dict[str, str] | None = None) -> float:
@@ -141,3 +150,54 @@ def test_healthz_and_metrics() -> None:
         assert "pushsink_ledger_keys" in await resp.text()
 
     run(test)
+
+
+def test_get_dump_streams_every_delivery_in_chunks() -> None:
+    ids = [f"r-{i}" for i in range(12_003)] + ["tab\there", "#hash", 'quo"te']
+
+    ledger = DeliveryLog()
+    for i, rid in enumerate(ids):
+        ledger.record(rid, created_unix_nanos=i, now_unix_nanos=i + 10)
+    ledger.record("r-5", created_unix_nanos=5, now_unix_nanos=99)
+
+    async def test() -> None:
+        async with TestClient(TestServer(create_app(ledger))) as client:
+            await check(client)
+
+    async def check(client: TestClient[Any, Any]) -> None:
+        resp = await client.get("/dump")
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith(DUMP_CONTENT_TYPE)
+        assert resp.headers.get("Transfer-Encoding") == "chunked"  # a stream, not one body
+        body = await resp.read()
+        rows = list(parse_dump(io.BytesIO(body)))
+        assert [r.reaction_id for r in rows] == ids
+        assert rows[5] == DeliveryRow("r-5", 2, 5, 15)
+        assert rows[-3] == DeliveryRow("tab\there", 1, 12_003, 12_013)
+        # The old endpoints are still there.
+        assert (await (await client.get("/ledger")).json())["unique"] == len(ids)
+
+    asyncio.run(test())
+
+
+def _dump(rows: int) -> bytes:
+    log = DeliveryLog()
+    for i in range(rows):
+        log.record(f"id-{i}", i, i + 1)
+    return "".join(log.dump_chunks(rows_per_chunk=2)).encode()
+
+
+def test_parse_dump_refuses_a_stream_cut_short_or_garbled() -> None:
+    whole = _dump(5)
+    assert len(list(parse_dump(io.BytesIO(whole)))) == 5
+    cases = {
+        whole[: whole.rindex(b"#end")]: "line 7: the dump ends without its trailer after 5 rows",
+        whole[:-3]: "line 7: cut short mid-line",
+        whole.replace(b"id-2\t1\t2\t3", b"id-2\t1\tx\t3"): "line 4:",
+        whole.replace(b"rows=5", b"rows=6"): "trailer says 6 rows, 5 came",
+        b"{}\n" + whole: "line 1: not a push sink dump",
+    }
+    for data, message in cases.items():
+        with pytest.raises(DumpError) as e:
+            list(parse_dump(io.BytesIO(data), source="the-dump"))
+        assert "the-dump: " in str(e.value) and message in str(e.value), str(e.value)

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from targets import metrics, tracing
 from targets.exposition import add_observability_routes
-from targets.pushsink.deliveries import DeliveryLog, write_snapshot
+from targets.pushsink.deliveries import DUMP_CONTENT_TYPE, DeliveryLog, write_snapshot
 from targets.wire import IDEMPOTENCY_KEY_HEADER, PIPELINE_HEADER
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,18 @@ async def get_ledger(request: web.Request) -> web.Response:
     return web.Response(text=body, content_type="application/json")
 
 
+async def stream_dump(request: web.Request) -> web.StreamResponse:
+    """GET /dump: every delivery as a stream of tab-separated lines (deliveries.py), chunk by chunk, so
+    neither side ever holds the ledger as one body. /ledger stays for small ledgers and humans."""
+    response = web.StreamResponse(headers={"Content-Type": f"{DUMP_CONTENT_TYPE}; charset=utf-8"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    for chunk in request.app[LEDGER].dump_chunks():
+        await response.write(chunk.encode())  # yields to the loop: pushes go on between chunks
+    await response.write_eof()
+    return response
+
+
 async def get_stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[LEDGER].stats())
 
@@ -98,5 +110,6 @@ def create_app(ledger: DeliveryLog | None = None) -> web.Application:
     app.router.add_get("/stats", get_stats)
     app.router.add_post("/reset", reset)
     app.router.add_post("/dump", dump)
+    app.router.add_get("/dump", stream_dump)
     add_observability_routes(app, metrics.PUSHSINK_REGISTRY, lambda: app[LEDGER].stats())
     return app
