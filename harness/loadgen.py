@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from facts import topology
 from facts.paths import REPO
 from harness.supervisor import set_pdeathsig
 from loadtests.loadgen_metrics import RUN_START_METRIC
-from loadtests.outcome import read_outcomes
+from loadtests.outcome import OutcomeRecord, read_outcomes
 
 LOCUSTFILE = REPO / "loadtests" / "locustfile.py"
 
@@ -94,6 +94,10 @@ class LoadRun:
 
     def outcomes(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in read_outcomes(self.out_dir)]
+
+    def iter_outcomes(self) -> Iterator[OutcomeRecord]:
+        """Every record, streamed (nothing held): what the ledger and the cost figures read."""
+        return read_outcomes(self.out_dir)
 
     def summaries(self) -> list[dict[str, Any]]:
         return [json.loads(p.read_text()) for p in sorted(self.out_dir.glob("summary-w*.json"))]

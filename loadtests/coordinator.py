@@ -47,10 +47,11 @@ from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING, Runner
 from facts import topology
 from loadtests.arrivals import Share, arrival_times
 from loadtests.counters import LoadStats
-from loadtests.driver import Completion, Driver, DriverConfig, make_session
+from loadtests.driver import Driver, DriverConfig
+from loadtests.http_client import KeepAliveClient
 from loadtests.loadgen_metrics import LoadgenCollector, RunInfo, registry_for, serve
-from loadtests.outcome import Outcome, describe
-from loadtests.reaction import REQUEST_NAME, ReactionFactory
+from loadtests.locust_stats import LocustReport, OutcomeUnknown, RequestFailed
+from loadtests.reaction import ReactionFactory
 from loadtests.run_plan import RunPlan
 from loadtests.settings import Settings, SettingsError
 
@@ -77,12 +78,7 @@ INIT_WAIT_SECONDS = 30.0
 DRAIN_MARGIN_SECONDS = 5.0
 
 
-class RequestFailed(Exception):
-    """A definite failure (HTTP error status or refused connection), as Locust's failure table shows it."""
-
-
-class OutcomeUnknown(Exception):
-    """No answer (timeout, reset, aborted): the reaction may or may not have been processed."""
+__all__ = ["Coordinator", "OutcomeUnknown", "RequestFailed", "elapsed_since"]
 
 
 class Coordinator:
@@ -269,9 +265,11 @@ class Coordinator:
             factory = ReactionFactory(
                 settings.post_count, settings.reacting_users, seed=settings.seed * 1_000_003 + share.index
             )
-            self.driver = driver = Driver(
-                make_session(host, settings.request_timeout, cap), factory, config, self.stats, self._report
-            )
+            if self.env is None:  # cannot happen: init set it before any user could start
+                raise RuntimeError("no Locust environment")
+            client = KeepAliveClient(host)
+            report = LocustReport(self.env, f"{client.base_url}/v1/posts/[post_id]/reactions", settings.request_events)
+            self.driver = driver = Driver(client, factory, config, self.stats, report)
             log.info(
                 "loadgen: worker %d of %d -> %s (in-flight cap %d)",
                 share.index,
@@ -295,26 +293,6 @@ class Coordinator:
 
     def _stopping(self) -> bool:
         return self.runner is None or self.runner.state in (STATE_STOPPING, STATE_CLEANUP, STATE_STOPPED)
-
-    def _report(self, c: Completion) -> None:
-        if self.env is None:
-            return
-        exception: Exception | None = None
-        if c.outcome is Outcome.FAILED:
-            exception = RequestFailed(f"HTTP {c.status}" if c.status else _text(c.error))
-        elif c.outcome is Outcome.UNKNOWN:
-            exception = OutcomeUnknown(_text(c.error))
-        self.env.events.request.fire(
-            request_type="POST",
-            name=REQUEST_NAME,
-            response_time=c.latency * 1000.0,  # Locust's unit: ms, here from the intended start
-            response_length=c.response_length,
-            exception=exception,
-            context={"reaction_id": c.reaction.reaction_id, "outcome": str(c.outcome)},
-            url=c.url,
-            start_time=c.started_unix,
-            response=c.response,
-        )
 
     # ---- metrics -----------------------------------------------------------------------------
 
@@ -365,7 +343,3 @@ class Coordinator:
 def elapsed_since(plan: RunPlan) -> float:
     """Seconds since the plan's t=0 (negative before it)."""
     return (time.time_ns() - plan.epoch_unix_nanos) / 1e9
-
-
-def _text(error: BaseException | None) -> str:
-    return describe(error) or "no response"

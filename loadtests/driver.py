@@ -1,8 +1,14 @@
-"""One process' share of the open-loop schedule, sent with gevent greenlets over geventhttpclient.
+"""One process' share of the open-loop schedule, sent with gevent greenlets over keep-alive connections.
 
-The `OpenLoop` decides when each request starts; this module owns what happens to it: one greenlet
-per request (spawned, never awaited by the loop), a total deadline, the outcome record, the
-per-second series, the counters, and a report callback that feeds Locust's request event.
+The `OpenLoop` decides when each request starts; this module owns what happens to it: one raw
+greenlet per request (spawned, never awaited by the loop), a total deadline, the outcome record,
+the per-second series, the counters, and the report to Locust's stats.
+
+The per-request path is kept cheap (it is the generator's ceiling): requests are rendered in
+batches ahead of use (`ReactionFactory.render`), sent on kept-alive connections by a client that
+only reads the status (`http_client.KeepAliveClient`), and each outcome is one packed 72-byte
+record appended to a list (`OutcomeLog.add_packed`); files, the series and Locust's stats are
+written once a second (`flush`), never per request.
 """
 
 from __future__ import annotations
@@ -13,23 +19,33 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
-from gevent import GreenletExit
-from gevent.pool import Group
-from locust.contrib.fasthttp import FastHttpSession
+from gevent import getcurrent
+from gevent.event import Event
 
 from loadtests.arrivals import Arrival, OpenLoop
 from loadtests.counters import LoadStats
-from loadtests.outcome import Outcome, OutcomeLog, OutcomeRecord, classify, describe, outcomes_path
-from loadtests.reaction import REQUEST_NAME, Reaction, ReactionFactory
+from loadtests.http_client import KeepAliveClient
+from loadtests.outcome import (
+    KIND_OUTCOME,
+    OUTCOME_CODES,
+    RECORD,
+    Outcome,
+    OutcomeLog,
+    classify,
+    describe,
+    outcomes_path,
+)
+from loadtests.reaction import ReactionFactory, Rendered
 from loadtests.series import Series
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_SECONDS = 1.0
 ABORT_GRACE_SECONDS = 5.0
+RENDER_BATCH = 64  # requests rendered at a time
 
 
 class Aborted(Exception):
@@ -71,62 +87,46 @@ class DriverConfig:
     summary: dict[str, Any]  # run description copied into summary-w<worker>.json
 
 
-@dataclass(frozen=True)
-class Completion:
-    """One finished request, as the report callback (Locust's request event) sees it."""
+class Reporter(Protocol):
+    """Where each finished request is reported besides the outcome file (Locust's stats: locust_stats.py)."""
 
-    reaction: Reaction
-    outcome: Outcome
-    status: int | None
-    error: BaseException | None
-    latency: float  # seconds from the intended start
-    started_unix: float
-    response_length: int
-    url: str
-    response: Any
+    def add(
+        self,
+        outcome: Outcome,
+        error_text: str | None,
+        latency: float,
+        length: int,
+        reaction_id: str,
+        started_unix: float,
+    ) -> None: ...
 
-
-class _SilentEvent:
-    """FastHttpSession reports its own timing from the actual start; we report from the intended one."""
-
-    def fire(self, **_kwargs: Any) -> None:
-        pass
-
-
-def make_session(host: str, request_timeout: float, max_in_flight: int) -> FastHttpSession:
-    return FastHttpSession(
-        base_url=host,
-        request_event=_SilentEvent(),
-        user=None,
-        network_timeout=request_timeout,
-        connection_timeout=request_timeout,
-        max_retries=0,  # one attempt per reaction id: a retry would be a second, unrecorded send
-        concurrency=max_in_flight,  # a connection per request in flight, so none queues for a socket
-        insecure=True,
-    )
+    def flush(self) -> None: ...
 
 
 class Driver:
     def __init__(
         self,
-        session: FastHttpSession,
+        client: KeepAliveClient,
         factory: ReactionFactory,
         config: DriverConfig,
         stats: LoadStats,
-        report: Callable[[Completion], None],
+        report: Reporter,
     ) -> None:
-        self._session = session
+        self._client = client
         self._factory = factory
         self.config = config
         self.stats = stats
         self._report = report
         self.clock = GeventClock(config.epoch_unix_nanos)
         self.loop = OpenLoop(config.schedule, self.clock, config.max_in_flight)
-        self.outcomes = OutcomeLog(outcomes_path(config.outcomes_dir, config.worker))
+        self.outcomes = OutcomeLog(outcomes_path(config.outcomes_dir, config.worker), config.worker)
         self.series = Series(config.share_rate, config.duration, config.epoch_unix_nanos / 1e9)
         self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
-        self._requests = Group()
+        self._rendered: list[Rendered] = []
+        self._requests: set[Any] = set()  # the greenlets of the requests in flight
         self._in_flight = 0
+        self._idle = Event()  # set whenever nothing is in flight
+        self._idle.set()
         self.closed = False
         stats.in_flight_limit = config.max_in_flight  # one driver per process at a time
 
@@ -136,7 +136,7 @@ class Driver:
         try:
             self.loop.run(in_flight=self._current, start=self._start, miss=self._miss, stopped=stopped)
             # Drain: every request started gets its answer or hits its deadline.
-            self._requests.join()
+            self._idle.wait()
         finally:
             flusher.kill()
         return self.loop.finished
@@ -146,9 +146,13 @@ class Driver:
 
     def _start(self, arrival: Arrival) -> None:
         self._in_flight += 1
+        self._idle.clear()
         self.stats.on_arrival(started=True)
         self.series.arrival(arrival.intended, started=True)
-        self._requests.spawn(self._send, arrival)
+        rendered = self._rendered
+        if not rendered:
+            rendered.extend(reversed(self._factory.render(RENDER_BATCH, self._client.host_header)))
+        gevent.spawn_raw(self._send, arrival.intended, rendered.pop())
 
     def _miss(self, arrival: Arrival) -> None:
         if self.loop.missed == 1:
@@ -159,81 +163,62 @@ class Driver:
         self.stats.on_arrival(started=False)
         self.series.arrival(arrival.intended, started=False)
 
-    def _send(self, arrival: Arrival) -> None:
-        reaction = self._factory.make()
+    def _send(self, intended: float, request: Rendered) -> None:
+        me = getcurrent()
+        self._requests.add(me)
         started_ns = time.time_ns()
-        lag = self.clock.now() - arrival.intended
+        lag = self.clock.now() - intended
         self.stats.on_start(lag)
-        self.series.lag(arrival.intended, lag)
+        self.series.lag(intended, lag)
         status: int | None = None
         error: BaseException | None = None
-        response: Any = None
         length = 0
         deadline = gevent.Timeout(self.config.request_timeout)
         deadline.start()
         try:
-            response = self._session.request("POST", reaction.path, json=reaction.body(), name=REQUEST_NAME)
-            status = response.status_code or None
-            error = getattr(response, "error", None)
-            length = len(response.content or b"") if status else 0
+            status, length = self._client.request(request.payload)
         except gevent.Timeout as exc:
             if exc is not deadline:
                 raise
             error = exc
-        except GreenletExit:
-            self._finish(arrival, reaction, started_ns, None, Aborted("load test stopped"), None, 0)
-            raise
-        except Exception as exc:  # a client bug must not lose the id: record it as unknown
-            log.exception("loadgen: unexpected error sending %s", reaction.reaction_id)
+        except Aborted as exc:
+            error = exc
+        except Exception as exc:  # refused, reset, malformed: classify() decides failed or unknown
             error = exc
         finally:
             deadline.close()
-        self._finish(arrival, reaction, started_ns, status, error, response, length)
+            self._requests.discard(me)
+        try:
+            self._finish(intended, request, started_ns, status, error, length)
+        except Exception:  # a bug here must not leave the request "in flight" and the drain waiting forever
+            log.exception("loadgen: recording %s failed", request.reaction_id.decode())
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
 
     def _finish(
-        self,
-        arrival: Arrival,
-        reaction: Reaction,
-        started_ns: int,
-        status: int | None,
-        error: BaseException | None,
-        response: Any,
+        self, intended: float, request: Rendered, started_ns: int, status: int | None, error: BaseException | None,
         length: int,
-    ) -> None:
+    ) -> None:  # fmt: skip
         ended_ns = time.time_ns()
-        intended_ns = self.clock.unix_nanos(arrival.intended)
-        outcome = classify(status, error)
+        intended_ns = self.clock.unix_nanos(intended)
+        outcome = Outcome.ACK if status is not None and 200 <= status < 300 else classify(status, error)
         latency = (ended_ns - intended_ns) / 1e9
-        self._in_flight -= 1
         self.counts[outcome] += 1
         self.stats.on_response(outcome, status, latency)
-        self.series.completed(arrival.intended, outcome, latency)
-        self.outcomes.add(
-            OutcomeRecord(
-                reaction_id=reaction.reaction_id,
-                post_id=reaction.post_id,
-                worker=self.config.worker,
-                intended_unix_nanos=intended_ns,
-                started_unix_nanos=started_ns,
-                ended_unix_nanos=ended_ns,
-                outcome=outcome,
-                status=status,
-                error=None if outcome is Outcome.ACK else describe(error) or f"HTTP {status}",
+        self.series.completed(intended, outcome, latency)
+        text = None if outcome is Outcome.ACK else describe(error) or f"HTTP {status}"
+        log_ = self.outcomes
+        log_.add_packed(
+            RECORD.pack(
+                request.reaction_id, intended_ns, started_ns, ended_ns, request.post, status or 0,
+                log_.error_ref(text), OUTCOME_CODES[outcome], KIND_OUTCOME,
             )
-        )
-        self._report(
-            Completion(
-                reaction=reaction,
-                outcome=outcome,
-                status=status,
-                error=error,
-                latency=latency,
-                started_unix=started_ns / 1e9,
-                response_length=length,
-                url=f"{self._session.base_url}{reaction.path}",
-                response=response,
-            )
-        )
+        )  # fmt: skip
+        self._report.add(outcome, text, latency, length, request.reaction_id.decode(), started_ns / 1e9)
+        self._in_flight -= 1
+        if not self._in_flight:
+            self._idle.set()
 
     def _flush_periodically(self) -> None:
         while True:
@@ -243,12 +228,16 @@ class Driver:
     def flush(self) -> None:
         self.outcomes.flush()
         self.series.write(self.config.outcomes_dir / f"series-w{self.config.worker}.jsonl")
+        self._report.flush()
 
     def abort(self, grace: float = ABORT_GRACE_SECONDS) -> None:
         """Stop now: requests still in flight are recorded as unknown (aborted)."""
         if self._requests:
             log.info("loadgen: aborting %d requests in flight", len(self._requests))
-        self._requests.kill(block=True, timeout=grace)
+            loop = gevent.get_hub().loop
+            for g in list(self._requests):
+                loop.run_callback(_throw_aborted, g)
+        self._idle.wait(grace)
         self.close()
 
     def close(self) -> None:
@@ -257,6 +246,7 @@ class Driver:
         self.closed = True
         self.flush()
         self.outcomes.close()
+        self._client.close()
         summary = {
             **self.config.summary,
             "worker": self.config.worker,
@@ -269,3 +259,8 @@ class Driver:
         }
         path = self.config.outcomes_dir / f"summary-w{self.config.worker}.json"
         path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _throw_aborted(g: Any) -> None:
+    if not g.dead:
+        g.throw(Aborted("load test stopped"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import uuid
 from dataclasses import dataclass
@@ -27,11 +28,25 @@ class Reaction:
         return {"user_id": self.user_id, "kind": self.kind, "reaction_id": self.reaction_id}
 
 
+# The variant nibble of a uuid4 (RFC 4122: 10xx) from any random hex digit.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One request ready to send: its id (ASCII bytes, the outcome record's key), post index, wire bytes."""
+
+    reaction_id: bytes
+    post: int
+    payload: bytes
+
+
 class ReactionFactory:
     """Uniform posts, users and kinds from a seeded RNG; ids are random uuid4.
 
     The ids are deliberately not derived from the seed: a rerun against the same push sink must
-    not collide with the ids of an earlier run.
+    not collide with the ids of an earlier run. `render` draws the same sequence as `make` and
+    returns whole HTTP/1.1 requests, ready for the wire (the load generator's hot path).
     """
 
     def __init__(self, post_count: int, user_count: int, seed: int) -> None:
@@ -49,3 +64,26 @@ class ReactionFactory:
             user_id=f"user-{rng.randrange(self._users)}",
             kind=rng.choice(KINDS),
         )
+
+    def render(self, n: int, host_header: str) -> list[Rendered]:
+        """The next `n` reactions as complete POST requests (compact JSON body, keep-alive)."""
+        rng = self._rng
+        posts, users = self._posts, self._users
+        hexes = os.urandom(16 * n).hex()
+        out = []
+        for i in range(0, 32 * n, 32):
+            h = hexes[i : i + 32]
+            rid = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+            post = rng.randrange(posts)
+            body = f'{{"user_id":"user-{rng.randrange(users)}","kind":"{rng.choice(KINDS)}","reaction_id":"{rid}"}}'
+            out.append(
+                Rendered(
+                    rid.encode(),
+                    post,
+                    (
+                        f"POST /v1/posts/post-{post}/reactions HTTP/1.1\r\nHost: {host_header}\r\n"
+                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+                    ).encode(),
+                )
+            )
+        return out

@@ -32,6 +32,8 @@ class _Bucket:
     outcomes: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
     latencies: list[float] = field(default_factory=list)
     lag_max: float = 0.0
+    row: dict[str, Any] | None = None  # the rendered row, until the bucket changes again
+    line: str | None = None  # ... and its JSON line (None whenever row is)
 
 
 class Series:
@@ -46,6 +48,7 @@ class Series:
 
     def arrival(self, intended: float, started: bool) -> None:
         b = self._bucket(intended)
+        b.row = b.line = None
         b.intended += 1
         if started:
             b.started += 1
@@ -54,38 +57,52 @@ class Series:
 
     def lag(self, intended: float, lag: float) -> None:
         b = self._bucket(intended)
-        b.lag_max = max(b.lag_max, lag)
+        if lag > b.lag_max:
+            b.lag_max = lag
+            b.row = b.line = None
 
     def completed(self, intended: float, outcome: Outcome, latency: float) -> None:
         b = self._bucket(intended)
+        b.row = b.line = None
         b.outcomes[outcome] += 1
         b.latencies.append(latency)
 
     def rows(self) -> list[dict[str, Any]]:
+        """One row per second; a second whose bucket has not changed since the last call is not recomputed
+        (a flush every second would otherwise sort every latency of the run so far, every second)."""
         rows = []
         for second, b in enumerate(self._buckets):
-            lat = sorted(b.latencies)
-            rows.append(
-                {
-                    "second": second,
-                    "unix_seconds": self._epoch + second,
-                    # mean over the second, so a surge edge inside it shows as a partial rate
-                    "target_rate": round(sum(self._target_rate(second + (i + 0.5) / 10) for i in range(10)) / 10, 6),
-                    "intended": b.intended,
-                    "started": b.started,
-                    "missed": b.missed,
-                    **{str(o): n for o, n in b.outcomes.items()},
-                    "latency_p50_seconds": quantile(lat, 0.5),
-                    "latency_p99_seconds": quantile(lat, 0.99),
-                    "latency_max_seconds": lat[-1] if lat else None,
-                    "lag_max_seconds": b.lag_max,
-                }
-            )
+            if b.row is not None:
+                rows.append(b.row)
+                continue
+            b.latencies.sort()
+            lat = b.latencies
+            b.row = row = {
+                "second": second,
+                "unix_seconds": self._epoch + second,
+                # mean over the second, so a surge edge inside it shows as a partial rate
+                "target_rate": round(sum(self._target_rate(second + (i + 0.5) / 10) for i in range(10)) / 10, 6),
+                "intended": b.intended,
+                "started": b.started,
+                "missed": b.missed,
+                **{str(o): n for o, n in b.outcomes.items()},
+                "latency_p50_seconds": quantile(lat, 0.5),
+                "latency_p99_seconds": quantile(lat, 0.99),
+                "latency_max_seconds": lat[-1] if lat else None,
+                "lag_max_seconds": b.lag_max,
+            }
+            rows.append(row)
         return rows
 
     def write(self, path: Path) -> None:
         """Replace the file atomically, so a reader never sees half a series."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in self.rows()), encoding="utf-8")
+        self.rows()
+        lines = []
+        for b in self._buckets:
+            if b.line is None:
+                b.line = json.dumps(b.row, separators=(",", ":")) + "\n"
+            lines.append(b.line)
+        tmp.write_text("".join(lines), encoding="utf-8")
         os.replace(tmp, path)

@@ -62,6 +62,13 @@ def add_arguments(parser: Any) -> None:
         "'{run_id}' is replaced by the run id",
     )
     group.add_argument(
+        "--request-events",
+        action="store_true",
+        default=False,
+        help="fire Locust's request event for every request (for request listeners of your own; costs CPU): "
+        "by default Locust's stats get each second's requests at once",
+    )
+    group.add_argument(
         "--metrics-port",
         type=int,
         default=topology.LOADGEN_METRICS_PORT,
@@ -82,6 +89,7 @@ class Settings:
     reacting_users: int
     outcomes_dir: str
     metrics_port: int
+    request_events: bool = False
 
     @classmethod
     def from_options(cls, options: argparse.Namespace | Any) -> Settings:
@@ -115,6 +123,7 @@ class Settings:
             reacting_users=int(options.reacting_users),
             outcomes_dir=str(options.outcomes_dir),
             metrics_port=int(options.metrics_port),
+            request_events=bool(getattr(options, "request_events", False)),
         )
 
     def outcomes_dir_for(self, run_id: str) -> Path:

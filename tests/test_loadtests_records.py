@@ -14,7 +14,19 @@ from facts import topology
 from loadtests.arrivals import Share
 from loadtests.counters import LoadStats
 from loadtests.loadgen_metrics import LoadgenCollector, RunInfo, registry_for
-from loadtests.outcome import Outcome, OutcomeLog, OutcomeRecord, classify, describe, outcomes_path, read_outcomes
+from loadtests.outcome import (
+    RECORD,
+    RECORD_SIZE,
+    Outcome,
+    OutcomeFileError,
+    OutcomeLog,
+    OutcomeRecord,
+    classify,
+    describe,
+    outcomes_path,
+    read_outcome_ids,
+    read_outcomes,
+)
 from loadtests.reaction import KINDS, ReactionFactory
 from loadtests.run_plan import START_LEAD_SECONDS, RunPlan
 from loadtests.series import Series, quantile
@@ -64,8 +76,53 @@ def test_outcome_log_round_trip_across_workers(tmp_path):
     assert [r.reaction_id for r in rows] == ["a0", "b0", "a1", "b1"]
     assert rows[1].outcome is Outcome.UNKNOWN and rows[1].status is None
     assert rows[0].latency_seconds == pytest.approx(0.0005)
-    line = (tmp_path / "outcomes-w0.jsonl").read_text().splitlines()[0]
-    assert line.startswith('{"reaction_id":"a0","post_id":"post-1","worker":0,"intended_unix_nanos":1000')
+    data = (tmp_path / "outcomes-w0.bin").read_bytes()  # a header slot, then one fixed-size slot per record
+    assert len(data) == 3 * RECORD_SIZE
+    assert RECORD.unpack_from(data, RECORD_SIZE)[:5] == (b"a0".ljust(36, b"\0"), 1_000, 2_000, 501_000, 1)
+    assert [r.worker for r in rows] == [0, 0, 1, 1] and rows[0].post_id == "post-1"
+
+
+def _written(tmp_path, records=3) -> bytes:
+    log = OutcomeLog(outcomes_path(tmp_path, 0))
+    for i in range(records):
+        log.add(OutcomeRecord(f"id-{i}", "post-7", 0, 1, 2, 3, Outcome.FAILED, 503, f"HTTP 503 #{i % 2}"))
+    log.close()
+    return outcomes_path(tmp_path, 0).read_bytes()
+
+
+def test_outcome_records_keep_error_texts_and_read_lean(tmp_path):
+    _written(tmp_path)
+    rows = list(read_outcomes(tmp_path))
+    assert [(r.reaction_id, r.status, r.error) for r in rows] == [
+        ("id-0", 503, "HTTP 503 #0"), ("id-1", 503, "HTTP 503 #1"), ("id-2", 503, "HTTP 503 #0"),
+    ]  # fmt: skip
+    assert list(read_outcome_ids(tmp_path)) == [("id-0", "failed"), ("id-1", "failed"), ("id-2", "failed")]
+
+
+def test_a_truncated_or_garbled_outcomes_file_names_the_file_and_the_record(tmp_path):
+    data = _written(tmp_path)
+    path = outcomes_path(tmp_path, 0)
+    # slots: 1 header, 2 error text "#0" + its text, 4 id-0, 5-6 error "#1", 7 id-1, 8 id-2
+    garbled = bytearray(data)
+    garbled[7 * RECORD_SIZE - 3] = 0x7A  # id-1's kind byte
+    bad_code = bytearray(data)
+    bad_code[8 * RECORD_SIZE - 4] = 9  # id-2's outcome code
+    cases = {
+        data[:-10]: "record 8: truncated (62 of 72 bytes)",
+        bytes(garbled): "record 7: not an outcomes record",
+        bytes(bad_code): "record 8: outcome code 9",
+    }
+    for content, message in cases.items():
+        path.write_bytes(content)
+        for reader in (read_outcomes, read_outcome_ids):
+            with pytest.raises(OutcomeFileError) as e:
+                list(reader(tmp_path))
+            assert str(path) in str(e.value) and message in str(e.value), str(e.value)
+    path.unlink()
+    legacy = tmp_path / "outcomes-w0.jsonl"  # a run written before the binary format
+    legacy.write_text(record("a").to_json() + "\n" + record("b").to_json()[:30] + "\n")
+    with pytest.raises(OutcomeFileError, match=r"outcomes-w0\.jsonl: line 2: JSONDecodeError"):
+        list(read_outcomes(tmp_path))
 
 
 def test_stats_snapshot_round_trip_and_merge():

@@ -1,0 +1,202 @@
+"""What the load generator costs next to `wrk`, on the same endpoint, in the same run.
+
+    .venv/bin/bench up --pipeline async
+    .venv/bin/python -m harness.generator_cost --rates 500 1000 1500 --max --processes 1 2
+    .venv/bin/bench down
+
+Against a running stack (the reaction service's POST), it measures:
+- `wrk -t1 -c64` (closed loop, keep-alive) with a Lua script for the POST: requests per second and
+  CPU per request of wrk itself (its rusage at exit);
+- the project's Locust generator (`harness.loadgen.LoadRun`, the very command `bench run` starts) at
+  each fixed rate and, with `--max`, at "max": an open-loop rate above wrk's closed-loop one with
+  the in-flight cap at wrk's 64 connections, so the service answers as fast as it can and the
+  arrivals over the cap are missed (counted, cheap). For each, with every `--processes` count:
+  CPU per request of the Locust process tree (master and workers, from /proc) over the steady
+  window (after `--warmup`, so the Python start-up is not charged to the requests), the achieved
+  rate, and the schedule lag (intended -> actual start) p50/p99/max of every request of the run.
+
+It prints one table (and writes it as JSON with `--json`): the figures the README quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from facts import quantiles
+from harness import ceilings, cpu
+from harness.ceilings import POST_PATH
+from harness.loadgen import LoadRun
+
+WRK_CONNECTIONS = 64
+MAX_OVER_WRK = 1.3  # "max": offer this much more than wrk's closed-loop rate
+
+
+@dataclass
+class Figure:
+    tool: str
+    processes: int
+    offered_per_second: float | None  # None: closed loop
+    achieved_per_second: float
+    requests: int  # in the measured window
+    cpu_seconds: float
+    cpu_ms_per_request: float | None
+    ratio_to_wrk: float | None = None
+    lag_p50_ms: float | None = None
+    lag_p99_ms: float | None = None
+    lag_max_ms: float | None = None
+    missed: int = 0
+    machine_cores: float | None = None  # the whole machine's busy cores over the window
+
+
+def measure_wrk(seconds: float) -> Figure:
+    wrk_bin = shutil.which("wrk")
+    if wrk_bin is None:
+        raise SystemExit("wrk is not installed (Debian's package 'wrk'; `make setup` installs it)")
+    c = ceilings.wrk(Path(wrk_bin), "http.wrk.post", POST_PATH, seconds, post=True, connections=WRK_CONNECTIONS)
+    if c.per_second is None or c.cpu_seconds_per_1000 is None:
+        raise SystemExit(f"wrk failed: {c.error}")
+    return Figure(
+        tool=f"wrk -t1 -c{WRK_CONNECTIONS}",
+        processes=1,
+        offered_per_second=None,
+        achieved_per_second=c.per_second,
+        requests=c.count,
+        cpu_seconds=c.cpu_seconds_per_1000 * c.count / 1000,
+        cpu_ms_per_request=c.cpu_seconds_per_1000,
+    )
+
+
+def measure_generator(
+    rate: float, processes: int, seconds: float, warmup: float, work: Path, max_in_flight: int = 1000
+) -> Figure:
+    """One steady open-loop run of the Locust generator at `rate`; CPU over [warmup, seconds - 1]."""
+    folder = work / f"gen-{processes}p-{rate:.0f}"
+    folder.mkdir(parents=True, exist_ok=True)
+    profile = folder / "profile.yaml"
+    profile.write_text(
+        yaml.safe_dump(
+            {"name": f"cost-{rate:.0f}", "kind": "steady", "rate": rate, "duration": seconds, "description": "cost"}
+        )
+    )
+    load = LoadRun(
+        str(profile), seconds, folder / "loadgen", processes=processes, request_timeout=5.0, max_in_flight=max_in_flight
+    )
+    proc = load.start(folder / "locust.log")
+    try:
+        epoch = LoadRun.epoch(timeout=60.0, alive=lambda: proc.poll() is None)
+        if epoch is None:
+            raise SystemExit(f"the load generator did not start; see {folder / 'locust.log'}")
+        w0, w1 = epoch + warmup, epoch + seconds - 1.0
+        _sleep_until(w0)
+        cpu0, busy0, t0 = cpu.tree_cpu_seconds(proc.pid), cpu.machine_busy_seconds(), time.monotonic()
+        _sleep_until(w1)
+        cpu1, busy1, t1 = cpu.tree_cpu_seconds(proc.pid), cpu.machine_busy_seconds(), time.monotonic()
+        proc.wait(timeout=seconds + 60)
+    finally:
+        LoadRun.stop(proc)
+    if cpu0 is None or cpu1 is None:
+        raise SystemExit(f"the load generator exited early; see {folder / 'locust.log'}")
+    lo, hi = int(w0 * 1e9), int(w1 * 1e9)
+    lags: list[float] = []
+    in_window = 0
+    for o in load.iter_outcomes():
+        lags.append(max(0.0, (o.started_unix_nanos - o.intended_unix_nanos) / 1e9))
+        if lo <= o.ended_unix_nanos < hi:
+            in_window += 1
+    lag = quantiles.summary(lags)
+    used = cpu1 - cpu0
+    missed = sum(int(s.get("missed", 0)) for s in load.summaries())
+
+    def ms(v: float | None) -> float | None:
+        return None if v is None else round(v * 1000, 3)
+
+    return Figure(
+        tool="locust (loadtests)",
+        processes=processes,
+        offered_per_second=rate,
+        achieved_per_second=in_window / (w1 - w0),
+        requests=in_window,
+        cpu_seconds=round(used, 3),
+        cpu_ms_per_request=round(used / in_window * 1000, 4) if in_window else None,
+        lag_p50_ms=ms(lag["p50"]),
+        lag_p99_ms=ms(lag["p99"]),
+        lag_max_ms=ms(lag["max"]),
+        missed=missed,
+        machine_cores=round((busy1 - busy0) / (t1 - t0), 2) if busy0 is not None and busy1 is not None else None,
+    )
+
+
+def _sleep_until(unix: float) -> None:
+    while (left := unix - time.time()) > 0:
+        time.sleep(min(left, 0.2))
+
+
+def table(figures: list[Figure]) -> str:
+    head = (
+        f"{'tool':<20} {'proc':>4} {'offered/s':>9} {'achieved/s':>10} {'requests':>8} {'CPU s':>7} "
+        f"{'CPU ms/req':>10} {'x wrk':>6} {'lag p50':>8} {'lag p99':>8} {'lag max':>8} {'missed':>6} {'machine':>7}"
+    )
+    rows = [head, "-" * len(head)]
+
+    def f(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    for g in figures:
+        rows.append(
+            f"{g.tool:<20} {g.processes:>4} {f(g.offered_per_second, '.0f'):>9} {g.achieved_per_second:>10.0f} "
+            f"{g.requests:>8} {g.cpu_seconds:>7.2f} {f(g.cpu_ms_per_request, '.3f'):>10} "
+            f"{f(g.ratio_to_wrk, '.2f'):>6} {f(g.lag_p50_ms, '.2f'):>8} {f(g.lag_p99_ms, '.2f'):>8} "
+            f"{f(g.lag_max_ms, '.1f'):>8} {g.missed:>6} {f(g.machine_cores, '.2f'):>7}"
+        )
+    rows.append("lag in ms (intended -> actual start, every request of the run); machine: busy cores, all processes")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness.generator_cost", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rates", type=float, nargs="*", default=[500.0, 1000.0, 1500.0], help="fixed open-loop rates")
+    p.add_argument("--max", action="store_true", help=f"also at max: {MAX_OVER_WRK}x wrk's rate, cap {WRK_CONNECTIONS}")
+    p.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="Locust process counts to measure")
+    p.add_argument("--seconds", type=float, default=20.0, help="each generator run (warm-up included)")
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds of each run not measured (start-up)")
+    p.add_argument("--wrk-seconds", type=float, default=10.0)
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args = p.parse_args(argv)
+    if args.seconds < args.warmup + 3:
+        p.error("--seconds must exceed --warmup by at least 3")
+
+    figures = [measure_wrk(args.wrk_seconds)]
+    wrk_fig = figures[0]
+    print(table(figures), flush=True)
+    with tempfile.TemporaryDirectory(prefix="generator-cost-") as tmp:
+        for processes in args.processes:
+            for rate in args.rates:
+                figures.append(measure_generator(rate, processes, args.seconds, args.warmup, Path(tmp)))
+                print(table(figures[-1:]).splitlines()[2], flush=True)
+            if args.max:
+                rate = round(wrk_fig.achieved_per_second * MAX_OVER_WRK, -1)
+                fig = measure_generator(rate, processes, args.seconds, args.warmup, Path(tmp), WRK_CONNECTIONS)
+                fig.tool = "locust (max, cap 64)"
+                figures.append(fig)
+                print(table(figures[-1:]).splitlines()[2], flush=True)
+    for g in figures[1:]:
+        if g.cpu_ms_per_request is not None and wrk_fig.cpu_ms_per_request:
+            g.ratio_to_wrk = round(g.cpu_ms_per_request / wrk_fig.cpu_ms_per_request, 2)
+    print()
+    print(table(figures))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(g) for g in figures], indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
