@@ -346,3 +346,57 @@ def test_worker_ignores_a_plan_that_arrives_while_stopping(monkeypatch, caplog):
     gevent.sleep(0)
     assert c._driving is None
     assert "arrived while the test was stopping; ignored" in caplog.text
+
+
+# ---- Locust's stats, fed once a second --------------------------------------------------------
+
+
+def test_locust_report_merges_a_second_of_requests_into_locusts_stats():
+    from locust.env import Environment
+
+    from loadtests.locust_stats import LocustReport
+    from loadtests.outcome import Outcome
+    from loadtests.reaction import REQUEST_NAME
+
+    env = Environment(events=Events())
+    report = LocustReport(env, "http://h/v1/posts/[post_id]/reactions")
+    for i in range(10):
+        report.add(Outcome.ACK, None, 0.002 * (i + 1), 40, f"id-{i}", time.time())
+    report.add(Outcome.FAILED, "HTTP 503", 0.150, 10, "f-1", time.time())
+    report.add(Outcome.FAILED, "HTTP 503", 0.160, 10, "f-2", time.time())
+    report.add(Outcome.UNKNOWN, "Timeout: 10 seconds", 10.0, 0, "u-1", time.time())
+    assert env.stats.total.num_requests == 0  # nothing until the flush
+    report.flush()
+    report.flush()  # an empty batch changes nothing
+    entry = env.stats.get(REQUEST_NAME, "POST")
+    for e in (entry, env.stats.total):
+        assert (e.num_requests, e.num_failures) == (13, 3)
+        assert e.total_content_length == 420
+        assert e.min_response_time == pytest.approx(2.0) and e.max_response_time == pytest.approx(10_000.0)
+        assert sum(e.response_times.values()) == 13 and e.response_times[150] == 1 and e.response_times[10_000] == 1
+        assert sum(e.num_reqs_per_sec.values()) == 13 and sum(e.num_fail_per_sec.values()) == 3
+    errors = {(repr(err.error), err.occurrences) for err in env.stats.errors.values()}
+    assert errors == {("RequestFailed('HTTP 503')", 2), ("OutcomeUnknown('Timeout: 10 seconds')", 1)}
+    report.add(Outcome.FAILED, "HTTP 503", 0.1, 0, "f-3", time.time())
+    report.flush()
+    assert entry.num_failures == 4 and len(env.stats.errors) == 2
+
+
+def test_locust_report_fires_one_event_per_request_when_asked():
+    from locust.env import Environment
+
+    from loadtests.locust_stats import LocustReport, OutcomeUnknown
+    from loadtests.outcome import Outcome
+
+    events = Events()
+    seen: list[dict[str, Any]] = []
+    events.request.add_listener(lambda **kw: seen.append(kw))
+    report = LocustReport(Environment(events=events), "http://h/x", per_request=True)
+    report.add(Outcome.ACK, None, 0.004, 12, "id-1", 1.5)
+    report.add(Outcome.UNKNOWN, "Timeout: 1 second", 1.0, 0, "id-2", 2.5)
+    report.flush()
+    assert [(s["response_time"], s["context"]["reaction_id"], s["start_time"]) for s in seen] == [
+        (4.0, "id-1", 1.5),
+        (1000.0, "id-2", 2.5),
+    ]
+    assert seen[0]["exception"] is None and isinstance(seen[1]["exception"], OutcomeUnknown)

@@ -255,7 +255,7 @@ def test_locust_records_every_reaction_with_its_outcome(tmp_path, processes, arr
 
     out = tmp_path / "out"
     workers = max(1, processes)
-    assert sorted(p.name for p in out.glob("outcomes-w*.jsonl")) == [f"outcomes-w{i}.jsonl" for i in range(workers)]
+    assert sorted(p.name for p in out.glob("outcomes-w*.bin")) == [f"outcomes-w{i}.bin" for i in range(workers)]
     records = list(read_outcomes(out))
     ids = [r.reaction_id for r in records]
 
@@ -355,7 +355,7 @@ def test_worker_whose_user_starts_late_gets_no_share_and_says_so(tmp_path):
     assert "not every worker reported drained" not in out, out[-3000:]
 
     out_dir = tmp_path / "out"
-    assert sorted(p.name for p in out_dir.glob("outcomes-w*.jsonl")) == ["outcomes-w0.jsonl"]
+    assert sorted(p.name for p in out_dir.glob("outcomes-w*.bin")) == ["outcomes-w0.bin"]
     records = list(read_outcomes(out_dir))
     ids = [r.reaction_id for r in records]
     assert len(ids) == len(set(ids)) and set(ids) == set(server.received)

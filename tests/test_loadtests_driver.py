@@ -1,0 +1,172 @@
+"""The open-loop driver and its keep-alive client against a tiny gevent server (no Locust, no stack).
+
+gevent is imported without monkey-patching (the driver and the client use gevent's own sockets),
+so these run in the test process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket as std_socket
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+import pytest
+from gevent.server import StreamServer
+
+from loadtests.counters import LoadStats
+from loadtests.driver import Driver, DriverConfig
+from loadtests.http_client import KeepAliveClient, ResponseError
+from loadtests.outcome import Outcome, read_outcomes
+from loadtests.reaction import ReactionFactory
+
+CANNED = {
+    "/len": b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\nhello",
+    "/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    "/close": b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno",
+    "/eof": b"HTTP/1.0 200 OK\r\n\r\nuntil the end",
+    "/garbage": b"SSH-2.0-OpenSSH\r\n\r\n",
+}
+
+
+def read_request(f: Any) -> tuple[str, bytes] | None:
+    line = f.readline()
+    if not line:
+        return None
+    length = 0
+    while (header := f.readline()) not in (b"\r\n", b""):
+        name, _, value = header.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return line.split()[1].decode(), f.read(length)
+
+
+def decision(reaction_id: str) -> str:
+    h = int(hashlib.sha256(reaction_id.encode()).hexdigest(), 16) % 10
+    return "fail" if h == 0 else "slow" if h == 1 else "ok"
+
+
+class Server:
+    def __init__(self) -> None:
+        self.received: dict[str, str] = {}
+        self.connections = 0
+        self.server = StreamServer(("127.0.0.1", 0), self.handle)
+
+    def handle(self, sock: Any, _address: Any) -> None:
+        self.connections += 1
+        f = sock.makefile("rb")
+        while (request := read_request(f)) is not None:
+            path, body = request
+            if path in CANNED:
+                sock.sendall(CANNED[path])
+                if path in ("/close", "/eof", "/garbage"):
+                    break
+                continue
+            if path == "/drop":
+                break
+            rid = json.loads(body)["reaction_id"]
+            what = self.received[rid] = decision(rid)
+            if what == "slow":
+                gevent.sleep(1.0)
+            status, text = (503, b"Service Unavailable") if what == "fail" else (202, b"Accepted")
+            answer = json.dumps({"reaction_id": rid}).encode()
+            sock.sendall(b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\n\r\n%s" % (status, text, len(answer), answer))
+        sock.close()
+
+    def __enter__(self) -> Server:
+        self.server.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.stop(timeout=0.5)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+
+def get(path: str, host: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+
+
+def test_client_reads_every_framing_and_reuses_connections():
+    with Server() as server:
+        client = KeepAliveClient(server.url)
+        h = client.host_header
+        assert client.request(get("/len", h)) == (202, 5)
+        assert client.request(get("/chunked", h))[0] == 200
+        assert client.request(get("/len", h)) == (202, 5)
+        assert client.connections_opened == 1  # kept alive
+        assert client.request(get("/close", h)) == (503, 2)  # the server closes: not reused
+        assert client.request(get("/eof", h)) == (200, len(b"until the end"))  # body until the server closes
+        assert client.connections_opened == 2
+        with pytest.raises(ConnectionResetError):
+            client.request(get("/drop", h))
+        with pytest.raises(ResponseError):
+            client.request(get("/garbage", h))
+        assert client.request(get("/len", h)) == (202, 5)
+        client.close()
+    with std_socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionRefusedError):
+        KeepAliveClient(f"http://127.0.0.1:{port}").request(b"GET / HTTP/1.1\r\n\r\n")
+    with pytest.raises(ValueError, match="plain http"):
+        KeepAliveClient("https://example.org")
+
+
+class Report:
+    def __init__(self) -> None:
+        self.added: list[tuple[Outcome, str | None]] = []
+        self.flushes = 0
+
+    def add(self, outcome: Outcome, error_text: str | None, latency: float, length: int, rid: str, t: float) -> None:
+        self.added.append((outcome, error_text))
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def test_driver_records_every_request_with_what_the_server_did(tmp_path: Path):
+    arrivals = 200
+    with Server() as server:
+        client = KeepAliveClient(server.url)
+        epoch = time.time_ns() + 100_000_000
+        config = DriverConfig(
+            schedule=[i / 400 for i in range(arrivals)],  # 400/s for 0.5 s
+            epoch_unix_nanos=epoch,
+            duration=1.0,
+            share_rate=lambda t: 400.0,
+            max_in_flight=100,
+            request_timeout=0.3,
+            worker=0,
+            outcomes_dir=tmp_path,
+            summary={"run_id": "t"},
+        )
+        report = Report()
+        stats = LoadStats()
+        driver = Driver(client, ReactionFactory(10, 10, seed=1), config, stats, report)
+        assert driver.run(stopped=lambda: False)
+        driver.close()
+    records = list(read_outcomes(tmp_path))
+    assert len(records) == arrivals == len(server.received) == len(report.added)
+    expect = {"ok": (Outcome.ACK, 202), "fail": (Outcome.FAILED, 503), "slow": (Outcome.UNKNOWN, None)}
+    for r in records:
+        assert (r.outcome, r.status) == expect[server.received[r.reaction_id]], r
+        assert r.intended_unix_nanos <= r.started_unix_nanos <= r.ended_unix_nanos or (
+            r.started_unix_nanos - r.intended_unix_nanos > -5_000_000  # a timer may fire a hair early
+        )
+        assert r.post_id.startswith("post-")
+    unknown = [r for r in records if r.outcome is Outcome.UNKNOWN]
+    assert unknown and all("Timeout" in (r.error or "") and r.latency_seconds >= 0.3 for r in unknown)
+    assert {r.error for r in records if r.outcome is Outcome.FAILED} == {"HTTP 503"}
+    summary = json.loads((tmp_path / "summary-w0.json").read_text())
+    assert summary["recorded"] == summary["started"] == arrivals and summary["completed_schedule"]
+    assert stats.started == arrivals and stats.in_flight == 0
+    assert report.flushes >= 1
+    assert sum(json.loads(line)["intended"] for line in (tmp_path / "series-w0.jsonl").read_text().splitlines()) == 200
+    # Kept alive: far fewer connections than requests (a timed-out request closes its connection).
+    assert server.connections < arrivals / 2
