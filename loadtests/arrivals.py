@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 RateFunction = Callable[[float], float]
 
@@ -121,8 +121,7 @@ class Clock(Protocol):
         """Return at or after `deadline`; must also yield to other work when already past it."""
 
 
-@dataclass(frozen=True)
-class Arrival:
+class Arrival(NamedTuple):  # a tuple: made once per arrival, on the generator's hot path
     seq: int  # position in this share's sequence
     intended: float  # intended start, schedule seconds
     decided: float  # when the loop got to it; decided - intended is the schedule lag

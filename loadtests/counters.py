@@ -58,6 +58,10 @@ class Histogram:
         return cls(bounds, [int(c) for c in data["counts"]], float(data["total"]))
 
 
+_NAMES = {o: str(o) for o in Outcome}
+_STATUS_KEYS: dict[int | None, str] = {None: "none", 0: "none", **{s: str(s) for s in (200, 201, 202, 503, 504)}}
+
+
 @dataclass
 class LoadStats:
     arrivals: int = 0  # intended arrivals the schedule reached
@@ -82,10 +86,13 @@ class LoadStats:
 
     def on_response(self, outcome: Outcome, status: int | None, latency: float) -> None:
         self.in_flight -= 1
-        by_status = self.responses.setdefault(str(outcome), {})
-        key = str(status) if status else "none"
+        name = _NAMES[outcome]
+        by_status = self.responses.get(name)
+        if by_status is None:
+            by_status = self.responses[name] = {}
+        key = _STATUS_KEYS.get(status) or (str(status) if status else "none")
         by_status[key] = by_status.get(key, 0) + 1
-        self.latency[str(outcome)].observe(latency)
+        self.latency[name].observe(latency)
 
     def to_wire(self) -> dict[str, Any]:
         return {

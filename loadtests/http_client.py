@@ -22,6 +22,7 @@ socket interrupted mid-request is closed, never reused.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from gevent import socket
@@ -91,9 +92,35 @@ class KeepAliveClient:
             self._idle.pop()[0].close()
 
 
+def _first_recv(sock: socket.socket) -> bytes:
+    """The first bytes of the answer. It is never there yet when the request has just been sent, so
+    wait until the socket is readable and then read the OS socket (gevent's private `_wait` and
+    `_sock`, checked once at import): `sock.recv` would first try, fail with EAGAIN (a system call
+    and a Python exception per request), and only then wait."""
+    sock._wait(sock._read_event)
+    try:
+        data: bytes = sock._sock.recv(_RECV)
+    except BlockingIOError:  # readable, then not (cannot happen on a TCP socket; be safe)
+        data = sock.recv(_RECV)
+    return data
+
+
+def _gevent_has_private_wait() -> bool:
+    s = socket.socket()
+    try:
+        return callable(getattr(s, "_wait", None)) and hasattr(s, "_read_event") and hasattr(s, "_sock")
+    finally:
+        s.close()
+
+
+_recv_first: Callable[[socket.socket], bytes] = (
+    _first_recv if _gevent_has_private_wait() else lambda sock: sock.recv(_RECV)
+)
+
+
 def _read_response(sock: socket.socket) -> tuple[int, int, bool]:
     """(status, body length, connection reusable) of one response, read to its end."""
-    data = sock.recv(_RECV)
+    data = _recv_first(sock)
     while True:
         if not data:
             raise ConnectionResetError("connection closed before the response")

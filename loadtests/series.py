@@ -46,6 +46,25 @@ class Series:
     def _bucket(self, intended: float) -> _Bucket:
         return self._buckets[min(len(self._buckets) - 1, max(0, int(intended)))]
 
+    def bucket(self, intended: float) -> _Bucket:
+        """The second of `intended`, for a caller that records several things of one request in it."""
+        return self._buckets[min(len(self._buckets) - 1, max(0, int(intended)))]
+
+    @staticmethod
+    def started_in(b: _Bucket, lag: float) -> None:
+        """A request of bucket `b` started, `lag` seconds after its intended time (arrival + lag at once)."""
+        b.row = b.line = None
+        b.intended += 1
+        b.started += 1
+        if lag > b.lag_max:
+            b.lag_max = lag
+
+    @staticmethod
+    def completed_in(b: _Bucket, outcome: Outcome, latency: float) -> None:
+        b.row = b.line = None
+        b.outcomes[outcome] += 1
+        b.latencies.append(latency)
+
     def arrival(self, intended: float, started: bool) -> None:
         b = self._bucket(intended)
         b.row = b.line = None
