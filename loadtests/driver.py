@@ -265,9 +265,14 @@ class Driver:
             log.info("loadgen: aborting %d requests in flight", len(self._requests))
             loop = gevent.get_hub().loop
             for g in list(self._requests):
-                loop.run_callback(_throw_aborted, g)
+                loop.run_callback(self._abort_request, g)
         self._idle.wait(grace)
         self.close()
+
+    def _abort_request(self, g: Any) -> None:
+        # Only a greenlet still inside its request: one that finished meanwhile waits for the next.
+        if g in self._requests and not g.dead:
+            g.throw(Aborted("load test stopped"))
 
     def close(self) -> None:
         if self.closed:
@@ -291,8 +296,3 @@ class Driver:
         }
         path = self.config.outcomes_dir / f"summary-w{self.config.worker}.json"
         path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _throw_aborted(g: Any) -> None:
-    if not g.dead:
-        g.throw(Aborted("load test stopped"))

@@ -170,3 +170,33 @@ def test_driver_records_every_request_with_what_the_server_did(tmp_path: Path):
     assert sum(json.loads(line)["intended"] for line in (tmp_path / "series-w0.jsonl").read_text().splitlines()) == 200
     # Kept alive: far fewer connections than requests (a timed-out request closes its connection).
     assert server.connections < arrivals / 2
+
+
+def test_abort_records_the_requests_in_flight_as_unknown(tmp_path: Path):
+    with Server() as server:
+        config = DriverConfig(
+            schedule=[i / 400 for i in range(100)],
+            epoch_unix_nanos=time.time_ns() + 50_000_000,
+            duration=1.0,
+            share_rate=lambda t: 400.0,
+            max_in_flight=100,
+            request_timeout=5.0,
+            worker=0,
+            outcomes_dir=tmp_path,
+            summary={},
+        )
+        driver = Driver(KeepAliveClient(server.url), ReactionFactory(10, 10, seed=2), config, LoadStats(), Report())
+
+        def stop_soon() -> None:
+            gevent.sleep(0.5)  # the schedule is over, the slow answers (1 s) are not
+            driver.abort(grace=2.0)
+
+        stopper = gevent.spawn(stop_soon)
+        driver.run(stopped=lambda: False)
+        stopper.join()
+    records = list(read_outcomes(tmp_path))
+    assert len(records) == 100
+    aborted = [r for r in records if r.error == "Aborted: load test stopped"]
+    assert aborted and all(r.outcome is Outcome.UNKNOWN for r in aborted)
+    assert {server.received[r.reaction_id] for r in aborted} == {"slow"}
+    assert json.loads((tmp_path / "summary-w0.json").read_text())["recorded"] == 100
