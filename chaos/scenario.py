@@ -19,6 +19,13 @@ SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 PROCESSES = ("reaction", "notification", "kafka")  # the push sink is the ground truth, never faulted
 # Brokers 2..n exist only in the compose three-broker profile: `bench run` checks the stack has them.
 CLUSTER_PROCESSES = tuple(topology.kafka_broker(n) for n in range(2, topology.KAFKA_CLUSTER_BROKERS + 1))
+# Notification replicas 2..n and their balancer exist only with `--replicas` (harness/replicas.py):
+# the plan checks the stack has them. Scenarios written for that topology live in REPLICA_SCENARIO_DIR.
+REPLICA_PROCESSES = (
+    *(topology.notification_replica(n).process for n in range(2, topology.NOTIFICATION_REPLICAS_MAX + 1)),
+    "haproxy",
+)
+REPLICA_SCENARIO_DIR = SCENARIO_DIR / "replicas"
 
 
 class ScenarioError(ValueError):
@@ -34,8 +41,9 @@ def _check_link(v: str) -> str:
 def _check_process(v: str) -> str:
     if v == "pushsink":
         raise ValueError("the push sink is the ground truth (its ledger is in memory): fault the `push` link instead")
-    if v not in PROCESSES + CLUSTER_PROCESSES:
-        raise ValueError(f"unknown process {v!r} (processes: {', '.join(PROCESSES + CLUSTER_PROCESSES)})")
+    known = PROCESSES + CLUSTER_PROCESSES + REPLICA_PROCESSES
+    if v not in known:
+        raise ValueError(f"unknown process {v!r} (processes: {', '.join(known)})")
     return v
 
 
@@ -148,6 +156,10 @@ class Scenario(_Strict):
     duration: float | None = Field(default=None, gt=0, description="seconds of load; default: the profile's")
     drain_timeout: float = Field(default=60, gt=0)
     faults: list[Fault] = Field(default_factory=list)
+    # The replicated topology (harness/replicas.py): the notification replicas the scenario needs,
+    # and how its sync cells reach them (the reaction service is switched per cell).
+    replicas: int | None = Field(default=None, ge=1, le=topology.NOTIFICATION_REPLICAS_MAX)
+    balancer: Literal["haproxy", "client"] | None = None
     hypothesis: dict[str, list[Check]] = Field(
         default_factory=dict, description="pipeline name or '*' -> checks (each with its tolerance)"
     )
@@ -207,11 +219,17 @@ def resolve(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
         return p
-    return SCENARIO_DIR / f"{name_or_path}.yaml"
+    replica = REPLICA_SCENARIO_DIR / f"{name_or_path}.yaml"
+    return replica if replica.exists() else SCENARIO_DIR / f"{name_or_path}.yaml"
 
 
 def shipped() -> list[str]:
     return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def shipped_for_replicas() -> list[str]:
+    """The scenarios written for the replicated topology (`bench run --replicas N`), kept apart."""
+    return sorted(p.stem for p in REPLICA_SCENARIO_DIR.glob("*.yaml"))
 
 
 def load(name_or_path: str) -> Scenario:

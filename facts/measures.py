@@ -69,6 +69,13 @@ def _measures() -> tuple[Measure, ...]:
         Measure("fault.attempted", "count", "requests started inside fault windows"),
         Measure("fault.ack_ratio", "ratio", "acknowledged ratio inside fault windows"),
         Measure("fault.api_p99_max", "seconds", "highest per-second API p99 inside fault windows"),
+        Measure("fault.error_seconds", "seconds", "first fault's start -> end of the last second with an error"),
+        Measure(
+            "fault.e2e_p99_max",
+            "seconds",
+            "highest per-second end-to-end p99 from the first fault on, by delivery second",
+        ),
+        Measure("replicas", "count", "notification replicas the cell ran on (harness/replicas.py)"),
         Measure("hypothesis.passed", "flag", "the cell's hypothesis held (1) or not (0)", False, ("FAIL", "pass")),
     ]
     return tuple(out)

@@ -175,3 +175,70 @@ def listening_ports() -> dict[int, str]:
     }
     ports.update({p.listen_port: f"proxy {p.name}" for p in PROXIES})
     return ports
+
+
+# -- An optional topology: N notification replicas (harness/replicas.py) -----------------------
+# Replica 1 is the single-replica stack's notification service, with its ports and proxies;
+# replicas 2..N get their own gRPC and metrics ports and their own proxies (`notification-2`,
+# `push-2`, ...). Sync reaches them through HAProxy (behind the `balancer` proxy) or by gRPC
+# client-side round robin over the `notification-<n>` proxies; async puts them in one consumer
+# group over the topic's partitions (every consumer shares the `kafka-consume` proxy: the broker
+# advertises one consume address).
+NOTIFICATION_REPLICAS_MAX = 3
+HAPROXY_PORT = 50050  # HAProxy's gRPC (h2) frontend
+HAPROXY_STATS_PORT = 8404  # HAProxy's stats page (CSV: which servers are up) and Prometheus exporter
+PROXY_BALANCER = Proxy("balancer", 15050, HAPROXY_PORT, "reaction -> HAProxy (sync, replicated)")
+
+
+@dataclass(frozen=True)
+class NotificationReplica:
+    """Notification replica `n` (1-based): its process name, ports and the proxies in front of it."""
+
+    n: int
+    process: str
+    grpc_port: int
+    metrics_port: int
+    grpc_proxy: Proxy  # reaction (or HAProxy) -> this replica's gRPC
+    push_proxy: Proxy  # this replica -> push sink
+
+
+def notification_replica(n: int) -> NotificationReplica:
+    if not 1 <= n <= NOTIFICATION_REPLICAS_MAX:
+        raise ValueError(f"notification replica {n}: must be 1..{NOTIFICATION_REPLICAS_MAX}")
+    if n == 1:
+        return NotificationReplica(
+            1, "notification", NOTIFICATION_GRPC_PORT, NOTIFICATION_METRICS_PORT, PROXY_NOTIFICATION, PROXY_PUSH
+        )
+    grpc_port, metrics_port = NOTIFICATION_GRPC_PORT + n - 1, 8280 + n  # 50052.., 8282..
+    return NotificationReplica(
+        n,
+        f"notification-{n}",
+        grpc_port,
+        metrics_port,
+        Proxy(
+            f"notification-{n}", PROXY_NOTIFICATION.listen_port + n - 1, grpc_port, f"reaction -> notification-{n} gRPC"
+        ),
+        Proxy(f"push-{n}", PROXY_PUSH.listen_port + n - 1, PUSHSINK_HTTP_PORT, f"notification-{n} -> push sink"),
+    )
+
+
+def replica_proxies(replicas: int, balancer: bool) -> tuple[Proxy, ...]:
+    """The proxies a replicated stack has beyond PROXIES: replicas 2..N's, and HAProxy's with a balancer."""
+    out = [
+        p
+        for n in range(2, replicas + 1)
+        for p in (notification_replica(n).grpc_proxy, notification_replica(n).push_proxy)
+    ]
+    return (*out, *((PROXY_BALANCER,) if balancer else ()))
+
+
+def replica_ports(replicas: int, balancer: bool) -> dict[int, str]:
+    """Every port a replicated stack listens on beyond listening_ports(), with what listens there."""
+    ports: dict[int, str] = {}
+    for n in range(2, replicas + 1):
+        r = notification_replica(n)
+        ports.update({r.grpc_port: f"{r.process} gRPC", r.metrics_port: f"{r.process} metrics"})
+    if balancer:
+        ports.update({HAPROXY_PORT: "haproxy gRPC frontend", HAPROXY_STATS_PORT: "haproxy stats"})
+    ports.update({p.listen_port: f"proxy {p.name}" for p in replica_proxies(replicas, balancer)})
+    return ports

@@ -17,6 +17,7 @@ from harness import doctor, provision, supervisor
 EXIT_USAGE = 2
 
 if TYPE_CHECKING:
+    from harness.replicas import Replicas
     from harness.run import StackOpener
 
 
@@ -46,15 +47,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     # foreground loop must still stop everything, not escape as a traceback.
     try:
         with supervisor.terminating_signals():
-            stack = Stack(work, args.pipeline, detached=not args.foreground, state_file=state).up()
+            stack = Stack(
+                work, args.pipeline, detached=not args.foreground, state_file=state, replicas=_replicas(args)
+            ).up()
             _print_up(args.pipeline, work)
+            if not stack.replicas.default:
+                print(f"  topology       {stack.replicas.describe()}")
             if not args.foreground:
                 print("stop it with `bench down`")
                 return 0
             print("running in the foreground: Ctrl-C stops everything")
             while True:
                 time.sleep(1)
-    except (provision.ProvisionError, supervisor.StartError, RuntimeError) as e:
+    except (provision.ProvisionError, supervisor.StartError, RuntimeError, ValueError) as e:
         print(f"bench up: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -84,7 +89,14 @@ def cmd_down(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _stack_kind(kind: str) -> tuple[tuple[str, ...], StackOpener]:
+def _replicas(args: argparse.Namespace) -> Replicas:
+    """The notification replicas and balancer asked for (harness/replicas.py); TopologyError if impossible."""
+    from harness.replicas import Replicas
+
+    return Replicas.of(getattr(args, "replicas", 1), getattr(args, "balancer", None))
+
+
+def _stack_kind(kind: str, replicas: Replicas | None = None) -> tuple[tuple[str, ...], StackOpener]:
     """What a process fault may target on this kind of stack, and how a run opens it. Asks Docker
     for a compose stack; starts nothing. The command line chooses: a run never imports compose/."""
     from chaos import scenario as scenarios
@@ -97,6 +109,10 @@ def _stack_kind(kind: str) -> tuple[tuple[str, ...], StackOpener]:
         return processes, lambda _work_dir, pipeline: ComposeStack(pipeline)  # `docker compose up` started it
     from harness.stack import Stack
 
+    if replicas is not None and not replicas.default:
+        return scenarios.PROCESSES + replicas.processes(), lambda work_dir, pipeline: Stack(
+            work_dir, pipeline, replicas=replicas
+        )
     return scenarios.PROCESSES, lambda work_dir, pipeline: Stack(work_dir, pipeline)
 
 
@@ -108,7 +124,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipelines = list(topology.PIPELINES) if "all" in args.pipeline else list(dict.fromkeys(args.pipeline))
     refs = scenarios.shipped() if args.scenario == ["all"] else args.scenario
     try:
-        processes, open_stack = _stack_kind(args.stack)
+        replicas = _replicas(args)
+    except ValueError as e:
+        print(f"bench run: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if not replicas.default and args.stack != "native":
+        print("bench run: --replicas runs on the native stack only", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        processes, open_stack = _stack_kind(args.stack, replicas)
     except (OSError, RuntimeError) as e:
         print(f"bench run: cannot ask the {args.stack} stack what it runs: {e}", file=sys.stderr)
         return 1
@@ -117,8 +141,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         capacities = last_capacities(args.stack)
         the_plan = make_plan(
-            pipelines, refs, args.duration, args.quick, processes, capacities, args.repeat, args.time_scale
-        )
+            pipelines, refs, args.duration, args.quick, processes, capacities, args.repeat, args.time_scale,
+            replicas=replicas.count,
+        )  # fmt: skip
     except PlanError as e:
         print(f"bench run: invalid scenario, nothing started:\n{e}", file=sys.stderr)
         return EXIT_USAGE
@@ -138,11 +163,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     refs = scenarios.shipped() if args.scenario == ["all"] else args.scenario
     if args.scenario == ["all"] and args.kafka == "cluster":  # and those written for the cluster profile
         refs += sorted(str(p) for p in (paths.REPO / "compose" / "scenarios").glob("*.yaml"))
+    if args.scenario == ["all"] and args.replicas > 1:  # and those written for the replicated topology
+        refs += [str(scenarios.resolve(name)) for name in scenarios.shipped_for_replicas()]
     try:
         processes = scenarios.PROCESSES + (scenarios.CLUSTER_PROCESSES if args.kafka == "cluster" else ())
+        if args.replicas > 1:
+            processes += _replicas(args).processes()
         from harness.capacity import last_capacities
 
-        the_plan = make_plan(list(topology.PIPELINES), refs, None, False, processes, last_capacities())
+        the_plan = make_plan(
+            list(topology.PIPELINES), refs, None, False, processes, last_capacities(), replicas=args.replicas
+        )
     except PlanError as e:
         print(f"bench validate: invalid scenario:\n{e}", file=sys.stderr)
         return EXIT_USAGE
@@ -212,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
         subs[name] = sp
     subs["up"].add_argument("--pipeline", choices=topology.PIPELINES, default="async")
     subs["up"].add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops all")
+    for name in ("up", "run"):
+        _add_replica_arguments(subs[name])
     from harness.plan import QUICK_SECONDS  # imported here, not at start-up
     from harness.run import STACK_KINDS
 
@@ -246,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subs["validate"].add_argument("scenario", nargs="*", default=["all"])
     subs["validate"].add_argument(
+        "--replicas", type=int, choices=range(1, topology.NOTIFICATION_REPLICAS_MAX + 1), default=1,
+        help="the notification replicas to validate against (2, 3: also the scenarios in chaos/scenarios/replicas/)",
+    )  # fmt: skip
+    subs["validate"].add_argument(
         "--kafka", choices=("single", "cluster"), default="single",
         help="the brokers to validate process faults against: cluster = compose's three-broker profile",
     )  # fmt: skip
@@ -266,6 +303,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     noise_cmd.add_argument("--out", type=Path, help="where to write the floors (default: RUN/noise.json)")
     return p
+
+
+def _add_replica_arguments(sp: argparse.ArgumentParser) -> None:
+    from harness.replicas import BALANCERS
+
+    sp.add_argument(
+        "--replicas", type=int, choices=range(1, topology.NOTIFICATION_REPLICAS_MAX + 1), default=1,
+        help="notification replicas (harness/replicas.py; default 1, the single-replica stack)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--balancer", choices=BALANCERS,
+        help="how sync reaches the replicas: haproxy (default with 2+), client (gRPC round_robin), none (1 replica)",
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

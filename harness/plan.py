@@ -48,10 +48,26 @@ class Plan:
     cells: list[PlannedCell]
 
 
-def _scenario_problems(sc: scenarios.Scenario, path: str, profile: Profile, processes: Collection[str]) -> list[str]:
+def _scenario_problems(
+    sc: scenarios.Scenario, path: str, profile: Profile, processes: Collection[str], replicas: int = 1
+) -> list[str]:
     problems = [f"{path}: {c}" for c in sc.conflicts(profile.duration)]
+    if sc.replicas is not None and sc.replicas > replicas:
+        problems.append(
+            f"{path}: replicas: the scenario needs {sc.replicas} notification replicas, the stack has {replicas} "
+            f"(bench run --replicas {sc.replicas}; bench validate --replicas {sc.replicas})"
+        )
+    if sc.balancer is not None and replicas < 2:
+        problems.append(f"{path}: balancer: {sc.balancer!r} balances replicas; the stack has one (--replicas 2 or 3)")
     for i, f in enumerate(sc.faults):
-        if isinstance(f, scenarios.ProcessFault) and f.process not in processes:
+        if isinstance(f, scenarios.ProcessFault) and f.process in scenarios.REPLICA_PROCESSES:
+            if f.process not in processes:
+                problems.append(
+                    f"{path}: faults[{i}].process: {f.process!r} is not a process of this stack "
+                    f"(it has: {', '.join(processes)}); notification replicas and HAProxy run with "
+                    "--replicas only (bench run --replicas 2; bench validate --replicas 2)"
+                )
+        elif isinstance(f, scenarios.ProcessFault) and f.process not in processes:
             problems.append(
                 f"{path}: faults[{i}].process: {f.process!r} is not a process of this stack "
                 f"(it has: {', '.join(processes)}); brokers "
@@ -74,12 +90,14 @@ def make_plan(
     capacities: Capacities | None = None,
     repeat: int = 1,
     time_scale: float = 1.0,
+    replicas: int = 1,
 ) -> Plan:
     """Every cell of the run, `repeat` times; PlanError lists every problem of every scenario at once.
     `time_scale` shortens (or stretches) every scenario, its load and its fault timeline alike;
     `duration` sets every cell's load to that many seconds instead.
     `processes`: what the stack can kill or pause (the compose cluster profile has more brokers).
-    `capacities`: what capacity-relative rates resolve from (harness.capacity.last_capacities())."""
+    `capacities`: what capacity-relative rates resolve from (harness.capacity.last_capacities()).
+    `replicas`: the stack's notification replicas (harness/replicas.py); a scenario may need more."""
     problems: list[str] = [] if repeat >= 1 else [f"repeat: must be at least 1, got {repeat}"]
     if not 0 < time_scale <= 10:
         problems.append(f"time scale: must be in (0, 10], got {time_scale:g}")
@@ -96,7 +114,7 @@ def make_plan(
         except ProfileError as e:
             problems.append(f"{path}: profile: {e}")
             continue
-        problems += _scenario_problems(sc, path, profile, processes)
+        problems += _scenario_problems(sc, path, profile, processes, replicas)
         own = (sc.duration or profile.duration) * time_scale
         load_seconds = duration or (min(own, QUICK_SECONDS) if quick else own)
         played = profile.scaled(duration=load_seconds)

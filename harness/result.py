@@ -176,6 +176,13 @@ class Disturbance(_Model):
     flagged: list[str] = Field(default_factory=list)  # why no verdict may rest on this cell
 
 
+class StackTopology(_Model):
+    """The notification replicas the cell ran on and how sync reached them (harness/replicas.py)."""
+
+    replicas: int = 1
+    balancer: str = "none"  # none | haproxy | client
+
+
 class CheckResult(_Model):
     check: str
     metric: str
@@ -215,6 +222,7 @@ class CellResult(_Model):
     # repetitions computes its intervals over them instead.
     intervals: dict[str, tuple[float, float]] = Field(default_factory=dict)
     repetition: int = 1
+    topology: StackTopology | None = None  # None: the single-replica stack
 
     @property
     def folder(self) -> str:
@@ -261,6 +269,8 @@ class CellResult(_Model):
                 "rate.target_mean": self.target_rate.mean,
                 "rate.target_peak": self.target_rate.peak,
                 **self._fault_metrics(),
+                **self._recovery_metrics(),
+                "replicas": float(self.topology.replicas if self.topology else 1),
                 "hypothesis.passed": None if self.hypothesis is None else float(self.hypothesis.passed),
             }
         )
@@ -275,6 +285,26 @@ class CellResult(_Model):
             "fault.attempted": None if w is None else float(w.attempted),
             "fault.ack_ratio": None if w is None or not w.attempted else 1.0 - w.errors / w.attempted,
             "fault.api_p99_max": max(p99) if p99 else None,
+        }
+
+    def _recovery_metrics(self) -> dict[str, float | None]:
+        """From the per-second series: how long callers saw errors after the first fault took effect
+        (to the end of the last second with an error, 0: none), and the worst second's end-to-end p99
+        from the first fault on: the series counts a reaction at its delivery, so records a consumer
+        group held back land in the seconds after the fault, where this looks."""
+        s = self.series
+        starts = [span[0] for f in self.faults if (span := f.actual()) is not None]
+        if not starts:
+            return {"fault.error_seconds": None, "fault.e2e_p99_max": None}
+        first = min(starts)
+        bad = [
+            i for i in range(min(len(s.second), int(self.timings.load_seconds + 0.999)))
+            if i + 1 > first and s.failed[i] + s.unknown[i] > 0
+        ]  # fmt: skip
+        e2e = [v for i, v in enumerate(s.e2e_p99) if i + 1 > first and v is not None]
+        return {
+            "fault.error_seconds": max(0.0, max(bad) + 1 - first) if bad else 0.0,
+            "fault.e2e_p99_max": max(e2e) if e2e else None,
         }
 
     def write(self, run_dir: Path) -> Path:

@@ -29,7 +29,8 @@ from harness.disturbance import MachineWatch
 from harness.loadgen import LoadRun
 from harness.plan import Plan, PlannedCell
 from harness.progress import Progress
-from harness.result import CellResult, Disturbance, Machine, RunIndex, cell_folder
+from harness.replicas import Replicas
+from harness.result import CellResult, Disturbance, Machine, RunIndex, StackTopology, cell_folder
 
 EXIT_HYPOTHESIS_FAILED = 1
 TICK = 0.25
@@ -79,6 +80,7 @@ def run_cell(
     rep = f" (repetition {cell.repetition})" if cell.repetition > 1 else ""
     progress = Progress(f"{cell.pipeline} x {cell.scenario.name}{rep}", cell.load_seconds)
     stack.toxiproxy.reset()  # first: a service restarted below then connects through healthy links
+    topo = _use_balancer(stack, cell)
     if stack.pipeline != cell.pipeline:
         stack.use_pipeline(cell.pipeline)
     # Leftovers of the previous cell (a late redelivery, a sync retry) must land before the sink resets.
@@ -132,6 +134,8 @@ def run_cell(
     result = assemble(
         cell, load, timeline, started_unix, proc.returncode, left, backlog_series, dead_letters, disturbance
     )
+    if topo is not None:
+        result.topology = topo
     if disturbance.flagged:
         progress.event(f"disturbed: {'; '.join(disturbance.flagged)}")
     result.write(run_dir)
@@ -142,6 +146,19 @@ def run_cell(
         f"api p99 {_fmt(m['api.p99'])}  e2e p99 {_fmt(m['e2e.p99'])}"
     )
     return result
+
+
+def _use_balancer(stack: RunnableStack, cell: PlannedCell) -> StackTopology | None:
+    """A replicated stack (harness/replicas.py): reach the replicas the way the cell's scenario says
+    (restarting the reaction service when that changes); what the cell ran on, None for one replica."""
+    replicas: Replicas | None = getattr(stack, "replicas", None)
+    if replicas is None or replicas.default:
+        return None
+    want = cell.scenario.balancer
+    if want is not None and want != replicas.balancer:
+        stack.use_balancer(want)  # type: ignore[attr-defined]
+        replicas = replicas.with_balancer(want)
+    return StackTopology(replicas=replicas.count, balancer=replicas.balancer)
 
 
 def _fmt(v: float | None) -> str:

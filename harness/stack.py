@@ -6,6 +6,7 @@ notification, reaction. Stopping goes in reverse. A failed start stops what alre
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import signal
@@ -19,6 +20,7 @@ from dashboards.prometheus import config as prometheus_config
 from facts import kafka_broker, topology
 from facts.probe import ReactionReady, http_json, http_ok, tcp_open
 from harness import kafka_admin, provision
+from harness.replicas import Replicas, haproxy_spec, notification_argv, notification_ready
 from harness.supervisor import ComponentSpec, Port, Supervisor
 
 H = topology.HOST
@@ -89,12 +91,14 @@ class Stack:
         detached: bool = False,
         state_file: Path | None = None,
         tracing: Tracing | None = None,
+        replicas: Replicas | None = None,
     ) -> None:
         if pipeline not in topology.PIPELINES:
             raise ValueError(f"unknown pipeline {pipeline!r} (known: {', '.join(topology.PIPELINES)})")
         self.work_dir = work_dir
         self.pipeline = pipeline
         self.tracing = tracing or Tracing()
+        self.replicas = replicas or Replicas()  # harness/replicas.py: default 1, no balancer
         self.arts = provision.locate()
         self.sup = Supervisor(work_dir / "logs", state_file=state_file, detached=detached)
         self.toxiproxy = ToxiproxyClient()
@@ -122,6 +126,7 @@ class Stack:
     def toxiproxy_spec(self) -> ComponentSpec:
         ports = [Port(topology.TOXIPROXY_API_PORT, "Toxiproxy API")]
         ports += [Port(p.listen_port, f"Toxiproxy proxy {p.name!r} ({p.description})") for p in topology.PROXIES]
+        ports += [Port(p.listen_port, f"Toxiproxy proxy {p.name!r} ({p.description})") for p in self.replicas.proxies()]
         return ComponentSpec(
             "toxiproxy",
             [
@@ -195,21 +200,33 @@ class Stack:
             ready=lambda: http_ok(topology.url(topology.PUSHSINK_HTTP_PORT, "/healthz")),
         )
 
-    def notification_spec(self) -> ComponentSpec:
+    def notification_spec(self, replica: int = 1) -> ComponentSpec:
+        r = topology.notification_replica(replica)  # replica 1: the single stack's ports
         return ComponentSpec(
-            "notification",
-            [sys.executable, "-m", "targets.notification", *self.tracing.argv()],
+            r.process,
+            [sys.executable, "-m", "targets.notification", *notification_argv(r), *self.tracing.argv()],
             [
-                Port(topology.NOTIFICATION_GRPC_PORT, "notification gRPC"),
-                Port(topology.NOTIFICATION_METRICS_PORT, "notification metrics HTTP"),
+                Port(r.grpc_port, f"{r.process} gRPC"),
+                Port(r.metrics_port, f"{r.process} metrics HTTP"),
             ],
-            ready=lambda: http_ok(topology.url(topology.NOTIFICATION_METRICS_PORT, "/healthz")),
+            ready=lambda: notification_ready(r),
         )
+
+    def haproxy_spec(self) -> ComponentSpec:
+        return haproxy_spec(self.arts.haproxy, self.work_dir / "haproxy", self.replicas.count)
 
     def reaction_spec(self, pipeline: str) -> ComponentSpec:
         return ComponentSpec(
             "reaction",
-            [sys.executable, "-m", "targets.reaction", "--pipeline", pipeline, *self.tracing.argv()],
+            [
+                sys.executable,
+                "-m",
+                "targets.reaction",
+                "--pipeline",
+                pipeline,
+                *self.replicas.reaction_argv(),
+                *self.tracing.argv(),
+            ],
             [Port(topology.REACTION_HTTP_PORT, "reaction HTTP API")],
             ready=ReactionReady(lambda: http_json(topology.url(topology.REACTION_HTTP_PORT, "/healthz"))),
         )
@@ -220,12 +237,16 @@ class Stack:
         try:
             self.sup.start(self.prometheus_spec())
             self.sup.start(self.toxiproxy_spec())
-            self.toxiproxy.populate()
+            self.toxiproxy.populate((*topology.PROXIES, *self.replicas.proxies()))
             self.sup.start(self.jaeger_spec())
             self.sup.start(self.kafka_spec())
             kafka_admin.create_topics()
             self.sup.start(self.pushsink_spec())
             self.sup.start(self.notification_spec())
+            for n in range(2, self.replicas.count + 1):
+                self.sup.start(self.notification_spec(n))
+            if self.replicas.has_haproxy:
+                self.sup.start(self.haproxy_spec())
             self.sup.start(self.reaction_spec(self.pipeline))
         except BaseException:
             self.down()
@@ -239,6 +260,12 @@ class Stack:
         self.sup.stop("reaction")
         self.pipeline = pipeline
         self.sup.start(self.reaction_spec(pipeline))
+
+    def use_balancer(self, balancer: str) -> None:
+        """Restart the reaction service reaching the replicas another way (haproxy | client)."""
+        self.replicas = self.replicas.with_balancer(balancer)
+        self.sup.stop("reaction")
+        self.sup.start(self.reaction_spec(self.pipeline))
 
     def use_tracing(self, tracing: Tracing) -> None:
         """Restart the three services with other tracing flags (Kafka, Jaeger and the rest stay up)."""
@@ -269,6 +296,10 @@ class Stack:
         # What a scenario may kill (chaos.scenario.PROCESSES).
         specs = {"kafka": self.kafka_spec, "notification": self.notification_spec,
                  "reaction": lambda: self.reaction_spec(self.pipeline)}  # fmt: skip
+        for n in range(2, self.replicas.count + 1):  # harness/replicas.py
+            specs[topology.notification_replica(n).process] = functools.partial(self.notification_spec, n)
+        if self.replicas.has_haproxy:
+            specs["haproxy"] = self.haproxy_spec
         if name not in specs:
             raise ValueError(f"cannot restart {name!r} (restartable: {', '.join(specs)})")
         spec = specs[name]()

@@ -10,6 +10,7 @@ import pytest
 from harness import claims
 from harness import result as result_model
 from harness.result import CellResult
+from tests.synthetic_balancer import balancer_cells
 from tests.synthetic_run import article_cells, result, write_run
 
 # Every bullet of the article's advantages/disadvantages lists (its "retires" read as "retries").
@@ -24,6 +25,11 @@ ARTICLE_CLAIMS = (
     "It is harder to track the flow of the message between services",
 )  # fmt: skip
 HEAD = "claims:\n  - id: a\n    side: sync\n    kind: advantage\n    text: t\n"  # a claim missing only its rule
+
+
+def article_run(changes: dict[tuple[str, str], dict[str, Any]] | None = None) -> list[CellResult]:
+    """The article-shaped matrix and the replicated topology's cells (tests/synthetic_balancer.py)."""
+    return article_cells(changes) + balancer_cells(changes)
 
 
 def verdicts(tmp_path: Path, cells: list[CellResult]) -> dict[str, claims.Judgement]:
@@ -47,7 +53,7 @@ def test_shipped_rules_load_and_cover_the_article() -> None:
 
 
 def test_article_shaped_run_confirms_every_measurable_claim(tmp_path: Path) -> None:
-    got = verdicts(tmp_path, article_cells())
+    got = verdicts(tmp_path, article_run())
     for claim_id, j in got.items():
         if j.claim.holds is None:
             assert j.verdict == "not shown", claim_id
@@ -70,6 +76,8 @@ REFUTING: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
     "async-decoupled": {("async", "notification-down"): {"fault_error": 0.5}},
     "async-eventual-consistency": {("async", "notification-down"): {"fault_e2e": None}},
     "async-broker-spof": {("async", "broker-down"): {"fault_error": 0.0}},
+    # The balancer adds nothing measurable: HAProxy as fast as the client-side control.
+    "async-no-lb-hop": {("sync", "balancer-hop"): {"e2e": 0.002, "api": 0.004}},
 }
 
 
@@ -79,8 +87,8 @@ def test_every_measurable_claim_has_a_refuting_input() -> None:
 
 @pytest.mark.parametrize("claim_id", sorted(REFUTING))
 def test_each_rule_can_come_out_either_way(tmp_path: Path, claim_id: str) -> None:
-    assert verdicts(tmp_path / "yes", article_cells())[claim_id].verdict == "confirmed"
-    j = verdicts(tmp_path / "no", article_cells(REFUTING[claim_id]))[claim_id]
+    assert verdicts(tmp_path / "yes", article_run())[claim_id].verdict == "confirmed"
+    j = verdicts(tmp_path / "no", article_run(REFUTING[claim_id]))[claim_id]
     assert j.verdict == "refuted", (claim_id, j.reason, j.values)
 
 
@@ -193,3 +201,14 @@ def test_a_cell_whose_generator_fell_behind_is_never_used(tmp_path: Path) -> Non
     j = verdicts(tmp_path, [bound, result("async", "baseline")])["sync-realtime"]
     assert j.verdict == "not shown"
     assert j.reason == "sync--baseline: load generator kept up failed"
+
+
+def test_balancer_hop_is_not_shown_without_the_replicated_cells_or_with_unequal_replicas(tmp_path: Path) -> None:
+    assert verdicts(tmp_path / "none", article_cells())["async-no-lb-hop"].verdict == "not shown"
+    uneven = article_cells() + balancer_cells()
+    for cell in uneven:
+        if cell.scenario == "balancer-hop-client" and cell.topology is not None:
+            cell.topology.replicas = 3
+    j = verdicts(tmp_path / "uneven", uneven)["async-no-lb-hop"]
+    assert j.verdict == "not shown"
+    assert j.reason.startswith("precondition false:")

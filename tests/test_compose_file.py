@@ -24,6 +24,7 @@ import yaml
 from compose import generate
 from dashboards.grafana import export as grafana
 from facts import topology, versions
+from harness.replicas import Replicas
 from harness.stack import Stack
 from targets.notification import __main__ as notification_main
 from targets.pushsink import __main__ as pushsink_main
@@ -242,7 +243,8 @@ def test_every_mounted_host_path_exists() -> None:
 def _native(tmp_path: Path) -> Any:
     """What Stack's spec methods read, without provisioning anything."""
     arts = SimpleNamespace(prometheus=Path("prometheus"), toxiproxy_server=Path("toxiproxy-server"))
-    return cast(Any, SimpleNamespace(work_dir=tmp_path, arts=arts, toxiproxy=None))
+    # replicas: the single-replica stack (harness/replicas.py), what compose runs
+    return cast(Any, SimpleNamespace(work_dir=tmp_path, arts=arts, toxiproxy=None, replicas=Replicas()))
 
 
 def _flags(argv: list[str]) -> dict[str, str]:

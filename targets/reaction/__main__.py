@@ -11,7 +11,7 @@ from facts import topology
 from targets import metrics, tracing
 from targets.reaction.api import create_app
 from targets.reaction.breaker import BreakerSettings, BreakerState, CircuitBreaker
-from targets.reaction.grpc_transport import GrpcTransport, RetrySettings
+from targets.reaction.grpc_transport import GRPC_LB_POLICIES, GrpcTransport, RetrySettings, channel_target
 from targets.reaction.kafka_transport import KafkaTransport
 from targets.reaction.transport import Transport
 from targets.runtime import (
@@ -33,7 +33,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default=topology.HOST)
     p.add_argument("--port", type=int, default=topology.REACTION_HTTP_PORT)
     p.add_argument("--deadline", type=positive_float, default=1.0, help="seconds a request may spend in the transport")
-    p.add_argument("--notification-target", default=topology.PROXY_NOTIFICATION.listen, help="gRPC host:port")
+    p.add_argument(
+        "--notification-target", nargs="+", default=[topology.PROXY_NOTIFICATION.listen], metavar="HOST:PORT",
+        dest="notification_targets",
+        help="gRPC host:port; several: the replicas, balanced by --grpc-lb (a static ipv4: list)",
+    )  # fmt: skip
+    p.add_argument(
+        "--grpc-lb", choices=GRPC_LB_POLICIES, default="pick_first",
+        help="gRPC load-balancing policy over the targets (round_robin: client-side balancing)",
+    )  # fmt: skip
     p.add_argument("--kafka-bootstrap", default=topology.PROXY_KAFKA_PRODUCE.listen)
     p.add_argument("--topic", default=topology.TOPIC_REACTIONS)
     p.add_argument("--access-log", action="store_true", help="log every HTTP request")
@@ -62,6 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tracing.add_arguments(p)
     add_common_arguments(p)
     args = p.parse_args(argv)
+    args.notification_target = channel_target(args.notification_targets)
     if args.kafka_request_timeout is None:
         args.kafka_request_timeout = 0.8 * args.deadline
     if args.kafka_request_timeout >= args.deadline:
@@ -94,7 +103,7 @@ def build_transport(args: argparse.Namespace) -> Transport:
             recreate_after=args.kafka_recreate_after,
         )
     if args.pipeline == "sync":
-        return GrpcTransport(args.notification_target, pipeline="sync", deadline=args.deadline)
+        return GrpcTransport(args.notification_target, pipeline="sync", deadline=args.deadline, lb_policy=args.grpc_lb)
     retry = RetrySettings(
         max_attempts=args.max_attempts,
         attempt_timeout=args.attempt_timeout,
@@ -106,7 +115,12 @@ def build_transport(args: argparse.Namespace) -> Transport:
     )
     breaker = instrumented_breaker(breaker_settings(args), args.pipeline)
     return GrpcTransport(
-        args.notification_target, pipeline=args.pipeline, deadline=args.deadline, retry=retry, breaker=breaker
+        args.notification_target,
+        pipeline=args.pipeline,
+        deadline=args.deadline,
+        retry=retry,
+        breaker=breaker,
+        lb_policy=args.grpc_lb,
     )
 
 

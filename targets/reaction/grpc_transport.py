@@ -46,6 +46,17 @@ STATUS_MAP: dict[grpc.StatusCode, tuple[int, str]] = {
 }
 
 
+# Client-side load balancing over several targets (the replicated topology, harness/replicas.py).
+GRPC_LB_POLICIES = ("pick_first", "round_robin")
+
+
+def channel_target(addresses: list[str]) -> str:
+    """One host:port as it is; several as a static `ipv4:` list (gRPC's naming: no resolver to ask)."""
+    if len(addresses) == 1:
+        return addresses[0]
+    return "ipv4:" + ",".join(addresses)
+
+
 @dataclass(frozen=True)
 class RetrySettings:
     """gRPC's retry policy (gRFC A6). gRPC clamps max_attempts to 5."""
@@ -110,8 +121,10 @@ class GrpcTransport:
         deadline: float,
         retry: RetrySettings | None = None,
         breaker: CircuitBreaker | None = None,
+        lb_policy: str = "pick_first",
     ) -> None:
         self._target = target
+        self._lb_policy = lb_policy
         self._pipeline = pipeline
         self._deadline = deadline
         self._retry = retry
@@ -130,9 +143,13 @@ class GrpcTransport:
 
     async def start(self) -> None:
         # Connecting is lazy: the first call (or a reconnect) dials, so a down peer is not fatal.
-        self._channel = grpc.aio.insecure_channel(self._target, options=channel_options(self._retry))
+        options = [*channel_options(self._retry), ("grpc.lb_policy_name", self._lb_policy)]
+        self._channel = grpc.aio.insecure_channel(self._target, options=options)
         self._stub = reaction_pb2_grpc.NotificationStub(self._channel)
-        log.info("gRPC transport to %s (deadline %.3fs, retry %s)", self._target, self._deadline, self._retry)
+        log.info(
+            "gRPC transport to %s (%s, deadline %.3fs, retry %s)",
+            self._target, self._lb_policy, self._deadline, self._retry,
+        )  # fmt: skip
 
     async def close(self) -> None:
         if self._channel is not None:
