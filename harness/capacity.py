@@ -328,6 +328,10 @@ class CapacityReport(_Model):
     ceilings: list[Ceiling] = Field(default_factory=list)
     ratios: list[Ratio] = Field(default_factory=list)
     generator: GeneratorFigures | None = None
+    # Notification replicas and sync's balancer (harness/replicas.py); 1/none: the single stack.
+    replicas: int = 1
+    balancer: str = "none"
+    scaling_note: str | None = None  # why these figures cannot show scaling, when the machine cannot
 
     def capacities(self) -> dict[str, float]:
         """The rates capacity-relative profiles may name: `<pipeline>` (every limit) and, for
@@ -713,7 +717,25 @@ def run_capacity(
     return report
 
 
-def main(pipelines: Sequence[str], quick: bool) -> int:
+def scaling_note(cpus: int | None, replicas: int) -> str | None:
+    """Why a capacity with `replicas` notification replicas cannot show scaling on this machine, or None.
+    Each replica is one Python process (one core at most); with the reaction service, Kafka, Toxiproxy,
+    HAProxy and the load generator on the same cores, more replicas only share them."""
+    if replicas <= 1:
+        return None
+    needed = replicas + 2  # the replicas, the reaction service and the generator, at the least
+    if cpus is None or cpus < needed:
+        return (
+            f"{cpus or '?'} CPUs for {replicas} notification replicas, the reaction service, Kafka, Toxiproxy, "
+            f"HAProxy and the load generator (at least {needed} needed): the replicas share the cores, so "
+            "these figures cannot show scaling (a flat line here is the machine, not the pipeline)"
+        )
+    return None
+
+
+def main(pipelines: Sequence[str], quick: bool, replicas: Any = None) -> int:
+    """`replicas`: harness.replicas.Replicas (None: the single stack). With more than one, the
+    last-capacity file (what capacity-relative rates read) is left alone."""
     from harness import provision, supervisor
     from harness.stack import Stack
 
@@ -725,7 +747,18 @@ def main(pipelines: Sequence[str], quick: bool) -> int:
         return 2
     try:
         with supervisor.terminating_signals():
-            run_capacity(pipelines, quick, open_stack=lambda work, p: Stack(work, p), config=config)
+            if replicas is None or replicas.default:
+                run_capacity(pipelines, quick, open_stack=lambda work, p: Stack(work, p), config=config)
+            else:
+                note = scaling_note(os.cpu_count(), replicas.count)
+                if note:
+                    print(f"bench capacity: {note}", flush=True)
+                report = run_capacity(
+                    pipelines, quick, open_stack=lambda work, p: Stack(work, p, replicas=replicas), config=config,
+                    remember=False,
+                )  # fmt: skip
+                report.replicas, report.balancer, report.scaling_note = replicas.count, replicas.balancer, note
+                report.write(paths.runs_dir() / report.run_id / "capacity.json")
     except KeyboardInterrupt:
         print("\nbench capacity: interrupted; stack stopped", file=sys.stderr)
         return 130

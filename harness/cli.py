@@ -185,7 +185,12 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     from harness import capacity
 
     pipelines = list(topology.PIPELINES) if args.pipeline == "all" else [args.pipeline]
-    return capacity.main(pipelines, args.quick)
+    try:
+        replicas = _replicas(args)
+    except ValueError as e:
+        print(f"bench capacity: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return capacity.main(pipelines, args.quick, None if replicas.default else replicas)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -243,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         subs[name] = sp
     subs["up"].add_argument("--pipeline", choices=topology.PIPELINES, default="async")
     subs["up"].add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops all")
-    for name in ("up", "run"):
+    for name in ("up", "run", "capacity"):
         _add_replica_arguments(subs[name])
     from harness.plan import QUICK_SECONDS  # imported here, not at start-up
     from harness.run import STACK_KINDS

@@ -124,3 +124,12 @@ def test_recovery_metrics_from_the_series() -> None:
     assert calm.metrics()["fault.error_seconds"] == 0.0
     assert calm.metrics()["fault.e2e_p99_max"] == pytest.approx(4.0, rel=0.05)  # delivered after the fault
     assert result("sync", "baseline").metrics()["fault.error_seconds"] is None
+
+
+def test_capacity_by_replicas_says_when_the_machine_cannot_show_scaling() -> None:
+    from harness.capacity import scaling_note
+
+    assert scaling_note(2, 1) is None
+    note = scaling_note(2, 3)
+    assert note is not None and "cannot show scaling" in note and "2 CPUs" in note
+    assert scaling_note(16, 3) is None
