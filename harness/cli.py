@@ -136,10 +136,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (OSError, RuntimeError) as e:
         print(f"bench run: cannot ask the {args.stack} stack what it runs: {e}", file=sys.stderr)
         return 1
-    try:
-        from harness.capacity import last_capacities
+    from harness.capacity import last_capacities
 
+    try:
         capacities = last_capacities(args.stack)
+    except ValueError as e:  # a capacity file that cannot be read
+        print(f"bench run: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         the_plan = make_plan(
             pipelines, refs, args.duration, args.quick, processes, capacities, args.repeat, args.time_scale,
             replicas=replicas.count,
@@ -153,7 +157,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         except provision.ProvisionError as e:
             print(f"bench run: {e}", file=sys.stderr)
             return EXIT_USAGE
-    return run.run(the_plan, open_stack, runtime=args.stack, processes=args.processes)
+    capacity_file = Path(capacities.source) if capacities else None
+    return run.run(the_plan, open_stack, runtime=args.stack, processes=args.processes, capacity_file=capacity_file)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

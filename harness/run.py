@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-import yaml
 from prometheus_client import CollectorRegistry, start_http_server
 
 from chaos.engine import ChaosMetrics, ProcessControl, Timeline
@@ -31,6 +31,7 @@ from harness.plan import Plan, PlannedCell
 from harness.progress import Progress
 from harness.replicas import Replicas
 from harness.result import CellResult, Disturbance, Machine, RunIndex, StackTopology, cell_folder
+from loadtests.profile import to_yaml
 
 EXIT_HYPOTHESIS_FAILED = 1
 TICK = 0.25
@@ -90,7 +91,7 @@ def run_cell(
 
     # The profile as planned (capacity-relative rates resolved, scaled to the cell): Locust plays this file.
     profile_file = out / "profile.yaml"
-    profile_file.write_text(yaml.safe_dump(cell.profile.model_dump(mode="json", exclude={"relative_rates"})))
+    profile_file.write_text(to_yaml(cell.profile))
     load = LoadRun(str(profile_file), cell.load_seconds, out / "loadgen", processes=processes)
     timeline = Timeline(cell.scaled_faults(), cell.load_seconds, stack.toxiproxy, stack, metrics=metrics)
     started_unix = time.time()
@@ -171,8 +172,10 @@ def run(
     runtime: str = "native",
     processes: int = 1,
     runs_root: Path | None = None,
+    capacity_file: Path | None = None,
 ) -> int:
-    """Play every cell of `the_plan` on one stack; exit 0 when every hypothesis held, 1 otherwise."""
+    """Play every cell of `the_plan` on one stack; exit 0 when every hypothesis held, 1 otherwise.
+    `capacity_file`: the capacity the plan's relative rates came from, kept in the run folder."""
     registry = CollectorRegistry()
     metrics = ChaosMetrics(registry)
     try:  # before anything is written: a second `bench run` must not take over runs/latest
@@ -191,6 +194,8 @@ def run(
     latest = root / "latest"
     latest.unlink(missing_ok=True)
     latest.symlink_to(run_id)
+    if capacity_file is not None:
+        shutil.copyfile(capacity_file, run_dir / "capacity.json")
     index = RunIndex(run_id=run_id, machine=machine(runtime), planned_cells=len(the_plan.cells))
     results: list[CellResult] = []
     print(f"run {run_id}: {len(the_plan.cells)} cell(s) -> {run_dir}", flush=True)

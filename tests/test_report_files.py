@@ -191,3 +191,28 @@ def test_claims_that_hold_by_design_say_so_and_are_counted_apart(written: tuple[
     not_shown = len(load_claims()) - decided - len(by_design)
     counts = f"{decided} confirmed, 0 refuted, 0 inconclusive, {not_shown} not shown"
     assert f"{counts}; by design of the pipeline: {len(by_design)} confirmed" in md
+
+
+def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
+    from harness.capacity import CapacityReport, PipelineCapacity, SearchResult, load_config
+
+    config = load_config()
+    found = SearchResult(limits=["api.p99"], rate=300.0, broke_at=350.0, bound="pipeline", reasons=["API p99 165 ms"])
+    cpu = {"reaction": 1.4}
+    bound = SearchResult(limits=["api.p99"], rate=400.0, broke_at=450.0, bound="generator", reasons=["lag"])
+    cap = CapacityReport(
+        run_id="20260101-000000-capacity", hostname="vm", cpus=2, quick=True, started_unix=0.0,
+        service_level=config.service_level, search=config.search.quick,
+        pipelines={
+            "sync": PipelineCapacity(pipeline="sync", capacity=found, cpu_rate=200, cpu_seconds_per_1000=cpu),
+            "async": PipelineCapacity(pipeline="async", capacity=bound, cpu_rate=200),
+        },
+    )  # fmt: skip
+    root = write_run(tmp_path / "run", article_cells())
+    cap.write(root / "capacity.json")
+    _, md_path = report.write(root)
+    md = md_path.read_text()
+    assert "## Capacity and ceilings" in md
+    assert "| sync | 300/s |" in md and "broke at 350/s: API p99 165 ms" in md
+    assert "| **async** | 400/s |" in md and "GENERATOR-BOUND at 450/s" in md  # never the pipeline's: in bold/red
+    assert "reaction 1.40" in md

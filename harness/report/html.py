@@ -13,7 +13,16 @@ from html import escape
 
 from facts.measures import LEDGER_COUNTS, NO_VALUE
 from harness.report.charts import scenario_charts
-from harness.report.model import COST_COLUMNS, COSTS_TEXT, RATE_COLUMNS, ClaimRow, Rows, ScenarioRow
+from harness.report.model import (
+    CAPACITY_COLUMNS,
+    CEILING_COLUMNS,
+    COST_COLUMNS,
+    COSTS_TEXT,
+    RATE_COLUMNS,
+    ClaimRow,
+    Rows,
+    ScenarioRow,
+)
 from harness.result import Run
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
@@ -148,6 +157,24 @@ def _hypothesis(passed: bool | None) -> str:
     return f'<span class="badge {"pass" if passed else "fail"}">{"PASS" if passed else "FAIL"}</span>'
 
 
+def capacity_section(rows: Rows) -> str:
+    c = rows.capacity
+    if c is None:
+        return ""
+    pipelines = [
+        [f'<span class="warning">{escape(p[0])}</span>' if p[0] in c.bounded else escape(p[0]), *map(escape, p[1:])]
+        for p in c.pipelines
+    ]
+    return (
+        f'<h3>Capacity and ceilings</h3><p class="note">{escape(c.source)}</p>'
+        + table(list(CAPACITY_COLUMNS), pipelines, raw=True)
+        + table(list(CEILING_COLUMNS), [list(x) for x in c.ceilings])
+        + "<ul>" + "".join(f"<li>{escape(r)}</li>" for r in c.ratios) + "</ul>"
+        + table(["pipeline", "at", "CPU seconds per 1,000 reactions"], [list(x) for x in c.cpu])
+        + f'<p class="note">{escape(c.generator)}</p>'
+    )  # fmt: skip
+
+
 def summary_tables(rows: Rows) -> str:
     ledger_rows = []
     for r in rows.ledger:
@@ -218,6 +245,7 @@ def page(rows: Rows, run: Run) -> str:
             ["scenario", "load", "load time", "faults (s from load start)"],
             [[s.scenario, s.load, s.load_time, s.fault_text] for s in rows.scenarios],
         ),
+        capacity_section(rows),
         "<h3>What each pipeline costs</h3>",
         f'<p class="note">{escape(COSTS_TEXT)}</p>',
         table(list(COST_COLUMNS), [list(c) for c in rows.costs]),

@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from facts.measures import LEDGER_COUNTS, NO_VALUE
-from harness.report.model import COST_COLUMNS, COSTS_TEXT, RATE_COLUMNS, ClaimRow, HypothesisRow, Rows
+from harness.report.model import (
+    CAPACITY_COLUMNS,
+    CEILING_COLUMNS,
+    COST_COLUMNS,
+    COSTS_TEXT,
+    RATE_COLUMNS,
+    ClaimRow,
+    HypothesisRow,
+    Rows,
+)
 
 VERDICT_MARK = {
     "confirmed": "\N{WHITE HEAVY CHECK MARK}",
@@ -54,6 +63,29 @@ def hypothesis_cells(h: HypothesisRow) -> list[str]:
     return [h.pipeline, h.scenario, status, text or NO_VALUE]
 
 
+def capacity_section(rows: Rows) -> list[str]:
+    c = rows.capacity
+    if c is None:
+        return []
+    pipelines = [[f"**{p[0]}**" if p[0] in c.bounded else p[0], *p[1:]] for p in c.pipelines]
+    return [
+        "",
+        "## Capacity and ceilings",
+        "",
+        c.source,
+        "",
+        *table(CAPACITY_COLUMNS, pipelines),
+        "",
+        *table(CEILING_COLUMNS, c.ceilings),
+        "",
+        *(f"- {r}" for r in c.ratios),
+        "",
+        *table(["pipeline", "at", "CPU seconds per 1,000 reactions"], c.cpu),
+        "",
+        c.generator,
+    ]
+
+
 def markdown(rows: Rows) -> str:
     out = [
         f"# sync vs async: run {rows.run_id}",
@@ -90,6 +122,7 @@ def markdown(rows: Rows) -> str:
             ["scenario", "load", "load time", "faults (s from load start)"],
             ([s.scenario, s.load, s.load_time, s.fault_text] for s in rows.scenarios),
         ),
+        *capacity_section(rows),
         "",
         "## What each pipeline costs",
         "",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facts.measures import LEDGER_COUNTS, NO_VALUE, fmt
-from harness import simplicity
+from harness import capacity, simplicity
 from harness.claims import Judgement, Verdict
 from harness.result import CellResult, Machine, Run, split_name
 
@@ -144,6 +144,7 @@ class Rows:
     rates: tuple[RateRow, ...]
     scenarios: tuple[ScenarioRow, ...]
     costs: tuple[tuple[str, ...], ...] = ()  # per pipeline: what it costs to run and understand (COST_COLUMNS)
+    capacity: CapacityRows | None = None
 
 
 def passed(cell: CellResult) -> bool | None:
@@ -288,6 +289,63 @@ COSTS_TEXT = (
 )
 
 
+@dataclass(frozen=True)
+class CapacityRows:
+    """From `capacity.json` in the run folder: the capacity the run's relative rates came from."""
+
+    source: str
+    pipelines: tuple[tuple[str, ...], ...]  # pipeline, capacity, async acceptance, how it ended
+    bounded: tuple[str, ...]  # pipelines whose search ended on the generator or the search's limit: in red
+    ceilings: tuple[tuple[str, ...], ...]  # name, tool, what, per second
+    ratios: tuple[str, ...]
+    cpu: tuple[tuple[str, ...], ...]  # pipeline, rate, then CPU seconds per 1,000 reactions per component
+    generator: str
+
+
+CAPACITY_COLUMNS = ("pipeline", "capacity", "acceptance", "how the search ended")
+CEILING_COLUMNS = ("ceiling", "tool", "what", "per second")
+
+
+def _rate(r: float | None) -> str:
+    return NO_VALUE if r is None else f"{r:.0f}/s"
+
+
+def capacity_rows(path: Path) -> CapacityRows | None:
+    if not path.exists():
+        return None
+    report = capacity.load_report(path)
+    g = report.generator
+    return CapacityRows(
+        source=f"{path.name}: bench capacity run {report.run_id} on {report.hostname}"
+        + (f"; {report.scaling_note}" if report.scaling_note else ""),
+        pipelines=tuple(
+            (
+                name,
+                _rate(pc.capacity.rate),
+                _rate(pc.acceptance.rate if pc.acceptance else None),
+                pc.capacity.summary(),
+            )
+            for name, pc in report.pipelines.items()
+        ),
+        bounded=tuple(name for name, pc in report.pipelines.items() if pc.capacity.bound != "pipeline"),
+        ceilings=tuple(
+            (c.name, c.tool, c.what, NO_VALUE if c.per_second is None else f"{c.per_second:,.0f}")
+            for c in report.ceilings
+        ),
+        ratios=tuple(r.text for r in report.ratios),
+        cpu=tuple(
+            (name, f"{pc.cpu_rate:.0f}/s", ", ".join(f"{k} {v:.2f}" for k, v in pc.cpu_seconds_per_1000.items()))
+            for name, pc in report.pipelines.items()
+        ),
+        generator=NO_VALUE
+        if g is None
+        else (
+            f"load generator {g.cpu_seconds_per_1000 or 0:.2f} CPU-s per 1,000 requests vs wrk "
+            f"{g.wrk_cpu_seconds_per_1000 or 0:.3f}; kept up to {_rate(g.kept_up_max_rate)}"
+        ),
+    )
+
+
 def cost_row(c: simplicity.Cost) -> tuple[str, ...]:
     return (c.pipeline, str(c.processes), str(c.hops), str(c.config_keys), str(c.own_lines), ", ".join(c.files))
 
@@ -317,4 +375,5 @@ def rows(run: Run, judgements: Sequence[Judgement]) -> Rows:
         rates=tuple(rate_row(c) for c in run.cells),
         scenarios=tuple(scenario_row(run, s) for s in run.scenarios),
         costs=tuple(cost_row(c) for c in simplicity.costs() if c.pipeline in run.pipelines),
+        capacity=capacity_rows(run.root / "capacity.json"),
     )
