@@ -212,7 +212,7 @@ def run(
     except KeyboardInterrupt:
         print("\nbench run: interrupted; faults undone, stack stopped", file=sys.stderr)
         return 130
-    except (supervisor.StartError, RuntimeError, OSError) as e:
+    except (supervisor.StartError, RuntimeError, OSError, ValueError) as e:  # ValueError: a garbled outcome file
         print(f"\nbench run: error: {e}", file=sys.stderr)
         return 1
     finally:
