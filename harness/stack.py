@@ -39,11 +39,12 @@ class Tracing:
     sample_ratio: float = 1.0
 
     def argv(self) -> list[str]:
-        return [
-            "--tracing", "on" if self.enabled else "off",
-            "--trace-sample-ratio", repr(self.sample_ratio),
-            "--otlp-endpoint", topology.url(topology.JAEGER_OTLP_HTTP_PORT),
-        ]  # fmt: skip
+        """Only what differs from the services' defaults (on, ratio 1, Jaeger's OTLP port on its
+        topology host): the command lines stay those compose runs too."""
+        flags = [] if self.enabled else ["--tracing", "off"]
+        if self.sample_ratio != 1.0:
+            flags += ["--trace-sample-ratio", repr(self.sample_ratio)]
+        return flags
 
 
 def jaeger_config(max_traces: int = JAEGER_MAX_TRACES) -> dict[str, object]:
@@ -79,6 +80,12 @@ def jaeger_config(max_traces: int = JAEGER_MAX_TRACES) -> dict[str, object]:
         "processors": {"batch": {}},
         "exporters": {"jaeger_storage_exporter": {"trace_storage": store}},
     }
+
+
+def _tracing_argv(stack: object) -> list[str]:
+    # Spec methods are also called on stand-ins carrying only what they read (tests/test_compose_file.py).
+    tracing: Tracing = getattr(stack, "tracing", Tracing())
+    return tracing.argv()
 
 
 class Stack:
@@ -194,7 +201,7 @@ class Stack:
                 "targets.pushsink",
                 "--port",
                 str(topology.PUSHSINK_HTTP_PORT),
-                *self.tracing.argv(),
+                *_tracing_argv(self),
             ],
             [Port(topology.PUSHSINK_HTTP_PORT, "push sink HTTP")],
             ready=lambda: http_ok(topology.url(topology.PUSHSINK_HTTP_PORT, "/healthz")),
@@ -204,7 +211,7 @@ class Stack:
         r = topology.notification_replica(replica)  # replica 1: the single stack's ports
         return ComponentSpec(
             r.process,
-            [sys.executable, "-m", "targets.notification", *notification_argv(r), *self.tracing.argv()],
+            [sys.executable, "-m", "targets.notification", *notification_argv(r), *_tracing_argv(self)],
             [
                 Port(r.grpc_port, f"{r.process} gRPC"),
                 Port(r.metrics_port, f"{r.process} metrics HTTP"),
@@ -225,7 +232,7 @@ class Stack:
                 "--pipeline",
                 pipeline,
                 *self.replicas.reaction_argv(),
-                *self.tracing.argv(),
+                *_tracing_argv(self),
             ],
             [Port(topology.REACTION_HTTP_PORT, "reaction HTTP API")],
             ready=ReactionReady(lambda: http_json(topology.url(topology.REACTION_HTTP_PORT, "/healthz"))),

@@ -225,7 +225,8 @@ def test_instrumentation_span_names_follow_the_conventions(
 
 
 def test_the_services_get_the_tracing_flags_and_jaeger_listens_locally() -> None:
-    assert Tracing(enabled=False, sample_ratio=0.1).argv()[:4] == ["--tracing", "off", "--trace-sample-ratio", "0.1"]
+    assert Tracing(enabled=False, sample_ratio=0.1).argv() == ["--tracing", "off", "--trace-sample-ratio", "0.1"]
+    assert Tracing().argv() == []  # the defaults: on, every trace, Jaeger's OTLP port
     config = json.dumps(jaeger_config())
     for port in (topology.JAEGER_OTLP_HTTP_PORT, topology.JAEGER_QUERY_HTTP_PORT, topology.JAEGER_QUERY_GRPC_PORT):
         assert f'"{topology.HOST}:{port}"' in config
