@@ -294,19 +294,26 @@ def _args(svc: dict[str, Any], module: str) -> list[str]:
     return list(cmd[3:])
 
 
+def _container_address(value: Any) -> Any:
+    """A native address as compose writes it: the same port at the service's name (lists item by item)."""
+    if isinstance(value, list):
+        return [_container_address(v) for v in value]
+    if isinstance(value, str) and topology.HOST in value:
+        host_port = value.removeprefix("http://").split("/")[0]
+        port = int(host_port.rpartition(":")[2])
+        return value.replace(topology.HOST, generate.PORT_SERVICE[port])
+    return value
+
+
 def _same_except_addresses(native: Any, compose: Any) -> None:
     """Every option equal, except where compose names a service: same port, container host."""
     for key, value in vars(native).items():
         got = getattr(compose, key)
         if key == "host":
             assert (value, got) == (topology.HOST, generate.BIND_ALL)
-        elif isinstance(value, str) and topology.HOST in value:
-            host_port = value.removeprefix("http://").split("/")[0]
-            port = int(host_port.rpartition(":")[2])
-            want = value.replace(topology.HOST, generate.PORT_SERVICE[port])
-            assert got == want, f"{key}: {got!r}, want {want!r} (native {value!r})"
         else:
-            assert got == value, f"{key}: {got!r} != native {value!r}"
+            want = _container_address(value)
+            assert got == want, f"{key}: {got!r}, want {want!r} (native {value!r})"
 
 
 def test_services_run_as_natively(tmp_path: Path) -> None:
