@@ -19,6 +19,8 @@ LEDGER_COUNTS = (
     "recovered", "dead_lettered",
 )  # fmt: skip
 LATENCY_STATS = ("p50", "p90", "p99", "p999", "max", "mean")
+# The critical path of a traced reaction, hop by hop (harness/traces.py).
+TRACE_HOPS = ("handler", "grpc_call", "produce", "broker_wait", "delivery")
 # Control windows inside a cell (harness/windows.py): before/at a surge, before/inside the faults.
 WINDOWS = ("calm", "peak", "prefault", "fault")
 WINDOW_TEXT = {
@@ -76,6 +78,10 @@ def _measures() -> tuple[Measure, ...]:
             "highest per-second end-to-end p99 from the first fault on, by delivery second",
         ),
         Measure("replicas", "count", "notification replicas the cell ran on (harness/replicas.py)"),
+        Measure("trace.completeness", "ratio", "delivered reactions whose trace connects the API request to the push"),
+        Measure("trace.traces_per_reaction", "count", "traces a person opens to follow one reaction, p50"),
+        Measure("trace.spans_per_reaction", "count", "spans in the traces of one reaction, p50"),
+        *(Measure(f"trace.{hop}.p50", "seconds", f"critical path: {hop.replace('_', ' ')}, p50") for hop in TRACE_HOPS),
         Measure("hypothesis.passed", "flag", "the cell's hypothesis held (1) or not (0)", False, ("FAIL", "pass")),
     ]
     return tuple(out)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from facts import measures, topology
 from harness.intervals import BLOCK_SECONDS, repetition_interval
 from harness.ledger import Ledger
+from harness.traces import TraceSummary
 
 SCHEMA: Literal[2] = 2
 
@@ -217,6 +218,7 @@ class CellResult(_Model):
     faults: list[FaultWindow]
     series: PerSecond
     disturbance: Disturbance = Field(default_factory=lambda: Disturbance(measured=False))
+    traces: TraceSummary | None = None  # read back from Jaeger after the cell; None: not traced
     hypothesis: Hypothesis | None = None  # judged once the result is complete
     # metric -> 95 % interval from this cell alone (harness/intervals.py: time blocks); a run with
     # repetitions computes its intervals over them instead.
@@ -271,10 +273,21 @@ class CellResult(_Model):
                 **self._fault_metrics(),
                 **self._recovery_metrics(),
                 "replicas": float(self.topology.replicas if self.topology else 1),
+                **self._trace_metrics(),
                 "hypothesis.passed": None if self.hypothesis is None else float(self.hypothesis.passed),
             }
         )
         return out
+
+    def _trace_metrics(self) -> dict[str, float | None]:
+        t = self.traces
+        hops = {f"trace.{h}.p50": None if t is None or h not in t.hops else t.hops[h].p50 for h in measures.TRACE_HOPS}
+        return {
+            "trace.completeness": None if t is None else t.completeness,
+            "trace.traces_per_reaction": None if t is None else t.traces_per_reaction.p50,
+            "trace.spans_per_reaction": None if t is None else t.spans_per_reaction.p50,
+            **hops,
+        }
 
     def _fault_metrics(self) -> dict[str, float | None]:
         """Requests started inside the fault windows: a whole-cell figure dilutes them."""

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from chaos.engine import ChaosMetrics, ProcessControl, Timeline
 from chaos.toxiproxy import ToxiproxyClient
 from facts import paths, topology, versions
-from harness import kafka_admin, sampling, sink, supervisor
+from harness import kafka_admin, sampling, sink, supervisor, traces
 from harness.assemble import assemble
 from harness.disturbance import MachineWatch
 from harness.loadgen import LoadRun
@@ -31,6 +31,8 @@ from harness.plan import Plan, PlannedCell
 from harness.progress import Progress
 from harness.replicas import Replicas
 from harness.result import CellResult, Disturbance, Machine, RunIndex, StackTopology, cell_folder
+from harness.stack import Tracing
+from harness.traces import TraceSummary
 from loadtests.profile import to_yaml
 
 EXIT_HYPOTHESIS_FAILED = 1
@@ -139,6 +141,7 @@ def run_cell(
         result.topology = topo
     if disturbance.flagged:
         progress.event(f"disturbed: {'; '.join(disturbance.flagged)}")
+    result.traces = _read_traces(stack, result, load, progress)
     result.write(run_dir)
     m = result.metrics()
     progress.event(
@@ -160,6 +163,29 @@ def _use_balancer(stack: RunnableStack, cell: PlannedCell) -> StackTopology | No
         stack.use_balancer(want)  # type: ignore[attr-defined]
         replicas = replicas.with_balancer(want)
     return StackTopology(replicas=replicas.count, balancer=replicas.balancer)
+
+
+def _read_traces(stack: RunnableStack, result: CellResult, load: LoadRun, progress: Progress) -> TraceSummary | None:
+    """The cell's reactions as Jaeger has them: completeness, spans to open, the critical path.
+    None where the stack does not trace; a Jaeger that does not answer is reported, not fatal."""
+    tracing: Tracing | None = getattr(stack, "tracing", None)
+    if tracing is None or not tracing.enabled:
+        return None
+    start = result.timings.load_start_unix
+    end = result.timings.load_end_unix + result.timings.drain_seconds + 5.0
+    try:
+        return traces.measure(
+            [o.reaction_id for o in load.iter_outcomes()],
+            start,
+            end,
+            delivered=[row.reaction_id for row in sink.iter_deliveries()],
+            pipeline=result.pipeline,
+            settle_seconds=15.0,
+            sample_ratio=tracing.sample_ratio,
+        )
+    except (OSError, ValueError) as e:
+        progress.event(f"traces not read back from Jaeger: {e}")
+        return None
 
 
 def _fmt(v: float | None) -> str:

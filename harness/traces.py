@@ -31,13 +31,13 @@ from typing import Any
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
-from facts import topology
+from facts import measures, topology
 from facts.quantiles import summary
 
 REACTION_ID = "reaction.id"  # targets/tracing.py's attribute (targets/ is not imported from here)
 PUSH_FIRST = "push.first"
 SERVICES = ("reaction", "notification", "pushsink")
-HOPS = ("handler", "grpc_call", "produce", "broker_wait", "delivery")
+HOPS = measures.TRACE_HOPS
 SAMPLES = 10  # reaction ids listed per kind of problem
 
 

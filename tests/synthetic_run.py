@@ -24,6 +24,7 @@ from harness.result import (
     TargetRate,
     Timings,
 )
+from harness.traces import Distribution, TraceSummary
 from harness.windows import latency_summary, windows
 
 MACHINE = Machine(
@@ -107,6 +108,7 @@ def result(
     lost: int = 0,
     drain: int = 3,
     intervals: bool = False,
+    traces: TraceSummary | None = None,
     seed: int = 1,
     measured: dict[str, float | None] | None = None,
     **overrides: float | None,
@@ -186,6 +188,7 @@ def result(
             backlog=backlog,
         ),
     )  # fmt: skip
+    cell.traces = traces
     if intervals:
         cell.intervals = block_intervals(
             requests,
@@ -214,6 +217,19 @@ def write_run(root: Path, cells: list[CellResult], run_id: str = "20260101-00000
     return root
 
 
+def trace_summary(pipeline: str, spans: float, completeness: float = 1.0, traces: float = 1.0) -> TraceSummary:
+    """What harness/traces.py would read back for a cell's reactions, in figures."""
+    return TraceSummary(
+        pipeline=pipeline, reactions=1000, delivered=1000, traced=1000, connected=round(1000 * completeness),
+        first_push_connected=round(1000 * completeness), completeness=completeness,
+        traces_per_reaction=Distribution(p50=traces, count=1000),
+        spans_per_reaction=Distribution(p50=spans, count=1000),
+        entries_per_reaction=Distribution(p50=1, count=1000),
+        push_attempts_per_reaction=Distribution(p50=1, count=1000),
+        hops={"handler": Distribution(p50=0.0005, count=1000), "delivery": Distribution(p50=0.002, count=1000)},
+    )  # fmt: skip
+
+
 def article_cells(changes: dict[tuple[str, str], dict[str, Any]] | None = None) -> list[CellResult]:
     """A full matrix shaped like the article says it should be (sync blocks and cascades, async absorbs).
     `changes`: (pipeline, scenario) -> keyword arguments of `result` to replace for that cell."""
@@ -240,6 +256,9 @@ def article_cells(changes: dict[tuple[str, str], dict[str, Any]] | None = None) 
             "consumer-crash": {"faults": crash, "fault_error": 0.0 if is_async else 1.0, "e2e": e2e},
             "flaky-network": {"faults": flaky, "fault_error": 0.0 if is_async else 0.05, "e2e": e2e},
         }  # fmt: skip
+        spans = 8.0 if is_async else 6.0
+        specs["baseline"]["traces"] = trace_summary(p, spans)
+        specs["consumer-crash"]["traces"] = trace_summary(p, spans, completeness=0.94 if is_async else 1.0)
         for scenario, kwargs in specs.items():
             cells.append(result(p, scenario, **{**kwargs, **(changes or {}).get((p, scenario), {})}))
     return cells

@@ -11,7 +11,7 @@ from harness import claims
 from harness import result as result_model
 from harness.result import CellResult
 from tests.synthetic_balancer import balancer_cells
-from tests.synthetic_run import article_cells, result, write_run
+from tests.synthetic_run import article_cells, result, trace_summary, write_run
 
 # Every bullet of the article's advantages/disadvantages lists (its "retires" read as "retries").
 ARTICLE_CLAIMS = (
@@ -78,6 +78,10 @@ REFUTING: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
     "async-broker-spof": {("async", "broker-down"): {"fault_error": 0.0}},
     # The balancer adds nothing measurable: HAProxy as fast as the client-side control.
     "async-no-lb-hop": {("sync", "balancer-hop"): {"e2e": 0.002, "api": 0.004}},
+    "async-hard-to-trace": {
+        ("async", "baseline"): {"traces": trace_summary("async", 6.0)},
+        ("async", "consumer-crash"): {"traces": trace_summary("async", 6.0)},
+    },
 }
 
 

@@ -19,6 +19,8 @@ from harness.report.model import (
     COST_COLUMNS,
     COSTS_TEXT,
     RATE_COLUMNS,
+    TRACE_COLUMNS,
+    TRACES_TEXT,
     ClaimRow,
     Rows,
     ScenarioRow,
@@ -246,6 +248,12 @@ def page(rows: Rows, run: Run) -> str:
             [[s.scenario, s.load, s.load_time, s.fault_text] for s in rows.scenarios],
         ),
         capacity_section(rows),
+        (
+            f'<h3>Traces</h3><p class="note">{escape(TRACES_TEXT)}</p>'
+            + table(list(TRACE_COLUMNS), [list(r) for r in rows.traces])
+            if rows.traces
+            else ""
+        ),
         "<h3>What each pipeline costs</h3>",
         f'<p class="note">{escape(COSTS_TEXT)}</p>',
         table(list(COST_COLUMNS), [list(c) for c in rows.costs]),

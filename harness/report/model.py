@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from facts.measures import LEDGER_COUNTS, NO_VALUE, fmt
+from facts.measures import LEDGER_COUNTS, NO_VALUE, TRACE_HOPS, fmt
 from harness import capacity, simplicity
 from harness.claims import Judgement, Verdict
 from harness.result import CellResult, Machine, Run, split_name
@@ -145,6 +145,7 @@ class Rows:
     scenarios: tuple[ScenarioRow, ...]
     costs: tuple[tuple[str, ...], ...] = ()  # per pipeline: what it costs to run and understand (COST_COLUMNS)
     capacity: CapacityRows | None = None
+    traces: tuple[tuple[str, ...], ...] = ()  # per traced cell (TRACE_COLUMNS)
 
 
 def passed(cell: CellResult) -> bool | None:
@@ -346,6 +347,31 @@ def capacity_rows(path: Path) -> CapacityRows | None:
     )
 
 
+TRACE_COLUMNS = (
+    "pipeline", "scenario", "complete", "traces to open", "spans",
+    *(f"{h.replace('_', ' ')} p50" for h in TRACE_HOPS),
+)  # fmt: skip
+TRACES_TEXT = (
+    "Each reaction followed through Jaeger as a person debugging it would (harness/traces.py): the share of "
+    "delivered reactions whose trace connects the API request to the push, how many traces and spans one "
+    "reaction takes to read (retries and redeliveries included), and its critical path split into hops."
+)
+
+
+def trace_row(cell: CellResult) -> tuple[str, ...] | None:
+    if cell.traces is None:
+        return None
+    m = cell.metrics()
+    return (
+        cell.pipeline,
+        cell.scenario,
+        fmt("trace.completeness", m["trace.completeness"]),
+        fmt("trace.traces_per_reaction", m["trace.traces_per_reaction"]),
+        fmt("trace.spans_per_reaction", m["trace.spans_per_reaction"]),
+        *(fmt(f"trace.{h}.p50", m[f"trace.{h}.p50"]) for h in TRACE_HOPS),
+    )
+
+
 def cost_row(c: simplicity.Cost) -> tuple[str, ...]:
     return (c.pipeline, str(c.processes), str(c.hops), str(c.config_keys), str(c.own_lines), ", ".join(c.files))
 
@@ -376,4 +402,5 @@ def rows(run: Run, judgements: Sequence[Judgement]) -> Rows:
         scenarios=tuple(scenario_row(run, s) for s in run.scenarios),
         costs=tuple(cost_row(c) for c in simplicity.costs() if c.pipeline in run.pipelines),
         capacity=capacity_rows(run.root / "capacity.json"),
+        traces=tuple(row for c in run.cells if (row := trace_row(c)) is not None),
     )
