@@ -81,6 +81,7 @@ def _print_up(pipeline: str, work: Path) -> None:
     print(f"  push sink      {topology.url(topology.PUSHSINK_HTTP_PORT, '/stats')}")
     print(f"  Prometheus     {topology.url(topology.PROMETHEUS_PORT)}")
     print(f"  Toxiproxy API  {topology.url(topology.TOXIPROXY_API_PORT, '/proxies')}")
+    print(f"  Jaeger (traces) {topology.url(topology.JAEGER_QUERY_HTTP_PORT, '/search')}")
 
 
 def cmd_down(_args: argparse.Namespace) -> int:
