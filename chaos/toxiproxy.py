@@ -67,13 +67,14 @@ class Toxic:
 
 class ToxiproxyClient:
     def __init__(self, host: str | None = None, port: int = topology.TOXIPROXY_API_PORT) -> None:
-        host = host or topology.host_for(port)
-        # The library reads its target from class attributes: set them for every instance we make.
-        APIConsumer.host, APIConsumer.port = host, port
+        self.host, self.port = host or topology.host_for(port), port
         self._server = Toxiproxy()
-        self.base = f"http://{host}:{port}"
+        self.base = f"http://{self.host}:{self.port}"
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        # The library reads its target from class attributes, shared by every client: point them at
+        # this client's server before each call (a compose client made meanwhile must not redirect us).
+        APIConsumer.host, APIConsumer.port = self.host, self.port
         try:
             return fn(*args, **kwargs)
         except requests.RequestException as e:

@@ -81,3 +81,13 @@ def test_a_link_acts_on_its_per_broker_siblings(stack: Any) -> None:
     finally:
         APIConsumer.delete(f"/proxies/{sibling}")
         tp.reset()
+
+
+def test_each_client_calls_its_own_server_whatever_was_made_since() -> None:
+    from toxiproxy.api import APIConsumer
+
+    from chaos.toxiproxy import ToxiproxyClient
+
+    native = ToxiproxyClient("127.0.0.1", 8474)
+    ToxiproxyClient("toxiproxy", 8474)  # the compose stack's client, made later
+    assert native._call("look", lambda: (APIConsumer.host, APIConsumer.port)) == ("127.0.0.1", 8474)
