@@ -34,7 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from facts import paths, quantiles
-from harness import ceilings, generator_health, sink
+from harness import ceilings, generator_health, sink, yamlpos
 from harness.ceilings import Ceiling
 from harness.cpu import CpuSnapshot
 from harness.loadgen import LoadRun
@@ -99,16 +99,9 @@ class ConfigError(ValueError):
 
 def load_config(path: Path = LIMITS_FILE) -> CapacityConfig:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    try:
-        return CapacityConfig.model_validate(data)
-    except ValidationError as e:
-        problems = [f"field '{'.'.join(map(str, err['loc'])) or '(top)'}': {err['msg']}" for err in e.errors()]
-        raise ConfigError(f"{path}: {'; '.join(problems)}") from None
+        return yamlpos.load_model(path, CapacityConfig)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 # -- one step --------------------------------------------------------------------------------------
