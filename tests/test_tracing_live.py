@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from chaos.toxiproxy import Toxic
 from harness import kafka_admin, traces
 from harness.stack import TRACED_SERVICES, Tracing
 from tests import stackclient as sc
@@ -125,17 +126,22 @@ def test_killing_the_consumer_mid_load_keeps_redeliveries_in_the_reactions_trace
     n = 3000
     start = time.time() - 1
     answers: list[sc.Answer] = []
-    poster = threading.Thread(target=lambda: answers.extend(sc.post_reactions(n, concurrency=32)))
-    poster.start()
-    deadline = time.monotonic() + 60
-    while sc.sink_stats()["unique"] < n // 4 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    on.kill("notification")
-    killed_at = time.time()
-    on.restart("notification")
-    while not on.ready("notification"):
-        time.sleep(0.2)
-    poster.join()
+    # A slower phone keeps deliveries in flight, so the kill always finds fetched, uncommitted records.
+    on.toxiproxy.add_toxic(Toxic(link="push", type="latency", attributes={"latency": 30}))
+    try:
+        poster = threading.Thread(target=lambda: answers.extend(sc.post_reactions(n, concurrency=32)))
+        poster.start()
+        deadline = time.monotonic() + 60
+        while sc.sink_stats()["unique"] < n // 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        on.kill("notification")
+        killed_at = time.time()
+        on.restart("notification")
+        while not on.ready("notification"):
+            time.sleep(0.2)
+        poster.join()
+    finally:
+        on.toxiproxy.reset()
     assert Counter(a.status for a in answers) == {202: n}
     assert wait_drained(180) == 0
     sc.wait_for_unique(n, timeout=180)
