@@ -55,7 +55,7 @@ up: setup ## start the stack in the background (PIPELINE=sync|sync-resilient|asy
 down: ## stop everything `make up` started
 	@if [ -x $(BIN)/bench ]; then $(BIN)/bench down; fi
 
-# The default matrix, every cell at half its scenario's length (about 20 minutes on 2 cores), one
+# The default matrix, every cell at half its scenario's length (sized for about 20 minutes on 2 cores: half of the 36 minutes a full-length run took; not yet timed), one
 # repetition: intervals then come from time blocks within each cell. REPEAT=3 gives intervals
 # over repetitions (three times as long); TIME_SCALE=1 plays the scenarios at full length.
 REPEAT ?= 1
