@@ -275,46 +275,61 @@ def parse_consumer_performance(text: str) -> tuple[int, float]:
     raise ValueError(f"no summary in ConsumerPerformance's output: {text.strip()[-300:]!r}")
 
 
-def producer_performance(records: int, size: int, timeout: float) -> Ceiling:
-    name, tool = "kafka.produce.java", "org.apache.kafka.tools.ProducerPerformance"
-    what = f"{records} records of {size} B, acks=all, idempotent, unthrottled, via the 'kafka-produce' link"
+def _kafka_tool(
+    main_class: str,
+    args: list[str],
+    *,
+    timeout: float,
+    parse: Callable[[str], tuple[int, float]],
+    name: str,
+    what: str,
+    detail: str,
+) -> Ceiling:
+    """Run `org.apache.kafka.tools.<main_class> <args>` (the broker's version, fetched once) and read
+    its summary with `parse` -> (records, records/s); a failure of any step is a failed Ceiling."""
+    tool = f"org.apache.kafka.tools.{main_class}"
     try:
-        cp = f"{kafka_tools_libs()}/*"
-        cmd = ["java", "-Xmx512m", "-cp", cp, "org.apache.kafka.tools.ProducerPerformance",
-               "--bootstrap-server", topology.PROXY_KAFKA_PRODUCE.listen, "--topic", CEILING_TOPIC,
-               "--num-records", str(records), "--record-size", str(size), "--throughput", "-1",
-               "--producer-props", "acks=all", "enable.idempotence=true"]  # fmt: skip
+        cmd = ["java", "-Xmx512m", "-cp", f"{kafka_tools_libs()}/*", tool, *args]
         code, text, cpu = _run_with_rusage(cmd, timeout)
         if code != 0:
             raise RuntimeError(f"exit {code}: {text.strip()[-300:]}")
-        count, rate = parse_producer_performance(text)
+        count, rate = parse(text)
     except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as e:
         return failed(name, tool, what, e)
     return Ceiling(
         name=name, tool=tool, what=what, per_second=rate, count=count, seconds=count / rate if rate else 0.0,
-        detail="JVM start-up excluded (the tool times its own sends)", cpu_seconds_per_1000=cpu / count * 1000,
+        detail=detail, cpu_seconds_per_1000=cpu / count * 1000 if count else None,
     )  # fmt: skip
+
+
+def producer_performance(records: int, size: int, timeout: float) -> Ceiling:
+    args = ["--bootstrap-server", topology.PROXY_KAFKA_PRODUCE.listen, "--topic", CEILING_TOPIC,
+            "--num-records", str(records), "--record-size", str(size), "--throughput", "-1",
+            "--producer-props", "acks=all", "enable.idempotence=true"]  # fmt: skip
+    return _kafka_tool(
+        "ProducerPerformance",
+        args,
+        timeout=timeout,
+        parse=parse_producer_performance,
+        name="kafka.produce.java",
+        what=f"{records} records of {size} B, acks=all, idempotent, unthrottled, via the 'kafka-produce' link",
+        detail="JVM start-up excluded (the tool times its own sends)",
+    )
 
 
 def consumer_performance(records: int, timeout: float) -> Ceiling:
-    name, tool = "kafka.consume.java", "org.apache.kafka.tools.ConsumerPerformance"
-    what = f"{records} records from the earliest offset, via the 'kafka-consume' link"
-    try:
-        cp = f"{kafka_tools_libs()}/*"
-        cmd = ["java", "-Xmx512m", "-cp", cp, "org.apache.kafka.tools.ConsumerPerformance",
-               "--bootstrap-server", topology.PROXY_KAFKA_CONSUME.listen, "--topic", CEILING_TOPIC,
-               "--num-records", str(records), "--group", f"ceiling-{uuid.uuid4().hex[:8]}",
-               "--timeout", str(int(timeout * 1000))]  # fmt: skip
-        code, text, cpu = _run_with_rusage(cmd, timeout + 20)
-        if code != 0:
-            raise RuntimeError(f"exit {code}: {text.strip()[-300:]}")
-        count, rate = parse_consumer_performance(text)
-    except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as e:
-        return failed(name, tool, what, e)
-    return Ceiling(
-        name=name, tool=tool, what=what, per_second=rate, count=count, seconds=count / rate if rate else 0.0,
-        detail="fetch rate (rebalance excluded)", cpu_seconds_per_1000=cpu / count * 1000 if count else None,
-    )  # fmt: skip
+    args = ["--bootstrap-server", topology.PROXY_KAFKA_CONSUME.listen, "--topic", CEILING_TOPIC,
+            "--num-records", str(records), "--group", f"ceiling-{uuid.uuid4().hex[:8]}",
+            "--timeout", str(int(timeout * 1000))]  # fmt: skip
+    return _kafka_tool(
+        "ConsumerPerformance",
+        args,
+        timeout=timeout + 20,  # past the tool's own --timeout
+        parse=parse_consumer_performance,
+        name="kafka.consume.java",
+        what=f"{records} records from the earliest offset, via the 'kafka-consume' link",
+        detail="fetch rate (rebalance excluded)",
+    )
 
 
 async def _produce_loop(seconds: float, concurrency: int) -> tuple[int, int, float]:

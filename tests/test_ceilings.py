@@ -1,0 +1,103 @@
+"""The Kafka tools' ceilings (harness/ceilings.py) with the JVM faked: the command each one runs and
+what it makes of the tool's answer. No Java, no broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from facts import topology
+from harness import ceilings
+
+LIBS = Path("/cache/kafka-tools/libs")
+PRODUCER_OUT = "50000 records sent, 25000.0 records/sec (1.2 MB/sec), 3.1 ms avg latency, 90.0 ms max latency\n"
+CONSUMER_OUT = (
+    "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, "
+    "fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec\n"
+    "2026-01-01 00:00:00:000, 2026-01-01 00:00:03:000, 3.3, 1.1, 40000, 13333.3, 2500, 500, 6.6, 80000.0\n"
+)
+
+
+class FakeJava:
+    """Stands for `_run_with_rusage`: records each command and its timeout, answers with `reply`."""
+
+    def __init__(self, reply: tuple[int, str, float]) -> None:
+        self.reply = reply
+        self.calls: list[tuple[list[str], float]] = []
+
+    def __call__(self, cmd: list[str], timeout: float) -> tuple[int, str, float]:
+        self.calls.append((cmd, timeout))
+        return self.reply
+
+
+@pytest.fixture
+def java(monkeypatch: pytest.MonkeyPatch) -> FakeJava:
+    fake = FakeJava((0, "", 0.0))
+    monkeypatch.setattr(ceilings, "_run_with_rusage", fake)
+    monkeypatch.setattr(ceilings, "kafka_tools_libs", lambda: LIBS)
+    return fake
+
+
+def test_producer_performance_runs_the_tool_through_the_produce_link(java: FakeJava) -> None:
+    java.reply = (0, PRODUCER_OUT, 2.0)
+    c = ceilings.producer_performance(50000, 60, timeout=90)
+    assert java.calls == [
+        (
+            ["java", "-Xmx512m", "-cp", f"{LIBS}/*", "org.apache.kafka.tools.ProducerPerformance",
+             "--bootstrap-server", topology.PROXY_KAFKA_PRODUCE.listen, "--topic", ceilings.CEILING_TOPIC,
+             "--num-records", "50000", "--record-size", "60", "--throughput", "-1",
+             "--producer-props", "acks=all", "enable.idempotence=true"],
+            90,
+        )
+    ]  # fmt: skip
+    assert (c.name, c.tool, c.error) == ("kafka.produce.java", "org.apache.kafka.tools.ProducerPerformance", None)
+    assert (c.per_second, c.count, c.seconds) == (25000.0, 50000, 2.0)
+    assert c.cpu_seconds_per_1000 == pytest.approx(0.04)
+    assert c.what == "50000 records of 60 B, acks=all, idempotent, unthrottled, via the 'kafka-produce' link"
+    assert c.detail == "JVM start-up excluded (the tool times its own sends)"
+
+
+def test_consumer_performance_waits_past_the_tools_own_timeout(java: FakeJava) -> None:
+    java.reply = (0, CONSUMER_OUT, 1.0)
+    c = ceilings.consumer_performance(40000, timeout=30)
+    [(cmd, timeout)] = java.calls
+    assert cmd[:5] == ["java", "-Xmx512m", "-cp", f"{LIBS}/*", "org.apache.kafka.tools.ConsumerPerformance"]
+    group = cmd[cmd.index("--group") + 1]
+    assert group.startswith("ceiling-") and len(group) == len("ceiling-") + 8
+    assert cmd[5:] == [
+        "--bootstrap-server", topology.PROXY_KAFKA_CONSUME.listen, "--topic", ceilings.CEILING_TOPIC,
+        "--num-records", "40000", "--group", group, "--timeout", "30000",
+    ]  # fmt: skip
+    assert timeout == 50
+    assert (c.name, c.tool, c.error) == ("kafka.consume.java", "org.apache.kafka.tools.ConsumerPerformance", None)
+    assert (c.per_second, c.count, c.seconds) == (80000.0, 40000, 0.5)
+    assert c.cpu_seconds_per_1000 == pytest.approx(0.025)
+    assert c.detail == "fetch rate (rebalance excluded)"
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        ((1, "Exception in thread main\nboom\n", 0.5), "exit 1: Exception in thread main\nboom"),
+        ((0, "no summary here", 0.5), "no summary in ProducerPerformance's output: 'no summary here'"),
+    ],
+)
+def test_a_failing_tool_is_a_failed_ceiling(java: FakeJava, reply: tuple[int, str, float], error: str) -> None:
+    java.reply = reply
+    c = ceilings.producer_performance(10, 60, timeout=5)
+    assert (c.name, c.tool, c.per_second, c.error) == (
+        "kafka.produce.java",
+        "org.apache.kafka.tools.ProducerPerformance",
+        None,
+        error,
+    )
+
+
+def test_tools_that_cannot_be_fetched_are_a_failed_ceiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_maven() -> Path:
+        raise RuntimeError("fetching kafka-tools failed")
+
+    monkeypatch.setattr(ceilings, "kafka_tools_libs", no_maven)
+    c = ceilings.consumer_performance(10, timeout=5)
+    assert (c.name, c.per_second, c.error) == ("kafka.consume.java", None, "fetching kafka-tools failed")
