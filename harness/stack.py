@@ -18,9 +18,9 @@ from types import TracebackType
 from chaos.toxiproxy import ToxiproxyClient
 from dashboards.prometheus import config as prometheus_config
 from facts import kafka_broker, topology
-from facts.probe import ReactionReady, http_json, http_ok, tcp_open
+from facts.probe import ReactionReady, http_json, http_ok, tcp_open, wait_until
 from harness import kafka_admin, provision
-from harness.replicas import Replicas, haproxy_spec, notification_argv, notification_ready
+from harness.replicas import HAPROXY, Replicas, haproxy_spec, notification_argv, notification_ready
 from harness.supervisor import ComponentSpec, Port, Supervisor
 
 H = topology.HOST
@@ -275,12 +275,20 @@ class Stack:
         self.sup.start(self.reaction_spec(self.pipeline))
 
     def use_tracing(self, tracing: Tracing) -> None:
-        """Restart the three services with other tracing flags (Kafka, Jaeger and the rest stay up)."""
+        """Restart the three services, every notification replica included, with other tracing
+        flags (Kafka, Jaeger, HAProxy and the rest stay up)."""
         self.tracing = tracing
-        for name in reversed(TRACED_SERVICES):
-            self.sup.stop(name)
+        replicas = range(1, self.replicas.count + 1)
+        self.sup.stop("reaction")
+        for n in reversed(replicas):
+            self.sup.stop(topology.notification_replica(n).process)
+        self.sup.stop("pushsink")
         self.sup.start(self.pushsink_spec())
-        self.sup.start(self.notification_spec())
+        for n in replicas:
+            self.sup.start(self.notification_spec(n))
+        if self.replicas.has_haproxy:  # sync must not open on servers HAProxy still holds down
+            balancer = self.sup.specs[HAPROXY]
+            wait_until(balancer.ready, balancer.ready_timeout, "HAProxy: every replica UP again")
         self.sup.start(self.reaction_spec(self.pipeline))
 
     def down(self) -> None:

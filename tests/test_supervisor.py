@@ -104,3 +104,52 @@ def test_a_stack_restart_starts_from_a_fresh_spec_without_waiting(tmp_path: Path
     assert first.name == second.name == "reaction" and not wait1 and not wait2
     assert first.ready is not second.ready
     assert "sync" in " ".join(first.argv)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_use_tracing_restarts_every_notification_replica(tmp_path: Path, count: int) -> None:
+    """All three services restart with the new flags, every replica included; with HAProxy in front,
+    the reaction service starts only once HAProxy sees every replica UP again."""
+    from harness.replicas import HAPROXY, Replicas
+    from harness.stack import Stack, Tracing
+
+    events: list[str] = []
+    balancer_probes = iter([False, False, True])
+
+    def balancer_ready() -> bool:
+        events.append("probe haproxy")
+        return next(balancer_probes)
+
+    class FakeSupervisor:
+        def __init__(self) -> None:
+            self.specs = {HAPROXY: ComponentSpec(HAPROXY, ["haproxy"], [], ready=balancer_ready, ready_timeout=5)}
+            self.argv: dict[str, list[str]] = {}
+
+        def stop(self, name: str) -> None:
+            events.append(f"stop {name}")
+
+        def start(self, spec: ComponentSpec, wait: bool = True) -> None:
+            assert wait, f"{spec.name}: a restart for new flags waits until it is ready"
+            events.append(f"start {spec.name}")
+            self.argv[spec.name] = spec.argv
+
+    stack = Stack(tmp_path, "sync", replicas=Replicas.of(count))
+    sup = FakeSupervisor()
+    stack.sup = sup  # type: ignore[assignment]
+    stack.use_tracing(Tracing(enabled=False))
+
+    notifications = ["notification"] + [f"notification-{n}" for n in range(2, count + 1)]
+    probes = ["probe haproxy"] * 3 if count > 1 else []
+    assert events == [
+        "stop reaction",
+        *(f"stop {n}" for n in reversed(notifications)),
+        "stop pushsink",
+        "start pushsink",
+        *(f"start {n}" for n in notifications),
+        *probes,
+        "start reaction",
+    ]
+    assert set(sup.argv) == {"pushsink", "reaction", *notifications}
+    for name, argv in sup.argv.items():
+        assert argv[-2:] == ["--tracing", "off"], name
+    assert stack.tracing == Tracing(enabled=False)
