@@ -36,6 +36,7 @@ import logging
 import math
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -78,13 +79,18 @@ INIT_WAIT_SECONDS = 30.0
 DRAIN_MARGIN_SECONDS = 5.0
 
 
-__all__ = ["Coordinator", "OutcomeUnknown", "RequestFailed", "elapsed_since"]
+__all__ = ["Coordinator", "MessageHandler", "OutcomeUnknown", "RequestFailed", "elapsed_since"]
+
+# A handler of one of Locust's custom messages: Locust calls it as handler(environment=..., msg=...).
+MessageHandler = Callable[..., None]
 
 
 class Coordinator:
     """The part of every role: options, the run's plan and this process' share, driving it, /metrics."""
 
     role = ""
+    # Where the shape runs (local, master): this process serves /metrics and stops cleanly on SIGTERM.
+    shapes_load = False
 
     def __init__(self, runner: Runner | None) -> None:
         self.runner = runner
@@ -113,15 +119,23 @@ class Coordinator:
             self.settings = Settings.from_options(environment.parsed_options)
         except SettingsError as exc:
             raise SystemExit(f"loadgen: {exc}") from None
+        if self.shapes_load:
+            self._serve(environment, self.settings)
+        if self.runner is not None:
+            for kind, handler in self._messages().items():
+                self.runner.register_message(kind, handler)
         events = environment.events
-        self._listen(environment, events, self.settings)
+        self._listen(events)
         events.test_start.add_listener(self.on_test_start)
         events.test_stop.add_listener(self.on_test_stop)
         events.quitting.add_listener(self.on_quitting)
 
-    def _listen(self, environment: Environment, events: Events, settings: Settings) -> None:
-        """The role's own listeners and messages."""
-        raise NotImplementedError
+    def _messages(self) -> dict[str, MessageHandler]:
+        """The role's custom messages (between master and workers) and their handlers."""
+        return {}
+
+    def _listen(self, events: Events) -> None:
+        """The role's own event listeners, besides test start, test stop and quitting."""
 
     def on_test_start(self, environment: Environment, **_: Any) -> None:
         # Options may have changed since init (web UI form, or the master's options on a worker).
@@ -307,6 +321,18 @@ class Coordinator:
     def worker_count(self) -> int:
         return 1
 
+    def _adopt(self, plan: RunPlan, settings: Settings, worker_id: str | None = None) -> Share | None:
+        """This process follows `plan` from now on: its share is `worker_id`'s (if it has one) and
+        /metrics shows the run with its t=0."""
+        self.plan = plan
+        self.share = plan.share_for(worker_id) if worker_id is not None else None
+        self.info = self._run_info(plan.run_id, settings, plan.epoch_unix_nanos)
+        return self.share
+
+    def _about_the_plan(self, msg: Any) -> bool:
+        """Whether a worker's STARTED or DONE message (`run_message`) is about the current plan."""
+        return self.plan is not None and msg.data.get("run_id") == self.plan.run_id
+
     def _run_info(self, run_id: str, settings: Settings, epoch_unix_nanos: int | None) -> RunInfo:
         epoch = epoch_unix_nanos / 1e9 if epoch_unix_nanos is not None else 0.0  # 0 until planned
         return RunInfo(run_id, settings.profile.name, str(settings.process), epoch)
@@ -338,6 +364,11 @@ class Coordinator:
             plan.workers,
             settings.outcomes_dir_for(plan.run_id),
         )
+
+
+def run_message(plan: RunPlan) -> dict[str, Any]:
+    """What a worker's STARTED and DONE messages carry: the run they are about."""
+    return {"run_id": plan.run_id}
 
 
 def elapsed_since(plan: RunPlan) -> float:

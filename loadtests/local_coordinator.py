@@ -6,8 +6,6 @@ once its user starts, and keeps the shape's user until the share drained (coordi
 
 from __future__ import annotations
 
-from locust.env import Environment
-from locust.event import Events
 from locust.runners import Runner
 
 from loadtests.arrivals import Share
@@ -18,24 +16,21 @@ from loadtests.settings import Settings
 
 class LocalCoordinator(Coordinator):
     role = "local"
+    shapes_load = True
 
     def __init__(self, runner: Runner | None) -> None:
         super().__init__(runner)
         self.drained = False  # this run's share is drained and written
-
-    def _listen(self, environment: Environment, events: Events, settings: Settings) -> None:
-        self._serve(environment, settings)
 
     def _forget_run(self) -> None:
         super()._forget_run()
         self.drained = False
 
     def _begin_run(self, settings: Settings) -> None:
-        self.plan = plan = RunPlan.new([LOCAL_WORKER_ID])
+        plan = RunPlan.new([LOCAL_WORKER_ID])
         self.run_id = plan.run_id
-        self.share = plan.share_for(LOCAL_WORKER_ID)
+        self._adopt(plan, settings, LOCAL_WORKER_ID)
         self._announce(settings, plan)
-        self.info = self._run_info(plan.run_id, settings, plan.epoch_unix_nanos)
 
     def _goes_on(self, settings: Settings) -> bool:
         if self.plan is None:  # cannot happen: the plan and the run id come and go together

@@ -10,7 +10,6 @@ with a share said it drained (DONE) and reported once more (coordinator.py).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from typing import Any
@@ -29,6 +28,7 @@ from loadtests.coordinator import (
     START_REPORT_GRACE_SECONDS,
     STARTED_MESSAGE,
     Coordinator,
+    MessageHandler,
     elapsed_since,
 )
 from loadtests.counters import LoadStats
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 class MasterCoordinator(Coordinator):
     role = "master"
+    shapes_load = True
     runner: MasterRunner
 
     def __init__(self, runner: MasterRunner) -> None:
@@ -54,12 +55,15 @@ class MasterCoordinator(Coordinator):
         self.started: set[str] = set()  # workers that said they drive their share
         self._late_start_logged = False
 
-    def _listen(self, environment: Environment, events: Events, settings: Settings) -> None:
-        self._serve(environment, settings)
+    def _messages(self) -> dict[str, MessageHandler]:
+        return {
+            READY_MESSAGE: self._on_ready_message,
+            STARTED_MESSAGE: self._on_started_message,
+            DONE_MESSAGE: self._on_done_message,
+        }
+
+    def _listen(self, events: Events) -> None:
         events.worker_report.add_listener(self._on_worker_report)
-        self.runner.register_message(READY_MESSAGE, self._on_ready_message)
-        self.runner.register_message(STARTED_MESSAGE, self._on_started_message)
-        self.runner.register_message(DONE_MESSAGE, self._on_done_message)
 
     def _forget_run(self) -> None:
         super()._forget_run()
@@ -127,18 +131,18 @@ class MasterCoordinator(Coordinator):
                 self.run_id,
                 len(volunteers),
             )
-        self.plan = plan = RunPlan.new(volunteers, run_id=self.run_id)
-        self.info = dataclasses.replace(self.info, epoch_unix_seconds=plan.epoch_unix_nanos / 1e9)
+        plan = RunPlan.new(volunteers, run_id=self.run_id)
+        self._adopt(plan, self.settings)  # the master has no share
         self._announce(self.settings, plan)
         for worker in volunteers:
             runner.send_message(PLAN_MESSAGE, {"plan": plan.to_wire()}, client_id=worker)
 
     def _on_started_message(self, environment: Environment, msg: Any, **_: Any) -> None:
-        if self.plan is not None and msg.data.get("run_id") == self.plan.run_id:
+        if self._about_the_plan(msg):
             self.started.add(msg.node_id)
 
     def _on_done_message(self, environment: Environment, msg: Any, **_: Any) -> None:
-        if self.plan is not None and msg.data.get("run_id") == self.plan.run_id:
+        if self._about_the_plan(msg):
             self.done.add(msg.node_id)
 
     # ---- the shape: planning deadline, start check, drain ------------------------------------

@@ -25,6 +25,8 @@ from loadtests.coordinator import (
     REPORT_KEY,
     STARTED_MESSAGE,
     Coordinator,
+    MessageHandler,
+    run_message,
 )
 from loadtests.run_plan import RunPlan
 from loadtests.settings import Settings, SettingsError
@@ -40,9 +42,11 @@ class WorkerCoordinator(Coordinator):
         super().__init__(runner)
         self._plan_answered = Event()  # the master answered READY (this run)
 
-    def _listen(self, environment: Environment, events: Events, settings: Settings) -> None:
+    def _messages(self) -> dict[str, MessageHandler]:
+        return {PLAN_MESSAGE: self._on_plan_message}
+
+    def _listen(self, events: Events) -> None:
         events.report_to_master.add_listener(self._on_report_to_master)
-        self.runner.register_message(PLAN_MESSAGE, self._on_plan_message)
 
     def _begin_run(self, settings: Settings) -> None:
         self._plan_answered = Event()
@@ -82,8 +86,6 @@ class WorkerCoordinator(Coordinator):
         plan = RunPlan.from_wire(wire)
         if self._driving is not None and self.plan is not None and self.plan.run_id == plan.run_id:
             return  # an answer to an extra user: this worker already drives its share
-        self.plan = plan
-        self.share = share = plan.share_for(runner.client_id)
         # Re-read the options here: the spawn message brought the master's, but test_start may have
         # been missed (coordinator.py's docstring).
         try:
@@ -91,7 +93,7 @@ class WorkerCoordinator(Coordinator):
         except SettingsError as exc:
             log.error("loadgen: %s; this worker sends nothing", exc)
             return
-        self.info = self._run_info(plan.run_id, self.settings, plan.epoch_unix_nanos)
+        share = self._adopt(plan, self.settings, runner.client_id)
         if share is None:
             log.error(
                 "loadgen: this worker (index %d) got a user but no share of run %s: its user started after "
@@ -110,7 +112,7 @@ class WorkerCoordinator(Coordinator):
         self._start_driving(plan, share, self.host)
 
     def _share_started(self, plan: RunPlan) -> None:
-        self.runner.send_message(STARTED_MESSAGE, {"run_id": plan.run_id})
+        self.runner.send_message(STARTED_MESSAGE, run_message(plan))
 
     def _share_drained(self, plan: RunPlan) -> None:
-        self.runner.send_message(DONE_MESSAGE, {"run_id": plan.run_id})
+        self.runner.send_message(DONE_MESSAGE, run_message(plan))

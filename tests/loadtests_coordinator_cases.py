@@ -148,6 +148,19 @@ def test_coordination_chooses_at_init_and_hands_over():
     assert set(runner.handlers) == {READY_MESSAGE, STARTED_MESSAGE, DONE_MESSAGE}
 
 
+def test_init_serves_where_the_shape_runs_and_registers_each_roles_messages(monkeypatch):
+    served: list[str] = []
+    monkeypatch.setattr(
+        "loadtests.coordinator.Coordinator._serve", lambda self, env, settings: served.append(self.role)
+    )
+    master, worker = FakeMaster("w1"), FakeWorker()
+    for runner in (None, local_runner(), master, worker):
+        coordinator_for(runner).on_init(environment(runner))
+    assert served == ["local", "local", "master"]  # not the worker: Locust runs the shape on the master
+    assert set(master.handlers) == {READY_MESSAGE, STARTED_MESSAGE, DONE_MESSAGE}
+    assert set(worker.handlers) == {PLAN_MESSAGE}
+
+
 def test_a_bad_option_stops_every_role_at_init():
     for runner in (None, FakeMaster("w1"), FakeWorker()):
         with pytest.raises(SystemExit, match="--max-in-flight"):
