@@ -29,7 +29,7 @@ from typing import Any
 from chaos.toxiproxy import ToxiproxyClient
 from compose import generate
 from facts import topology
-from facts.probe import ReactionReady, http_json, wait_until
+from facts.probe import Pending, ReactionReady, http_json, wait_until
 
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 CONTROL_FILE = Path("/run/sab/pipeline")  # docker-compose.yml: the reaction command reads it
@@ -117,8 +117,8 @@ class ComposeStack:
         self._health_probe = health_probe
         self.ready_timeout = ready_timeout
         self.poll = poll
-        # Services restarted but not yet seen ready -> (readiness check, what it waits for, deadline).
-        self._starting: dict[str, tuple[Callable[[], bool], str, float]] = {}
+        # Services restarted but not yet seen ready -> their readiness check and its deadline.
+        self._starting: dict[str, Pending] = {}
 
     # -- containers ------------------------------------------------------------------------------
 
@@ -223,25 +223,23 @@ class ComposeStack:
             check, what = self._reaction_ready(self.pipeline), f"reaction service ready on pipeline {self.pipeline}"
         else:
             check, what = (lambda: self.healthy(name)), f"{name} healthy"
-        self._starting[name] = (check, what, time.monotonic() + self.ready_timeout)
+        # One failed inspect is no verdict: the deadline decides, as natively.
+        self._starting[name] = Pending(check, self.ready_timeout, what, tolerate=(DockerError, OSError))
 
     def ready(self, name: str) -> bool:
         """One probe of a restarted service: True once ready (and from then on), False while starting;
         DockerError once ready_timeout has passed since the restart."""
-        if name not in self._starting:
+        starting = self._starting.get(name)
+        if starting is None:
             return True
-        check, what, deadline = self._starting[name]
         try:
-            ok = check()
-        except (DockerError, OSError):  # one failed inspect is no verdict: the deadline decides, as natively
-            ok = False
-        if ok:
+            ready = starting.poll()
+        except TimeoutError as e:
             del self._starting[name]
-            return True
-        if time.monotonic() >= deadline:
+            raise DockerError(str(e)) from None
+        if ready:
             del self._starting[name]
-            raise DockerError(f"{what}: not reached after {self.ready_timeout:.0f}s")
-        return False
+        return ready
 
     def wait_ready(self, name: str) -> None:
         """`ready`, blocking: for callers that need the service back before going on."""

@@ -42,12 +42,43 @@ def tcp_open(port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+class Pending:
+    """A condition with a deadline, probed one call at a time: what a restart that must not block
+    (the native supervisor's, the compose stack's) keeps until its component is ready.
+
+    `poll()` is True once `done` held (and from then on, without probing again), False while the
+    deadline has not passed, and raises TimeoutError naming `what` once it has. An exception of a
+    type in `tolerate`, raised by `done`, counts as one failed probe: the deadline decides.
+    """
+
+    def __init__(
+        self,
+        done: Callable[[], bool],
+        timeout: float,
+        what: str,
+        tolerate: tuple[type[Exception], ...] = (),
+    ) -> None:
+        self.done, self.timeout, self.what, self.tolerate = done, timeout, what, tolerate
+        self.deadline = time.monotonic() + timeout
+        self.reached = False
+
+    def poll(self) -> bool:
+        if not self.reached:
+            try:
+                self.reached = bool(self.done())
+            except self.tolerate:
+                self.reached = False
+        if self.reached:
+            return True
+        if time.monotonic() >= self.deadline:
+            raise TimeoutError(f"{self.what}: not reached after {self.timeout:.0f}s")
+        return False
+
+
 def wait_until(done: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:
     """Call `done` every `poll` seconds until it is true; TimeoutError naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what}: not reached after {timeout:.0f}s")
+    pending = Pending(done, timeout, what)
+    while not pending.poll():
         time.sleep(poll)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from facts import topology
+from facts.probe import Pending
 
 PR_SET_PDEATHSIG = 1
 
@@ -144,8 +145,8 @@ class Supervisor:
         self.running: dict[str, Running] = {}
         self.specs: dict[str, ComponentSpec] = {}
         self._popen: dict[str, subprocess.Popen[bytes]] = {}
-        # Components started but not yet seen ready -> the monotonic deadline of their ready_timeout.
-        self._ready_by: dict[str, float] = {}
+        # Components started but not yet seen ready -> their readiness probe and its ready_timeout.
+        self._starting: dict[str, Pending] = {}
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def _save(self) -> None:
@@ -186,7 +187,8 @@ class Supervisor:
         self.specs[spec.name] = spec
         self._popen[spec.name] = popen
         self._save()
-        self._ready_by[spec.name] = time.monotonic() + spec.ready_timeout
+        # Any exception of the probe is one failed probe: the ready_timeout decides.
+        self._starting[spec.name] = Pending(spec.ready, spec.ready_timeout, spec.name, tolerate=(Exception,))
         if wait:
             self._wait_ready(spec.name)
         return r
@@ -195,25 +197,24 @@ class Supervisor:
         """One readiness probe of the component's latest start, without waiting: True once ready
         (and from then on), False while starting. Raises StartError, after stopping it, if it
         exited or its ready_timeout passed; also if it is not running at all."""
-        deadline = self._ready_by.get(name)
-        if deadline is None:
+        starting = self._starting.get(name)
+        if starting is None:
             if name in self.running:
                 return True  # seen ready since its latest start; a later crash is no start failure
             raise StartError(f"component {name!r} is not running")
-        spec, popen = self.specs[name], self._popen[name]
         log = Path(self.running[name].log)
-        code = popen.poll()
+        code = self._popen[name].poll()
         if code is not None:
             self.stop(name)
             raise StartError(f"{name} exited with code {code} while starting; log {log}:\n{_log_tail(log)}")
-        with contextlib.suppress(Exception):
-            if spec.ready():
-                del self._ready_by[name]
-                return True
-        if time.monotonic() >= deadline:
+        try:
+            ready = starting.poll()
+        except TimeoutError:
             self.stop(name)
-            raise StartError(f"{name} not ready after {spec.ready_timeout:.0f}s; log {log}:\n{_log_tail(log)}")
-        return False
+            raise StartError(f"{name} not ready after {starting.timeout:.0f}s; log {log}:\n{_log_tail(log)}") from None
+        if ready:
+            del self._starting[name]
+        return ready
 
     def _wait_ready(self, name: str) -> None:
         while not self.poll_ready(name):
@@ -229,7 +230,7 @@ class Supervisor:
         return _alive(r) is not None
 
     def stop(self, name: str, grace: float = 10.0) -> None:
-        self._ready_by.pop(name, None)
+        self._starting.pop(name, None)
         r = self.running.pop(name, None)
         if r is None:
             return
