@@ -62,6 +62,14 @@ SCRAPE_SERVICES: dict[str, tuple[str, ...]] = {
     "chaos": (BENCH,),
 }
 
+# Native scrape targets compose does not run: the replicated topology (notification replicas 2..N
+# and HAProxy in front of them, harness/replicas.py) is native only. A job left without a target
+# is left out.
+NATIVE_ONLY_SCRAPE_PORTS = frozenset(
+    {topology.notification_replica(n).metrics_port for n in range(2, topology.NOTIFICATION_REPLICAS_MAX + 1)}
+    | {topology.HAPROXY_STATS_PORT}
+)
+
 # Compose-only values: these components do not exist natively.
 GRAFANA_PORT = 3000
 LOCUST_WEB_PORT = 8089  # Locust's own default
@@ -221,14 +229,21 @@ def _service_of(port: int) -> str:
 
 
 def prometheus_yml() -> str:
-    """The native prometheus.yml (same globals, rules, intervals), each job scraping its services."""
+    """The native prometheus.yml (same globals, rules, intervals), each job scraping its services
+    (the native-only targets left out)."""
     config = yaml.safe_load(prometheus_config.render())
+    jobs = []
     for job in config["scrape_configs"]:
         name = job["job_name"]
+        ports = [int(t.rpartition(":")[2]) for sc in job["static_configs"] for t in sc["targets"]]
+        ports = [p for p in ports if p not in NATIVE_ONLY_SCRAPE_PORTS]
+        if not ports:
+            continue
         if name not in SCRAPE_SERVICES:
             raise GenerateError(f"Prometheus job {name!r} has no compose service: add it to SCRAPE_SERVICES")
-        ports = [t.rpartition(":")[2] for sc in job["static_configs"] for t in sc["targets"]]
         job["static_configs"] = [{"targets": [f"{s}:{p}" for s in SCRAPE_SERVICES[name] for p in ports]}]
+        jobs.append(job)
+    config["scrape_configs"] = jobs
     return f"# {HEADER}\n" + yaml.safe_dump(config, sort_keys=False)
 
 

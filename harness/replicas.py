@@ -37,6 +37,9 @@ CHECK_RISE = 2
 # gRPC's server resets a stream without :authority (HAProxy's check sends no Host unless told): the
 # check fails with SOCKERR. With it, the server answers 200 with grpc-status 12 (no health service).
 GRPC_HEADERS = "hdr host notification hdr content-type application/grpc hdr te trailers"
+# HAProxy's own Prometheus exporter (built in: Debian's package has USE_PROMEX), at Prometheus'
+# default metrics path on the stats port.
+HAPROXY_METRICS_PATH = "/metrics"
 
 
 class TopologyError(ValueError):
@@ -132,9 +135,10 @@ def notification_ready(replica: topology.NotificationReplica) -> bool:
 # -- HAProxy ------------------------------------------------------------------------------------
 
 
-def haproxy_config(count: int) -> str:
+def haproxy_config(count: int, port: int = topology.HAPROXY_PORT, stats_port: int = topology.HAPROXY_STATS_PORT) -> str:
     """HAProxy's configuration for `count` replicas: an h2 frontend, one h2 server per replica's
-    proxy with an h2 health check, and a stats page that says which servers are up."""
+    proxy with an h2 health check, and on `stats_port` a stats page that says which servers are up
+    and HAProxy's Prometheus exporter (the `haproxy` job of dashboards/prometheus/config.py)."""
     servers = "\n".join(
         f"    server {r.process} {r.grpc_proxy.listen}"
         for r in (topology.notification_replica(n) for n in range(1, count + 1))
@@ -161,7 +165,7 @@ defaults
     option redispatch
 
 frontend grpc
-    bind {h}:{topology.HAPROXY_PORT} proto h2
+    bind {h}:{port} proto h2
     default_backend notification
 
 backend notification
@@ -173,8 +177,8 @@ backend notification
 {servers}
 
 frontend stats
-    bind {h}:{topology.HAPROXY_STATS_PORT}
-    http-request use-service prometheus-exporter if {{ path /metrics }}
+    bind {h}:{stats_port}
+    http-request use-service prometheus-exporter if {{ path {HAPROXY_METRICS_PATH} }}
     stats enable
     stats uri /stats
     stats refresh 1s

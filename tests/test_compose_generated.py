@@ -93,14 +93,36 @@ def test_prometheus_scrapes_the_native_jobs_at_service_names() -> None:
     assert {k: v for k, v in compose.items() if k != "scrape_configs"} == {
         k: v for k, v in native.items() if k != "scrape_configs"
     }
+    # The replicated topology (notification replicas 2..N, HAProxy) runs natively only: compose
+    # scrapes every native target but theirs, and drops a job left without one.
+    native_jobs = {j["job_name"]: j for j in native["scrape_configs"]}
     assert [j["job_name"] for j in compose["scrape_configs"]] == list(topology.SCRAPE_TARGETS)
-    for job, njob in zip(compose["scrape_configs"], native["scrape_configs"], strict=True):
+    assert set(native_jobs) - set(topology.SCRAPE_TARGETS) == {"haproxy"}
+    for job in compose["scrape_configs"]:
+        njob = native_jobs[job["job_name"]]
         assert {k: v for k, v in job.items() if k != "static_configs"} == {
             k: v for k, v in njob.items() if k != "static_configs"
         }
+        native_ports = [_hostport(t)[1] for sc in njob["static_configs"] for t in sc["targets"]]
         targets = [_hostport(t) for sc in job["static_configs"] for t in sc["targets"]]
-        port = topology.SCRAPE_TARGETS[job["job_name"]]
-        assert targets == [(s, port) for s in generate.SCRAPE_SERVICES[job["job_name"]]]
+        assert targets == [
+            (s, p)
+            for s in generate.SCRAPE_SERVICES[job["job_name"]]
+            for p in native_ports
+            if p not in generate.NATIVE_ONLY_SCRAPE_PORTS
+        ]
+        assert [p for _, p in targets] == [topology.SCRAPE_TARGETS[job["job_name"]]] * len(targets)
+
+
+def test_only_the_replicated_topology_is_left_out_of_the_compose_scrapes() -> None:
+    replicated = topology.replica_ports(topology.NOTIFICATION_REPLICAS_MAX, balancer=True)
+    assert set(replicated) >= generate.NATIVE_ONLY_SCRAPE_PORTS
+    assert not generate.NATIVE_ONLY_SCRAPE_PORTS & set(generate.PORT_SERVICE), "compose runs it: scrape it"
+    native = yaml.safe_load(prometheus_config.render())
+    native_ports = {
+        _hostport(t)[1] for j in native["scrape_configs"] for sc in j["static_configs"] for t in sc["targets"]
+    }
+    assert native_ports >= generate.NATIVE_ONLY_SCRAPE_PORTS, "a native-only port nothing scrapes"
 
 
 def test_promtool_accepts_the_compose_config_and_rules(tmp_path: Path) -> None:

@@ -4,13 +4,20 @@ by HAProxy itself), the reaction service's targets, the plan's checks and the re
 from __future__ import annotations
 
 import shutil
+import socket
+import subprocess
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from chaos import scenario as scenarios
+from dashboards.prometheus import config as prometheus_config
 from facts import measures, topology
+from facts.probe import http_ok, wait_until
 from harness import replicas as rep
 from harness.plan import PlanError, make_plan
 from harness.replicas import Replicas, TopologyError
@@ -60,6 +67,41 @@ def test_generated_haproxy_config_passes_haproxy_check(tmp_path: Path, count: in
     ]
     assert "default-server proto h2 check" in text and "http-check expect status 200" in text
     assert "hdr host" in text  # without :authority gRPC resets the check's stream
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((topology.HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def test_haproxy_serves_prometheus_metrics_per_replica_where_prometheus_scrapes(tmp_path: Path) -> None:
+    """The real HAProxy on the generated config (spare ports, no replicas behind it): its exporter
+    answers on the stats port at the path the `haproxy` job scrapes, with a status per replica."""
+    if not Path(HAPROXY).exists():
+        pytest.fail("HAProxy is not provisioned (make setup installs Debian's package)")
+    job = next(j for j in yaml.safe_load(prometheus_config.render())["scrape_configs"] if j["job_name"] == "haproxy")
+    assert job.get("metrics_path", "/metrics") == rep.HAPROXY_METRICS_PATH  # Prometheus' default path
+    assert [t for sc in job["static_configs"] for t in sc["targets"]] == [topology.addr(topology.HAPROXY_STATS_PORT)]
+    stats_port = _free_port()
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(rep.haproxy_config(2, port=_free_port(), stats_port=stats_port))
+    proc = subprocess.Popen([HAPROXY, "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = f"http://{topology.HOST}:{stats_port}{rep.HAPROXY_METRICS_PATH}"
+        wait_until(lambda: http_ok(url), 10, "HAProxy's exporter answering")
+        with urllib.request.urlopen(url, timeout=5) as r:
+            content_type, text = r.headers["Content-Type"], r.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert content_type.startswith("text/plain; version=0.0.4")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    servers = {
+        s.labels["server"] for s in families["haproxy_server_status"].samples if s.labels["proxy"] == "notification"
+    }
+    assert servers == {"notification", "notification-2"}
+    assert "haproxy_backend_http_requests" in families or "haproxy_backend_http_requests_total" in families
 
 
 def test_reaction_service_gets_one_target_per_balancer() -> None:

@@ -10,7 +10,7 @@ def backlog(repeat: bool = False) -> PanelBuilder:
         "Backlog and in flight",
         COUNT,
         [
-            query(f"pipeline:notification_consumer_lag_messages:max{{{PIPELINE}}}", "Kafka consumer lag"),
+            query(f"pipeline:notification_consumer_lag_messages:sum{{{PIPELINE}}}", "Kafka consumer lag"),
             query(f"sum by (pipeline) (notification_deliveries_in_flight{{{PIPELINE}}})", "pushes in flight"),
             query(f"sum by (pipeline) (reaction_requests_in_flight{{{PIPELINE}}})", "API requests in flight"),
         ],

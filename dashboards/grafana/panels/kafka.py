@@ -12,8 +12,9 @@ def lag() -> PanelBuilder:
     return graph(
         "Consumer lag",
         COUNT,
-        [query(f"pipeline:notification_consumer_lag_messages:max{{{PIPELINE}}}", "messages behind")],
-        description="Highwater minus next offset over the assigned partitions, as of the last batch.",
+        [query(f"pipeline:notification_consumer_lag_messages:sum{{{PIPELINE}}}", "messages behind")],
+        description="Highwater minus next offset over the assigned partitions, as of the last batch, "
+        "summed over the replicas in the consumer group.",
     )
 
 
