@@ -10,6 +10,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
+import uvloop
 from aiohttp import web
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -46,8 +47,17 @@ def setup_logging(level: str) -> None:
         handler.addFilter(RateLimitFilter(("aiokafka",)))
 
 
+EVENT_LOOPS = ("uvloop", "asyncio")
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default="uvloop",
+        help="uvloop (libuv, the default: cheaper per request) or the standard library's loop",
+    )
 
 
 def positive_float(text: str) -> float:
@@ -64,8 +74,12 @@ def positive_int(text: str) -> int:
     return value
 
 
-def run(main: Coroutine[Any, Any, None]) -> int:
-    asyncio.run(main)
+def run(main: Coroutine[Any, Any, None], event_loop: str = "uvloop") -> int:
+    """Run the service's main coroutine on the chosen event loop (grpc.aio runs on any loop)."""
+    if event_loop == "uvloop":
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
     return 0
 
 

@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.kafka:
         instruments.append("kafka")
     tracing.setup("notification", tracing.Settings.from_args(args), instruments)
-    return run(serve(args))
+    return run(serve(args), args.event_loop)
 
 
 if __name__ == "__main__":

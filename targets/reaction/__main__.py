@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     # The HTTP server span, then the call to the notification service or the produce to Kafka.
     instruments = ("http-server", "kafka") if args.pipeline == "async" else ("http-server", "grpc-client")
     tracing.setup("reaction", tracing.Settings.from_args(args), instruments)
-    return run(serve(args))
+    return run(serve(args), args.event_loop)
 
 
 if __name__ == "__main__":
