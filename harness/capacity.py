@@ -28,10 +28,10 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from facts import paths, quantiles
 from harness import ceilings, generator_health, sink, yamlpos
@@ -40,6 +40,7 @@ from harness.cpu import CpuSnapshot
 from harness.loadgen import LoadRun
 from harness.progress import Progress
 from harness.sampling import drain, sample_backlog
+from harness.stack import Tracing
 from loadtests.profile import Capacities
 
 SCHEMA = 1
@@ -47,6 +48,7 @@ LIMITS_FILE = Path(__file__).resolve().parent / "limits" / "capacity.yaml"
 API_P99, ERROR_RATIO, BACKLOG = "api.p99", "error_ratio", "delivery.backlog_growth"
 ALL_LIMITS = (API_P99, ERROR_RATIO, BACKLOG)
 ACCEPTANCE_LIMITS = (API_P99, ERROR_RATIO)
+SERVICES = ("reaction", "notification", "pushsink")  # whose CPU tracing adds to
 BUSY_OTHER_CORES = 0.25  # processes outside the stack and the generator using more than this are named
 Verdict = Literal["held", "broke", "generator-bound"]
 
@@ -86,11 +88,35 @@ class Searches(_Model):
     quick: SearchSettings
 
 
+def tracing_of(setting: str) -> Tracing:
+    """ "off", or the share of traces kept ("0.01", "1") -> what the services are told."""
+    if setting == "off":
+        return Tracing(enabled=False)
+    try:
+        ratio = float(setting)
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"{setting!r} is not a tracing setting: 'off', or the share of traces kept, within [0, 1]")
+    return Tracing(enabled=True, sample_ratio=ratio)
+
+
+TracingSetting = Annotated[str, AfterValidator(lambda v: (tracing_of(v), v)[1])]
+
+
+class TracingSettings(_Model):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    search: TracingSetting
+    overhead: list[TracingSetting]
+
+
 class CapacityConfig(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     service_level: ServiceLevel
     search: Searches
+    tracing: TracingSettings
 
 
 class ConfigError(ValueError):
@@ -278,6 +304,26 @@ def search(measure: Callable[[float], Step], limits: Sequence[str], s: SearchSet
 # -- the report --------------------------------------------------------------------------------------
 
 
+class TracingCost(_Model):
+    """The CPU step played with one tracing setting: what tracing costs each component."""
+
+    setting: str  # "off", or the share of traces kept
+    cpu_seconds_per_1000: dict[str, float] = Field(default_factory=dict)
+    api_p50_seconds: float | None = None
+    api_p99_seconds: float | None = None
+    held: bool = True
+
+    @classmethod
+    def of(cls, setting: str, st: Step) -> TracingCost:
+        return cls(setting=setting, cpu_seconds_per_1000=st.cpu_seconds_per_1000, api_p50_seconds=st.api_p50_seconds,
+                   api_p99_seconds=st.api_p99_seconds, held=st.verdict(ALL_LIMITS) == "held")  # fmt: skip
+
+    def services(self) -> float | None:
+        """CPU seconds per 1,000 of the pipeline's own processes (the generator and the rest left out)."""
+        own = [v for n, v in self.cpu_seconds_per_1000.items() if n in SERVICES]
+        return sum(own) if own else None
+
+
 class PipelineCapacity(_Model):
     pipeline: str
     capacity: SearchResult  # every limit: for async this is the delivery (sustainable) capacity
@@ -286,6 +332,7 @@ class PipelineCapacity(_Model):
     cpu_seconds_per_1000: dict[str, float] = Field(default_factory=dict)  # per 1,000 acknowledged
     cpu_step_held: bool = True  # False: that step broke its service level (errors inflate the figure)
     steps: list[Step] = Field(default_factory=list)  # every step measured, in order
+    tracing_costs: list[TracingCost] = Field(default_factory=list)  # the CPU step under each tracing setting
 
 
 class Ratio(_Model):
@@ -313,6 +360,7 @@ class CapacityReport(_Model):
     cpus: int | None
     runtime: str = "native"
     quick: bool
+    tracing: str = "1"  # the search's tracing setting (reports older than the setting traced every reaction)
     started_unix: float
     finished_unix: float = 0.0
     service_level: ServiceLevel
@@ -430,7 +478,14 @@ class StepRunner:
     def component_pids(self) -> dict[str, int]:
         return {name: r.pid for name, r in self.stack.sup.running.items()}
 
-    def _play(self, pipeline: str, rate: float) -> Step:
+    def measure_once(self, pipeline: str, rate: float, label: str) -> Step:
+        """One more step at `rate`, outside the search (not memoized): e.g. under another tracing setting."""
+        st = self._play(pipeline, float(rate), label)
+        why = "; ".join(st.why(ALL_LIMITS)) or "within the service level"
+        print(f"  {pipeline:<14} {rate:7.0f}/s  {label:<15} {why}", flush=True)
+        return st
+
+    def _play(self, pipeline: str, rate: float, label: str = "") -> Step:
         s = self.s
         last = self._last
         # After a step that did not hold, the reaction service starts afresh: an open breaker, spent
@@ -440,7 +495,7 @@ class StepRunner:
         progress = Progress(f"capacity {pipeline} {rate:.0f}/s", s.warmup_seconds + s.measure_seconds)
         _, left = drain(s.drain_seconds, progress, settle=1.0)
         sink.reset()
-        folder = self.out_dir / pipeline / f"{rate:.0f}"
+        folder = self.out_dir / pipeline / (f"{rate:.0f}" + (f"-{label}" if label else ""))
         folder.mkdir(parents=True, exist_ok=True)
         duration = s.warmup_seconds + s.measure_seconds
         profile = folder / "profile.yaml"
@@ -583,6 +638,20 @@ def measure_pipeline(runner: StepRunner, pipeline: str) -> PipelineCapacity:
     )
 
 
+def measure_tracing_costs(runner: StepRunner, pipeline: str, search: str, overhead: Sequence[str]) -> list[TracingCost]:
+    """The CPU step (the search's start rate) under the search's tracing, then under each other setting;
+    the services are restarted for each and left with the search's setting."""
+    rate = float(runner.s.start_rate)
+    costs = [TracingCost.of(search, runner.steps[(pipeline, rate)])]
+    others = [o for o in dict.fromkeys(overhead) if o != search]
+    for setting in others:
+        runner.stack.use_tracing(tracing_of(setting))
+        costs.append(TracingCost.of(setting, runner.measure_once(pipeline, rate, f"tracing-{setting}")))
+    if others:
+        runner.stack.use_tracing(tracing_of(search))
+    return costs
+
+
 def measure_ceilings(stack: Any, pipelines: Sequence[str], s: SearchSettings, wrk_bin: Path) -> list[Ceiling]:
     """Every bare ceiling; each bounded by `s.ceiling_seconds` (the Kafka tools by a record count)."""
     secs = s.ceiling_seconds
@@ -654,6 +723,10 @@ def print_report(report: CapacityReport) -> None:
     for name, pc in report.pipelines.items():
         note = "" if pc.cpu_step_held else "  (that step broke its service level)"
         print(f"  {name:<15} " + "  ".join(f"{n} {v:.2f}" for n, v in sorted(pc.cpu_seconds_per_1000.items())) + note)
+    print(f"what tracing costs (the search traced: {report.tracing}), CPU seconds per 1,000 of the services:")
+    for name, pc in report.pipelines.items():
+        costs = "  ".join(f"{c.setting}: {_num(c.services())}" for c in pc.tracing_costs)
+        print(f"  {name:<15} {costs or '-'}")
     if (g := report.generator) is not None:
         cost = f"CPU s per 1,000 requests {_num(g.cpu_seconds_per_1000)} vs wrk {_num(g.wrk_cpu_seconds_per_1000)}"
         print(f"generator: kept up to {g.kept_up_max_rate}/s, fell behind from {g.fell_behind_min_rate}/s; {cost}")
@@ -664,13 +737,13 @@ def _num(v: float | None) -> str:
 
 
 def run_capacity(
-    pipelines: Sequence[str], quick: bool, *, open_stack: Callable[[Path, str], Any] | None = None,
+    pipelines: Sequence[str], quick: bool, *, open_stack: Callable[[Path, str, Tracing], Any] | None = None,
     stack: Any = None, config: CapacityConfig | None = None, runs_root: Path | None = None,
-    with_ceilings: bool = True, remember: bool = True,
+    with_ceilings: bool = True, remember: bool = True, tracing: str | None = None,
 ) -> CapacityReport:  # fmt: skip
     """Search each pipeline's capacity and measure the ceilings on one stack (started here with
-    `open_stack`, or the given running `stack`); write runs/<id>/capacity.json and, with
-    `remember`, the last-capacity file of this machine."""
+    `open_stack`, or the given running `stack`, with tracing `tracing` or capacity.yaml's); write
+    runs/<id>/capacity.json and, with `remember`, the last-capacity file of this machine."""
     from harness import provision
 
     config = config or load_config()
@@ -679,25 +752,35 @@ def run_capacity(
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-capacity"
     run_dir = root / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
+    setting = tracing or config.tracing.search
     report = CapacityReport(run_id=run_id, hostname=platform.node(), cpus=os.cpu_count(), quick=quick,
-                            started_unix=time.time(), service_level=config.service_level, search=s)  # fmt: skip
+                            tracing=setting, started_unix=time.time(), service_level=config.service_level,
+                            search=s)  # fmt: skip
     wrk_bin = provision.locate().wrk
     print(f"capacity run {run_id} -> {run_dir}", flush=True)
 
     def body(st: Any) -> None:
         st.toxiproxy.reset()
+        if st.tracing != tracing_of(setting):
+            st.use_tracing(tracing_of(setting))
         runner = StepRunner(st, run_dir / "steps", config.service_level, s)
         for p in pipelines:
             report.pipelines[p] = measure_pipeline(runner, p)
+            report.pipelines[p].tracing_costs = measure_tracing_costs(runner, p, setting, config.tracing.overhead)
             report.write(run_dir / "capacity.json")
         if with_ceilings:
             report.ceilings = measure_ceilings(st, pipelines, s, wrk_bin)
 
-    if stack is not None:
-        body(stack)
+    if stack is not None:  # someone else's stack: left with the tracing it came with
+        before = stack.tracing
+        try:
+            body(stack)
+        finally:
+            if stack.tracing != before:
+                stack.use_tracing(before)
     else:
         assert open_stack is not None
-        with open_stack(run_dir / "stack", pipelines[0]) as st:
+        with open_stack(run_dir / "stack", pipelines[0], tracing_of(setting)) as st:
             body(st)
     report.ratios = ratios(report)
     report.generator = generator_figures(report)
@@ -726,9 +809,10 @@ def scaling_note(cpus: int | None, replicas: int) -> str | None:
     return None
 
 
-def main(pipelines: Sequence[str], quick: bool, replicas: Any = None) -> int:
+def main(pipelines: Sequence[str], quick: bool, replicas: Any = None, tracing: str | None = None) -> int:
     """`replicas`: harness.replicas.Replicas (None: the single stack). With more than one, the
-    last-capacity file (what capacity-relative rates read) is left alone."""
+    last-capacity file (what capacity-relative rates read) is left alone. `tracing`: the search's
+    setting ("off" or a ratio; default: capacity.yaml's)."""
     from harness import provision, supervisor
     from harness.stack import Stack
 
@@ -741,14 +825,17 @@ def main(pipelines: Sequence[str], quick: bool, replicas: Any = None) -> int:
     try:
         with supervisor.terminating_signals():
             if replicas is None or replicas.default:
-                run_capacity(pipelines, quick, open_stack=lambda work, p: Stack(work, p), config=config)
+                run_capacity(
+                    pipelines, quick, open_stack=lambda work, p, t: Stack(work, p, tracing=t), config=config,
+                    tracing=tracing,
+                )  # fmt: skip
             else:
                 note = scaling_note(os.cpu_count(), replicas.count)
                 if note:
                     print(f"bench capacity: {note}", flush=True)
                 report = run_capacity(
-                    pipelines, quick, open_stack=lambda work, p: Stack(work, p, replicas=replicas), config=config,
-                    remember=False,
+                    pipelines, quick, open_stack=lambda work, p, t: Stack(work, p, tracing=t, replicas=replicas),
+                    config=config, remember=False, tracing=tracing,
                 )  # fmt: skip
                 report.replicas, report.balancer, report.scaling_note = replicas.count, replicas.balancer, note
                 report.write(paths.runs_dir() / report.run_id / "capacity.json")

@@ -196,7 +196,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"bench capacity: {e}", file=sys.stderr)
         return EXIT_USAGE
-    return capacity.main(pipelines, args.quick, None if replicas.default else replicas)
+    return capacity.main(pipelines, args.quick, None if replicas.default else replicas, args.tracing)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -288,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument(
         "--quick", action="store_true", help="short steps, coarse bisection (harness/limits/capacity.yaml)"
     )
+    cap.add_argument(
+        "--tracing", type=_tracing_setting, metavar="off|RATIO",
+        help="the search's tracing: off, or the share of traces kept (default: harness/limits/capacity.yaml's)",
+    )  # fmt: skip
     subs["validate"].add_argument("scenario", nargs="*", default=["all"])
     subs["validate"].add_argument(
         "--replicas", type=int, choices=range(1, topology.NOTIFICATION_REPLICAS_MAX + 1), default=1,
@@ -314,6 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     noise_cmd.add_argument("--out", type=Path, help="where to write the floors (default: RUN/noise.json)")
     return p
+
+
+def _tracing_setting(text: str) -> str:
+    from harness.capacity import tracing_of
+
+    try:
+        tracing_of(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _add_replica_arguments(sp: argparse.ArgumentParser) -> None:

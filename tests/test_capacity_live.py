@@ -19,7 +19,7 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
                 "min_step": 20, "drain_seconds": 15, "ceiling_seconds": 1}
     )  # fmt: skip
     config = shipped.model_copy(update={"search": shipped.search.model_copy(update={"quick": short})})
-    before = stack.pipeline
+    before, before_tracing = stack.pipeline, stack.tracing
     try:
         report = capacity.run_capacity(
             ["sync", "async"], quick=True, stack=stack, config=config, runs_root=tmp_path, remember=False
@@ -40,6 +40,12 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
         components = set(pc.steps[0].cpu_cores)
         assert {"reaction", "notification", "kafka", "pushsink", "loadgen"} <= components
         assert set(pc.cpu_seconds_per_1000) >= {"reaction", "notification"}
+        # the CPU step under the search's tracing, then with tracing off and on for every reaction
+        costs = {c.setting: c for c in pc.tracing_costs}
+        assert list(costs) == [config.tracing.search, "off", "1"]
+        assert all(c.services() is not None and c.cpu_seconds_per_1000["reaction"] > 0 for c in costs.values())
+    assert stack.tracing == before_tracing, "the stack keeps the tracing it came with"
+    assert report.tracing == config.tracing.search
     assert report.pipelines["async"].acceptance is not None
     assert report.pipelines["async"].steps[0].backlog_growth_per_second is not None
 

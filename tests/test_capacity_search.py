@@ -170,6 +170,22 @@ def test_a_bad_file_names_the_file_and_the_field(tmp_path: Path) -> None:
     assert "search.quick.resolution" in message  # and the field it left missing
 
 
+def test_tracing_settings_are_off_or_a_share_and_a_bad_one_names_its_field(tmp_path: Path) -> None:
+    from harness.stack import Tracing
+
+    assert capacity.tracing_of("off") == Tracing(enabled=False)
+    assert capacity.tracing_of("0.01") == Tracing(enabled=True, sample_ratio=0.01)
+    for bad in ("1.5", "-0.1", "all"):
+        with pytest.raises(ValueError, match="not a tracing setting"):
+            capacity.tracing_of(bad)
+    text = capacity.LIMITS_FILE.read_text().replace('overhead: ["off", "1"]', 'overhead: ["off", "2"]')
+    path = tmp_path / "capacity.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert "tracing.overhead.1" in str(e.value) and "'2' is not a tracing setting" in str(e.value)
+
+
 def test_an_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")

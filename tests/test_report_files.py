@@ -194,7 +194,7 @@ def test_claims_that_hold_by_design_say_so_and_are_counted_apart(written: tuple[
 
 
 def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
-    from harness.capacity import CapacityReport, PipelineCapacity, SearchResult, load_config
+    from harness.capacity import CapacityReport, PipelineCapacity, SearchResult, TracingCost, load_config
 
     config = load_config()
     found = SearchResult(limits=["api.p99"], rate=300.0, broke_at=350.0, bound="pipeline", reasons=["API p99 165 ms"])
@@ -204,7 +204,12 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
         run_id="20260101-000000-capacity", hostname="vm", cpus=2, quick=True, started_unix=0.0,
         service_level=config.service_level, search=config.search.quick,
         pipelines={
-            "sync": PipelineCapacity(pipeline="sync", capacity=found, cpu_rate=200, cpu_seconds_per_1000=cpu),
+            "sync": PipelineCapacity(pipeline="sync", capacity=found, cpu_rate=200, cpu_seconds_per_1000=cpu,
+                                     tracing_costs=[TracingCost(setting="0.01", cpu_seconds_per_1000=cpu),
+                                                    TracingCost(setting="off", cpu_seconds_per_1000={"reaction": 1.0,
+                                                                                                     "loadgen": 9.0}),
+                                                    TracingCost(setting="1", cpu_seconds_per_1000={"reaction": 2.5},
+                                                                held=False)]),
             "async": PipelineCapacity(pipeline="async", capacity=bound, cpu_rate=200),
         },
     )  # fmt: skip
@@ -216,3 +221,7 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
     assert "| sync | 300/s |" in md and "broke at 350/s: API p99 165 ms" in md
     assert "| **async** | 400/s |" in md and "GENERATOR-BOUND at 450/s" in md  # never the pipeline's: in bold/red
     assert "reaction 1.40" in md
+    # what tracing costs: the services' CPU per setting over tracing off (the generator left out)
+    assert "| sync | 1% of reactions | 1.40 | x1.40 | reaction 1.40 |" in md
+    assert "| sync | off | 1.00 | x1.00 | reaction 1.00 |" in md
+    assert "| sync | every reaction (broke its service level) | 2.50 | x2.50 |" in md

@@ -21,6 +21,7 @@ from harness.report.model import (
     RATE_COLUMNS,
     TRACE_COLUMNS,
     TRACES_TEXT,
+    TRACING_COST_COLUMNS,
     ClaimRow,
     Rows,
     ScenarioRow,
@@ -174,6 +175,8 @@ def capacity_section(rows: Rows) -> str:
         + "<ul>" + "".join(f"<li>{escape(r)}</li>" for r in c.ratios) + "</ul>"
         + table(["pipeline", "at", "CPU seconds per 1,000 reactions"], [list(x) for x in c.cpu])
         + f'<p class="note">{escape(c.generator)}</p>'
+        + (f"<h4>What tracing costs ({escape(c.tracing)}; each pipeline's CPU step replayed)</h4>"
+           + table(list(TRACING_COST_COLUMNS), [list(x) for x in c.tracing_costs]) if c.tracing_costs else "")
     )  # fmt: skip
 
 

@@ -13,6 +13,8 @@ from harness.report.model import (
     RATE_COLUMNS,
     TRACE_COLUMNS,
     TRACES_TEXT,
+    TRACING_COST_COLUMNS,
+    CapacityRows,
     ClaimRow,
     HypothesisRow,
     Rows,
@@ -85,7 +87,15 @@ def capacity_section(rows: Rows) -> list[str]:
         *table(["pipeline", "at", "CPU seconds per 1,000 reactions"], c.cpu),
         "",
         c.generator,
+        *tracing_cost_section(c),
     ]
+
+
+def tracing_cost_section(c: CapacityRows) -> list[str]:
+    if not c.tracing_costs:
+        return []
+    return ["", f"### What tracing costs ({c.tracing}; each pipeline's CPU step replayed)", "",
+            *table(TRACING_COST_COLUMNS, c.tracing_costs)]  # fmt: skip
 
 
 def markdown(rows: Rows) -> str:

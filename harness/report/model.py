@@ -301,9 +301,36 @@ class CapacityRows:
     ratios: tuple[str, ...]
     cpu: tuple[tuple[str, ...], ...]  # pipeline, rate, then CPU seconds per 1,000 reactions per component
     generator: str
+    tracing: str = ""  # the search's tracing setting, in words
+    tracing_costs: tuple[tuple[str, ...], ...] = ()  # pipeline, setting, services' CPU, x off, per component, p50
 
 
 CAPACITY_COLUMNS = ("pipeline", "capacity", "acceptance", "how the search ended")
+TRACING_COST_COLUMNS = (
+    "pipeline", "tracing", "services' CPU-s per 1,000", "x tracing off", "per component", "API p50",
+)  # fmt: skip
+
+
+def tracing_words(setting: str) -> str:
+    if setting == "off":
+        return "off"
+    return "every reaction" if float(setting) == 1.0 else f"{float(setting):.0%} of reactions"
+
+
+def tracing_cost_rows(report: capacity.CapacityReport) -> tuple[tuple[str, ...], ...]:
+    out = []
+    for name, pc in report.pipelines.items():
+        off = next((c.services() for c in pc.tracing_costs if c.setting == "off"), None)
+        for c in pc.tracing_costs:
+            own = c.services()
+            factor = f"x{own / off:.2f}" if own is not None and off else NO_VALUE
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in c.cpu_seconds_per_1000.items() if k in capacity.SERVICES)
+            p50 = NO_VALUE if c.api_p50_seconds is None else f"{c.api_p50_seconds * 1000:.1f} ms"
+            words = tracing_words(c.setting) + ("" if c.held else " (broke its service level)")
+            out.append((name, words, NO_VALUE if own is None else f"{own:.2f}", factor, parts or NO_VALUE, p50))
+    return tuple(out)
+
+
 CEILING_COLUMNS = ("ceiling", "tool", "what", "per second")
 
 
@@ -319,6 +346,8 @@ def capacity_rows(path: Path) -> CapacityRows | None:
     return CapacityRows(
         source=f"{path.name}: bench capacity run {report.run_id} on {report.hostname}"
         + (f"; {report.scaling_note}" if report.scaling_note else ""),
+        tracing=f"searched with tracing {tracing_words(report.tracing)}",
+        tracing_costs=tracing_cost_rows(report),
         pipelines=tuple(
             (
                 name,
