@@ -41,6 +41,7 @@ compose-up: ## containers: build and start the stack, Grafana and Locust (KAFKA=
 	PIPELINE=$(or $(PIPELINE),async) $(COMPOSE) up --build --detach --wait --scale locust-worker=$(LOCUST_WORKERS)
 	@echo "Grafana    http://127.0.0.1:$(call compose_env,GRAFANA_PORT)  (anonymous viewer; admin/\$$GRAFANA_ADMIN_PASSWORD)"
 	@echo "Locust UI  http://127.0.0.1:$(call compose_env,LOCUST_WEB_PORT)  ($(LOCUST_WORKERS) workers)"
+	@echo "Jaeger UI  http://127.0.0.1:$(call compose_env,JAEGER_QUERY_HTTP_PORT)  (traces; also Grafana's Jaeger data source)"
 	@echo "stop with  make down RUNTIME=compose"
 
 compose-down: ## containers: stop and remove every compose container and volume (all profiles)

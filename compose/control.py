@@ -44,6 +44,7 @@ SERVICES = (
     generate.NOTIFICATION,
     generate.REACTION,
     generate.PROMETHEUS,
+    generate.JAEGER,  # the cells' traces are read back from it
 )
 
 

@@ -6,6 +6,7 @@ generated/compose.env, and the config files are the native ones with container h
   compose.env                         ports, topics, versions, ids (`--env-file` for docker compose)
   toxiproxy.json                      the proxies, loaded by `toxiproxy-server -config`
   prometheus.yml                      dashboards/prometheus/config.py's config, targets at service names
+  jaeger.yaml                         the native Jaeger's config (harness/stack.py), listening on every interface
   kafka/server.properties             facts.kafka_broker.properties, listeners at container hosts
   kafka/log4j2.yaml                   the native broker's logging
   toxiproxy-cluster.json              the three-broker profile: one Kafka proxy pair per broker
@@ -42,9 +43,14 @@ PUSHSINK = "pushsink"
 NOTIFICATION = "notification"
 REACTION = "reaction"
 PROMETHEUS = "prometheus"
+JAEGER = "jaeger"
 LOCUST_MASTER = "locust-master"
 BENCH = "bench"  # runs `bench run` inside the compose network (profile `bench`)
-COMPONENTS = (KAFKA, TOXIPROXY, PUSHSINK, NOTIFICATION, REACTION, PROMETHEUS)
+COMPONENTS = (KAFKA, TOXIPROXY, PUSHSINK, NOTIFICATION, REACTION, PROMETHEUS, JAEGER)
+# What the three services resolve through facts/topology.py rather than their command line: only
+# Jaeger's OTLP endpoint (targets/tracing.py's default follows SYNC_ASYNC_BENCH_HOSTS), so the
+# compose commands stay the native ones.
+SERVICE_HOST_COMPONENTS = (JAEGER,)
 
 # Which service serves each topology port: the topology's own table (compose services keep the
 # native component names).
@@ -69,6 +75,13 @@ NATIVE_ONLY_SCRAPE_PORTS = frozenset(
     {topology.notification_replica(n).metrics_port for n in range(2, topology.NOTIFICATION_REPLICAS_MAX + 1)}
     | {topology.HAPROXY_STATS_PORT}
 )
+
+# Jaeger: the native binary is `go install`ed at the module's v1 tag (facts/versions.py); the
+# image is tagged with the v2 release of the same source (Jaeger's CHANGELOG: "v1.76.0 / v2.13.0").
+# A version bump without its image tag here fails generation.
+JAEGER_IMAGE_TAGS = {"v1.76.0": "2.13.0"}
+# As harness.stack.JAEGER_MAX_TRACES (tests/test_compose_file.py compares the two configs).
+JAEGER_MAX_TRACES = 200_000
 
 # Compose-only values: these components do not exist natively.
 GRAFANA_PORT = 3000
@@ -247,6 +260,50 @@ def prometheus_yml() -> str:
     return f"# {HEADER}\n" + yaml.safe_dump(config, sort_keys=False)
 
 
+# -- Jaeger --------------------------------------------------------------------------------------
+
+
+def jaeger_image_tag() -> str:
+    try:
+        return JAEGER_IMAGE_TAGS[versions.JAEGER_VERSION]
+    except KeyError:
+        raise GenerateError(
+            f"facts.versions.JAEGER_VERSION {versions.JAEGER_VERSION}: add its v2 image tag to JAEGER_IMAGE_TAGS"
+        ) from None
+
+
+def jaeger_config() -> dict[str, object]:
+    """harness.stack.jaeger_config with every listener on all interfaces: OTLP/HTTP in, the memory
+    store, the query API and UI out; its own metrics and self-tracing off, as natively."""
+    t = topology
+    store = "memstore"
+    return {
+        "service": {
+            "extensions": ["jaeger_storage", "jaeger_query"],
+            "pipelines": {
+                "traces": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["jaeger_storage_exporter"]}
+            },
+            "telemetry": {
+                "resource": {"service.name": "jaeger"},
+                "metrics": {"level": "none"},
+                "logs": {"level": "info"},
+            },
+        },
+        "extensions": {
+            "jaeger_query": {
+                "storage": {"traces": store},
+                "enable_tracing": False,
+                "http": {"endpoint": f"{BIND_ALL}:{t.JAEGER_QUERY_HTTP_PORT}"},
+                "grpc": {"endpoint": f"{BIND_ALL}:{t.JAEGER_QUERY_GRPC_PORT}"},
+            },
+            "jaeger_storage": {"backends": {store: {"memory": {"max_traces": JAEGER_MAX_TRACES}}}},
+        },
+        "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"{BIND_ALL}:{t.JAEGER_OTLP_HTTP_PORT}"}}}},
+        "processors": {"batch": {}},
+        "exporters": {"jaeger_storage_exporter": {"trace_storage": store}},
+    }
+
+
 # -- compose.env ---------------------------------------------------------------------------------
 
 
@@ -257,6 +314,7 @@ def env() -> dict[str, str]:
     return {
         "KAFKA_VERSION": versions.KAFKA_VERSION,
         "TOXIPROXY_VERSION": versions.TOXIPROXY_VERSION.removeprefix("v"),  # the image tags drop the v
+        "JAEGER_VERSION": jaeger_image_tag(),
         "KAFKA_INTERNAL_PORT": str(t.KAFKA_INTERNAL_PORT),
         "KAFKA_PRODUCE_PORT": str(t.KAFKA_PRODUCE_PORT),
         "KAFKA_CONSUME_PORT": str(t.KAFKA_CONSUME_PORT),
@@ -269,6 +327,9 @@ def env() -> dict[str, str]:
         "PROMETHEUS_PORT": str(t.PROMETHEUS_PORT),
         "LOADGEN_METRICS_PORT": str(t.LOADGEN_METRICS_PORT),
         "CHAOS_METRICS_PORT": str(t.CHAOS_METRICS_PORT),
+        "JAEGER_OTLP_HTTP_PORT": str(t.JAEGER_OTLP_HTTP_PORT),
+        "JAEGER_QUERY_HTTP_PORT": str(t.JAEGER_QUERY_HTTP_PORT),
+        "JAEGER_QUERY_GRPC_PORT": str(t.JAEGER_QUERY_GRPC_PORT),
         **{env_name(p.name): str(p.listen_port) for p in t.PROXIES},
         "TOPIC_REACTIONS": t.TOPIC_REACTIONS,
         "TOPIC_DEAD_LETTER": t.TOPIC_DEAD_LETTER,
@@ -290,6 +351,8 @@ def env() -> dict[str, str]:
         # For the bench container: component=host, what facts/topology.py needs to reach the
         # other containers by service name (see compose/README.md, "How the harness drives it").
         "BENCH_HOSTS": ",".join(f"{c}={c}" for c in COMPONENTS),
+        # For the three services: SERVICE_HOST_COMPONENTS (Jaeger, where their spans go).
+        "SERVICE_HOSTS": ",".join(f"{c}={c}" for c in SERVICE_HOST_COMPONENTS),
     }
 
 
@@ -324,6 +387,7 @@ def outputs() -> dict[Path, str]:
         GENERATED / "compose.env": render_env(env()),
         GENERATED / "toxiproxy.json": _json(toxiproxy_config()),
         GENERATED / "prometheus.yml": prometheus_yml(),
+        GENERATED / "jaeger.yaml": f"# {HEADER}\n" + yaml.safe_dump(jaeger_config(), sort_keys=False),
         GENERATED / "kafka" / "server.properties": render_properties(kafka_properties()),
         # The native broker's logging (console only, request logger quiet).
         GENERATED / "kafka" / "log4j2.yaml": kafka_broker.LOG4J2_YAML,

@@ -78,7 +78,7 @@ class FakeDocker:
 
 @pytest.fixture
 def fake() -> Iterator[tuple[FakeDocker, Path]]:
-    docker = FakeDocker(["toxiproxy", "kafka", "pushsink", "notification", "reaction", "prometheus", "me"])
+    docker = FakeDocker([*control.SERVICES, "me"])
     folder = Path(tempfile.mkdtemp(prefix="dk"))  # short: a Unix socket path has ~100 bytes at most
     sock = folder / "docker.sock"
 
@@ -191,6 +191,8 @@ def test_up_waits_for_every_service_and_sets_the_pipeline(fake: tuple[FakeDocker
     with make_stack(sock, tmp_path, pipeline="sync-resilient", health_probe=lambda: dict(running)) as stack:
         assert stack.healthy("kafka") and running["pipeline"] == "sync-resilient"
     assert posts(docker) == ["/containers/id-reaction/restart"]
+    inspected = {url.split("/")[2].removeprefix("id-") for method, url in docker.calls if url.endswith("/json")}
+    assert inspected >= {"toxiproxy", "kafka", "pushsink", "notification", "reaction", "prometheus", "jaeger"}
     assert not stack.control_file.exists()  # down(): the next start falls back to $PIPELINE
 
 

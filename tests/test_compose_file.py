@@ -24,8 +24,10 @@ import yaml
 from compose import generate
 from dashboards.grafana import export as grafana
 from facts import topology, versions
+from harness import provision
 from harness.replicas import Replicas
-from harness.stack import Stack
+from harness.stack import Stack, jaeger_config
+from targets import tracing
 from targets.notification import __main__ as notification_main
 from targets.pushsink import __main__ as pushsink_main
 from targets.reaction import __main__ as reaction_main
@@ -36,7 +38,7 @@ CLUSTER = COMPOSE_DIR / "docker-compose.cluster.yml"
 ENV_FILE = generate.GENERATED / "compose.env"
 # Variables not in the generated env file: the secret (no default), and two user knobs.
 USER_VARIABLES = {"GRAFANA_ADMIN_PASSWORD", "PIPELINE", "DOCKER_SOCKET"}
-PUBLISHED = {"grafana", "locust-master"}
+PUBLISHED = {"grafana", "locust-master", "jaeger"}
 ONE_SHOT = {"kafka-init", "bench"}
 APP_IMAGE_SERVICES = {"pushsink", "notification", "reaction", "locust-master", "locust-worker", "bench"}
 VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[?-])([^}]*))?\}")
@@ -141,6 +143,11 @@ def test_images_are_pinned() -> None:
     base = services()
     assert base["kafka"]["image"] == f"apache/kafka:{versions.KAFKA_VERSION}"
     assert base["toxiproxy"]["image"] == f"ghcr.io/shopify/toxiproxy:{versions.TOXIPROXY_VERSION.removeprefix('v')}"
+    # The v2 image of the native binary's release (Jaeger tags both: "v1.76.0 / v2.13.0").
+    assert base["jaeger"]["image"] == f"jaegertracing/jaeger:{generate.JAEGER_IMAGE_TAGS[versions.JAEGER_VERSION]}"
+    assert generate.JAEGER_IMAGE_TAGS == {"v1.76.0": "2.13.0"}, (
+        "a new Jaeger release: check its v2 tag in its CHANGELOG"
+    )
 
 
 def test_app_services_build_the_one_dockerfile() -> None:
@@ -194,7 +201,7 @@ def test_load_never_starts_against_a_cold_target() -> None:
     assert "prometheus" in _needs(svcs, "bench") and "prometheus" in _needs(svcs, "locust-master")
 
 
-def test_only_grafana_and_locust_are_published_on_loopback() -> None:
+def test_only_grafana_locust_and_jaeger_ui_are_published_on_loopback() -> None:
     for path in (BASE, CLUSTER):
         for name, svc in services(path).items():
             assert svc.get("network_mode") is None, f"{name}: network_mode"
@@ -208,6 +215,7 @@ def test_only_grafana_and_locust_are_published_on_loopback() -> None:
     assert published == {
         "grafana": [f"127.0.0.1:{generate.GRAFANA_PORT}:{generate.GRAFANA_PORT}"],
         "locust-master": [f"127.0.0.1:{generate.LOCUST_WEB_PORT}:{generate.LOCUST_WEB_PORT}"],
+        "jaeger": [f"127.0.0.1:{topology.JAEGER_QUERY_HTTP_PORT}:{topology.JAEGER_QUERY_HTTP_PORT}"],
     }
 
 
@@ -242,7 +250,9 @@ def test_every_mounted_host_path_exists() -> None:
 
 def _native(tmp_path: Path) -> Any:
     """What Stack's spec methods read, without provisioning anything."""
-    arts = SimpleNamespace(prometheus=Path("prometheus"), toxiproxy_server=Path("toxiproxy-server"))
+    arts = SimpleNamespace(
+        prometheus=Path("prometheus"), toxiproxy_server=Path("toxiproxy-server"), jaeger=Path("jaeger")
+    )
     # replicas: the single-replica stack (harness/replicas.py), what compose runs
     return cast(Any, SimpleNamespace(work_dir=tmp_path, arts=arts, toxiproxy=None, replicas=Replicas()))
 
@@ -273,6 +283,8 @@ def test_prometheus_runs_with_the_native_flags(tmp_path: Path) -> None:
     native = _flags(Stack.prometheus_spec(_native(tmp_path)).argv[1:])
     svc = services()["prometheus"]
     compose = _flags(svc["command"])
+    # Compose only: exemplars (Grafana links them to Jaeger; the native stack has no Grafana).
+    assert compose.pop("enable-feature") == "exemplar-storage"
     assert native.keys() == compose.keys()
     assert native["web.listen-address"] == topology.addr(topology.PROMETHEUS_PORT)
     assert compose["web.listen-address"] == f"{generate.BIND_ALL}:{topology.PROMETHEUS_PORT}"
@@ -363,22 +375,87 @@ def test_kafka_init_creates_the_native_topics() -> None:
     assert svc["environment"]["REPLICATION_FACTOR"] == "1"
 
 
+def test_every_topology_component_is_a_compose_service() -> None:
+    assert set(generate.PORT_SERVICE.values()) <= set(services()), "a topology component compose does not run"
+
+
+def test_jaeger_runs_the_native_config_with_container_listeners(tmp_path: Path) -> None:
+    svc = services()["jaeger"]
+    config_file = "/etc/jaeger/config.yaml"
+    assert svc["command"] == ["--config", f"file:{config_file}"]  # the image's entrypoint is the binary
+    assert svc["volumes"] == [f"./generated/jaeger.yaml:{config_file}:ro"]
+    native_argv = Stack.jaeger_spec(_native(tmp_path)).argv
+    assert native_argv[1] == "--config" and native_argv[2].startswith("file:")
+    compose = yaml.safe_load((generate.GENERATED / "jaeger.yaml").read_text())
+    native = json.loads(json.dumps(jaeger_config()).replace(f'"{topology.HOST}:', f'"{generate.BIND_ALL}:'))
+    assert compose == native
+    endpoints = [
+        compose["receivers"]["otlp"]["protocols"]["http"]["endpoint"],
+        compose["extensions"]["jaeger_query"]["http"]["endpoint"],
+        compose["extensions"]["jaeger_query"]["grpc"]["endpoint"],
+    ]
+    assert endpoints == [
+        f"{generate.BIND_ALL}:{p}"
+        for p in (topology.JAEGER_OTLP_HTTP_PORT, topology.JAEGER_QUERY_HTTP_PORT, topology.JAEGER_QUERY_GRPC_PORT)
+    ]
+    # Ready as natively: the query API answers.
+    assert svc["healthcheck"]["test"][-1] == f"http://127.0.0.1:{topology.JAEGER_QUERY_HTTP_PORT}/api/services"
+    # The native binary (the same release) accepts the file.
+    binary = provision.jaeger_binary()
+    if not binary.exists():
+        pytest.fail(f"Jaeger is not provisioned at {binary} (make setup builds it)")
+    out = subprocess.run(
+        [str(binary), "validate", "--config", f"file:{generate.GENERATED / 'jaeger.yaml'}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_services_send_their_spans_to_jaeger(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same command lines as natively; the default OTLP endpoint (Jaeger's port on its topology
+    host) resolves to the jaeger service through SYNC_ASYNC_BENCH_HOSTS."""
+    svcs = services()
+    hosts = generate.env()["SERVICE_HOSTS"]
+    monkeypatch.setattr(topology, "HOSTS", dict(item.split("=") for item in hosts.split(",")))
+    parsers = {
+        "pushsink": ("targets.pushsink", pushsink_main.parse_args),
+        "notification": ("targets.notification", notification_main.parse_args),
+        "reaction": ("targets.reaction", reaction_main.parse_args),
+    }
+    for name, (module, parse) in parsers.items():
+        svc = svcs[name]
+        assert svc["environment"]["SYNC_ASYNC_BENCH_HOSTS"] == hosts, name
+        assert depends_on(svc)["jaeger"] == {"condition": "service_healthy"}, name
+        args = _args(svc, module)
+        if name == "reaction":
+            args[args.index("--pipeline") + 1] = "async"
+        settings = tracing.Settings.from_args(parse(args))
+        assert settings.enabled and settings.sample_ratio == 1.0, name
+        assert settings.otlp_endpoint == f"http://{generate.JAEGER}:{topology.JAEGER_OTLP_HTTP_PORT}", name
+
+
 def test_grafana_is_provisioned_from_dashboards() -> None:
     svc = services()["grafana"]
     assert "../dashboards/grafana/provisioning:/etc/grafana/provisioning:ro" in svc["volumes"]
     assert f"../dashboards/grafana/generated:{grafana.CONTAINER_DASHBOARDS}:ro" in svc["volumes"]
     home = svc["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert (grafana.GENERATED / Path(home).name).is_file()
-    # The provisioned datasource reaches Prometheus by the compose service name and port.
+    # The provisioned datasources reach Prometheus and Jaeger by the compose service names and ports.
     prometheus_url = f"http://{generate.PROMETHEUS}:{topology.PROMETHEUS_PORT}"
     assert prometheus_url == grafana.PROMETHEUS_URL
     assert generate.PROMETHEUS in services()
+    assert f"http://{generate.JAEGER}:{topology.JAEGER_QUERY_HTTP_PORT}" == grafana.JAEGER_URL
+    assert generate.JAEGER in services()
 
 
 def test_bench_container_can_drive_the_stack() -> None:
     svc = services()["bench"]
     assert svc["profiles"] == ["bench"]
     assert svc["environment"]["SYNC_ASYNC_BENCH_HOSTS"] == generate.env()["BENCH_HOSTS"]
+    assert "jaeger=jaeger" in svc["environment"]["SYNC_ASYNC_BENCH_HOSTS"].split(",")  # traces read back
+    assert depends_on(svc)["jaeger"] == {"condition": "service_healthy"}
     assert svc["environment"]["SYNC_ASYNC_BENCH_KAFKA_BOOTSTRAP"] == f"kafka:{topology.KAFKA_INTERNAL_PORT}"
     targets = {m["target"] if isinstance(m, dict) else m.split(":")[1] for m in svc["volumes"]}
     assert {"/app/runs", "/run/sab", "/var/run/docker.sock"} <= targets

@@ -41,6 +41,7 @@ def test_env_carries_the_topology() -> None:
         "REACTION_HTTP_PORT", "NOTIFICATION_GRPC_PORT", "NOTIFICATION_METRICS_PORT", "PUSHSINK_HTTP_PORT",
         "TOXIPROXY_API_PORT", "PROMETHEUS_PORT", "LOADGEN_METRICS_PORT", "CHAOS_METRICS_PORT",
         "TOPIC_REACTIONS", "TOPIC_DEAD_LETTER", "TOPIC_PARTITIONS", "CONSUMER_GROUP",
+        "JAEGER_OTLP_HTTP_PORT", "JAEGER_QUERY_HTTP_PORT", "JAEGER_QUERY_GRPC_PORT",
     ):  # fmt: skip
         assert values[name] == str(getattr(t, name)), name
     for proxy in t.PROXIES:
@@ -48,6 +49,14 @@ def test_env_carries_the_topology() -> None:
     assert values["KAFKA_VERSION"] == versions.KAFKA_VERSION
     assert "v" + values["TOXIPROXY_VERSION"] == versions.TOXIPROXY_VERSION
     assert values["KAFKA_HEAP_OPTS"].split() == list(kafka_broker.HEAP_OPTS)
+    assert values["JAEGER_VERSION"] == generate.JAEGER_IMAGE_TAGS[versions.JAEGER_VERSION]
+    assert values["SERVICE_HOSTS"] == "jaeger=jaeger"
+
+
+def test_a_jaeger_version_without_its_image_tag_fails_generation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(versions, "JAEGER_VERSION", "v1.99.0")
+    with pytest.raises(generate.GenerateError, match=r"v1\.99\.0: add its v2 image tag to JAEGER_IMAGE_TAGS"):
+        generate.env()
 
 
 def test_every_topology_port_has_a_compose_service() -> None:

@@ -135,3 +135,20 @@ def test_provisioning() -> None:
     )
     providers = yaml.safe_load((export.PROVISIONING / "dashboards" / "dashboards.yml").read_text())["providers"]
     assert [p["options"]["path"] for p in providers] == ["/var/lib/grafana/dashboards"]
+
+
+def test_jaeger_datasource_and_exemplar_links() -> None:
+    """Grafana has Jaeger as a datasource, and Prometheus' exemplars carrying a trace id link to it."""
+    folder = export.PROVISIONING / "datasources"
+    provisioned = {f.name: yaml.safe_load(f.read_text())["datasources"] for f in folder.glob("*.yml")}
+    assert set(provisioned) == {"prometheus.yml", "jaeger.yml"}
+    (jaeger,) = provisioned["jaeger.yml"]
+    assert (jaeger["uid"], jaeger["type"], jaeger["access"]) == (export.JAEGER_DATASOURCE_UID, "jaeger", "proxy")
+    assert jaeger["url"] == f"http://jaeger:{topology.JAEGER_QUERY_HTTP_PORT}" and jaeger["isDefault"] is False
+    uids = [d["uid"] for ds in provisioned.values() for d in ds]
+    assert len(uids) == len(set(uids)) == 2
+    (prometheus,) = provisioned["prometheus.yml"]
+    assert prometheus["isDefault"] is True
+    assert prometheus["jsonData"]["exemplarTraceIdDestinations"] == [
+        {"name": "trace_id", "datasourceUid": jaeger["uid"]}
+    ]
