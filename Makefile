@@ -14,7 +14,7 @@ ifeq ($(filter $(RUNTIME),native compose),)
 $(error RUNTIME must be native or compose, got '$(RUNTIME)')
 endif
 
-.PHONY: help setup doctor venv stubs provision bench bench-quick test test-unit lint up down clean
+.PHONY: help setup doctor venv stubs provision capacity bench bench-quick test test-unit lint up down clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -60,12 +60,18 @@ down: ## stop everything `make up` started
 # over repetitions (three times as long); TIME_SCALE=1 plays the scenarios at full length.
 REPEAT ?= 1
 TIME_SCALE ?= 0.5
+# The scenarios' rates are relative to this machine's capacity: the first `make bench` measures it
+# (a quick search, a few minutes); later ones reuse it until `make capacity` measures again.
 # The report is written even when a hypothesis failed; the exit code is the run's.
 bench: setup ## run the default matrix (all pipelines x all scenarios; REPEAT=N, TIME_SCALE=F) and write the report
+	$(BIN)/bench capacity --pipeline all --quick --if-missing
 	@rc=0; $(BIN)/bench run --pipeline all --scenario all --repeat $(REPEAT) --time-scale $(TIME_SCALE) \
 		$(BENCH_ARGS) || rc=$$?; \
 	if [ -e runs/latest/run.json ]; then $(BIN)/bench report runs/latest --screenshot; \
 	echo "report: $$(readlink -f runs/latest)/report.html (and report.md)"; fi; exit $$rc
+
+capacity: setup ## measure every pipeline's capacity, the ceilings and what tracing costs (full search), for the loads
+	$(BIN)/bench capacity --pipeline all
 
 bench-quick: setup ## a shorter matrix (30 s per cell) for CI, and its report
 	@$(MAKE) --no-print-directory bench BENCH_ARGS="--quick $(BENCH_ARGS)"

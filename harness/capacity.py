@@ -28,16 +28,17 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from facts import paths, quantiles
-from harness import ceilings, generator_health, sink, yamlpos
+from harness import ceilings, generator_health, measured_tracing, sink, yamlpos
 from harness.ceilings import Ceiling
 from harness.cpu import CpuSnapshot
 from harness.loadgen import LoadRun
+from harness.measured_tracing import tracing_of
 from harness.progress import Progress
 from harness.sampling import drain, sample_backlog
 from harness.stack import Tracing
@@ -88,35 +89,11 @@ class Searches(_Model):
     quick: SearchSettings
 
 
-def tracing_of(setting: str) -> Tracing:
-    """ "off", or the share of traces kept ("0.01", "1") -> what the services are told."""
-    if setting == "off":
-        return Tracing(enabled=False)
-    try:
-        ratio = float(setting)
-    except ValueError:
-        ratio = -1.0
-    if not 0.0 <= ratio <= 1.0:
-        raise ValueError(f"{setting!r} is not a tracing setting: 'off', or the share of traces kept, within [0, 1]")
-    return Tracing(enabled=True, sample_ratio=ratio)
-
-
-TracingSetting = Annotated[str, AfterValidator(lambda v: (tracing_of(v), v)[1])]
-
-
-class TracingSettings(_Model):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    search: TracingSetting
-    overhead: list[TracingSetting]
-
-
 class CapacityConfig(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     service_level: ServiceLevel
     search: Searches
-    tracing: TracingSettings
 
 
 class ConfigError(ValueError):
@@ -411,12 +388,18 @@ def load_report(path: Path) -> CapacityReport:
 
 
 def last_capacities(runtime: str = "native") -> Capacities | None:
-    """What `make_plan(capacities=...)` resolves "0.3 x sync" from; None when never measured here."""
-    path = last_file(runtime)
-    if not path.exists():
-        return None
+    """What `make_plan(capacities=...)` resolves "0.3 x sync" from; None when never measured here.
+    A stack kind `bench capacity` cannot search (compose) uses the native stack's of this machine."""
+    for path in dict.fromkeys((last_file(runtime), last_file("native"))):
+        if path.exists():
+            return capacities_from(path)
+    return None
+
+
+def capacities_from(path: Path) -> Capacities:
+    """The capacities of one capacity.json (ValueError naming the file when it is not one)."""
     report = load_report(path)
-    return Capacities(rates=report.capacities(), source=str(path))
+    return Capacities(rates=report.capacities(), source=str(path), tracing=report.tracing)
 
 
 def ratios(report: CapacityReport) -> list[Ratio]:
@@ -742,7 +725,7 @@ def run_capacity(
     with_ceilings: bool = True, remember: bool = True, tracing: str | None = None,
 ) -> CapacityReport:  # fmt: skip
     """Search each pipeline's capacity and measure the ceilings on one stack (started here with
-    `open_stack`, or the given running `stack`, with tracing `tracing` or capacity.yaml's); write
+    `open_stack`, or the given running `stack`, with tracing `tracing` or harness/limits/tracing.yaml's); write
     runs/<id>/capacity.json and, with `remember`, the last-capacity file of this machine."""
     from harness import provision
 
@@ -752,7 +735,8 @@ def run_capacity(
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-capacity"
     run_dir = root / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    setting = tracing or config.tracing.search
+    measured = measured_tracing.load()
+    setting = tracing or measured.sample
     report = CapacityReport(run_id=run_id, hostname=platform.node(), cpus=os.cpu_count(), quick=quick,
                             tracing=setting, started_unix=time.time(), service_level=config.service_level,
                             search=s)  # fmt: skip
@@ -766,7 +750,7 @@ def run_capacity(
         runner = StepRunner(st, run_dir / "steps", config.service_level, s)
         for p in pipelines:
             report.pipelines[p] = measure_pipeline(runner, p)
-            report.pipelines[p].tracing_costs = measure_tracing_costs(runner, p, setting, config.tracing.overhead)
+            report.pipelines[p].tracing_costs = measure_tracing_costs(runner, p, setting, measured.overhead)
             report.write(run_dir / "capacity.json")
         if with_ceilings:
             report.ceilings = measure_ceilings(st, pipelines, s, wrk_bin)
@@ -812,14 +796,15 @@ def scaling_note(cpus: int | None, replicas: int) -> str | None:
 def main(pipelines: Sequence[str], quick: bool, replicas: Any = None, tracing: str | None = None) -> int:
     """`replicas`: harness.replicas.Replicas (None: the single stack). With more than one, the
     last-capacity file (what capacity-relative rates read) is left alone. `tracing`: the search's
-    setting ("off" or a ratio; default: capacity.yaml's)."""
+    setting ("off" or a ratio; default: harness/limits/tracing.yaml's)."""
     from harness import provision, supervisor
     from harness.stack import Stack
 
     try:
         config = load_config()
+        measured_tracing.load()
         provision.locate()
-    except (ConfigError, provision.ProvisionError) as e:
+    except (ConfigError, ValueError, provision.ProvisionError) as e:
         print(f"bench capacity: {e}", file=sys.stderr)
         return 2
     try:

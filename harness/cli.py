@@ -19,6 +19,7 @@ EXIT_USAGE = 2
 if TYPE_CHECKING:
     from harness.replicas import Replicas
     from harness.run import StackOpener
+    from loadtests.profile import Capacities
 
 
 def _state_file() -> paths.Path:
@@ -97,9 +98,12 @@ def _replicas(args: argparse.Namespace) -> Replicas:
     return Replicas.of(getattr(args, "replicas", 1), getattr(args, "balancer", None))
 
 
-def _stack_kind(kind: str, replicas: Replicas | None = None) -> tuple[tuple[str, ...], StackOpener]:
+def _stack_kind(
+    kind: str, replicas: Replicas | None = None, tracing: str | None = None
+) -> tuple[tuple[str, ...], StackOpener]:
     """What a process fault may target on this kind of stack, and how a run opens it. Asks Docker
-    for a compose stack; starts nothing. The command line chooses: a run never imports compose/."""
+    for a compose stack; starts nothing. The command line chooses: a run never imports compose/.
+    `tracing`: the native services' setting (harness/measured_tracing.py; compose's trace everything)."""
     from chaos import scenario as scenarios
 
     if kind == "compose":
@@ -108,13 +112,15 @@ def _stack_kind(kind: str, replicas: Replicas | None = None) -> tuple[tuple[str,
         probe = ComposeStack()
         processes = tuple(p for p in scenarios.PROCESSES + scenarios.CLUSTER_PROCESSES if probe.has_service(p))
         return processes, lambda _work_dir, pipeline: ComposeStack(pipeline)  # `docker compose up` started it
-    from harness.stack import Stack
+    from harness.measured_tracing import tracing_of
+    from harness.stack import Stack, Tracing
 
+    traced = tracing_of(tracing) if tracing is not None else Tracing()
     if replicas is not None and not replicas.default:
         return scenarios.PROCESSES + replicas.processes(), lambda work_dir, pipeline: Stack(
-            work_dir, pipeline, replicas=replicas
+            work_dir, pipeline, tracing=traced, replicas=replicas
         )
-    return scenarios.PROCESSES, lambda work_dir, pipeline: Stack(work_dir, pipeline)
+    return scenarios.PROCESSES, lambda work_dir, pipeline: Stack(work_dir, pipeline, tracing=traced)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -132,18 +138,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not replicas.default and args.stack != "native":
         print("bench run: --replicas runs on the native stack only", file=sys.stderr)
         return EXIT_USAGE
+    from harness import measured_tracing
+    from harness.capacity import capacities_from, last_capacities
+
     try:
-        processes, open_stack = _stack_kind(args.stack, replicas)
+        tracing = args.tracing or measured_tracing.load().sample
+        capacities = capacities_from(args.capacity) if args.capacity else last_capacities(args.stack)
+    except ValueError as e:  # a tracing or capacity file that cannot be read
+        print(f"bench run: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        processes, open_stack = _stack_kind(args.stack, replicas, tracing)
     except (OSError, RuntimeError) as e:
         print(f"bench run: cannot ask the {args.stack} stack what it runs: {e}", file=sys.stderr)
         return 1
-    from harness.capacity import last_capacities
-
-    try:
-        capacities = last_capacities(args.stack)
-    except ValueError as e:  # a capacity file that cannot be read
-        print(f"bench run: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    if capacities is not None and capacities.tracing not in (None, tracing) and args.stack == "native":
+        print(f"bench run: note: {capacities.source} was measured with tracing {capacities.tracing}; "
+              f"this run traces {tracing}, so its capacity-relative rates are not quite that capacity's",
+              file=sys.stderr)  # fmt: skip
     try:
         the_plan = make_plan(
             pipelines, refs, args.duration, args.quick, processes, capacities, args.repeat, args.time_scale,
@@ -177,14 +189,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
             processes += _replicas(args).processes()
         from harness.capacity import last_capacities
 
+        capacities = last_capacities()
         the_plan = make_plan(
-            list(topology.PIPELINES), refs, None, False, processes, last_capacities(), replicas=args.replicas
-        )
-    except PlanError as e:
+            list(topology.PIPELINES), refs, None, False, processes, capacities or _unmeasured(),
+            replicas=args.replicas,
+        )  # fmt: skip
+    except (PlanError, ValueError) as e:
         print(f"bench validate: invalid scenario:\n{e}", file=sys.stderr)
         return EXIT_USAGE
     print(f"ok: {len(refs)} scenario(s), {len(the_plan.cells)} cell(s)")
+    if capacities is None:
+        print("capacity-relative rates checked for their form only: no `bench capacity` on this machine yet")
     return 0
+
+
+def _unmeasured() -> Capacities:
+    """Every capacity a relative rate may name, at 1/s: validation checks a rate's form and what it
+    names, and a run needs the real ones (it refuses to start without them)."""
+    from loadtests.profile import Capacities
+
+    names = [*topology.PIPELINES, *(f"{p}.acceptance" for p in topology.PIPELINES if p == "async")]
+    return Capacities(rates=dict.fromkeys(names, 1.0), source="(no capacity measured)")
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
@@ -196,6 +221,17 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"bench capacity: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if args.if_missing and replicas.default:
+        try:
+            known = capacity.last_capacities()
+        except ValueError as e:
+            print(f"bench capacity: {e}; measuring again", file=sys.stderr)
+            known = None
+        if known is not None and all(p in known.rates for p in pipelines):
+            rates = ", ".join(f"{n} {r:.0f}/s" for n, r in known.rates.items())
+            print(f"bench capacity: this machine's last capacity is used ({rates}), from {known.source}; "
+                  "`bench capacity` without --if-missing measures again")  # fmt: skip
+            return 0
     return capacity.main(pipelines, args.quick, None if replicas.default else replicas, args.tracing)
 
 
@@ -274,6 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     run.add_argument("--processes", type=int, default=1, help="Locust worker processes")
     run.add_argument(
+        "--tracing", type=_tracing_setting, metavar="off|RATIO",
+        help="the services' tracing: off, or the share of traces kept (default: harness/limits/tracing.yaml's)",
+    )  # fmt: skip
+    run.add_argument(
+        "--capacity", type=Path, metavar="FILE",
+        help="a capacity.json for the capacity-relative rates (default: this machine's last `bench capacity`)",
+    )  # fmt: skip
+    run.add_argument(
         "--repeat", type=int, default=1, metavar="N",
         help="play each cell N times, interleaved (sync and async alternate); intervals then come from the repetitions",
     )  # fmt: skip
@@ -289,8 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="short steps, coarse bisection (harness/limits/capacity.yaml)"
     )
     cap.add_argument(
+        "--if-missing", action="store_true",
+        help="measure only when this machine has no capacity of these pipelines yet (what `make bench` does)",
+    )  # fmt: skip
+    cap.add_argument(
         "--tracing", type=_tracing_setting, metavar="off|RATIO",
-        help="the search's tracing: off, or the share of traces kept (default: harness/limits/capacity.yaml's)",
+        help="the search's tracing: off, or the share of traces kept (default: harness/limits/tracing.yaml's)",
     )  # fmt: skip
     subs["validate"].add_argument("scenario", nargs="*", default=["all"])
     subs["validate"].add_argument(
@@ -321,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _tracing_setting(text: str) -> str:
-    from harness.capacity import tracing_of
+    from harness.measured_tracing import tracing_of
 
     try:
         tracing_of(text)

@@ -44,6 +44,7 @@ class Capacities:
 
     rates: Mapping[str, float]
     source: str
+    tracing: str | None = None  # the services' tracing while they were measured ("off", "0.1"), when known
 
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*[x\u00d7]\s*([a-z][a-z0-9-]*(?:\.[a-z]+)?)\s*$")

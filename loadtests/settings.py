@@ -12,7 +12,7 @@ from loadtests.arrivals import ArrivalProcess
 from loadtests.profile import Profile, ProfileError, find_profile
 
 # Locust owns --profile (it labels test runs), hence --load-profile.
-DEFAULT_PROFILE = "steady"
+DEFAULT_PROFILE = "smoke"
 DEFAULT_OUTCOMES_DIR = "runs/loadgen/{run_id}"
 RUN_ID_PLACEHOLDER = "{run_id}"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from harness import capacity
+from harness import capacity, measured_tracing
 
 pytestmark = pytest.mark.stack
 
@@ -42,10 +42,10 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
         assert set(pc.cpu_seconds_per_1000) >= {"reaction", "notification"}
         # the CPU step under the search's tracing, then with tracing off and on for every reaction
         costs = {c.setting: c for c in pc.tracing_costs}
-        assert list(costs) == [config.tracing.search, "off", "1"]
+        assert list(costs) == [measured_tracing.load().sample, "off", "1"]
         assert all(c.services() is not None and c.cpu_seconds_per_1000["reaction"] > 0 for c in costs.values())
     assert stack.tracing == before_tracing, "the stack keeps the tracing it came with"
-    assert report.tracing == config.tracing.search
+    assert report.tracing == measured_tracing.load().sample
     assert report.pipelines["async"].acceptance is not None
     assert report.pipelines["async"].steps[0].backlog_growth_per_second is not None
 

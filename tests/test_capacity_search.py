@@ -22,6 +22,7 @@ from harness.capacity import (
     search,
 )
 from harness.ceilings import Ceiling, parse_consumer_performance, parse_producer_performance, parse_wrk
+from tests.synthetic_run import write_capacity
 
 LEVEL = capacity.ServiceLevel(api_p99_seconds=0.1, error_ratio=0.001, backlog_growth_ratio=0.02)
 SETTINGS = SearchSettings(
@@ -170,22 +171,6 @@ def test_a_bad_file_names_the_file_and_the_field(tmp_path: Path) -> None:
     assert "search.quick.resolution" in message  # and the field it left missing
 
 
-def test_tracing_settings_are_off_or_a_share_and_a_bad_one_names_its_field(tmp_path: Path) -> None:
-    from harness.stack import Tracing
-
-    assert capacity.tracing_of("off") == Tracing(enabled=False)
-    assert capacity.tracing_of("0.01") == Tracing(enabled=True, sample_ratio=0.01)
-    for bad in ("1.5", "-0.1", "all"):
-        with pytest.raises(ValueError, match="not a tracing setting"):
-            capacity.tracing_of(bad)
-    text = capacity.LIMITS_FILE.read_text().replace('overhead: ["off", "1"]', 'overhead: ["off", "2"]')
-    path = tmp_path / "capacity.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as e:
-        load_config(path)
-    assert "tracing.overhead.1" in str(e.value) and "'2' is not a tracing setting" in str(e.value)
-
-
 def test_an_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
@@ -229,6 +214,10 @@ def test_last_capacity_file_round_trip(tmp_path: Path, monkeypatch: pytest.Monke
     caps = capacity.last_capacities()
     assert caps is not None and caps.rates["sync"] == report.pipelines["sync"].capacity.rate
     assert caps.source == str(capacity.last_file())
+    assert caps.tracing == report.tracing  # what a run compares its own tracing with
+    # compose cannot be searched: it scales from this machine's native capacity
+    compose = capacity.last_capacities("compose")
+    assert compose is not None and compose.source == str(capacity.last_file("native"))
     capacity.last_file().write_text('{"schema_version": 99}')
     with pytest.raises(ValueError, match="schema"):
         capacity.last_capacities()
@@ -271,3 +260,23 @@ def test_a_generator_that_did_not_start_is_generator_bound(tmp_path: Path) -> No
     step = capacity._not_started("async", 400, 5, tmp_path / "locust.log")
     assert step.verdict(ALL_LIMITS) == "generator-bound"
     assert "did not start" in step.why(ALL_LIMITS)[0]
+
+
+def test_if_missing_reuses_this_machine_s_capacity_and_measures_only_without_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness import cli
+
+    monkeypatch.setenv("SYNC_ASYNC_BENCH_STATE", str(tmp_path))
+    measured: list[list[str]] = []
+    def fake_main(pipelines: list[str], *_: object) -> int:
+        measured.append(list(pipelines))
+        return 0
+
+    monkeypatch.setattr(capacity, "main", fake_main)
+    assert cli.main(["capacity", "--if-missing", "--quick"]) == 0
+    assert measured == [["sync", "sync-resilient", "async"]]  # nothing known: measured
+    write_capacity(capacity.last_file())
+    assert cli.main(["capacity", "--if-missing", "--quick"]) == 0
+    assert len(measured) == 1 and "last capacity is used (sync 250/s" in capsys.readouterr().out
+    assert cli.main(["capacity", "--quick"]) == 0 and len(measured) == 2  # without the flag: always

@@ -11,6 +11,7 @@ import pytest
 
 from chaos import scenario as scenarios
 from harness.plan import PlanError, make_plan
+from tests.synthetic_run import CAPACITIES
 
 GOOD = """
 name: t
@@ -34,7 +35,7 @@ def test_every_shipped_scenario_is_valid() -> None:
     for required in ("baseline", "surge", "push-slow", "notification-down", "broker-down", "flaky-network",
                      "consumer-crash", "broker-restart", "surge-over-capacity"):  # fmt: skip
         assert required in names
-    plan = make_plan(["sync", "async"], names, None, False)
+    plan = make_plan(["sync", "async"], names, None, False, capacities=CAPACITIES)
     assert len(plan.cells) == 2 * len(names)
 
 
@@ -78,7 +79,7 @@ def test_overlapping_conflicting_faults_are_rejected(tmp_path: Path) -> None:
         "  - {kind: pause, at: 10, process: kafka}\n",
     )
     with pytest.raises(PlanError) as e:
-        make_plan(["async"], [str(write(tmp_path, text))], None, False)
+        make_plan(["async"], [str(write(tmp_path, text))], None, False, capacities=CAPACITIES)
     assert "push down overlaps" in str(e.value) or "overlaps faults[0]: push down" in str(e.value)
     assert "pause kafka overlaps faults[1]: kill kafka" in str(e.value)
 
@@ -87,13 +88,13 @@ def test_different_toxics_on_one_link_may_overlap(tmp_path: Path) -> None:
     text = GOOD.replace(
         "faults:\n", "faults:\n  - {kind: toxic, at: 2, link: push, toxic: bandwidth, attributes: {rate: 10}}\n"
     )
-    make_plan(["async"], [str(write(tmp_path, text))], None, False)
+    make_plan(["async"], [str(write(tmp_path, text))], None, False, capacities=CAPACITIES)
 
 
 def test_unknown_profile_is_named(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("profile: steady", "profile: nosuchprofile"))
     with pytest.raises(PlanError, match=r"s\.yaml: profile: .*nosuchprofile"):
-        make_plan(["async"], [str(path)], None, False)
+        make_plan(["async"], [str(path)], None, False, capacities=CAPACITIES)
 
 
 def test_bench_run_with_a_bad_scenario_exits_2_and_starts_nothing(tmp_path: Path) -> None:
@@ -116,7 +117,7 @@ def test_one_plan_reports_every_problem_of_every_file_together(tmp_path: Path) -
     late = GOOD.replace("at: 1,", "at: 500,")
     bad_plan = write(tmp_path / "b", late.replace("faults:\n", "faults:\n  - {kind: kill, at: 2, process: kafka-3}\n"))
     with pytest.raises(PlanError) as e:
-        make_plan(["async"], [str(bad_schema), str(bad_plan)], None, False)
+        make_plan(["async"], [str(bad_schema), str(bad_plan)], None, False, capacities=CAPACITIES)
     lines = str(e.value).splitlines()
     assert lines == [
         f"{bad_schema}: faults[0].link: unknown link 'pushh' (links: notification, kafka-produce, kafka-consume, push)",
@@ -128,7 +129,7 @@ def test_one_plan_reports_every_problem_of_every_file_together(tmp_path: Path) -
 
 
 def test_repetitions_interleave_and_alternate_the_pipelines() -> None:
-    plan = make_plan(["sync", "async"], ["baseline", "push-slow"], 10.0, repeat=3)
+    plan = make_plan(["sync", "async"], ["baseline", "push-slow"], 10.0, repeat=3, capacities=CAPACITIES)
     order = [(c.repetition, c.scenario.name, c.pipeline) for c in plan.cells]
     assert order == [
         (1, "baseline", "sync"), (1, "baseline", "async"), (1, "push-slow", "sync"), (1, "push-slow", "async"),
@@ -136,4 +137,4 @@ def test_repetitions_interleave_and_alternate_the_pipelines() -> None:
         (3, "baseline", "sync"), (3, "baseline", "async"), (3, "push-slow", "sync"), (3, "push-slow", "async"),
     ]  # fmt: skip
     with pytest.raises(PlanError, match="repeat: must be at least 1"):
-        make_plan(["sync"], ["baseline"], repeat=0)
+        make_plan(["sync"], ["baseline"], repeat=0, capacities=CAPACITIES)

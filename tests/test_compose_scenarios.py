@@ -11,13 +11,16 @@ from facts import topology
 from facts.paths import REPO
 from harness import cli
 from harness.plan import PlanError, make_plan
+from tests.synthetic_run import CAPACITIES
 from tests.test_compose_file import CLUSTER, services
 
 BROKER_LOSS = str(REPO / "compose" / "scenarios" / "broker-loss.yaml")
 
 
 def test_broker_loss_is_valid_and_kills_broker_one() -> None:
-    plan = make_plan(list(topology.PIPELINES), [BROKER_LOSS], None, False)  # what `bench validate` runs
+    plan = make_plan(
+        list(topology.PIPELINES), [BROKER_LOSS], None, False, capacities=CAPACITIES
+    )  # what `bench validate` runs
     assert [c.pipeline for c in plan.cells] == list(topology.PIPELINES)
     sc = scenarios.load(BROKER_LOSS)
     (fault,) = sc.faults
@@ -46,13 +49,13 @@ def test_cluster_brokers_are_compose_services_of_the_cluster_profile_only() -> N
 
 def test_quorum_loss_kills_two_brokers_on_a_cluster_and_is_refused_elsewhere() -> None:
     cluster = scenarios.PROCESSES + scenarios.CLUSTER_PROCESSES
-    plan = make_plan(["async"], [QUORUM_LOSS], None, False, cluster)
+    plan = make_plan(["async"], [QUORUM_LOSS], None, False, cluster, capacities=CAPACITIES)
     assert {f.process for f in plan.cells[0].scenario.faults if isinstance(f, scenarios.ProcessFault)} == {
         "kafka-2",
         "kafka-3",
     }
     with pytest.raises(PlanError) as e:
-        make_plan(["async"], [QUORUM_LOSS], None, False)  # the native stack's processes
+        make_plan(["async"], [QUORUM_LOSS], None, False, capacities=CAPACITIES)  # the native stack's processes
     assert f"{QUORUM_LOSS}: faults[0].process: 'kafka-2' is not a process of this stack" in str(e.value)
     assert "KAFKA=cluster" in str(e.value)
 

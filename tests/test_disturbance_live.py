@@ -20,6 +20,7 @@ from chaos.engine import ChaosMetrics
 from harness import claims, run
 from harness import result as result_model
 from harness.plan import make_plan
+from tests.synthetic_run import CAPACITIES
 
 pytestmark = pytest.mark.stack
 
@@ -40,7 +41,7 @@ while time.monotonic() < end:
 
 def test_a_cpu_burner_outside_the_stack_flags_the_cell(stack: Any, tmp_path: Path) -> None:
     seconds = 24.0  # the slow push starts at 4 s (10 of 60 s): after the warm-up, a control window remains
-    (cell,) = make_plan(["sync"], ["push-slow"], seconds).cells
+    (cell,) = make_plan(["sync"], ["push-slow"], seconds, capacities=CAPACITIES).cells
     pid_file = tmp_path / "burner.pid"
     subprocess.run([sys.executable, "-c", BURNER, str(pid_file), str(seconds + 60)], check=True, timeout=30)
     try:

@@ -18,6 +18,7 @@ from loadtests.profile import (
     parse_profile,
     resolve_profile,
 )
+from tests.synthetic_run import CAPACITIES
 
 SURGE = {"kind": "surge", "rate": 50, "surge_multiplier": 10, "surge_start": 30, "surge_duration": 30, "duration": 120}
 
@@ -32,13 +33,29 @@ def test_every_shipped_profile_loads_and_all_kinds_are_shipped():
     names = available_profiles()
     assert len(names) >= 5
     kinds = set()
+    relative = 0
     for name in names:
-        profile = load_profile(PROFILES_DIR / f"{name}.yaml")
-        assert profile.name == name  # files are named after their parameters, and say so
+        profile = load_profile(PROFILES_DIR / f"{name}.yaml", capacities=CAPACITIES)
+        assert profile.name == name  # files are named after their shape, and say so
         assert profile.description
         assert profile.max_rate() > 0
         kinds.add(profile.kind)
+        relative += bool(profile.relative_rates)
     assert kinds == set(KINDS)
+    assert relative == len(names) - 1  # all but Locust's own default, which has numbers only
+
+
+def test_every_scenario_profile_is_relative_to_the_sync_capacity_and_surges_past_it():
+    from chaos import scenario as scenarios
+
+    used = {scenarios.load(ref).profile for ref in [*scenarios.shipped(), *scenarios.shipped_for_replicas()]}
+    for ref in used:
+        profile = find_profile(ref, capacities=CAPACITIES)
+        assert profile.relative_rates.get("rate", "").endswith(" x sync"), ref
+    surge = find_profile("surge", capacities=CAPACITIES)
+    assert surge.max_rate() > CAPACITIES.rates["sync"] > surge.rate_at(0)
+    with pytest.raises(ProfileError, match="run `bench capacity` first"):
+        find_profile("steady")  # no capacity: nothing runs at a guessed rate
 
 
 def test_rate_functions():
@@ -83,13 +100,13 @@ def test_scaled_compresses_the_timeline_proportionally():
 
 
 def test_resolve_by_name_leading_words_or_path(tmp_path):
-    assert resolve_profile("surge-50rps-10x-30s") == PROFILES_DIR / "surge-50rps-10x-30s.yaml"
-    assert resolve_profile("surge") == PROFILES_DIR / "surge-50rps-10x-30s.yaml"  # what chaos/scenarios say
+    assert resolve_profile("surge-10x-30s") == PROFILES_DIR / "surge-10x-30s.yaml"
+    assert resolve_profile("surge") == PROFILES_DIR / "surge-10x-30s.yaml"  # what chaos/scenarios say
     assert resolve_profile("steady").name.startswith("steady-")
     assert resolve_profile("double-wave").name.startswith("double-wave-")
     custom = write(tmp_path, "kind: steady\nrate: 1\nduration: 1\n", "mine.yaml")
     assert find_profile(str(custom)).name == "mine"  # the name defaults to the file stem
-    with pytest.raises(ProfileError, match=r"matches no profile.*surge-50rps"):
+    with pytest.raises(ProfileError, match=r"matches no profile.*surge-10x"):
         resolve_profile("st")  # only whole leading words match: "st" is neither steady nor step
     with pytest.raises(ProfileError, match="is ambiguous"):
         resolve_profile("x", directory=_two_x_profiles(tmp_path))

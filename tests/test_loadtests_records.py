@@ -255,9 +255,9 @@ def parse(*argv: str) -> argparse.Namespace:
 
 def test_settings_defaults_and_overrides():
     s = Settings.from_options(parse())
-    assert s.profile.name.startswith("steady-") and s.metrics_port == topology.LOADGEN_METRICS_PORT
-    quick = Settings.from_options(parse("--load-profile", "surge", "--duration", "12", "--rate-scale", "0.5"))
-    assert quick.profile.duration == 12 and quick.profile.rate_at(4) == 250
+    assert s.profile.name.startswith("smoke-") and s.metrics_port == topology.LOADGEN_METRICS_PORT
+    quick = Settings.from_options(parse("--load-profile", "smoke", "--duration", "12", "--rate-scale", "0.5"))
+    assert quick.profile.duration == 12 and quick.profile.rate_at(4) == 25
     assert quick.outcomes_dir_for("R").as_posix() == "runs/loadgen/R"
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from harness import claims, cli
 from harness import result as result_model
+from tests.synthetic_run import CAPACITIES, write_capacity
 
 pytestmark = [pytest.mark.stack, pytest.mark.own_stack]
 
@@ -17,14 +18,19 @@ def test_repeated_cells_give_intervals_and_verdicts_from_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("SYNC_ASYNC_BENCH_RUNS", str(tmp_path / "runs"))
+    capacity = write_capacity(tmp_path / "capacity.json")
     rc = cli.main(
         ["run", "--pipeline", "sync", "async", "--scenario", "baseline", "notification-down",
-         "--duration", "16", "--repeat", "3"]
+         "--duration", "16", "--repeat", "3", "--capacity", str(capacity)]
     )  # fmt: skip
     assert rc in (0, 1), capsys.readouterr().err  # 1: a hypothesis failed on a short cell; still a whole run
     # 16 s cells: the outage starts at 4 s (15 of 60 s), after the 2 s warm-up: a control window remains.
     run_dir = (tmp_path / "runs" / "latest").resolve()
     run = result_model.load(run_dir)
+    assert (run_dir / "capacity.json").read_bytes() == capacity.read_bytes()  # what the rates came from
+    baseline = next(c for c in run.cells if c.scenario == "baseline")
+    assert baseline.profile["relative_rates"] == {"rate": "0.3 x sync"}
+    assert baseline.profile["rate"] == 0.3 * CAPACITIES.rates["sync"]
     assert {len(run.repetitions(p, s)) for p in ("sync", "async") for s in ("baseline", "notification-down")} == {3}
     assert "3 repetitions" in run.interval_method()
     spans = run.intervals()

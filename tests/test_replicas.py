@@ -22,7 +22,7 @@ from harness import replicas as rep
 from harness.plan import PlanError, make_plan
 from harness.replicas import Replicas, TopologyError
 from targets.reaction.__main__ import parse_args
-from tests.synthetic_run import fault, result
+from tests.synthetic_run import CAPACITIES, fault, result
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
@@ -125,13 +125,15 @@ def test_replica_scenarios_are_kept_apart_and_need_the_replicas() -> None:
     assert {"balancer-hop", "balancer-hop-client", "replica-down", "replica-down-client"} <= set(names)
     assert not set(names) & set(scenarios.shipped())  # `make bench` on one replica never plays them
     with pytest.raises(PlanError) as e:
-        make_plan(["sync"], ["replica-down"])
+        make_plan(["sync"], ["replica-down"], capacities=CAPACITIES)
     assert "needs 2 notification replicas, the stack has 1" in str(e.value)
     assert "'notification-2' is not a process of this stack" in str(e.value)
     procs = scenarios.PROCESSES + Replicas(2, "haproxy").processes()
-    plan = make_plan(["sync", "async"], names, processes=procs, replicas=2)
+    plan = make_plan(["sync", "async"], names, processes=procs, replicas=2, capacities=CAPACITIES)
     assert {c.scenario.balancer for c in plan.cells} == {"haproxy", "client"}
-    make_plan(["sync"], scenarios.shipped(), processes=procs, replicas=2)  # the usual ones still run
+    make_plan(
+        ["sync"], scenarios.shipped(), processes=procs, replicas=2, capacities=CAPACITIES
+    )  # the usual ones still run
 
 
 def test_run_switches_the_balancer_per_cell() -> None:
@@ -147,7 +149,11 @@ def test_run_switches_the_balancer_per_cell() -> None:
             self.replicas = self.replicas.with_balancer(b)
 
     cell = make_plan(
-        ["sync"], ["balancer-hop-client"], processes=(*scenarios.PROCESSES, "notification-2", "haproxy"), replicas=2
+        ["sync"],
+        ["balancer-hop-client"],
+        processes=(*scenarios.PROCESSES, "notification-2", "haproxy"),
+        replicas=2,
+        capacities=CAPACITIES,
     ).cells[0]
     topo = _use_balancer(Fake(), cell)  # type: ignore[arg-type]
     assert switched == ["client"] and topo is not None and (topo.replicas, topo.balancer) == (2, "client")

@@ -14,6 +14,7 @@ from harness import result as result_model
 from harness.plan import Plan, make_plan
 from harness.replicas import Replicas
 from harness.run import run
+from tests.synthetic_run import CAPACITIES
 
 pytestmark = [pytest.mark.stack, pytest.mark.own_stack]
 
@@ -24,9 +25,11 @@ def replica_run(tmp_path_factory: pytest.TempPathFactory) -> result_model.Run:
 
     topo = Replicas(2, "haproxy")
     procs = scenarios.PROCESSES + topo.processes()
-    hop = make_plan(["sync"], ["balancer-hop", "balancer-hop-client"], 10, processes=procs, replicas=2)
+    hop = make_plan(
+        ["sync"], ["balancer-hop", "balancer-hop-client"], 10, processes=procs, replicas=2, capacities=CAPACITIES
+    )
     # kill notification-2 at 8 s of 24, restarted 6 s later (the file's 20 s + 15 s of 60, scaled)
-    down = make_plan(["sync", "async"], ["replica-down"], 24, processes=procs, replicas=2)
+    down = make_plan(["sync", "async"], ["replica-down"], 24, processes=procs, replicas=2, capacities=CAPACITIES)
     root = tmp_path_factory.mktemp("runs")
     rc = run(Plan(hop.cells + down.cells), lambda work, pipeline: Stack(work, pipeline, replicas=topo), runs_root=root)
     assert rc in (0, 1), rc  # 1: a hypothesis failed, asserted below with its figures

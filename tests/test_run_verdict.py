@@ -9,11 +9,12 @@ import pytest
 from harness.assemble import judge
 from harness.plan import PlannedCell, make_plan
 from harness.result import CellResult
+from tests.synthetic_run import CAPACITIES
 from tests.synthetic_run import result as synthetic
 
 
 def cell() -> PlannedCell:
-    (c,) = make_plan(["async"], ["baseline"], 10.0, False).cells
+    (c,) = make_plan(["async"], ["baseline"], 10.0, False, capacities=CAPACITIES).cells
     return c
 
 

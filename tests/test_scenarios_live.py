@@ -19,6 +19,7 @@ from harness import result as result_model
 from harness import run
 from harness.plan import make_plan
 from harness.result import CellResult
+from tests.synthetic_run import CAPACITIES
 
 pytestmark = pytest.mark.stack
 
@@ -35,7 +36,7 @@ def cell(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str,
 
     def get(pipeline: str, scenario: str) -> Result:
         if (pipeline, scenario) not in cache:
-            (the_cell,) = make_plan([pipeline], [scenario], CELL_SECONDS, False).cells
+            (the_cell,) = make_plan([pipeline], [scenario], CELL_SECONDS, False, capacities=CAPACITIES).cells
             result = run.run_cell(stack, the_cell, out_root, metrics, processes=1)
             on_disk = result_model.read_cell(out_root / f"{pipeline}--{scenario}" / "result.json")
             assert on_disk == result, "result.json differs from the returned result"
@@ -163,7 +164,7 @@ def test_a_rate_far_above_the_generator_s_ceiling_is_flagged_and_fails(stack: An
         f"name: flood\ndescription: the generator cannot keep up\nprofile: {profile}\ndrain_timeout: 120\n"
         'hypothesis:\n  "*": [{metric: lost, op: "==", value: 0}]\n'
     )
-    (the_cell,) = make_plan(["async"], [str(scenario)]).cells
+    (the_cell,) = make_plan(["async"], [str(scenario)], capacities=CAPACITIES).cells
     r = run.run_cell(stack, the_cell, tmp_path / "run", ChaosMetrics(CollectorRegistry()), processes=1)
     assert r.loadgen.bound, r.loadgen
     assert r.metrics()["loadgen.bound"] == 1.0

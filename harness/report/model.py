@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facts.measures import LEDGER_COUNTS, NO_VALUE, TRACE_HOPS, fmt
-from harness import capacity, simplicity
+from harness import capacity, measured_tracing, simplicity
 from harness.claims import Judgement, Verdict
 from harness.result import CellResult, Machine, Run, split_name
 
@@ -311,12 +311,6 @@ TRACING_COST_COLUMNS = (
 )  # fmt: skip
 
 
-def tracing_words(setting: str) -> str:
-    if setting == "off":
-        return "off"
-    return "every reaction" if float(setting) == 1.0 else f"{float(setting):.0%} of reactions"
-
-
 def tracing_cost_rows(report: capacity.CapacityReport) -> tuple[tuple[str, ...], ...]:
     out = []
     for name, pc in report.pipelines.items():
@@ -326,7 +320,7 @@ def tracing_cost_rows(report: capacity.CapacityReport) -> tuple[tuple[str, ...],
             factor = f"x{own / off:.2f}" if own is not None and off else NO_VALUE
             parts = ", ".join(f"{k} {v:.2f}" for k, v in c.cpu_seconds_per_1000.items() if k in capacity.SERVICES)
             p50 = NO_VALUE if c.api_p50_seconds is None else f"{c.api_p50_seconds * 1000:.1f} ms"
-            words = tracing_words(c.setting) + ("" if c.held else " (broke its service level)")
+            words = measured_tracing.words(c.setting) + ("" if c.held else " (broke its service level)")
             out.append((name, words, NO_VALUE if own is None else f"{own:.2f}", factor, parts or NO_VALUE, p50))
     return tuple(out)
 
@@ -346,7 +340,7 @@ def capacity_rows(path: Path) -> CapacityRows | None:
     return CapacityRows(
         source=f"{path.name}: bench capacity run {report.run_id} on {report.hostname}"
         + (f"; {report.scaling_note}" if report.scaling_note else ""),
-        tracing=f"searched with tracing {tracing_words(report.tracing)}",
+        tracing=f"searched with tracing {measured_tracing.words(report.tracing)}",
         tracing_costs=tracing_cost_rows(report),
         pipelines=tuple(
             (

@@ -1,0 +1,54 @@
+"""How the harness' measurements trace (harness/limits/tracing.yaml): one setting for `bench run`
+and `bench capacity`, so a load relative to a measured capacity runs under the tracing that
+capacity was measured with. A setting is "off" or the share of traces kept ("0.1", "1")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from harness import yamlpos
+from harness.stack import Tracing
+
+SETTINGS_FILE = Path(__file__).resolve().parent / "limits" / "tracing.yaml"
+
+
+def tracing_of(setting: str) -> Tracing:
+    """ "off", or the share of traces kept ("0.01", "1") -> what the services are told."""
+    if setting == "off":
+        return Tracing(enabled=False)
+    try:
+        ratio = float(setting)
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"{setting!r} is not a tracing setting: 'off', or the share of traces kept, within [0, 1]")
+    return Tracing(enabled=True, sample_ratio=ratio)
+
+
+def setting_of(tracing: Tracing) -> str:
+    return "off" if not tracing.enabled else f"{tracing.sample_ratio:g}"
+
+
+def words(setting: str) -> str:
+    """For a report: "off", "every reaction", "10% of reactions"."""
+    t = tracing_of(setting)
+    if not t.enabled:
+        return "off"
+    return "every reaction" if t.sample_ratio == 1.0 else f"{t.sample_ratio:.0%} of reactions"
+
+
+Setting = Annotated[str, AfterValidator(lambda v: (tracing_of(v), v)[1])]
+
+
+class MeasuredTracing(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sample: Setting
+    overhead: list[Setting]
+
+
+def load(path: Path = SETTINGS_FILE) -> MeasuredTracing:
+    return yamlpos.load_model(path, MeasuredTracing)
