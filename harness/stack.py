@@ -125,6 +125,8 @@ class Stack:
                 f"--web.listen-address={topology.addr(topology.PROMETHEUS_PORT)}",
                 "--web.enable-lifecycle",
                 "--web.enable-admin-api",
+                # The services' latency histograms carry trace ids (OpenMetrics exemplars, targets/tracing.py).
+                "--enable-feature=exemplar-storage",
             ],
             [Port(topology.PROMETHEUS_PORT, "Prometheus web/API")],
             ready=lambda: http_ok(topology.url(topology.PROMETHEUS_PORT, "/-/ready")),

@@ -11,6 +11,9 @@ test, and its own channel would be one more thing the gRPC client instrumentatio
 Trace context travels as W3C `traceparent`: in gRPC metadata (grpc instrumentation), in HTTP
 headers (aiohttp client/server) and in Kafka record headers (aiokafka instrumentation on send;
 `consume_context` reads them back so a record's "process" span is a child of its producer's span).
+
+Latency observations carry the current sampled span's trace id as an OpenMetrics exemplar
+(`exemplar()`: None while tracing is off, so `observe(..., exemplar=None)` is the untraced path).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ log = logging.getLogger(__name__)
 REACTION_ID = "reaction.id"
 PIPELINE = "reaction.pipeline"
 PUSH_FIRST = "push.first"  # the push sink saw this reaction id for the first time
+# The exemplar label holding a trace id (as Grafana's Prometheus data source links it to Jaeger).
+EXEMPLAR_TRACE_ID = "trace_id"
 
 # The instrumentations read these once, when instrumenting: the stable HTTP conventions
 # (http.request.method, http.response.status_code, url.path) instead of the 1.20 ones, and no
@@ -189,6 +194,22 @@ def span(
         return
     with _tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes) as current:
         yield current
+
+
+def exemplar() -> dict[str, str] | None:
+    """The current span's trace id as a histogram exemplar's labels, or None.
+
+    None while tracing is off (no OpenTelemetry call at all), outside a span, and in a span that is
+    not sampled (its trace is never exported: an exemplar would point at nothing). Pass it to
+    `Histogram.observe(..., exemplar=...)` inside the span the observation belongs to; the OpenMetrics
+    exposition (what Prometheus negotiates) carries it, the classic text format drops it.
+    """
+    if _tracer is None:
+        return None
+    context = trace.get_current_span().get_span_context()
+    if not (context.is_valid and context.trace_flags.sampled):
+        return None
+    return {EXEMPLAR_TRACE_ID: format(context.trace_id, "032x")}
 
 
 def annotate(**attributes: str | bool | int) -> None:

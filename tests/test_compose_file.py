@@ -283,8 +283,8 @@ def test_prometheus_runs_with_the_native_flags(tmp_path: Path) -> None:
     native = _flags(Stack.prometheus_spec(_native(tmp_path)).argv[1:])
     svc = services()["prometheus"]
     compose = _flags(svc["command"])
-    # Compose only: exemplars (Grafana links them to Jaeger; the native stack has no Grafana).
-    assert compose.pop("enable-feature") == "exemplar-storage"
+    # Both store exemplars: the services' latency histograms carry trace ids (Grafana links them to Jaeger).
+    assert native["enable-feature"] == compose["enable-feature"] == "exemplar-storage"
     assert native.keys() == compose.keys()
     assert native["web.listen-address"] == topology.addr(topology.PROMETHEUS_PORT)
     assert compose["web.listen-address"] == f"{generate.BIND_ALL}:{topology.PROMETHEUS_PORT}"

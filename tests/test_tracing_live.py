@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -17,6 +18,9 @@ from typing import Any
 import pytest
 
 from chaos.toxiproxy import Toxic
+from dashboards import queries
+from dashboards.grafana.export import dashboard_dicts
+from facts import topology
 from harness import kafka_admin, traces
 from harness.stack import TRACED_SERVICES, Tracing
 from tests import stackclient as sc
@@ -96,6 +100,75 @@ def test_one_reaction_is_one_connected_trace_in_jaegers_api(on: Any) -> None:
         assert rpc.operation.endswith("Notification/Notify") and not rpc.operation.startswith("/")
         assert rpc.tags["rpc.system"] == "grpc" and rpc.tags["reaction.id"] == answer.reaction_id
     report("one", pipeline=on.pipeline, spans=len(found[0].spans), hops=followed.hops)
+
+
+# The latency histograms whose observations carry the trace id of the reaction they timed.
+EXEMPLAR_HISTOGRAMS = (
+    "reaction_request_duration_seconds",
+    "reaction_transport_send_duration_seconds",
+    "notification_delivery_duration_seconds",
+    "pushsink_end_to_end_latency_seconds",
+)
+
+
+def exemplar_trace_ids(expr: str, start: float, end: float) -> set[int]:
+    """Trace ids (as numbers: Jaeger drops leading zeros) of the exemplars Prometheus stored for the
+    series `expr` selects, timestamped in [start, end] (/api/v1/query_exemplars, as Grafana asks)."""
+    data = urllib.parse.urlencode({"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}"}).encode()
+    url = topology.url(topology.PROMETHEUS_PORT, "/api/v1/query_exemplars")
+    with urllib.request.urlopen(url, data=data, timeout=10) as r:
+        body = json.loads(r.read())
+    assert body["status"] == "success", body
+    return {int(e["labels"]["trace_id"], 16) for series in body["data"] for e in series["exemplars"]}
+
+
+def scraped_exemplars(expr: str, start: float, timeout: float = 20.0) -> set[int]:
+    """Waits for Prometheus (1 s scrapes) to have an exemplar of `expr` since `start`."""
+    deadline = time.monotonic() + timeout
+    while not (found := exemplar_trace_ids(expr, start, time.time() + 1)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return found
+
+
+@pytest.mark.parametrize("on", ["sync", "async"], indirect=True)
+def test_latency_exemplars_lead_from_prometheus_to_the_reactions_trace_in_jaeger(on: Any) -> None:
+    start = time.time()
+    (answer,), delivered = post_and_deliver(1)
+    assert answer.reaction_id in delivered
+    query = traces.JaegerQuery()
+    deadline = time.monotonic() + 20
+    found: list[traces.Trace] = []
+    while time.monotonic() < deadline:
+        found = query.find(
+            "reaction", int(start * 1e6), int((time.time() + 60) * 1e6), tags={"reaction.id": answer.reaction_id}
+        )
+        if found and traces.follow(answer.reaction_id, found).connected:
+            break
+        time.sleep(0.5)
+    assert len(found) == 1, f"{len(found)} traces for one reaction"
+    reaction_trace = int(found[0].trace_id, 16)
+
+    # The only reaction since `start`: every latency histogram's new exemplars are its trace.
+    for histogram in EXEMPLAR_HISTOGRAMS:
+        trace_ids = scraped_exemplars(f'{histogram}_bucket{{pipeline="{on.pipeline}"}}', start)
+        assert trace_ids == {reaction_trace}, histogram
+    # What Grafana's link asks Jaeger for: that trace, by the exemplar's id, with every service's spans.
+    (linked,) = query.traces([format(reaction_trace, "032x")])
+    assert int(linked.trace_id, 16) == reaction_trace
+    assert {s.service for s in linked.spans} == {"reaction", "notification", "pushsink"}
+
+    # The dashboards' exemplar queries, as Grafana runs them for this pipeline, find it too.
+    exprs = {
+        queries.substitute(t["expr"], {"pipeline": on.pipeline, "scenario": queries.ALL_SCENARIOS, "datasource": ""})
+        for d in dashboard_dicts()
+        if on.pipeline in queries.pipeline_values(d)
+        for p in d["panels"]
+        for t in p.get("targets", [])
+        if t.get("exemplar")
+    }
+    assert len(exprs) == 4, exprs  # API and end-to-end percentiles, transport send, push delivery
+    for expr in sorted(exprs):
+        assert scraped_exemplars(expr, start) == {reaction_trace}, expr
 
 
 @pytest.mark.parametrize("on", ["sync", "sync-resilient", "async"], indirect=True)

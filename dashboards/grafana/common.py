@@ -45,9 +45,16 @@ RATIO = "percentunit"
 COUNT = "short"
 
 
-def query(expr: str, legend: str = "", *, instant: bool = False) -> prometheus.Dataquery:
-    """A Prometheus query on the `datasource` variable; ref ids are given when a panel takes it."""
+def query(expr: str, legend: str = "", *, instant: bool = False, exemplar: bool = False) -> prometheus.Dataquery:
+    """A Prometheus query on the `datasource` variable; ref ids are given when a panel takes it.
+
+    `exemplar`: Grafana also asks for the exemplars of the series the expression selects (a raw
+    histogram's `_bucket` series; recorded series carry none) and draws them as points that open
+    their trace in Jaeger (the data source's `trace_id` link).
+    """
     q = prometheus.Dataquery().expr(expr).legend_format(legend or "__auto").datasource(DS)
+    if exemplar:
+        q.exemplar(True)
     return q.instant() if instant else q.range()
 
 

@@ -138,10 +138,13 @@ class Deliverer:
         # One span per delivery, current while it runs: each push attempt is an HTTP client span in it.
         attributes = {tracing.REACTION_ID: event.reaction_id} if tracing.enabled() else None
         span = tracing.span("deliver push", attributes=attributes)
+        # The span's trace id for the duration's exemplar, taken inside it: the duration is observed after it.
+        exemplar: dict[str, str] | None = None
         try:
             # The outer timeout also bounds waiting for a concurrency slot and backoff sleeps.
             async with asyncio.timeout_at(deadline):
                 with span as current:
+                    exemplar = tracing.exemplar()
                     try:
                         first = await self._attempts(attempt, deadline, loop.time)
                     finally:
@@ -159,7 +162,9 @@ class Deliverer:
         finally:
             in_flight.dec()
         metrics.notification_deliveries.labels(pipeline, result.outcome.value).inc()
-        metrics.notification_delivery_duration.labels(pipeline, result.outcome.value).observe(loop.time() - started)
+        metrics.notification_delivery_duration.labels(pipeline, result.outcome.value).observe(
+            loop.time() - started, exemplar=exemplar
+        )
         return result
 
     async def _attempts(

@@ -52,7 +52,10 @@ async def push(request: web.Request) -> web.Response:
     metrics.pushsink_deliveries.labels(pipeline).inc()
     if first:
         metrics.pushsink_first_deliveries.labels(pipeline).inc()
-        metrics.pushsink_end_to_end_latency.labels(pipeline).observe(max(0, now - created) / 1e9)
+        # In the push's server span, a child of the reaction's trace: the exemplar opens that trace.
+        metrics.pushsink_end_to_end_latency.labels(pipeline).observe(
+            max(0, now - created) / 1e9, exemplar=tracing.exemplar()
+        )
         metrics.pushsink_ledger_keys.set(ledger.unique)
     return web.json_response({"first": first})
 

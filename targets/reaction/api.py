@@ -71,7 +71,10 @@ async def create_reaction(request: web.Request) -> web.Response:
         in_flight.dec()
         code = str(status)
         metrics.reaction_requests.labels(pipeline, code).inc()
-        metrics.reaction_request_duration.labels(pipeline, code).observe(time.perf_counter() - started)
+        # Still inside the HTTP server span (its middleware is outermost): the exemplar is this request's trace.
+        metrics.reaction_request_duration.labels(pipeline, code).observe(
+            time.perf_counter() - started, exemplar=tracing.exemplar()
+        )
 
 
 async def _create_reaction(request: web.Request, transport: Transport) -> web.Response:
@@ -94,13 +97,17 @@ async def _create_reaction(request: web.Request, transport: Transport) -> web.Re
     try:
         receipt = await transport.send(event)
     except TransportError as exc:
-        metrics.reaction_transport_send_duration.labels(pipeline, "error").observe(time.perf_counter() - sent)
+        metrics.reaction_transport_send_duration.labels(pipeline, "error").observe(
+            time.perf_counter() - sent, exemplar=tracing.exemplar()
+        )
         metrics.reaction_transport_errors.labels(pipeline, exc.reason).inc()
         response = _error(exc.http_status, exc.detail or exc.reason, None, reason=exc.reason, reaction_id=reaction_id)
         if exc.retry_after is not None:
             response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         return response
-    metrics.reaction_transport_send_duration.labels(pipeline, "ok").observe(time.perf_counter() - sent)
+    metrics.reaction_transport_send_duration.labels(pipeline, "ok").observe(
+        time.perf_counter() - sent, exemplar=tracing.exemplar()
+    )
     return web.json_response({"reaction_id": reaction_id, "status": receipt.status}, status=receipt.http_status)
 
 

@@ -1,4 +1,10 @@
-"""Latency: the API (server side and from the client's intended start) and end to end."""
+"""Latency: the API (server side and from the client's intended start) and end to end.
+
+The services' histograms carry exemplars (a sampled request's trace id per bucket); recorded series
+carry none, so a panel shows them only through a query on the raw `_bucket` series. The per-pipeline
+percentile panels therefore take their p99 from the raw buckets, over the rules' window and
+grouping (the value the rule records), with exemplars on; the other quantiles stay recorded.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,13 @@ API = "pipeline_quantile:reaction_request_duration_seconds:histogram_quantile_ra
 CLIENT = "pipeline_quantile:loadgen_request_latency_seconds:histogram_quantile_rate10s"
 E2E = "pipeline_quantile:pushsink_end_to_end_latency_seconds:histogram_quantile_rate10s"
 P99 = 'quantile="0.99"'
+BELOW_P99 = 'quantile!="0.99"'
+EXEMPLARS = "Points are exemplars: a traced request in that latency bucket, linked to its trace in Jaeger."
+
+
+def raw_p99(histogram: str) -> str:
+    """p99 of a raw histogram as the rules record it (sum by pipeline and le, 10 s rate)."""
+    return f"histogram_quantile(0.99, sum by (pipeline, le) (rate({histogram}_bucket{{{PIPELINE}}}[10s])))"
 
 
 def api_latency(repeat: bool = False) -> PanelBuilder:
@@ -15,11 +28,12 @@ def api_latency(repeat: bool = False) -> PanelBuilder:
         "API latency percentiles",
         SECONDS,
         [
-            query(f"{API}{{{PIPELINE}}}", "server q{{quantile}}"),
+            query(f"{API}{{{PIPELINE}, {BELOW_P99}}}", "server q{{quantile}}"),
             query(f"{CLIENT}{{{PIPELINE}}}", "client q{{quantile}}"),
+            query(raw_p99("reaction_request_duration_seconds"), "server q0.99", exemplar=True),
         ],
         description="Server: request accepted to response written (reaction histogram). Client: from the "
-        "request's intended start (coordinated omission included) to its answer or timeout.",
+        f"request's intended start (coordinated omission included) to its answer or timeout. {EXEMPLARS}",
         repeat=repeat,
     )
 
@@ -40,9 +54,12 @@ def e2e_latency(repeat: bool = False) -> PanelBuilder:
     return graph(
         "End-to-end latency percentiles",
         SECONDS,
-        [query(f"{E2E}{{{PIPELINE}}}", "q{{quantile}}")],
+        [
+            query(f"{E2E}{{{PIPELINE}, {BELOW_P99}}}", "q{{quantile}}"),
+            query(raw_p99("pushsink_end_to_end_latency_seconds"), "q0.99", exemplar=True),
+        ],
         description="First delivery at the push sink minus the reaction's created time, over the "
-        "notifications first delivered in the last 10 s.",
+        f"notifications first delivered in the last 10 s. {EXEMPLARS}",
         repeat=repeat,
     )
 
@@ -64,9 +81,10 @@ def transport_send_latency() -> PanelBuilder:
                 "histogram_quantile(0.99, sum by (le, outcome) "
                 f"(rate(reaction_transport_send_duration_seconds_bucket{{{PIPELINE}}}[$__rate_interval])))",
                 "p99 {{outcome}}",
+                exemplar=True,
             )
         ],
-        description="Time in the transport's send: gRPC Notify, or Kafka produce until acknowledged.",
+        description=f"Time in the transport's send: gRPC Notify, or Kafka produce until acknowledged. {EXEMPLARS}",
     )
 
 
@@ -79,7 +97,9 @@ def delivery_duration() -> PanelBuilder:
                 "histogram_quantile(0.99, sum by (le, outcome) "
                 f"(rate(notification_delivery_duration_seconds_bucket{{{PIPELINE}}}[$__rate_interval])))",
                 "p99 {{outcome}}",
+                exemplar=True,
             )
         ],
-        description="One notification from its first push attempt to its outcome, retries and backoff included.",
+        description="One notification from its first push attempt to its outcome, retries and backoff included. "
+        + EXEMPLARS,
     )
