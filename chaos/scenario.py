@@ -26,6 +26,8 @@ REPLICA_PROCESSES = (
     "haproxy",
 )
 REPLICA_SCENARIO_DIR = SCENARIO_DIR / "replicas"
+# Scenarios too long for the default matrix (the 30 min soak): played only when named.
+SOAK_SCENARIO_DIR = SCENARIO_DIR / "soak"
 
 
 class ScenarioError(ValueError):
@@ -219,8 +221,10 @@ def resolve(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
         return p
-    replica = REPLICA_SCENARIO_DIR / f"{name_or_path}.yaml"
-    return replica if replica.exists() else SCENARIO_DIR / f"{name_or_path}.yaml"
+    for kept_apart in (REPLICA_SCENARIO_DIR, SOAK_SCENARIO_DIR):
+        if (path := kept_apart / f"{name_or_path}.yaml").exists():
+            return path
+    return SCENARIO_DIR / f"{name_or_path}.yaml"
 
 
 def shipped() -> list[str]:
@@ -230,6 +234,11 @@ def shipped() -> list[str]:
 def shipped_for_replicas() -> list[str]:
     """The scenarios written for the replicated topology (`bench run --replicas N`), kept apart."""
     return sorted(p.stem for p in REPLICA_SCENARIO_DIR.glob("*.yaml"))
+
+
+def shipped_soak() -> list[str]:
+    """The long scenarios (`bench run --scenario soak`), kept apart: `make bench` never plays them."""
+    return sorted(p.stem for p in SOAK_SCENARIO_DIR.glob("*.yaml"))
 
 
 def load(name_or_path: str) -> Scenario:

@@ -78,6 +78,11 @@ def _measures() -> tuple[Measure, ...]:
             "highest per-second end-to-end p99 from the first fault on, by delivery second",
         ),
         Measure("replicas", "count", "notification replicas the cell ran on (harness/replicas.py)"),
+        Measure(
+            "memory.growing",
+            "count",
+            "processes whose RSS grew past the limit over the cell, not by design (harness/limits/memory.yaml)",
+        ),
         Measure("trace.completeness", "ratio", "delivered reactions whose trace connects the API request to the push"),
         Measure("trace.traces_per_reaction", "count", "traces a person opens to follow one reaction, p50"),
         Measure("trace.spans_per_reaction", "count", "spans in the traces of one reaction, p50"),

@@ -4,14 +4,14 @@ the phone got (the sink's deliveries) on the load's own time axis, and the hypot
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf.message import DecodeError
 
 from chaos.engine import Timeline
 from facts import quantiles
-from harness import generator_health, ledger, sink
+from harness import generator_health, ledger, memory, sink
 from harness.intervals import Request, block_intervals, request_metrics
 from harness.loadgen import LoadRun
 from harness.plan import PlannedCell
@@ -43,9 +43,11 @@ def assemble(
     backlog_series: list[tuple[float, int | None]],
     dead_letter_records: Sequence[Any] = (),
     disturbance: Disturbance | None = None,
+    memory_readings: Mapping[str, Sequence[memory.Reading]] | None = None,
 ) -> CellResult:
     """The cell's result with its hypothesis judged. `dead_letter_records`: the Kafka records written
-    to the dead-letter topic during the cell."""
+    to the dead-letter topic during the cell; `memory_readings`: every process's RSS meanwhile
+    (None: not measured)."""
     outcomes = load.outcomes()
     deliveries: dict[str, Any] = sink.deliveries()
     dead = [dead_letter_id(r) for r in dead_letter_records]
@@ -121,6 +123,9 @@ def assemble(
         faults=faults,
         series=_series(outcomes, api, e2e, backlog_series, epoch, series_len, profile.rate_at),
         disturbance=disturbance or Disturbance(measured=False),
+        memory=memory.MemoryProfile(measured=False)
+        if memory_readings is None
+        else memory.profile(memory_readings, epoch, cell.load_seconds, memory.load_limits()),
     )
     result.intervals = block_intervals(
         requests,

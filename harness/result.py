@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from facts import measures, topology
 from harness.intervals import BLOCK_SECONDS, repetition_interval
 from harness.ledger import Ledger
+from harness.memory import MemoryProfile
 from harness.traces import TraceSummary
 
 SCHEMA: Literal[2] = 2
@@ -218,6 +219,9 @@ class CellResult(_Model):
     faults: list[FaultWindow]
     series: PerSecond
     disturbance: Disturbance = Field(default_factory=lambda: Disturbance(measured=False))
+    # RSS of every process during the cell, judged flat or growing (harness/memory.py); results
+    # written before it was measured read as not measured.
+    memory: MemoryProfile = Field(default_factory=lambda: MemoryProfile(measured=False))
     traces: TraceSummary | None = None  # read back from Jaeger after the cell; None: not traced
     hypothesis: Hypothesis | None = None  # judged once the result is complete
     # metric -> 95 % interval from this cell alone (harness/intervals.py: time blocks); a run with
@@ -273,6 +277,7 @@ class CellResult(_Model):
                 **self._fault_metrics(),
                 **self._recovery_metrics(),
                 "replicas": float(self.topology.replicas if self.topology else 1),
+                "memory.growing": self.memory.growing(),
                 **self._trace_metrics(),
                 "hypothesis.passed": None if self.hypothesis is None else float(self.hypothesis.passed),
             }

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from chaos.engine import ChaosMetrics, ProcessControl, Timeline
 from chaos.toxiproxy import ToxiproxyClient
 from facts import paths, topology, versions
-from harness import kafka_admin, sampling, sink, supervisor, traces
+from harness import kafka_admin, memory, sampling, sink, supervisor, traces
 from harness.assemble import assemble
 from harness.disturbance import MachineWatch
 from harness.loadgen import LoadRun
@@ -102,6 +102,7 @@ def run_cell(
     sampler.start()
     # What else the machine does meanwhile; in containers our processes are not ours to see.
     watch = MachineWatch().start() if measure_machine else None
+    memory_watch = memory.MemoryWatch(_pids(stack, proc.pid), alone=(HARNESS,)).start() if measure_machine else None
     try:
         # Faults are timed from the load's own time zero (Locust plans it a moment after it starts).
         epoch = LoadRun.epoch(timeout=60.0, alive=lambda: proc.poll() is None)
@@ -129,13 +130,14 @@ def run_cell(
             LoadRun.stop(proc)  # a no-op when Locust ended by itself; interrupted, it still writes outcomes
             sampler.stop()
             disturbance = watch.stop() if watch else Disturbance(measured=False)
+            readings = memory_watch.stop() if memory_watch else None
     backlog_series = sampler.series
     if proc.returncode != 0:
         progress.event(f"locust exited with {proc.returncode}; see {out / 'locust.log'}")
     _, left = sampling.drain(cell.scenario.drain_timeout, progress, settle=2.0, series=backlog_series)
     dead_letters = kafka_admin.read_since(topology.TOPIC_DEAD_LETTER, dlq_before)
     result = assemble(
-        cell, load, timeline, started_unix, proc.returncode, left, backlog_series, dead_letters, disturbance
+        cell, load, timeline, started_unix, proc.returncode, left, backlog_series, dead_letters, disturbance, readings
     )
     if topo is not None:
         result.topology = topo
@@ -150,6 +152,22 @@ def run_cell(
         f"api p99 {_fmt(m['api.p99'])}  e2e p99 {_fmt(m['e2e.p99'])}"
     )
     return result
+
+
+HARNESS = "harness"  # this process alone: its tree is the whole stack
+
+
+def _pids(stack: RunnableStack, loadgen: int) -> Callable[[], dict[str, int]]:
+    """What the memory watch reads, asked at every reading (a restarted component has another
+    pid): every component the stack's supervisor runs, the load generator and the harness."""
+    sup = getattr(stack, "sup", None)  # a native stack's supervisor; compose has none
+
+    def pids() -> dict[str, int]:
+        # A copy first: the main thread restarts components meanwhile (dict() of a dict is atomic).
+        running = dict(getattr(sup, "running", {}))
+        return {**{name: r.pid for name, r in running.items()}, "loadgen": loadgen, HARNESS: os.getpid()}
+
+    return pids
 
 
 def _use_balancer(stack: RunnableStack, cell: PlannedCell) -> StackTopology | None:

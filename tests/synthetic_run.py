@@ -10,6 +10,7 @@ from typing import Any
 from facts import measures, quantiles
 from harness.intervals import Request, block_intervals, request_metrics
 from harness.ledger import Ledger
+from harness.memory import MIB, MemoryLimits, MemoryProfile, judge, load_limits
 from harness.result import (
     Backlog,
     CellResult,
@@ -292,3 +293,34 @@ def article_cells(changes: dict[tuple[str, str], dict[str, Any]] | None = None) 
         for scenario, kwargs in specs.items():
             cells.append(result(p, scenario, **{**kwargs, **(changes or {}).get((p, scenario), {})}))
     return cells
+
+
+def rss_series(
+    start_mib: float, mib_per_hour: float, seconds: float, interval: float = 2.0, noise_mib: float = 1.0, seed: int = 1
+) -> list[tuple[float, int]]:
+    """What the memory watch reads of one process: (seconds from the load's start, RSS bytes) every
+    `interval` seconds, from `start_mib` growing `mib_per_hour`, with +- `noise_mib` of jitter."""
+    rnd = random.Random(seed)
+    n = int(seconds / interval) + 1
+    return [
+        (i * interval, round((start_mib + mib_per_hour * i * interval / 3600 + rnd.uniform(-1, 1) * noise_mib) * MIB))
+        for i in range(n)
+    ]
+
+
+def memory_profile(
+    seconds: float, growth: dict[str, tuple[float, float]], limits: MemoryLimits | None = None
+) -> MemoryProfile:
+    """A cell's memory as harness/memory.py judges it: process -> (start MiB, MiB per hour)."""
+    limits = limits or load_limits()
+    processes = [
+        judge(name, rss_series(start, per_hour, seconds, limits.interval_seconds, seed=i), seconds, limits)
+        for i, (name, (start, per_hour)) in enumerate(growth.items())
+    ]
+    return MemoryProfile(
+        measured=True,
+        interval_seconds=limits.interval_seconds,
+        warmup_seconds=limits.warmup(seconds),
+        rule=limits.rule(),
+        processes=processes,
+    )

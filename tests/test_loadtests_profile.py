@@ -48,7 +48,8 @@ def test_every_shipped_profile_loads_and_all_kinds_are_shipped():
 def test_every_scenario_profile_is_relative_to_the_sync_capacity_and_surges_past_it():
     from chaos import scenario as scenarios
 
-    used = {scenarios.load(ref).profile for ref in [*scenarios.shipped(), *scenarios.shipped_for_replicas()]}
+    refs = [*scenarios.shipped(), *scenarios.shipped_for_replicas(), *scenarios.shipped_soak()]
+    used = {scenarios.load(ref).profile for ref in refs}
     for ref in used:
         profile = find_profile(ref, capacities=CAPACITIES)
         assert profile.relative_rates.get("rate", "").endswith(" x sync"), ref

@@ -15,8 +15,9 @@ from harness.result import CellResult
 COLORS = {
     "acknowledged": "#2e7d32", "failed": "#c62828", "unknown": "#ef6c00", "delivered": "#1565c0",
     "target": "#616161", "api_p50": "#64b5f6", "api_p99": "#0d47a1", "e2e_p50": "#ce93d8",
-    "e2e_p99": "#6a1b9a", "backlog": "#00897b",
+    "e2e_p99": "#6a1b9a", "backlog": "#00897b", "rss": "#5d4037",
 }  # fmt: skip
+MEMORY_POINTS = 240  # values per memory chart at most: a 30 min soak's readings averaged in 7.5 s steps
 
 
 def _floats(values: Sequence[float | None]) -> list[float | None]:
@@ -104,6 +105,54 @@ def scenario_charts(cells: Sequence[CellResult]) -> str:
                     bands=fault_bands(c),
                     marker=(c.timings.load_seconds, "load ends; drain follows"),
                     unit=unit,
+                )
+            )
+    out.append("</div>")
+    return "".join(out)
+
+
+def rss_line(cell: CellResult, process: str, step: float) -> Line:
+    """One process's RSS in MiB, averaged over `step` seconds, from the load's start to its end."""
+    found = next((p for p in cell.memory.processes if p.process == process), None)
+    n = math.ceil(cell.timings.load_seconds / step)
+    sums, counts = [0.0] * n, [0] * n
+    for t, rss in found.series if found else ():
+        if 0 <= t < cell.timings.load_seconds:
+            sums[int(t / step)] += rss / 2**20
+            counts[int(t / step)] += 1
+    values = [round(sums[i] / counts[i], 2) if counts[i] else None for i in range(n)]
+    return Line("RSS", values, COLORS["rss"], step=step)
+
+
+def _mib(v: float) -> str:
+    return f"{v:g} MiB"
+
+
+def memory_charts(cells: Sequence[CellResult]) -> str:
+    """Every process's RSS over the load (HTML): a header per cell, a row per process, the row's
+    y-scale shared (from zero: a flat process reads flat, a leak climbs); the warm-up marked."""
+    processes = list(dict.fromkeys(p.process for c in cells for p in c.memory.processes))
+    x_max = max((c.timings.load_seconds for c in cells), default=1.0)
+    interval = max((c.memory.interval_seconds or 1.0 for c in cells), default=1.0)
+    step = max(interval, x_max / MEMORY_POINTS)
+    out = [f'<div class="grid" style="--cols: {len(cells)}"><div></div>']
+    out += [f'<div class="head">{escape(c.pipeline)}</div>' for c in cells]
+    for process in processes:
+        lines = {c.folder: [rss_line(c, process, step)] for c in cells}
+        scale = linear_scale([v for ls in lines.values() for ln in ls for v in ln.values])
+        out.append(f'<div class="kind">{escape(process)} RSS</div>')
+        for c in cells:
+            warmup = c.memory.warmup_seconds or 0.0
+            out.append(
+                chart(
+                    f"{c.pipeline} · {process}",
+                    lines[c.folder],
+                    x_max,
+                    scale,
+                    _mib,
+                    bands=fault_bands(c),
+                    marker=(warmup, "warm-up ends: judged from here"),
+                    unit="MiB",
                 )
             )
     out.append("</div>")

@@ -12,17 +12,20 @@ from collections.abc import Iterable, Sequence
 from html import escape
 
 from facts.measures import LEDGER_COUNTS, NO_VALUE
-from harness.report.charts import scenario_charts
+from harness.report.charts import memory_charts, scenario_charts
 from harness.report.model import (
     CAPACITY_COLUMNS,
     CEILING_COLUMNS,
     COST_COLUMNS,
     COSTS_TEXT,
+    MEMORY_COLUMNS,
+    MEMORY_TEXT,
     RATE_COLUMNS,
     TRACE_COLUMNS,
     TRACES_TEXT,
     TRACING_COST_COLUMNS,
     ClaimRow,
+    MemoryTable,
     Rows,
     ScenarioRow,
 )
@@ -76,6 +79,7 @@ JS = """
     if (v === null || v === undefined) return "-";
     if (unit === "seconds") return v < 1 ? (v * 1000).toPrecision(3) + " ms" : v.toPrecision(3) + " s";
     if (unit === "per_second") return Math.round(v) + "/s";
+    if (unit === "MiB") return v.toFixed(1) + " MiB";
     return String(Math.round(v * 100) / 100);
   }
   function el(name, attrs) {
@@ -98,7 +102,7 @@ JS = """
       cursor.setAttribute("x1", p.x); cursor.setAttribute("x2", p.x); cursor.setAttribute("visibility", "visible");
       while (box.firstChild) box.removeChild(box.firstChild);
       var lines = ["t = " + sec + "-" + (sec + 1) + " s"].concat(data.lines.map(function (l) {
-        return l.label + ": " + fmt(l.values[sec], data.unit);
+        return l.label + ": " + fmt(l.values[Math.floor(sec / (l.step || 1))], data.unit);
       }));
       var bx = p.x + 120 > right ? p.x - 118 : p.x + 6;
       box.appendChild(el("rect", {x: bx, y: top + 2, width: 112, height: 12 * lines.length + 4, rx: 2}));
@@ -195,6 +199,25 @@ def summary_tables(rows: Rows) -> str:
     )
 
 
+def memory_section(tables: Sequence[MemoryTable], run: Run) -> str:
+    """A scenario's memory per process: a table per cell, and for long cells (the soak) the charts."""
+    if not any(t.rows for t in tables):  # an older run, or a compose one
+        return f'<h3>Memory per process</h3><p class="note">{escape(tables[0].note)}</p>' if tables else ""
+    out = [f'<h3>Memory per process</h3><p class="note">{escape(MEMORY_TEXT)}</p>']
+    for t in tables:
+        body = [
+            [*map(escape, r.cells[:-1]), f'<span class="{"bad" if r.alarming else ""}">{escape(r.verdict)}</span>']
+            for r in t.rows
+        ]
+        out.append(f'<h4>{escape(t.pipeline)}</h4><p class="note">{escape(t.note)}</p>')
+        out.append(table(list(MEMORY_COLUMNS), body, raw=True) if body else "")
+    charted = {t.folder for t in tables if t.chart}
+    cells = [c for c in run.cells if c.folder in charted]
+    if cells:
+        out.append("<h4>RSS over the load, per process</h4>" + memory_charts(cells))
+    return "".join(out)
+
+
 def scenario_section(rows: Rows, s: ScenarioRow, run: Run) -> str:
     checks = [
         [
@@ -224,6 +247,7 @@ def scenario_section(rows: Rows, s: ScenarioRow, run: Run) -> str:
         + scenario_charts([c for c in run.cells if c.scenario == s.scenario])
         + "<h3>Hypothesis checks</h3>"
         + table(["pipeline", "check", "measured", "result"], checks, raw=True)
+        + memory_section([t for t in rows.memory if t.scenario == s.scenario], run)
         + "</section>"
     )
 

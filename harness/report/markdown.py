@@ -10,6 +10,8 @@ from harness.report.model import (
     CEILING_COLUMNS,
     COST_COLUMNS,
     COSTS_TEXT,
+    MEMORY_COLUMNS,
+    MEMORY_TEXT,
     RATE_COLUMNS,
     TRACE_COLUMNS,
     TRACES_TEXT,
@@ -17,6 +19,7 @@ from harness.report.model import (
     CapacityRows,
     ClaimRow,
     HypothesisRow,
+    MemoryTable,
     Rows,
 )
 
@@ -98,6 +101,20 @@ def tracing_cost_section(c: CapacityRows) -> list[str]:
             *table(TRACING_COST_COLUMNS, c.tracing_costs)]  # fmt: skip
 
 
+def memory_section(tables: Iterable[MemoryTable]) -> list[str]:
+    """Per cell: every process's memory, a growing one in bold (the charts are in report.html)."""
+    tables = list(tables)
+    out = ["", "## Memory per process", "", MEMORY_TEXT]
+    if not any(t.rows for t in tables):  # an older run, or a compose one: once, not per cell
+        return [*out, "", f"_{tables[0].note}_"] if tables else []
+    for t in tables:
+        out += ["", f"### {t.pipeline} \N{MULTIPLICATION SIGN} {t.scenario}", "", f"_{t.note}_"]
+        if t.rows:
+            body = ([*r.cells[:-1], f"**{r.verdict}**" if r.alarming else r.verdict] for r in t.rows)
+            out += ["", *table(MEMORY_COLUMNS, body)]
+    return out
+
+
 def markdown(rows: Rows) -> str:
     out = [
         f"# sync vs async: run {rows.run_id}",
@@ -136,6 +153,7 @@ def markdown(rows: Rows) -> str:
         ),
         *capacity_section(rows),
         *(["", "## Traces", "", TRACES_TEXT, "", *table(TRACE_COLUMNS, rows.traces)] if rows.traces else []),
+        *memory_section(rows.memory),
         "",
         "## What each pipeline costs",
         "",

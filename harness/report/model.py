@@ -10,6 +10,7 @@ from pathlib import Path
 from facts.measures import LEDGER_COUNTS, NO_VALUE, TRACE_HOPS, fmt
 from harness import capacity, measured_tracing, simplicity
 from harness.claims import Judgement, Verdict
+from harness.memory import ProcessMemory
 from harness.result import CellResult, Machine, Run, split_name
 
 VERDICTS: tuple[Verdict, ...] = ("confirmed", "refuted", "inconclusive", "not shown")
@@ -146,6 +147,7 @@ class Rows:
     costs: tuple[tuple[str, ...], ...] = ()  # per pipeline: what it costs to run and understand (COST_COLUMNS)
     capacity: CapacityRows | None = None
     traces: tuple[tuple[str, ...], ...] = ()  # per traced cell (TRACE_COLUMNS)
+    memory: tuple[MemoryTable, ...] = ()  # per cell, in the run's order
 
 
 def passed(cell: CellResult) -> bool | None:
@@ -395,6 +397,77 @@ def trace_row(cell: CellResult) -> tuple[str, ...] | None:
     )
 
 
+MEMORY_COLUMNS = ("process", "start", "end", "growth/h", "flat?")
+# A cell whose load ran this long gets a chart of every process's RSS over time (the soak); the
+# default matrix's minute-long cells get the table only.
+MEMORY_CHART_MIN_SECONDS = 300.0
+MEMORY_TEXT = (
+    "The resident memory (RSS) of every process tree of the stack, the load generator and the harness, "
+    "read every few seconds during the load (harness/memory.py). Start and end: medians of the first and "
+    "last tenth of the samples after the warm-up; growth: their least-squares slope, per hour."
+)
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    """One process of one cell, in MEMORY_COLUMNS order."""
+
+    process: str
+    start: str
+    end: str
+    growth_per_hour: str
+    verdict: str  # flat, GROWING, grows by design (why), not enough samples (n judged, m needed), ...
+    alarming: bool  # grew past the limit, not by design: shown in red
+
+    @property
+    def cells(self) -> tuple[str, ...]:
+        return (self.process, self.start, self.end, self.growth_per_hour, self.verdict)
+
+
+@dataclass(frozen=True)
+class MemoryTable:
+    pipeline: str
+    scenario: str
+    folder: str  # the cell's result folder: where its series come from for the chart
+    note: str  # how it was sampled and judged, or why it was not measured
+    rows: tuple[MemoryRow, ...]
+    chart: bool  # a chart of RSS over time per process (long cells)
+
+
+def mib(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return NO_VALUE
+    return f"{value / 2**20:{'+' if signed else ''}.1f} MiB"
+
+
+def memory_row(p: ProcessMemory) -> MemoryRow:
+    verdict = {"growing": "GROWING", "restarted": "restarted: not judged"}.get(p.verdict, p.verdict)
+    return MemoryRow(
+        process=p.process,
+        start=mib(p.start_bytes),
+        end=mib(p.end_bytes),
+        growth_per_hour=NO_VALUE if p.growth_bytes_per_hour is None else f"{mib(p.growth_bytes_per_hour, True)}/h",
+        verdict=f"{verdict} ({p.note})" if p.note else verdict,
+        alarming=p.verdict == "growing",
+    )
+
+
+def memory_table(cell: CellResult) -> MemoryTable:
+    m = cell.memory
+    if not m.measured:
+        note = "not measured (a compose stack's processes are not the harness' to read, or an older result)"
+    else:
+        note = f"RSS every {m.interval_seconds:g} s; judged after a {m.warmup_seconds or 0:g} s warm-up; {m.rule}"
+    return MemoryTable(
+        pipeline=cell.pipeline if cell.repetition == 1 else f"{cell.pipeline} (r{cell.repetition})",
+        scenario=cell.scenario,
+        folder=cell.folder,
+        note=note,
+        rows=tuple(memory_row(p) for p in m.processes),
+        chart=m.measured and bool(m.processes) and cell.timings.load_seconds >= MEMORY_CHART_MIN_SECONDS,
+    )
+
+
 def cost_row(c: simplicity.Cost) -> tuple[str, ...]:
     return (c.pipeline, str(c.processes), str(c.hops), str(c.config_keys), str(c.own_lines), ", ".join(c.files))
 
@@ -426,4 +499,5 @@ def rows(run: Run, judgements: Sequence[Judgement]) -> Rows:
         costs=tuple(cost_row(c) for c in simplicity.costs() if c.pipeline in run.pipelines),
         capacity=capacity_rows(run.root / "capacity.json"),
         traces=tuple(row for c in run.cells if (row := trace_row(c)) is not None),
+        memory=tuple(memory_table(c) for c in run.cells),
     )

@@ -23,6 +23,7 @@ class Line:
     color: str
     dashed: bool = False
     width: float = 1.6
+    step: float = 1.0  # seconds each value stands for: values[i] covers [i * step, (i + 1) * step)
 
 
 @dataclass(frozen=True)
@@ -86,14 +87,17 @@ def _num(v: float) -> str:
     return f"{v:.1f}".rstrip("0").rstrip(".")
 
 
-def _path(values: Sequence[float | None], x: Callable[[float], float], y: Callable[[float], float], log: bool) -> str:
-    """Polyline through each second's midpoint; a missing value (or <= 0 on a log scale) breaks it."""
+def _path(
+    values: Sequence[float | None], x: Callable[[float], float], y: Callable[[float], float], log: bool, step: float
+) -> str:
+    """Polyline through each value's midpoint (of its `step` seconds); a missing value (or <= 0 on a
+    log scale) breaks it."""
     parts, pen_down = [], False
     for i, v in enumerate(values):
         if v is None or (log and v <= 0):
             pen_down = False
             continue
-        parts.append(f"{'L' if pen_down else 'M'}{_num(x(i + 0.5))} {_num(y(v))}")
+        parts.append(f"{'L' if pen_down else 'M'}{_num(x((i + 0.5) * step))} {_num(y(v))}")
         pen_down = True
     return " ".join(parts)
 
@@ -110,7 +114,7 @@ def chart(
     css_class: str = "chart",
 ) -> str:
     """One SVG chart: x in seconds from the load's start, fault windows shaded, legend on top.
-    `unit` ("seconds", "per_second" or "") tells the cursor readout how to print values."""
+    `unit` ("seconds", "per_second", "MiB" or "") tells the cursor readout how to print values."""
     pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
     span = max(x_max, 1.0)
 
@@ -161,7 +165,7 @@ def chart(
     out.append(f'<rect class="frame" x="{LEFT:g}" y="{TOP:g}" width="{pw:g}" height="{ph:g}"/>')
     drawn = 0
     for line in lines:
-        d = _path(line.values, x, y, scale.log)
+        d = _path(line.values, x, y, scale.log, line.step)
         if d:
             drawn += 1
             dash = ' stroke-dasharray="4 3"' if line.dashed else ""
@@ -208,6 +212,7 @@ def _data(lines: Sequence[Line], x_max: float, unit: str) -> str:
                     "label": ln.label,
                     "color": ln.color,
                     "values": [None if v is None else round(v, 6) for v in ln.values],
+                    **({"step": ln.step} if ln.step != 1.0 else {}),
                 }
                 for ln in lines
             ],
