@@ -412,7 +412,8 @@ def ratios(report: CapacityReport) -> list[Ratio]:
             (f"{name}.http", f"{name} capacity", pc.capacity.rate, f"wrk POST ({name})", f"http.wrk.post.{name}")
         )
         if name.startswith("sync"):
-            rows.append((f"{name}.grpc", f"{name} capacity", pc.capacity.rate, "bare gRPC Notify", "grpc.notify"))
+            rows.append((f"{name}.grpc", f"{name} capacity", pc.capacity.rate, "gRPC Notify loop", "grpc.notify"))
+            rows.append((f"{name}.grpc_bare", f"{name} capacity", pc.capacity.rate, "bare gRPC", "grpc.bare"))
     if (a := report.pipelines.get("async")) is not None:
         acc, dlv = (a.acceptance.rate if a.acceptance else None), a.capacity.rate
         rows += [
@@ -656,6 +657,7 @@ def measure_ceilings(stack: Any, pipelines: Sequence[str], s: SearchSettings, wr
     drain(s.drain_seconds, Progress("ceilings", secs), settle=1.0)
     if any(p.startswith("sync") for p in pipelines):
         note(ceilings.grpc_notify(secs))
+        note(ceilings.grpc_bare(secs))
     if "async" in pipelines:
         ceilings.ensure_topic()
         records = 50_000 if secs < 5 else 300_000

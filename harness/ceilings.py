@@ -3,9 +3,9 @@ divides its capacities by.
 
 - HTTP: `wrk` (closed loop, keep-alive) on the reaction service's GET /healthz and its POST;
 - gRPC: a bare `grpc.aio` unary Notify loop through the same Toxiproxy link the reaction service
-  uses (the notification service has no switch to turn delivery off, so each call delivers to the
-  push sink through the `push` link, with no toxic: this is the sync hop as built, minus HTTP and
-  the reaction service);
+  uses (each call delivers to the push sink through the `push` link, with no toxic: the sync hop as
+  built, minus HTTP and the reaction service), and the same loop against a server that answers at
+  once (`grpc.bare`: what grpc.aio carries with delivery off);
 - Kafka: `org.apache.kafka.tools.ProducerPerformance` / `ConsumerPerformance` from the broker's own
   version (acks=all, idempotent, the size of a serialized ReactionEvent) and bare aiokafka produce
   and consume loops, through the same Toxiproxy listeners as the pipeline, on a topic of their own.
@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -205,6 +206,39 @@ def grpc_notify(seconds: float, concurrency: int = 64, cpu_of: Callable[[], floa
         errors=errors,
         cpu_seconds_per_1000=cpu / (ok + errors) * 1000 if ok + errors else None,
     )
+
+
+def grpc_bare(seconds: float, concurrency: int = 64) -> Ceiling:
+    """The same loop against a server that answers at once (harness/bare_grpc_server.py, its own
+    process, no Toxiproxy): what grpc.aio itself carries on this machine, both ends in Python."""
+    name, tool = "grpc.bare", "grpc.aio unary loop"
+    what = f"Notify to a bare grpc.aio server that answers at once (no delivery), {concurrency} calls in flight"
+    cmd = [sys.executable, "-m", "harness.bare_grpc_server"]
+    try:
+        server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=set_pdeathsig)
+    except OSError as e:
+        return failed(name, tool, what, e)
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline().strip() or 0)
+        if not port:
+            raise RuntimeError(f"the bare gRPC server did not start (exit {server.poll()})")
+        before = time.process_time()
+        ok, errors, took = asyncio.run(_grpc_loop(f"{topology.HOST}:{port}", seconds, concurrency))
+        cpu = time.process_time() - before
+    except (grpc.aio.AioRpcError, TimeoutError, OSError, RuntimeError) as e:
+        return failed(name, tool, what, e)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    return Ceiling(
+        name=name, tool=tool, what=what, per_second=ok / took, count=ok + errors, seconds=took, errors=errors,
+        cpu_seconds_per_1000=cpu / (ok + errors) * 1000 if ok + errors else None,
+    )  # fmt: skip
 
 
 # -- Kafka ----------------------------------------------------------------------------------------

@@ -51,11 +51,16 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
 
     ceilings = {c.name: c for c in report.ceilings}
     expected = {
-        "http.wrk.healthz", "http.wrk.post.sync", "http.wrk.post.async", "grpc.notify",
+        "http.wrk.healthz", "http.wrk.post.sync", "http.wrk.post.async", "grpc.notify", "grpc.bare",
         "kafka.produce.aiokafka", "kafka.produce.java", "kafka.consume.java", "kafka.consume.aiokafka",
     }  # fmt: skip
     assert expected <= set(ceilings)
     failed = {n: c.error for n, c in ceilings.items() if c.per_second is None}
     assert not failed, failed
-    assert {r.name for r in report.ratios} >= {"sync.grpc", "async.acceptance.aiokafka", "async.delivery.java"}
+    assert {r.name for r in report.ratios} >= {
+        "sync.grpc",
+        "sync.grpc_bare",
+        "async.acceptance.aiokafka",
+        "async.delivery.java",
+    }
     assert report.generator is not None

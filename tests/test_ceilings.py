@@ -101,3 +101,19 @@ def test_tools_that_cannot_be_fetched_are_a_failed_ceiling(monkeypatch: pytest.M
     monkeypatch.setattr(ceilings, "kafka_tools_libs", no_maven)
     c = ceilings.consumer_performance(10, timeout=5)
     assert (c.name, c.per_second, c.error) == ("kafka.consume.java", None, "fetching kafka-tools failed")
+
+
+def test_the_bare_grpc_ceiling_runs_its_own_server_and_leaves_nothing_running() -> None:
+    import psutil
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    c = ceilings.grpc_bare(0.5, concurrency=4)
+    assert c.error is None and c.per_second is not None and c.per_second > 0 and c.errors == 0
+    assert c.name == "grpc.bare" and "no delivery" in c.what
+    assert {p.pid for p in psutil.Process().children(recursive=True)} == before  # the server was stopped
+
+
+def test_a_bare_grpc_server_that_cannot_start_is_a_failed_ceiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ceilings.sys, "executable", "/bin/false")
+    c = ceilings.grpc_bare(0.5)
+    assert c.per_second is None and c.error is not None and "did not start" in c.error
