@@ -14,7 +14,7 @@ ifeq ($(filter $(RUNTIME),native compose),)
 $(error RUNTIME must be native or compose, got '$(RUNTIME)')
 endif
 
-.PHONY: help setup doctor venv stubs provision capacity bench bench-quick test test-unit lint up down clean
+.PHONY: help setup doctor venv stubs provision capacity soak bench bench-quick test test-unit lint up down clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -72,6 +72,15 @@ bench: setup ## run the default matrix (all pipelines x all scenarios; REPEAT=N,
 
 capacity: setup ## measure every pipeline's capacity, the ceilings and what tracing costs (full search), for the loads
 	$(BIN)/bench capacity --pipeline all
+
+# The soak (chaos/scenarios/soak/, never in the default matrix): 30 min at 0.5 x this machine's sync
+# capacity per pipeline, at full length (PIPELINE=all: 3 cells, about 95 min). The report shows
+# every process's memory per cell and its RSS over time (harness/limits/memory.yaml).
+soak: setup ## 30 min at half the sync capacity per pipeline (PIPELINE=P|all): every process's memory in the report
+	$(BIN)/bench capacity --pipeline all --quick --if-missing
+	@rc=0; $(BIN)/bench run --pipeline $(or $(PIPELINE),all) --scenario soak $(BENCH_ARGS) || rc=$$?; \
+	if [ -e runs/latest/run.json ]; then $(BIN)/bench report runs/latest; \
+	echo "report: $$(readlink -f runs/latest)/report.html (and report.md)"; fi; exit $$rc
 
 bench-quick: setup ## a shorter matrix (30 s per cell) for CI, and its report
 	@$(MAKE) --no-print-directory bench BENCH_ARGS="--quick $(BENCH_ARGS)"
