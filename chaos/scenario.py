@@ -21,6 +21,9 @@ PROCESSES = ("reaction", "notification", "kafka")  # the push sink is the ground
 CLUSTER_PROCESSES = tuple(topology.kafka_broker(n) for n in range(2, topology.KAFKA_CLUSTER_BROKERS + 1))
 # Notification replicas 2..n and their balancer exist only with `--replicas` (harness/replicas.py):
 # the plan checks the stack has them. Scenarios written for that topology live in REPLICA_SCENARIO_DIR.
+# The links of the replicated topology (--replicas 2..3, HAProxy): whether this stack has them is
+# the plan's to say (harness/plan.py), as for the replicas' processes.
+REPLICA_LINKS = tuple(p.name for p in topology.replica_proxies(topology.NOTIFICATION_REPLICAS_MAX, balancer=True))
 REPLICA_PROCESSES = (
     *(topology.notification_replica(n).process for n in range(2, topology.NOTIFICATION_REPLICAS_MAX + 1)),
     "haproxy",
@@ -35,8 +38,9 @@ class ScenarioError(ValueError):
 
 
 def _check_link(v: str) -> str:
-    if v not in topology.PROXIES_BY_NAME:
-        raise ValueError(f"unknown link {v!r} (links: {', '.join(topology.PROXIES_BY_NAME)})")
+    if v not in topology.PROXIES_BY_NAME and v not in REPLICA_LINKS:
+        known = (*topology.PROXIES_BY_NAME, *REPLICA_LINKS)
+        raise ValueError(f"unknown link {v!r} (links: {', '.join(known)})")
     return v
 
 

@@ -15,6 +15,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 from chaos import scenario as scenarios
+from facts import topology
 from loadtests.profile import Capacities, Profile, ProfileError, find_profile
 
 QUICK_SECONDS = 30.0
@@ -59,7 +60,14 @@ def _scenario_problems(
         )
     if sc.balancer is not None and replicas < 2:
         problems.append(f"{path}: balancer: {sc.balancer!r} balances replicas; the stack has one (--replicas 2 or 3)")
+    links = {*topology.PROXIES_BY_NAME, *(p.name for p in topology.replica_proxies(replicas, balancer=replicas > 1))}
     for i, f in enumerate(sc.faults):
+        link = getattr(f, "link", None)
+        if link is not None and link not in links:
+            problems.append(
+                f"{path}: faults[{i}].link: {link!r} is not a link of this stack (it has: {', '.join(sorted(links))}); "
+                "the replicas' links exist with --replicas only (bench run --replicas 2; bench validate --replicas 2)"
+            )
         if isinstance(f, scenarios.ProcessFault) and f.process in scenarios.REPLICA_PROCESSES:
             if f.process not in processes:
                 problems.append(

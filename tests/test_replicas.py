@@ -136,6 +136,30 @@ def test_replica_scenarios_are_kept_apart_and_need_the_replicas() -> None:
     )  # the usual ones still run
 
 
+def test_a_replica_s_links_are_faultable_on_a_stack_that_has_them_and_refused_elsewhere(tmp_path: Path) -> None:
+    scenario = tmp_path / "replica-2-push-slow.yaml"
+    scenario.write_text(
+        "name: replica-2-push-slow\ndescription: the second replica's push link is slow\nprofile: steady\n"
+        "replicas: 2\nfaults:\n"
+        "  - {kind: toxic, at: 5, duration: 10, link: push-2, toxic: latency, attributes: {latency: 200}}\n"
+        "  - {kind: link-down, at: 5, duration: 5, link: notification-2}\n"
+    )
+    procs = scenarios.PROCESSES + Replicas(2, "haproxy").processes()
+    (cell,) = make_plan(["async"], [str(scenario)], processes=procs, replicas=2, capacities=CAPACITIES).cells
+    assert [getattr(f, "link", None) for f in cell.scenario.faults] == ["push-2", "notification-2"]
+    with pytest.raises(PlanError) as e:
+        make_plan(["async"], [str(scenario)], capacities=CAPACITIES)
+    assert "faults[0].link: 'push-2' is not a link of this stack" in str(e.value)
+    assert "faults[1].link: 'notification-2' is not a link of this stack" in str(e.value)
+    three = scenario.read_text().replace("push-2", "push-3")
+    scenario.write_text(three)
+    with pytest.raises(PlanError, match=r"faults\[0\]\.link: 'push-3' is not a link of this stack"):
+        make_plan(["async"], [str(scenario)], processes=procs, replicas=2, capacities=CAPACITIES)
+    scenario.write_text(three.replace("push-3", "push-9"))
+    with pytest.raises(PlanError, match=r"unknown link 'push-9'"):
+        make_plan(["async"], [str(scenario)], processes=procs, replicas=2, capacities=CAPACITIES)
+
+
 def test_run_switches_the_balancer_per_cell() -> None:
     from harness.run import _use_balancer
 
