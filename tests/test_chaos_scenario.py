@@ -120,7 +120,8 @@ def test_one_plan_reports_every_problem_of_every_file_together(tmp_path: Path) -
         make_plan(["async"], [str(bad_schema), str(bad_plan)], None, False, capacities=CAPACITIES)
     lines = str(e.value).splitlines()
     assert lines == [
-        f"{bad_schema}: faults[0].link: unknown link 'pushh' (links: notification, kafka-produce, kafka-consume, push)",
+        f"{bad_schema}: faults[0].link: unknown link 'pushh' (links: notification, kafka-produce, kafka-consume, push, "
+        "notification-2, push-2, notification-3, push-3, balancer)",
         f"{bad_plan}: faults[0].process: 'kafka-3' is not a process of this stack (it has: reaction, notification, "
         "kafka); brokers kafka-2, kafka-3 run in the compose cluster profile only "
         "(make bench RUNTIME=compose KAFKA=cluster; bench validate --kafka cluster)",
