@@ -55,11 +55,13 @@ up: setup ## start the stack in the background (PIPELINE=sync|sync-resilient|asy
 down: ## stop everything `make up` started
 	@if [ -x $(BIN)/bench ]; then $(BIN)/bench down; fi
 
-# The default matrix, every cell at half its scenario's length (sized for about 20 minutes on 2 cores: half of the 36 minutes a full-length run took; not yet timed), one
-# repetition: intervals then come from time blocks within each cell. REPEAT=3 gives intervals
-# over repetitions (three times as long); TIME_SCALE=1 plays the scenarios at full length.
+# The default matrix, every cell at 0.4 of its scenario's length, one repetition: at half length a
+# cell took about 49 s on the 2-core VM (30 s of load, the rest switching pipelines, draining,
+# joining the ledger and reading traces), 22 minutes for the 27 cells; 0.4 keeps it under 20.
+# Intervals then come from time blocks within each cell. REPEAT=2 or 3 gives intervals over
+# repetitions (that many times as long); TIME_SCALE=1 plays the scenarios at full length.
 REPEAT ?= 1
-TIME_SCALE ?= 0.5
+TIME_SCALE ?= 0.4
 # The scenarios' rates are relative to this machine's capacity: the first `make bench` measures it
 # (a quick search, a few minutes); later ones reuse it until `make capacity` measures again.
 # The report is written even when a hypothesis failed; the exit code is the run's.
