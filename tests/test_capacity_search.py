@@ -269,6 +269,7 @@ def test_if_missing_reuses_this_machine_s_capacity_and_measures_only_without_one
 
     monkeypatch.setenv("SYNC_ASYNC_BENCH_STATE", str(tmp_path))
     measured: list[list[str]] = []
+
     def fake_main(pipelines: list[str], *_: object) -> int:
         measured.append(list(pipelines))
         return 0
