@@ -127,6 +127,9 @@ def url(port: int, path: str = "") -> str:
     return f"http://{addr(port)}{path}"
 
 
+# The system under test: our three services (their process names and their tracing service names).
+SERVICES = ("reaction", "notification", "pushsink")
+
 # Which component listens on each port: the hosts table's keys.
 PORT_COMPONENT: dict[int, str] = {
     KAFKA_INTERNAL_PORT: "kafka",

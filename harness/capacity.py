@@ -33,7 +33,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from facts import paths, quantiles
+from facts import paths, quantiles, topology
 from harness import ceilings, generator_health, measured_tracing, sink, yamlpos
 from harness.ceilings import Ceiling
 from harness.cpu import CpuSnapshot
@@ -49,7 +49,6 @@ LIMITS_FILE = Path(__file__).resolve().parent / "limits" / "capacity.yaml"
 API_P99, ERROR_RATIO, BACKLOG = "api.p99", "error_ratio", "delivery.backlog_growth"
 ALL_LIMITS = (API_P99, ERROR_RATIO, BACKLOG)
 ACCEPTANCE_LIMITS = (API_P99, ERROR_RATIO)
-SERVICES = ("reaction", "notification", "pushsink")  # whose CPU tracing adds to
 BUSY_OTHER_CORES = 0.25  # processes outside the stack and the generator using more than this are named
 Verdict = Literal["held", "broke", "generator-bound"]
 
@@ -297,7 +296,7 @@ class TracingCost(_Model):
 
     def services(self) -> float | None:
         """CPU seconds per 1,000 of the pipeline's own processes (the generator and the rest left out)."""
-        own = [v for n, v in self.cpu_seconds_per_1000.items() if n in SERVICES]
+        own = [v for n, v in self.cpu_seconds_per_1000.items() if n in topology.SERVICES]
         return sum(own) if own else None
 
 

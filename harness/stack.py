@@ -28,7 +28,6 @@ H = topology.HOST
 # Traces kept by Jaeger's in-memory store (a ring: the oldest go first). A reaction is one trace,
 # plus one per consumer batch; a surge cell sends ~20,000 reactions.
 JAEGER_MAX_TRACES = 200_000
-TRACED_SERVICES = ("pushsink", "notification", "reaction")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,6 @@ from facts.quantiles import summary
 
 REACTION_ID = "reaction.id"  # targets/tracing.py's attribute (targets/ is not imported from here)
 PUSH_FIRST = "push.first"
-SERVICES = ("reaction", "notification", "pushsink")
 HOPS = measures.TRACE_HOPS
 SAMPLES = 10  # reaction ids listed per kind of problem
 
@@ -142,7 +141,9 @@ class JaegerQuery:
         query = urllib.parse.urlencode([("traceID", t) for t in trace_ids])
         return parse_traces(self._fetch(f"{self.base_url}/api/traces?{query}"))
 
-    def window(self, start_unix: float, end_unix: float, services: Iterable[str] = SERVICES) -> dict[str, Trace]:
+    def window(
+        self, start_unix: float, end_unix: float, services: Iterable[str] = topology.SERVICES
+    ) -> dict[str, Trace]:
         """Every trace with a span of `services` starting in the window, by trace id."""
         found: dict[str, Trace] = {}
         for service in services:
@@ -407,7 +408,7 @@ class CpuPer1000(_Model):
     @property
     def services(self) -> float:
         """The three services (what tracing adds work to); Jaeger is the backend's own cost."""
-        return sum(v for k, v in self.by_process.items() if k in SERVICES)
+        return sum(v for k, v in self.by_process.items() if k in topology.SERVICES)
 
 
 def cpu_per_1000(

@@ -22,7 +22,7 @@ from dashboards import queries
 from dashboards.grafana.export import dashboard_dicts
 from facts import topology
 from harness import kafka_admin, traces
-from harness.stack import TRACED_SERVICES, Tracing
+from harness.stack import Tracing
 from tests import stackclient as sc
 
 pytestmark = pytest.mark.stack
@@ -279,7 +279,7 @@ def test_tracing_cpu_per_thousand_reactions_on_and_off(on: Any) -> None:
     for enabled, ratio in ((False, 1.0), (True, 0.1), (True, 1.0)):
         on.use_tracing(Tracing(enabled=enabled, sample_ratio=ratio))
         _load(200)  # warm up: connections, caches and the consumer's assignment
-        pids = {name: on.sup.running[name].pid for name in (*TRACED_SERVICES, "jaeger")}
+        pids = {name: on.sup.running[name].pid for name in (*topology.SERVICES, "jaeger")}
         measured = traces.cpu_per_1000(pids, lambda: _load(n), tracing=enabled, sample_ratio=ratio)
         if ratio == 1.0:
             results[enabled] = measured

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from facts import topology
 from facts.measures import LEDGER_COUNTS, NO_VALUE, TRACE_HOPS, fmt
 from harness import capacity, measured_tracing, simplicity
 from harness.claims import Judgement, Verdict
@@ -320,7 +321,7 @@ def tracing_cost_rows(report: capacity.CapacityReport) -> tuple[tuple[str, ...],
         for c in pc.tracing_costs:
             own = c.services()
             factor = f"x{own / off:.2f}" if own is not None and off else NO_VALUE
-            parts = ", ".join(f"{k} {v:.2f}" for k, v in c.cpu_seconds_per_1000.items() if k in capacity.SERVICES)
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in c.cpu_seconds_per_1000.items() if k in topology.SERVICES)
             p50 = NO_VALUE if c.api_p50_seconds is None else f"{c.api_p50_seconds * 1000:.1f} ms"
             words = measured_tracing.words(c.setting) + ("" if c.held else " (broke its service level)")
             out.append((name, words, NO_VALUE if own is None else f"{own:.2f}", factor, parts or NO_VALUE, p50))
