@@ -283,12 +283,15 @@ def stop_from_state(state_file: Path) -> list[str]:
 
 @contextlib.contextmanager
 def terminating_signals() -> Iterator[None]:
-    """Turn SIGTERM/SIGHUP into KeyboardInterrupt so `finally` teardown runs, as it does for Ctrl-C."""
+    """Turn SIGTERM/SIGHUP into KeyboardInterrupt so `finally` teardown runs, as it does for Ctrl-C.
+    Ctrl-C itself is set to raise too: a process started in the background of a script inherits
+    SIGINT ignored, and Python then installs no KeyboardInterrupt for it."""
 
     def _raise(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     old = {s: signal.signal(s, _raise) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:

@@ -153,3 +153,28 @@ def test_use_tracing_restarts_every_notification_replica(tmp_path: Path, count: 
     for name, argv in sup.argv.items():
         assert argv[-2:] == ["--tracing", "off"], name
     assert stack.tracing == Tracing(enabled=False)
+
+
+def test_ctrl_c_stops_a_harness_started_with_sigint_ignored() -> None:
+    """A script's background job inherits SIGINT ignored; `bench up --foreground` must still stop on it."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time\n"
+        "from harness import supervisor\n"
+        "try:\n"
+        "    with supervisor.terminating_signals():\n"
+        "        print('ready', flush=True)\n"
+        "        time.sleep(60)\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(42)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 42
