@@ -720,6 +720,12 @@ def _num(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def scales_runs(setting: str, runs_tracing: str) -> bool:
+    """Whether a capacity searched with tracing `setting` becomes this machine's last capacity: only
+    one measured with the runs' own tracing is what their relative rates may scale from."""
+    return tracing_of(setting) == tracing_of(runs_tracing)
+
+
 def run_capacity(
     pipelines: Sequence[str], quick: bool, *, open_stack: Callable[[Path, str, Tracing], Any] | None = None,
     stack: Any = None, config: CapacityConfig | None = None, runs_root: Path | None = None,
@@ -771,6 +777,7 @@ def run_capacity(
     report.generator = generator_figures(report)
     report.finished_unix = time.time()
     report.write(run_dir / "capacity.json")
+    remember = remember and scales_runs(setting, measured.sample)
     if remember:
         report.write(last_file(report.runtime))
     print_report(report)

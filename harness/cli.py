@@ -338,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     cap.add_argument(
         "--tracing", type=_tracing_setting, metavar="off|RATIO",
-        help="the search's tracing: off, or the share of traces kept (default: harness/limits/tracing.yaml's)",
+        help="the search's tracing: off, or the share of traces kept (default: harness/limits/tracing.yaml's; "
+        "another one is not kept as this machine's last capacity)",
     )  # fmt: skip
     subs["validate"].add_argument("scenario", nargs="*", default=["all"])
     subs["validate"].add_argument(

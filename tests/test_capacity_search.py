@@ -281,3 +281,8 @@ def test_if_missing_reuses_this_machine_s_capacity_and_measures_only_without_one
     assert cli.main(["capacity", "--if-missing", "--quick"]) == 0
     assert len(measured) == 1 and "last capacity is used (sync 250/s" in capsys.readouterr().out
     assert cli.main(["capacity", "--quick"]) == 0 and len(measured) == 2  # without the flag: always
+
+
+def test_only_a_capacity_measured_with_the_runs_tracing_becomes_the_last_one() -> None:
+    assert capacity.scales_runs("0.1", "0.1") and capacity.scales_runs("1", "1.0")
+    assert not capacity.scales_runs("off", "0.1") and not capacity.scales_runs("1", "0.1")
