@@ -7,6 +7,7 @@ its own lag, and the rate it offers is not the one planned. Such a cell is gener
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,12 @@ class GeneratorLimits(BaseModel):
 
     lag_p99_seconds: float = Field(gt=0)
     max_missed_arrivals: int = Field(ge=0)
+    in_flight_seconds: float = Field(gt=0)
+    min_in_flight: int = Field(gt=0)
+
+    def in_flight_cap(self, peak_rate: float) -> int:
+        """The load generator's cap on unanswered requests for a load peaking at `peak_rate`."""
+        return max(self.min_in_flight, math.ceil(peak_rate * self.in_flight_seconds))
 
 
 def load_limits(path: Path = LIMITS_FILE) -> GeneratorLimits:

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from chaos.engine import ChaosMetrics, ProcessControl, Timeline
 from chaos.toxiproxy import ToxiproxyClient
 from facts import paths, topology, versions
-from harness import kafka_admin, memory, sampling, sink, supervisor, traces
+from harness import generator_health, kafka_admin, memory, sampling, sink, supervisor, traces
 from harness.assemble import assemble
 from harness.disturbance import MachineWatch
 from harness.loadgen import LoadRun
@@ -94,7 +94,8 @@ def run_cell(
     # The profile as planned (capacity-relative rates resolved, scaled to the cell): Locust plays this file.
     profile_file = out / "profile.yaml"
     profile_file.write_text(to_yaml(cell.profile))
-    load = LoadRun(str(profile_file), cell.load_seconds, out / "loadgen", processes=processes)
+    cap = generator_health.load_limits().in_flight_cap(cell.profile.max_rate())
+    load = LoadRun(str(profile_file), cell.load_seconds, out / "loadgen", processes=processes, max_in_flight=cap)
     timeline = Timeline(cell.scaled_faults(), cell.load_seconds, stack.toxiproxy, stack, metrics=metrics)
     started_unix = time.time()
     proc = load.start(out / "locust.log")
