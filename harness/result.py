@@ -436,9 +436,13 @@ class Run:
 
     def interval_method(self) -> str:
         reps = {len(cells) for cells in self.groups.values()}
+        blocks = f"bootstrap over time blocks of {BLOCK_SECONDS:g} s within each cell"
         if reps == {1}:
-            return f"bootstrap over time blocks of {BLOCK_SECONDS:g} s within each cell (one repetition)"
-        return f"bootstrap over {', '.join(map(str, sorted(reps)))} repetitions of each cell"
+            return f"{blocks} (one repetition)"
+        several = f"bootstrap over {', '.join(map(str, sorted(reps - {1})))} repetitions of each cell"
+        if 1 in reps:  # an interrupted run, or cells added to one: each group as intervals() treats it
+            return f"{several} played several times; {blocks} played once"
+        return several
 
 
 def _read(path: Path, model: type[CellResult] | type[RunIndex]) -> Any:
