@@ -55,9 +55,9 @@ up: setup ## start the stack in the background (PIPELINE=sync|sync-resilient|asy
 down: ## stop everything `make up` started
 	@if [ -x $(BIN)/bench ]; then $(BIN)/bench down; fi
 
-# The default matrix, every cell at 0.4 of its scenario's length, one repetition: at half length a
-# cell took about 49 s on the 2-core VM (30 s of load, the rest switching pipelines, draining,
-# joining the ledger and reading traces), 22 minutes for the 27 cells; 0.4 keeps it under 20.
+# The default matrix, every cell at 0.4 of its scenario's length, one repetition: about 39 s a cell
+# on the 2-core VM (run 20261130-053911; 24 s of load, the rest switching pipelines, draining,
+# joining the ledger and reading traces), about 18 minutes for the 27 cells (half length: 22).
 # Intervals then come from time blocks within each cell. REPEAT=2 or 3 gives intervals over
 # repetitions (that many times as long); TIME_SCALE=1 plays the scenarios at full length.
 REPEAT ?= 1
