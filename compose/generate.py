@@ -26,7 +26,7 @@ import yaml
 
 from dashboards.grafana import export as grafana
 from dashboards.prometheus import config as prometheus_config
-from facts import kafka_broker, topology, versions
+from facts import jaeger, kafka_broker, topology, versions
 
 HERE = Path(__file__).resolve().parent
 GENERATED = HERE / "generated"
@@ -80,8 +80,6 @@ NATIVE_ONLY_SCRAPE_PORTS = frozenset(
 # image is tagged with the v2 release of the same source (Jaeger's CHANGELOG: "v1.76.0 / v2.13.0").
 # A version bump without its image tag here fails generation.
 JAEGER_IMAGE_TAGS = {"v1.76.0": "2.13.0"}
-# As harness.stack.JAEGER_MAX_TRACES (tests/test_compose_file.py compares the two configs).
-JAEGER_MAX_TRACES = 200_000
 
 # Compose-only values: these components do not exist natively.
 GRAFANA_PORT = 3000
@@ -273,35 +271,8 @@ def jaeger_image_tag() -> str:
 
 
 def jaeger_config() -> dict[str, object]:
-    """harness.stack.jaeger_config with every listener on all interfaces: OTLP/HTTP in, the memory
-    store, the query API and UI out; its own metrics and self-tracing off, as natively."""
-    t = topology
-    store = "memstore"
-    return {
-        "service": {
-            "extensions": ["jaeger_storage", "jaeger_query"],
-            "pipelines": {
-                "traces": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["jaeger_storage_exporter"]}
-            },
-            "telemetry": {
-                "resource": {"service.name": "jaeger"},
-                "metrics": {"level": "none"},
-                "logs": {"level": "info"},
-            },
-        },
-        "extensions": {
-            "jaeger_query": {
-                "storage": {"traces": store},
-                "enable_tracing": False,
-                "http": {"endpoint": f"{BIND_ALL}:{t.JAEGER_QUERY_HTTP_PORT}"},
-                "grpc": {"endpoint": f"{BIND_ALL}:{t.JAEGER_QUERY_GRPC_PORT}"},
-            },
-            "jaeger_storage": {"backends": {store: {"memory": {"max_traces": JAEGER_MAX_TRACES}}}},
-        },
-        "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"{BIND_ALL}:{t.JAEGER_OTLP_HTTP_PORT}"}}}},
-        "processors": {"batch": {}},
-        "exporters": {"jaeger_storage_exporter": {"trace_storage": store}},
-    }
+    """facts/jaeger.py's configuration with every listener on all interfaces, as natively otherwise."""
+    return jaeger.config(BIND_ALL)
 
 
 # -- compose.env ---------------------------------------------------------------------------------

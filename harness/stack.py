@@ -17,7 +17,7 @@ from types import TracebackType
 
 from chaos.toxiproxy import ToxiproxyClient
 from dashboards.prometheus import config as prometheus_config
-from facts import kafka_broker, topology
+from facts import jaeger, kafka_broker, topology
 from facts.probe import ReactionReady, http_json, http_ok, tcp_open, wait_until
 from harness import kafka_admin, provision
 from harness.replicas import HAPROXY, Replicas, haproxy_spec, notification_argv, notification_ready
@@ -27,7 +27,6 @@ H = topology.HOST
 
 # Traces kept by Jaeger's in-memory store (a ring: the oldest go first). A reaction is one trace,
 # plus one per consumer batch; a surge cell sends ~20,000 reactions.
-JAEGER_MAX_TRACES = 200_000
 
 
 @dataclass(frozen=True)
@@ -46,39 +45,9 @@ class Tracing:
         return flags
 
 
-def jaeger_config(max_traces: int = JAEGER_MAX_TRACES) -> dict[str, object]:
-    """Jaeger v2 (an OpenTelemetry Collector distribution): OTLP/HTTP in, memory store, query API out.
-
-    Keys as in Jaeger v1.76's cmd/jaeger/internal/all-in-one.yaml, cut to what we use; every
-    listener on 127.0.0.1, the collector's own metrics off (they would open :8888 on all interfaces)
-    and Jaeger's self-tracing off (it would add traces of our own queries to the store).
-    """
-    store = "memstore"
-    return {
-        "service": {
-            "extensions": ["jaeger_storage", "jaeger_query"],
-            "pipelines": {
-                "traces": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["jaeger_storage_exporter"]}
-            },
-            "telemetry": {
-                "resource": {"service.name": "jaeger"},
-                "metrics": {"level": "none"},
-                "logs": {"level": "info"},
-            },
-        },
-        "extensions": {
-            "jaeger_query": {
-                "storage": {"traces": store},
-                "enable_tracing": False,
-                "http": {"endpoint": topology.addr(topology.JAEGER_QUERY_HTTP_PORT)},
-                "grpc": {"endpoint": topology.addr(topology.JAEGER_QUERY_GRPC_PORT)},
-            },
-            "jaeger_storage": {"backends": {store: {"memory": {"max_traces": max_traces}}}},
-        },
-        "receivers": {"otlp": {"protocols": {"http": {"endpoint": topology.addr(topology.JAEGER_OTLP_HTTP_PORT)}}}},
-        "processors": {"batch": {}},
-        "exporters": {"jaeger_storage_exporter": {"trace_storage": store}},
-    }
+def jaeger_config(max_traces: int = jaeger.MAX_TRACES) -> dict[str, object]:
+    """facts/jaeger.py's configuration listening where the topology puts Jaeger (127.0.0.1)."""
+    return jaeger.config(topology.host_for(topology.JAEGER_QUERY_HTTP_PORT), max_traces)
 
 
 def _tracing_argv(stack: object) -> list[str]:
