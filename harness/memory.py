@@ -103,6 +103,17 @@ class MemoryProfile(BaseModel):
     rule: str = ""  # the limit the verdicts were given against, in words
     processes: list[ProcessMemory] = Field(default_factory=list)
 
+    @classmethod
+    def judged(cls, processes: list[ProcessMemory], load_seconds: float, limits: MemoryLimits) -> MemoryProfile:
+        """A measured profile: the processes' verdicts with the sampling and the rule they came from."""
+        return cls(
+            measured=True,
+            interval_seconds=limits.interval_seconds,
+            warmup_seconds=limits.warmup(load_seconds),
+            rule=limits.rule(),
+            processes=processes,
+        )
+
     def growing(self) -> float | None:
         """Processes whose memory grew past the limit (not by design); None when none was judged."""
         judged = [p for p in self.processes if p.verdict in ("flat", "growing", "grows by design")]
@@ -179,13 +190,7 @@ def profile(
         restarts = sum(1 for a, b in itertools.pairwise(kept) if a.identity != b.identity)
         series = [(round(r.unix - epoch, 2), r.rss_bytes) for r in kept]
         processes.append(judge(name, series, load_seconds, limits, restarts))
-    return MemoryProfile(
-        measured=True,
-        interval_seconds=limits.interval_seconds,
-        warmup_seconds=limits.warmup(load_seconds),
-        rule=limits.rule(),
-        processes=processes,
-    )
+    return MemoryProfile.judged(processes, load_seconds, limits)
 
 
 # -- reading /proc ---------------------------------------------------------------------------------

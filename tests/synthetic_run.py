@@ -317,10 +317,4 @@ def memory_profile(
         judge(name, rss_series(start, per_hour, seconds, limits.interval_seconds, seed=i), seconds, limits)
         for i, (name, (start, per_hour)) in enumerate(growth.items())
     ]
-    return MemoryProfile(
-        measured=True,
-        interval_seconds=limits.interval_seconds,
-        warmup_seconds=limits.warmup(seconds),
-        rule=limits.rule(),
-        processes=processes,
-    )
+    return MemoryProfile.judged(processes, seconds, limits)
