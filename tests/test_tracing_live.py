@@ -68,18 +68,26 @@ def post_and_deliver(n: int, concurrency: int = 32) -> tuple[list[sc.Answer], se
     return answers, set(sc.sink_deliveries())
 
 
+def reaction_traces(reaction_id: str, since: float, wait: float = 20.0) -> list[traces.Trace]:
+    """The reaction's traces in Jaeger since `since` (unix seconds), read until they connect the
+    request to the push or `wait` seconds pass (spans arrive a batch interval after they end)."""
+    query = traces.JaegerQuery()
+    deadline = time.monotonic() + wait
+    found: list[traces.Trace] = []
+    while time.monotonic() < deadline:
+        window = (int(since * 1e6), int((time.time() + 60) * 1e6))
+        found = query.find("reaction", *window, tags={"reaction.id": reaction_id})
+        if found and traces.follow(reaction_id, found).connected:
+            break
+        time.sleep(0.5)
+    return found
+
+
 @pytest.mark.parametrize("on", ["sync", "sync-resilient", "async"], indirect=True)
 def test_one_reaction_is_one_connected_trace_in_jaegers_api(on: Any) -> None:
     (answer,), delivered = post_and_deliver(1)
     assert answer.reaction_id in delivered
-    query = traces.JaegerQuery()
-    deadline = time.monotonic() + 20
-    found: list[traces.Trace] = []
-    while time.monotonic() < deadline:
-        found = query.find("reaction", 0, int((time.time() + 60) * 1e6), tags={"reaction.id": answer.reaction_id})
-        if found and traces.follow(answer.reaction_id, found).connected:
-            break
-        time.sleep(0.5)
+    found = reaction_traces(answer.reaction_id, since=0.0)
     assert len(found) == 1, f"{len(found)} traces for one reaction"
     followed = traces.follow(answer.reaction_id, found)
     assert followed.connected and followed.first_push_connected, followed
@@ -135,16 +143,7 @@ def test_latency_exemplars_lead_from_prometheus_to_the_reactions_trace_in_jaeger
     start = time.time()
     (answer,), delivered = post_and_deliver(1)
     assert answer.reaction_id in delivered
-    query = traces.JaegerQuery()
-    deadline = time.monotonic() + 20
-    found: list[traces.Trace] = []
-    while time.monotonic() < deadline:
-        found = query.find(
-            "reaction", int(start * 1e6), int((time.time() + 60) * 1e6), tags={"reaction.id": answer.reaction_id}
-        )
-        if found and traces.follow(answer.reaction_id, found).connected:
-            break
-        time.sleep(0.5)
+    found = reaction_traces(answer.reaction_id, since=start)
     assert len(found) == 1, f"{len(found)} traces for one reaction"
     reaction_trace = int(found[0].trace_id, 16)
 
@@ -153,7 +152,7 @@ def test_latency_exemplars_lead_from_prometheus_to_the_reactions_trace_in_jaeger
         trace_ids = scraped_exemplars(f'{histogram}_bucket{{pipeline="{on.pipeline}"}}', start)
         assert trace_ids == {reaction_trace}, histogram
     # What Grafana's link asks Jaeger for: that trace, by the exemplar's id, with every service's spans.
-    (linked,) = query.traces([format(reaction_trace, "032x")])
+    (linked,) = traces.JaegerQuery().traces([format(reaction_trace, "032x")])
     assert int(linked.trace_id, 16) == reaction_trace
     assert {s.service for s in linked.spans} == {"reaction", "notification", "pushsink"}
 
