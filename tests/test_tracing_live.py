@@ -191,6 +191,21 @@ def test_a_thousand_reactions_all_have_connected_traces(on: Any) -> None:
     assert all(h.count == N for h in summary.hops.values())
 
 
+def kill_with_uncommitted_deliveries(stack: Any, committed_before: int, tries: int = 50) -> None:
+    """SIGKILL the notification service at a moment when the sink holds deliveries whose offsets the
+    group has not committed: frozen (SIGSTOP), the broker's committed offsets and the sink's count
+    say whether a kill now must redeliver; if not (between two batches), let it run a little longer."""
+    for _ in range(tries):
+        stack.pause("notification")
+        _, committed = kafka_admin.offsets()
+        if sc.sink_stats()["unique"] > committed - committed_before:
+            stack.kill("notification")
+            return
+        stack.resume("notification")
+        time.sleep(0.05)
+    raise AssertionError(f"in {tries} looks the consumer never had delivered records left to commit")
+
+
 @pytest.mark.parametrize("on", ["async"], indirect=True)
 def test_killing_the_consumer_mid_load_keeps_redeliveries_in_the_reactions_trace(on: Any) -> None:
     """kill -9 of the notification service while it consumes: the records it had fetched but not
@@ -198,7 +213,8 @@ def test_killing_the_consumer_mid_load_keeps_redeliveries_in_the_reactions_trace
     n = 3000
     start = time.time() - 1
     answers: list[sc.Answer] = []
-    # A slower phone keeps deliveries in flight, so the kill always finds fetched, uncommitted records.
+    _, committed_before = kafka_admin.offsets()
+    # A slower phone keeps deliveries in flight, so a batch spends most of its time in them.
     on.toxiproxy.add_toxic(Toxic(link="push", type="latency", attributes={"latency": 30}))
     try:
         poster = threading.Thread(target=lambda: answers.extend(sc.post_reactions(n, concurrency=32)))
@@ -206,7 +222,7 @@ def test_killing_the_consumer_mid_load_keeps_redeliveries_in_the_reactions_trace
         deadline = time.monotonic() + 60
         while sc.sink_stats()["unique"] < n // 4 and time.monotonic() < deadline:
             time.sleep(0.05)
-        on.kill("notification")
+        kill_with_uncommitted_deliveries(on, committed_before)
         killed_at = time.time()
         on.restart("notification")
         while not on.ready("notification"):
