@@ -486,7 +486,7 @@ class StepRunner:
             "name": f"capacity-{pipeline}-{rate:.0f}", "kind": "steady", "rate": rate, "duration": duration,
             "description": "a bench capacity step",
         }))  # fmt: skip
-        load = LoadRun(str(profile), duration, folder / "loadgen", request_timeout=5.0)
+        load = LoadRun(str(profile), duration, folder / "loadgen", request_timeout=5.0, nice=self.gen_limits.nice)
         proc = load.start(folder / "locust.log")
         watch_backlog = pipeline == "async"
         try:

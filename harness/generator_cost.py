@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from facts import quantiles
-from harness import ceilings, cpu
+from harness import ceilings, cpu, generator_health
 from harness.ceilings import POST_PATH
 from harness.loadgen import LoadRun
 
@@ -88,8 +88,9 @@ def measure_generator(
         )
     )
     load = LoadRun(
-        str(profile), seconds, folder / "loadgen", processes=processes, request_timeout=5.0, max_in_flight=max_in_flight
-    )
+        str(profile), seconds, folder / "loadgen", processes=processes, request_timeout=5.0,
+        max_in_flight=max_in_flight, nice=generator_health.load_limits().nice,  # as in the cells
+    )  # fmt: skip
     proc = load.start(folder / "locust.log")
     try:
         epoch = LoadRun.epoch(timeout=60.0, alive=lambda: proc.poll() is None)

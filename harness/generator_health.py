@@ -27,6 +27,7 @@ class GeneratorLimits(BaseModel):
     max_missed_arrivals: int = Field(ge=0)
     in_flight_seconds: float = Field(gt=0)
     min_in_flight: int = Field(gt=0)
+    nice: int = Field(ge=-20, le=19)
 
     def in_flight_cap(self, peak_rate: float) -> int:
         """The load generator's cap on unanswered requests for a load peaking at `peak_rate`."""

@@ -94,8 +94,11 @@ def run_cell(
     # The profile as planned (capacity-relative rates resolved, scaled to the cell): Locust plays this file.
     profile_file = out / "profile.yaml"
     profile_file.write_text(to_yaml(cell.profile))
-    cap = generator_health.load_limits().in_flight_cap(cell.profile.max_rate())
-    load = LoadRun(str(profile_file), cell.load_seconds, out / "loadgen", processes=processes, max_in_flight=cap)
+    limits = generator_health.load_limits()
+    cap = limits.in_flight_cap(cell.profile.max_rate())
+    load = LoadRun(
+        str(profile_file), cell.load_seconds, out / "loadgen", processes=processes, max_in_flight=cap, nice=limits.nice
+    )
     timeline = Timeline(cell.scaled_faults(), cell.load_seconds, stack.toxiproxy, stack, metrics=metrics)
     started_unix = time.time()
     proc = load.start(out / "locust.log")

@@ -13,7 +13,6 @@ written once a second (`flush`), never per request.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import time
@@ -28,6 +27,7 @@ from gevent.event import Event
 
 from loadtests.arrivals import Arrival, OpenLoop
 from loadtests.counters import LoadStats
+from loadtests.gc_pacing import PacedCollection
 from loadtests.http_client import KeepAliveClient
 from loadtests.outcome import (
     KIND_OUTCOME,
@@ -133,24 +133,19 @@ class Driver:
         self._idle = Event()  # set whenever nothing is in flight
         self._idle.set()
         self.closed = False
+        self.gc = PacedCollection()
         stats.in_flight_limit = config.max_in_flight  # one driver per process at a time
 
     def run(self, stopped: Callable[[], bool]) -> bool:
         """Follow the schedule, then wait for every started request. True if the schedule completed."""
-        flusher = gevent.spawn(self._flush_periodically)
-        # The cyclic GC scanned Locust's whole heap each time it reached the older generations:
-        # freeze what exists now. The thresholds stay Python's: raising the young one to 50,000
-        # made rare full collections of everything allocated since, a 0.3-0.7 s stall mid-cell.
-        thresholds = gc.get_threshold()
-        gc.freeze()
-        try:
-            self.loop.run(in_flight=self._current, start=self._start, miss=self._miss, stopped=stopped)
-            # Drain: every request started gets its answer or hits its deadline.
-            self._idle.wait()
-        finally:
-            flusher.kill()
-            gc.set_threshold(*thresholds)
-            gc.unfreeze()
+        with self.gc:  # collections only between flushes, never mid-schedule (gc_pacing.py)
+            flusher = gevent.spawn(self._flush_periodically)
+            try:
+                self.loop.run(in_flight=self._current, start=self._start, miss=self._miss, stopped=stopped)
+                # Drain: every request started gets its answer or hits its deadline.
+                self._idle.wait()
+            finally:
+                flusher.kill()
         return self.loop.finished
 
     def _current(self) -> int:
@@ -223,6 +218,11 @@ class Driver:
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
+        finally:
+            # A raised exception's traceback holds this frame, which holds the exception (`error`,
+            # and `deadline` when it fired): a cycle only the cyclic collector would free, which
+            # runs paced (gc_pacing.py). Break it here, so reference counting frees them.
+            del error, deadline
 
     def _finish(
         self, intended: float, bucket: Any, request: Rendered, started_ns: int, status: int | None,
@@ -252,6 +252,7 @@ class Driver:
         while True:
             gevent.sleep(FLUSH_INTERVAL_SECONDS)
             self.flush()
+            self.gc.collect_young()
 
     def flush(self) -> None:
         self.outcomes.flush()
@@ -291,6 +292,7 @@ class Driver:
             "started": self.loop.started,
             "missed": self.loop.missed,
             "recorded": self.outcomes.written,
+            **self.gc.summary(),
             **{str(o): n for o, n in self.counts.items()},
         }
         path = self.config.outcomes_dir / f"summary-w{self.config.worker}.json"

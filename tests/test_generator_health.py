@@ -9,7 +9,9 @@ import pytest
 
 from harness import generator_health as gh
 
-LIMITS = gh.GeneratorLimits(lag_p99_seconds=0.05, max_missed_arrivals=0, in_flight_seconds=3.0, min_in_flight=1000)
+LIMITS = gh.GeneratorLimits(
+    lag_p99_seconds=0.05, max_missed_arrivals=0, in_flight_seconds=3.0, min_in_flight=1000, nice=0
+)
 DONE = {"worker": 0, "completed_schedule": True}
 
 
@@ -36,7 +38,7 @@ def test_lags_come_from_each_request_s_intended_and_actual_start() -> None:
 def test_the_shipped_limits_load_and_a_bad_file_is_named(tmp_path: Path) -> None:
     assert gh.load_limits().lag_p99_seconds > 0
     bad = tmp_path / "g.yaml"
-    bad.write_text("lag_p99_seconds: 0.05\nmax_missed: 0\nin_flight_seconds: 3\nmin_in_flight: 1000\n")
+    bad.write_text("lag_p99_seconds: 0.05\nmax_missed: 0\nin_flight_seconds: 3\nmin_in_flight: 1000\nnice: 0\n")
     with pytest.raises(ValueError, match=rf"{bad}: field 'max_missed_arrivals': Field required; field 'max_missed'"):
         gh.load_limits(bad)
 

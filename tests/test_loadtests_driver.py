@@ -6,6 +6,7 @@ so these run in the test process.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import socket as std_socket
@@ -19,6 +20,7 @@ from gevent.server import StreamServer
 
 from loadtests.counters import LoadStats
 from loadtests.driver import Driver, DriverConfig
+from loadtests.gc_pacing import PacedCollection
 from loadtests.http_client import KeepAliveClient, ResponseError
 from loadtests.outcome import Outcome, read_outcomes
 from loadtests.reaction import ReactionFactory
@@ -200,3 +202,48 @@ def test_abort_records_the_requests_in_flight_as_unknown(tmp_path: Path):
     assert aborted and all(r.outcome is Outcome.UNKNOWN for r in aborted)
     assert {server.received[r.reaction_id] for r in aborted} == {"slow"}
     assert json.loads((tmp_path / "summary-w0.json").read_text())["recorded"] == 100
+
+
+def test_failed_requests_leave_no_cycles_for_the_collector(tmp_path: Path):
+    """Automatic collection is off during a schedule (gc_pacing.py), so a request that fails (503,
+    timeout) must be freed by reference counting alone: its exception, traceback and frame form no
+    cycle. Every object the collector would have to free is kept (DEBUG_SAVEALL) and looked at."""
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        with Server() as server:
+            config = DriverConfig(
+                schedule=[i / 400 for i in range(100)],
+                epoch_unix_nanos=time.time_ns() + 50_000_000,
+                duration=1.0,
+                share_rate=lambda t: 400.0,
+                max_in_flight=100,
+                request_timeout=0.3,
+                worker=0,
+                outcomes_dir=tmp_path,
+                summary={},
+            )
+            driver = Driver(KeepAliveClient(server.url), ReactionFactory(10, 10, seed=3), config, LoadStats(), Report())
+            assert driver.run(stopped=lambda: False)
+            driver.close()
+        gc.collect()
+        exceptions = [o for o in gc.garbage if isinstance(o, BaseException)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    outcomes = {r.outcome for r in read_outcomes(tmp_path)}
+    assert {Outcome.FAILED, Outcome.UNKNOWN} <= outcomes  # failures and timeouts did happen
+    assert exceptions == []
+
+
+def test_paced_collection_turns_automatic_collection_off_and_times_its_own():
+    assert gc.isenabled()
+    with PacedCollection() as paced:
+        assert not gc.isenabled()
+        assert gc.get_freeze_count() > 0  # what existed before the schedule is never scanned again
+        paced.collect_young()
+        paced.collect_young()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    summary = paced.summary()
+    assert summary["gc_collections"] == 2
+    assert 0 < summary["gc_pause_max_seconds"] <= summary["gc_pause_total_seconds"]
