@@ -29,6 +29,7 @@ from harness.result import (
     TargetRate,
     Timings,
 )
+from harness.run_limits import RunLimits
 from harness.windows import latency_summary, windows
 from protos import reaction_pb2
 
@@ -41,6 +42,7 @@ def assemble(
     loadgen_exit_code: int | None,
     backlog_left: int | None,
     backlog_series: list[tuple[float, int | None]],
+    limits: RunLimits,
     dead_letter_records: Sequence[Any] = (),
     disturbance: Disturbance | None = None,
     memory_readings: Mapping[str, Sequence[memory.Reading]] | None = None,
@@ -108,7 +110,7 @@ def assemble(
         target_rate=TargetRate(
             mean=sum(profile.rate_at(t + 0.5) for t in range(seconds)) / seconds, peak=profile.max_rate()
         ),
-        loadgen=_loadgen(load, summaries, outcomes, loadgen_exit_code),
+        loadgen=_loadgen(load, summaries, outcomes, loadgen_exit_code, limits.generator),
         ledger=led,
         api_latency_seconds=latency_summary(v for _, v in api),
         e2e_latency_seconds=latency_summary(v for _, v in e2e),
@@ -125,7 +127,7 @@ def assemble(
         disturbance=disturbance or Disturbance(measured=False),
         memory=memory.MemoryProfile(measured=False)
         if memory_readings is None
-        else memory.profile(memory_readings, epoch, cell.load_seconds, memory.load_limits()),
+        else memory.profile(memory_readings, epoch, cell.load_seconds, limits.memory),
     )
     result.intervals = block_intervals(
         requests,
@@ -153,7 +155,11 @@ def _request(outcome: dict[str, Any], delivery: dict[str, Any] | None, epoch: fl
 
 
 def _loadgen(
-    load: LoadRun, summaries: list[dict[str, Any]], outcomes: list[dict[str, Any]], exit_code: int | None
+    load: LoadRun,
+    summaries: list[dict[str, Any]],
+    outcomes: list[dict[str, Any]],
+    exit_code: int | None,
+    limits: generator_health.GeneratorLimits,
 ) -> LoadGenerator:
     lag = ScheduleLag(**generator_health.lag_summary(generator_health.schedule_lags(outcomes)))
     missed = sum(int(s.get("missed", 0)) for s in summaries)
@@ -171,7 +177,7 @@ def _loadgen(
             missed=missed,
             workers_expected=load.processes,
             summaries=summaries,
-            limits=generator_health.load_limits(),
+            limits=limits,
         ),
     )
 

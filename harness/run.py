@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from chaos.engine import ChaosMetrics, ProcessControl, Timeline
 from chaos.toxiproxy import ToxiproxyClient
 from facts import paths, topology, versions
-from harness import generator_health, kafka_admin, memory, sampling, sink, supervisor, traces
+from harness import kafka_admin, memory, sampling, sink, supervisor, traces
 from harness.assemble import assemble
 from harness.disturbance import MachineWatch
 from harness.loadgen import LoadRun
@@ -31,6 +31,7 @@ from harness.plan import Plan, PlannedCell
 from harness.progress import Progress
 from harness.replicas import Replicas
 from harness.result import CellResult, Disturbance, Machine, RunIndex, StackTopology, cell_folder
+from harness.run_limits import RunLimits
 from harness.stack import Tracing
 from harness.traces import TraceSummary
 from loadtests.profile import to_yaml
@@ -77,7 +78,10 @@ def run_cell(
     metrics: ChaosMetrics,
     processes: int,
     measure_machine: bool = True,
+    limits: RunLimits | None = None,
 ) -> CellResult:
+    """Play one cell and judge it. `limits`: the run's, read when it started (run_limits.py)."""
+    limits = limits or RunLimits.load()
     out = run_dir / cell_folder(cell.pipeline, cell.scenario.name, cell.repetition)
     out.mkdir(parents=True, exist_ok=True)
     rep = f" (repetition {cell.repetition})" if cell.repetition > 1 else ""
@@ -94,19 +98,23 @@ def run_cell(
     # The profile as planned (capacity-relative rates resolved, scaled to the cell): Locust plays this file.
     profile_file = out / "profile.yaml"
     profile_file.write_text(to_yaml(cell.profile))
-    limits = generator_health.load_limits()
-    cap = limits.in_flight_cap(cell.profile.max_rate())
+    gen = limits.generator
     load = LoadRun(
-        str(profile_file), cell.load_seconds, out / "loadgen", processes=processes, max_in_flight=cap, nice=limits.nice
-    )
+        str(profile_file), cell.load_seconds, out / "loadgen", processes=processes,
+        max_in_flight=gen.in_flight_cap(cell.profile.max_rate()), nice=gen.nice,
+    )  # fmt: skip
     timeline = Timeline(cell.scaled_faults(), cell.load_seconds, stack.toxiproxy, stack, metrics=metrics)
     started_unix = time.time()
     proc = load.start(out / "locust.log")
     sampler = sampling.Sampler()
     sampler.start()
     # What else the machine does meanwhile; in containers our processes are not ours to see.
-    watch = MachineWatch().start() if measure_machine else None
-    memory_watch = memory.MemoryWatch(_pids(stack, proc.pid), alone=(HARNESS,)).start() if measure_machine else None
+    watch = MachineWatch(limits.disturbance).start() if measure_machine else None
+    memory_watch = (
+        memory.MemoryWatch(_pids(stack, proc.pid), limits.memory.interval_seconds, alone=(HARNESS,)).start()
+        if measure_machine
+        else None
+    )
     try:
         # Faults are timed from the load's own time zero (Locust plans it a moment after it starts).
         epoch = LoadRun.epoch(timeout=60.0, alive=lambda: proc.poll() is None)
@@ -141,8 +149,9 @@ def run_cell(
     _, left = sampling.drain(cell.scenario.drain_timeout, progress, settle=2.0, series=backlog_series)
     dead_letters = kafka_admin.read_since(topology.TOPIC_DEAD_LETTER, dlq_before)
     result = assemble(
-        cell, load, timeline, started_unix, proc.returncode, left, backlog_series, dead_letters, disturbance, readings
-    )
+        cell, load, timeline, started_unix, proc.returncode, left, backlog_series, limits, dead_letters, disturbance,
+        readings,
+    )  # fmt: skip
     if topo is not None:
         result.topology = topo
     if disturbance.flagged:
@@ -224,6 +233,11 @@ def run(
 ) -> int:
     """Play every cell of `the_plan` on one stack; exit 0 when every hypothesis held, 1 otherwise.
     `capacity_file`: the capacity the plan's relative rates came from, kept in the run folder."""
+    try:
+        limits = RunLimits.load()
+    except (OSError, ValueError) as e:  # names the file (and the field)
+        print(f"bench run: {e}", file=sys.stderr)
+        return 1
     registry = CollectorRegistry()
     metrics = ChaosMetrics(registry)
     try:  # before anything is written: a second `bench run` must not take over runs/latest
@@ -253,7 +267,9 @@ def run(
             open_stack(run_dir / "stack", the_plan.cells[0].pipeline) as stack,
         ):
             for cell in the_plan.cells:
-                result = run_cell(stack, cell, run_dir, metrics, processes, measure_machine=runtime == "native")
+                result = run_cell(
+                    stack, cell, run_dir, metrics, processes, measure_machine=runtime == "native", limits=limits
+                )
                 results.append(result)
                 index.cells.append(result.folder)
                 index.write(run_dir)
