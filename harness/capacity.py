@@ -34,7 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from facts import paths, quantiles, topology
-from harness import ceilings, generator_health, measured_tracing, sink, yamlpos
+from harness import ceilings, generator_cost, generator_health, measured_tracing, sink, yamlpos
 from harness.ceilings import Ceiling
 from harness.cpu import CpuSnapshot
 from harness.loadgen import LoadRun
@@ -319,6 +319,19 @@ class Ratio(_Model):
     text: str
 
 
+class GeneratorOnHealthz(_Model):
+    """The load generator alone on GET /healthz (the service's cheapest answer), next to wrk there."""
+
+    rate: float  # offered, open loop
+    cpu_seconds_per_1000: float | None
+    lag_p99_seconds: float | None
+    wrk_cpu_seconds_per_1000: float | None
+
+    def times_wrk(self) -> float | None:
+        g, w = self.cpu_seconds_per_1000, self.wrk_cpu_seconds_per_1000
+        return g / w if g is not None and w else None
+
+
 class GeneratorFigures(_Model):
     """The load generator seen through the same steps: how fast it kept up, what it costs."""
 
@@ -326,7 +339,8 @@ class GeneratorFigures(_Model):
     fell_behind_min_rate: float | None  # lowest step rate where it did
     cpu_seconds_per_1000: float | None  # at the fixed CPU rate (async)
     wrk_cpu_seconds_per_1000: float | None  # wrk on the same POST (async)
-    healthz: str = "not measured: the locustfile only sends the reactions POST"
+    # Reports written before the generator could send GET /healthz say so in text.
+    healthz: GeneratorOnHealthz | str = "not measured"
 
 
 class CapacityReport(_Model):
@@ -635,8 +649,27 @@ def measure_tracing_costs(runner: StepRunner, pipeline: str, search: str, overhe
     return costs
 
 
-def measure_ceilings(stack: Any, pipelines: Sequence[str], s: SearchSettings, wrk_bin: Path) -> list[Ceiling]:
-    """Every bare ceiling; each bounded by `s.ceiling_seconds` (the Kafka tools by a record count)."""
+def measure_generator_on_healthz(rate: float, s: SearchSettings, work: Path, wrk: Ceiling) -> GeneratorOnHealthz:
+    """The load generator at `rate` on GET /healthz: its CPU per request where the service costs least."""
+    warmup = 3.0  # Python's start-up, not charged to the requests
+    fig = generator_cost.measure_generator(
+        rate, 1, warmup + max(s.ceiling_seconds, 5.0), warmup, work, endpoint="healthz"
+    )
+    print(f"  generator on GET /healthz at {rate:.0f}/s: {fig.cpu_ms_per_request} ms CPU per request, "
+          f"lag p99 {fig.lag_p99_ms} ms (wrk {_num(wrk.cpu_seconds_per_1000)} ms)", flush=True)  # fmt: skip
+    return GeneratorOnHealthz(
+        rate=rate,
+        cpu_seconds_per_1000=fig.cpu_ms_per_request,  # ms per request = CPU-s per 1,000
+        lag_p99_seconds=None if fig.lag_p99_ms is None else fig.lag_p99_ms / 1000,
+        wrk_cpu_seconds_per_1000=wrk.cpu_seconds_per_1000,
+    )
+
+
+def measure_ceilings(
+    stack: Any, pipelines: Sequence[str], s: SearchSettings, wrk_bin: Path, generator_rate: float, work: Path
+) -> tuple[list[Ceiling], GeneratorOnHealthz]:
+    """Every bare ceiling, each bounded by `s.ceiling_seconds` (the Kafka tools by a record count), and
+    the load generator on the cheapest endpoint at `generator_rate`."""
     secs = s.ceiling_seconds
     out: list[Ceiling] = []
 
@@ -647,7 +680,8 @@ def measure_ceilings(stack: Any, pipelines: Sequence[str], s: SearchSettings, wr
         return c
 
     print("ceilings", flush=True)
-    note(ceilings.wrk(wrk_bin, "http.wrk.healthz", "/healthz", secs, post=False))
+    healthz = note(ceilings.wrk(wrk_bin, "http.wrk.healthz", "/healthz", secs, post=False))
+    generator = measure_generator_on_healthz(generator_rate, s, work, healthz)
     for p in pipelines:  # the POST's cost depends on the pipeline behind it
         if stack.pipeline != p:
             stack.use_pipeline(p)
@@ -664,10 +698,10 @@ def measure_ceilings(stack: Any, pipelines: Sequence[str], s: SearchSettings, wr
         note(ceilings.producer_performance(records, ceilings.record_size(), timeout=60 + secs))
         note(ceilings.consumer_performance(records, timeout=30 + secs))
         note(ceilings.aiokafka_consume(secs))
-    return out
+    return out, generator
 
 
-def generator_figures(report: CapacityReport) -> GeneratorFigures:
+def generator_figures(report: CapacityReport, healthz: GeneratorOnHealthz | None) -> GeneratorFigures:
     steps = [st for pc in report.pipelines.values() for st in pc.steps]
     kept = [st.rate for st in steps if not st.generator_reasons]
     behind = [st.rate for st in steps if st.generator_reasons]
@@ -685,6 +719,7 @@ def generator_figures(report: CapacityReport) -> GeneratorFigures:
         fell_behind_min_rate=min(behind, default=None),
         cpu_seconds_per_1000=gen_cpu,
         wrk_cpu_seconds_per_1000=wrk_cpu,
+        healthz=healthz if healthz is not None else "not measured (no ceilings in this run)",
     )
 
 
@@ -750,6 +785,8 @@ def run_capacity(
     wrk_bin = provision.locate().wrk
     print(f"capacity run {run_id} -> {run_dir}", flush=True)
 
+    healthz: GeneratorOnHealthz | None = None
+
     def body(st: Any) -> None:
         st.toxiproxy.reset()
         if st.tracing != tracing_of(setting):
@@ -760,7 +797,8 @@ def run_capacity(
             report.pipelines[p].tracing_costs = measure_tracing_costs(runner, p, setting, measured.overhead)
             report.write(run_dir / "capacity.json")
         if with_ceilings:
-            report.ceilings = measure_ceilings(st, pipelines, s, wrk_bin)
+            nonlocal healthz  # the generator at the CPU steps' rate, to set beside its cost there
+            report.ceilings, healthz = measure_ceilings(st, pipelines, s, wrk_bin, s.start_rate, run_dir / "generator")
 
     if stack is not None:  # someone else's stack: left with the tracing it came with
         before = stack.tracing
@@ -774,7 +812,7 @@ def run_capacity(
         with open_stack(run_dir / "stack", pipelines[0], tracing_of(setting)) as st:
             body(st)
     report.ratios = ratios(report)
-    report.generator = generator_figures(report)
+    report.generator = generator_figures(report, healthz)
     report.finished_unix = time.time()
     report.write(run_dir / "capacity.json")
     remember = remember and scales_runs(setting, measured.sample)

@@ -35,6 +35,7 @@ from facts import quantiles
 from harness import ceilings, cpu, generator_health
 from harness.ceilings import POST_PATH
 from harness.loadgen import LoadRun
+from loadtests.reaction import ENDPOINTS
 
 WRK_CONNECTIONS = 64
 MAX_OVER_WRK = 1.3  # "max": offer this much more than wrk's closed-loop rate
@@ -57,11 +58,13 @@ class Figure:
     machine_cores: float | None = None  # the whole machine's busy cores over the window
 
 
-def measure_wrk(seconds: float) -> Figure:
+def measure_wrk(seconds: float, endpoint: str = "reactions") -> Figure:
     wrk_bin = shutil.which("wrk")
     if wrk_bin is None:
         raise SystemExit("wrk is not installed (Debian's package 'wrk'; `make setup` installs it)")
-    c = ceilings.wrk(Path(wrk_bin), "http.wrk.post", POST_PATH, seconds, post=True, connections=WRK_CONNECTIONS)
+    post = endpoint == "reactions"
+    path = POST_PATH if post else "/healthz"
+    c = ceilings.wrk(Path(wrk_bin), f"http.wrk.{endpoint}", path, seconds, post=post, connections=WRK_CONNECTIONS)
     if c.per_second is None or c.cpu_seconds_per_1000 is None:
         raise SystemExit(f"wrk failed: {c.error}")
     return Figure(
@@ -76,10 +79,11 @@ def measure_wrk(seconds: float) -> Figure:
 
 
 def measure_generator(
-    rate: float, processes: int, seconds: float, warmup: float, work: Path, max_in_flight: int = 1000
-) -> Figure:
+    rate: float, processes: int, seconds: float, warmup: float, work: Path, max_in_flight: int = 1000,
+    endpoint: str = "reactions",
+) -> Figure:  # fmt: skip
     """One steady open-loop run of the Locust generator at `rate`; CPU over [warmup, seconds - 1]."""
-    folder = work / f"gen-{processes}p-{rate:.0f}"
+    folder = work / f"gen-{endpoint}-{processes}p-{rate:.0f}"
     folder.mkdir(parents=True, exist_ok=True)
     profile = folder / "profile.yaml"
     profile.write_text(
@@ -89,7 +93,7 @@ def measure_generator(
     )
     load = LoadRun(
         str(profile), seconds, folder / "loadgen", processes=processes, request_timeout=5.0,
-        max_in_flight=max_in_flight, nice=generator_health.load_limits().nice,  # as in the cells
+        max_in_flight=max_in_flight, nice=generator_health.load_limits().nice, endpoint=endpoint,  # as in the cells
     )  # fmt: skip
     proc = load.start(folder / "locust.log")
     try:
@@ -170,22 +174,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="each generator run (warm-up included)")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of each run not measured (start-up)")
     p.add_argument("--wrk-seconds", type=float, default=10.0)
+    p.add_argument("--endpoint", choices=list(ENDPOINTS), default="reactions", help="what wrk and the generator send")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     if args.seconds < args.warmup + 3:
         p.error("--seconds must exceed --warmup by at least 3")
 
-    figures = [measure_wrk(args.wrk_seconds)]
+    figures = [measure_wrk(args.wrk_seconds, args.endpoint)]
     wrk_fig = figures[0]
     print(table(figures), flush=True)
     with tempfile.TemporaryDirectory(prefix="generator-cost-") as tmp:
         for processes in args.processes:
             for rate in args.rates:
-                figures.append(measure_generator(rate, processes, args.seconds, args.warmup, Path(tmp)))
+                figures.append(
+                    measure_generator(rate, processes, args.seconds, args.warmup, Path(tmp), endpoint=args.endpoint)
+                )
                 print(table(figures[-1:]).splitlines()[2], flush=True)
             if args.max:
                 rate = round(wrk_fig.achieved_per_second * MAX_OVER_WRK, -1)
-                fig = measure_generator(rate, processes, args.seconds, args.warmup, Path(tmp), WRK_CONNECTIONS)
+                fig = measure_generator(
+                    rate, processes, args.seconds, args.warmup, Path(tmp), WRK_CONNECTIONS, endpoint=args.endpoint
+                )
                 fig.tool = "locust (max, cap 64)"
                 figures.append(fig)
                 print(table(figures[-1:]).splitlines()[2], flush=True)

@@ -35,6 +35,7 @@ class LoadRun:
     request_timeout: float = 10.0
     max_in_flight: int = 1000
     nice: int = 0  # scheduling priority (harness/limits/generator.yaml); below 0 needs root
+    endpoint: str = "reactions"  # or "healthz": the generator measured on the cheapest answer
 
     def command(self) -> list[str]:
         cmd = [
@@ -50,6 +51,8 @@ class LoadRun:
         ]  # fmt: skip
         if self.processes > 1:
             cmd += ["--processes", str(self.processes)]
+        if self.endpoint != "reactions":
+            cmd += ["--endpoint", self.endpoint]
         return cmd
 
     def start(self, log: Path) -> subprocess.Popen[bytes]:

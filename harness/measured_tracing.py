@@ -28,10 +28,6 @@ def tracing_of(setting: str) -> Tracing:
     return Tracing(enabled=True, sample_ratio=ratio)
 
 
-def setting_of(tracing: Tracing) -> str:
-    return "off" if not tracing.enabled else f"{tracing.sample_ratio:g}"
-
-
 def words(setting: str) -> str:
     """For a report: "off", "every reaction", "10% of reactions"."""
     t = tracing_of(setting)

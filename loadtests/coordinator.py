@@ -52,7 +52,7 @@ from loadtests.driver import Driver, DriverConfig
 from loadtests.http_client import KeepAliveClient
 from loadtests.loadgen_metrics import LoadgenCollector, RunInfo, registry_for, serve
 from loadtests.locust_stats import LocustReport, OutcomeUnknown, RequestFailed
-from loadtests.reaction import ReactionFactory
+from loadtests.reaction import ENDPOINTS, ReactionFactory
 from loadtests.run_plan import RunPlan
 from loadtests.settings import Settings, SettingsError
 
@@ -277,12 +277,16 @@ class Coordinator:
             )
             # Distinct per worker, so two workers do not send the same post/user sequence.
             factory = ReactionFactory(
-                settings.post_count, settings.reacting_users, seed=settings.seed * 1_000_003 + share.index
-            )
+                settings.post_count, settings.reacting_users, seed=settings.seed * 1_000_003 + share.index,
+                endpoint=settings.endpoint,
+            )  # fmt: skip
             if self.env is None:  # cannot happen: init set it before any user could start
                 raise RuntimeError("no Locust environment")
             client = KeepAliveClient(host)
-            report = LocustReport(self.env, f"{client.base_url}/v1/posts/[post_id]/reactions", settings.request_events)
+            endpoint = ENDPOINTS[settings.endpoint]
+            report = LocustReport(
+                self.env, f"{client.base_url}{endpoint.stats_name}", settings.request_events, endpoint
+            )
             self.driver = driver = Driver(client, factory, config, self.stats, report)
             log.info(
                 "loadgen: worker %d of %d -> %s (in-flight cap %d)",

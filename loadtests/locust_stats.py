@@ -25,9 +25,7 @@ from locust.env import Environment
 from locust.stats import StatsEntry, StatsError
 
 from loadtests.outcome import Outcome
-from loadtests.reaction import REQUEST_NAME
-
-METHOD = "POST"
+from loadtests.reaction import ENDPOINTS, Endpoint
 
 
 class RequestFailed(Exception):
@@ -39,9 +37,12 @@ class OutcomeUnknown(Exception):
 
 
 class LocustReport:
-    def __init__(self, env: Environment, url: str, per_request: bool = False) -> None:
+    def __init__(
+        self, env: Environment, url: str, per_request: bool = False, endpoint: Endpoint = ENDPOINTS["reactions"]
+    ) -> None:
         self._env = env
         self._url = url
+        self._method, self._name = endpoint.method, endpoint.stats_name
         self.per_request = per_request
         self._latencies_ms: list[float] = []
         self._length = 0
@@ -67,8 +68,8 @@ class LocustReport:
         """One finished request; `latency` in seconds from its intended start."""
         if self.per_request:
             self._env.events.request.fire(
-                request_type=METHOD,
-                name=REQUEST_NAME,
+                request_type=self._method,
+                name=self._name,
                 response_time=latency * 1000.0,
                 response_length=length,
                 exception=None if outcome is Outcome.ACK else self._exception(outcome, error_text or "no response"),
@@ -95,7 +96,7 @@ class LocustReport:
         now = time.time()
         second = int(now)
         failed = sum(failures.values())
-        batch = StatsEntry(stats, REQUEST_NAME, METHOD)
+        batch = StatsEntry(stats, self._name, self._method)
         batch.start_time = stats.total.start_time or now
         batch.num_requests = len(latencies)
         batch.num_failures = failed
@@ -109,12 +110,12 @@ class LocustReport:
         batch.num_fail_per_sec = {second: failed} if failed else {}
         batch.total_content_length = length
         batch.last_request_timestamp = now
-        stats.get(REQUEST_NAME, METHOD).extend(batch)
+        stats.get(self._name, self._method).extend(batch)
         stats.total.extend(batch)
         for (outcome, text), n in failures.items():
             exc = self._exception(outcome, text)
-            key = StatsError.create_key(METHOD, REQUEST_NAME, exc)
+            key = StatsError.create_key(self._method, self._name, exc)
             entry = stats.errors.get(key)
             if entry is None:
-                entry = stats.errors[key] = StatsError(METHOD, REQUEST_NAME, exc)
+                entry = stats.errors[key] = StatsError(self._method, self._name, exc)
             entry.occurrences += n

@@ -1,4 +1,8 @@
-"""The request under load: POST /v1/posts/{post_id}/reactions with a client-chosen reaction id."""
+"""The request under load: POST /v1/posts/{post_id}/reactions with a client-chosen reaction id.
+
+Or, to measure the load generator itself against `wrk` on the service's cheapest answer, GET
+/healthz (`--endpoint healthz`): the same open loop, ids and outcome records, another request.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,15 @@ from typing import Any
 KINDS = ("like", "love", "haha", "wow", "sad", "angry")
 PATH_TEMPLATE = "/v1/posts/{post_id}/reactions"
 REQUEST_NAME = "/v1/posts/[post_id]/reactions"  # one row in Locust's stats for all posts
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str
+    stats_name: str  # its row in Locust's stats
+
+
+ENDPOINTS = {"reactions": Endpoint("POST", REQUEST_NAME), "healthz": Endpoint("GET", "/healthz")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +62,12 @@ class ReactionFactory:
     returns whole HTTP/1.1 requests, ready for the wire (the load generator's hot path).
     """
 
-    def __init__(self, post_count: int, user_count: int, seed: int) -> None:
+    def __init__(self, post_count: int, user_count: int, seed: int, endpoint: str = "reactions") -> None:
         if post_count < 1 or user_count < 1:
             raise ValueError("post_count and user_count must be >= 1")
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint must be one of {', '.join(ENDPOINTS)}, got {endpoint!r}")
+        self.endpoint = endpoint
         self._posts = post_count
         self._users = user_count
         self._rng = random.Random(seed)
@@ -67,13 +83,14 @@ class ReactionFactory:
 
     def render(self, n: int, host_header: str) -> list[Rendered]:
         """The next `n` reactions as complete POST requests (compact JSON body, keep-alive)."""
+        if self.endpoint == "healthz":
+            return self._render_healthz(n, host_header)
         rng = self._rng
         posts, users = self._posts, self._users
         hexes = os.urandom(16 * n).hex()
         out = []
         for i in range(0, 32 * n, 32):
-            h = hexes[i : i + 32]
-            rid = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+            rid = _uuid4(hexes[i : i + 32])
             post = rng.randrange(posts)
             body = f'{{"user_id":"user-{rng.randrange(users)}","kind":"{rng.choice(KINDS)}","reaction_id":"{rid}"}}'
             out.append(
@@ -87,3 +104,14 @@ class ReactionFactory:
                 )
             )
         return out
+
+    @staticmethod
+    def _render_healthz(n: int, host_header: str) -> list[Rendered]:
+        payload = f"GET /healthz HTTP/1.1\r\nHost: {host_header}\r\n\r\n".encode()
+        hexes = os.urandom(16 * n).hex()
+        return [Rendered(_uuid4(hexes[i : i + 32]).encode(), 0, payload) for i in range(0, 32 * n, 32)]
+
+
+def _uuid4(h: str) -> str:
+    """A uuid4's text from 32 random hex digits (version and variant set)."""
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"

@@ -10,6 +10,7 @@ from typing import Any
 from facts import topology
 from loadtests.arrivals import ArrivalProcess
 from loadtests.profile import Profile, ProfileError, find_profile
+from loadtests.reaction import ENDPOINTS
 
 # Locust owns --profile (it labels test runs), hence --load-profile.
 DEFAULT_PROFILE = "smoke"
@@ -53,6 +54,12 @@ def add_arguments(parser: Any) -> None:
     group.add_argument(
         "--request-timeout", type=float, default=10.0, help="seconds before a request's outcome is 'unknown'"
     )
+    group.add_argument(
+        "--endpoint",
+        choices=list(ENDPOINTS),
+        default="reactions",
+        help="what each arrival sends: the reactions POST, or GET /healthz (to measure the generator itself)",
+    )
     group.add_argument("--post-count", type=int, default=1000, help="reactions go to post-0 .. post-(N-1)")
     group.add_argument("--reacting-users", type=int, default=10000, help="reactions come from user-0 .. user-(N-1)")
     group.add_argument(
@@ -90,6 +97,7 @@ class Settings:
     outcomes_dir: str
     metrics_port: int
     request_events: bool = False
+    endpoint: str = "reactions"
 
     @classmethod
     def from_options(cls, options: argparse.Namespace | Any) -> Settings:
@@ -103,6 +111,9 @@ class Settings:
             positive(name, getattr(options, name))
         if options.duration < 0:
             raise SettingsError(f"--duration must be >= 0, got {options.duration}")
+        endpoint = str(getattr(options, "endpoint", "reactions"))
+        if endpoint not in ENDPOINTS:
+            raise SettingsError(f"--endpoint must be one of {', '.join(ENDPOINTS)}, got {endpoint!r}")
         try:
             process = ArrivalProcess(options.arrivals)
         except ValueError:
@@ -124,6 +135,7 @@ class Settings:
             outcomes_dir=str(options.outcomes_dir),
             metrics_port=int(options.metrics_port),
             request_events=bool(getattr(options, "request_events", False)),
+            endpoint=endpoint,
         )
 
     def outcomes_dir_for(self, run_id: str) -> Path:
@@ -140,4 +152,5 @@ class Settings:
             "request_timeout_seconds": self.request_timeout,
             "post_count": self.post_count,
             "reacting_users": self.reacting_users,
+            "endpoint": self.endpoint,
         }

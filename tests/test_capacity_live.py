@@ -64,3 +64,9 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
         "async.delivery.java",
     }
     assert report.generator is not None
+    healthz = report.generator.healthz  # the generator alone on GET /healthz, beside wrk there
+    assert isinstance(healthz, capacity.GeneratorOnHealthz), healthz
+    assert healthz.rate == short.start_rate
+    assert healthz.cpu_seconds_per_1000 is not None and healthz.cpu_seconds_per_1000 > 0
+    assert healthz.wrk_cpu_seconds_per_1000 is not None and healthz.times_wrk() is not None
+    assert healthz.lag_p99_seconds is not None

@@ -31,6 +31,7 @@ CANNED = {
     "/close": b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno",
     "/eof": b"HTTP/1.0 200 OK\r\n\r\nuntil the end",
     "/garbage": b"SSH-2.0-OpenSSH\r\n\r\n",
+    "/healthz": b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{"status":"ok"}',
 }
 
 
@@ -247,3 +248,29 @@ def test_paced_collection_turns_automatic_collection_off_and_times_its_own():
     summary = paced.summary()
     assert summary["gc_collections"] == 2
     assert 0 < summary["gc_pause_max_seconds"] <= summary["gc_pause_total_seconds"]
+
+
+def test_the_healthz_endpoint_sends_gets_with_ids_of_their_own(tmp_path: Path):
+    """`--endpoint healthz`: the same open loop and records, each arrival a GET /healthz."""
+    with Server() as server:
+        config = DriverConfig(
+            schedule=[i / 200 for i in range(40)],
+            epoch_unix_nanos=time.time_ns() + 50_000_000,
+            duration=1.0,
+            share_rate=lambda t: 200.0,
+            max_in_flight=100,
+            request_timeout=2.0,
+            worker=0,
+            outcomes_dir=tmp_path,
+            summary={},
+        )
+        factory = ReactionFactory(10, 10, seed=4, endpoint="healthz")
+        driver = Driver(KeepAliveClient(server.url), factory, config, LoadStats(), Report())
+        assert driver.run(stopped=lambda: False)
+        driver.close()
+    records = list(read_outcomes(tmp_path))
+    assert len(records) == 40 and {(r.outcome, r.status) for r in records} == {(Outcome.ACK, 200)}
+    assert len({r.reaction_id for r in records}) == 40
+    assert server.received == {}  # no reaction POST reached the server
+    with pytest.raises(ValueError, match="endpoint must be one of reactions, healthz"):
+        ReactionFactory(1, 1, seed=1, endpoint="metrics")

@@ -259,6 +259,9 @@ def test_settings_defaults_and_overrides():
     quick = Settings.from_options(parse("--load-profile", "smoke", "--duration", "12", "--rate-scale", "0.5"))
     assert quick.profile.duration == 12 and quick.profile.rate_at(4) == 25
     assert quick.outcomes_dir_for("R").as_posix() == "runs/loadgen/R"
+    assert s.endpoint == "reactions"
+    healthz = Settings.from_options(parse("--endpoint", "healthz"))
+    assert healthz.endpoint == "healthz" and healthz.describe()["endpoint"] == "healthz"
 
 
 @pytest.mark.parametrize(
@@ -273,3 +276,10 @@ def test_settings_defaults_and_overrides():
 def test_settings_errors_name_the_option(argv, words):
     with pytest.raises(SettingsError, match=words):
         Settings.from_options(parse(*argv))
+
+
+def test_an_unknown_endpoint_is_named():
+    options = parse()
+    options.endpoint = "metrics"  # past argparse's choices, as a worker's options could be
+    with pytest.raises(SettingsError, match="--endpoint must be one of reactions, healthz, got 'metrics'"):
+        Settings.from_options(options)

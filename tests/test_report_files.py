@@ -194,7 +194,15 @@ def test_claims_that_hold_by_design_say_so_and_are_counted_apart(written: tuple[
 
 
 def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
-    from harness.capacity import CapacityReport, PipelineCapacity, SearchResult, TracingCost, load_config
+    from harness.capacity import (
+        CapacityReport,
+        GeneratorFigures,
+        GeneratorOnHealthz,
+        PipelineCapacity,
+        SearchResult,
+        TracingCost,
+        load_config,
+    )
 
     config = load_config()
     found = SearchResult(limits=["api.p99"], rate=300.0, broke_at=350.0, bound="pipeline", reasons=["API p99 165 ms"])
@@ -212,6 +220,11 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
                                                                 held=False)]),
             "async": PipelineCapacity(pipeline="async", capacity=bound, cpu_rate=200),
         },
+        generator=GeneratorFigures(
+            kept_up_max_rate=800, fell_behind_min_rate=None, cpu_seconds_per_1000=0.33, wrk_cpu_seconds_per_1000=0.014,
+            healthz=GeneratorOnHealthz(rate=200, cpu_seconds_per_1000=0.2, lag_p99_seconds=0.0012,
+                                       wrk_cpu_seconds_per_1000=0.01),
+        ),
     )  # fmt: skip
     root = write_run(tmp_path / "run", article_cells())
     cap.write(root / "capacity.json")
@@ -221,6 +234,7 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
     assert "| sync | 300/s |" in md and "broke at 350/s: API p99 165 ms" in md
     assert "| **async** | 400/s |" in md and "GENERATOR-BOUND at 450/s" in md  # never the pipeline's: in bold/red
     assert "reaction 1.40" in md
+    assert "vs wrk 0.014; kept up to 800/s; on GET /healthz at 200/s: 0.20 vs wrk 0.010 (20x), lag p99 1.2 ms" in md
     # what tracing costs: the services' CPU per setting over tracing off (the generator left out)
     assert "| sync | 1% of reactions | 1.40 | x1.40 | reaction 1.40 |" in md
     assert "| sync | off | 1.00 | x1.00 | reaction 1.00 |" in md

@@ -335,6 +335,17 @@ def _rate(r: float | None) -> str:
     return NO_VALUE if r is None else f"{r:.0f}/s"
 
 
+def _healthz(h: capacity.GeneratorOnHealthz | str) -> str:
+    if isinstance(h, str):
+        return f"; on GET /healthz: {h}"
+    x = h.times_wrk()
+    lag = NO_VALUE if h.lag_p99_seconds is None else f"{h.lag_p99_seconds * 1000:.1f} ms"
+    return (
+        f"; on GET /healthz at {_rate(h.rate)}: {h.cpu_seconds_per_1000 or 0:.2f} vs wrk "
+        f"{h.wrk_cpu_seconds_per_1000 or 0:.3f}" + (f" ({x:.0f}x)" if x is not None else "") + f", lag p99 {lag}"
+    )
+
+
 def capacity_rows(path: Path) -> CapacityRows | None:
     if not path.exists():
         return None
@@ -368,7 +379,7 @@ def capacity_rows(path: Path) -> CapacityRows | None:
         if g is None
         else (
             f"load generator {g.cpu_seconds_per_1000 or 0:.2f} CPU-s per 1,000 requests vs wrk "
-            f"{g.wrk_cpu_seconds_per_1000 or 0:.3f}; kept up to {_rate(g.kept_up_max_rate)}"
+            f"{g.wrk_cpu_seconds_per_1000 or 0:.3f}; kept up to {_rate(g.kept_up_max_rate)}" + _healthz(g.healthz)
         ),
     )
 
