@@ -286,3 +286,40 @@ def test_if_missing_reuses_this_machine_s_capacity_and_measures_only_without_one
 def test_only_a_capacity_measured_with_the_runs_tracing_becomes_the_last_one() -> None:
     assert capacity.scales_runs("0.1", "0.1") and capacity.scales_runs("1", "1.0")
     assert not capacity.scales_runs("off", "0.1") and not capacity.scales_runs("1", "0.1")
+
+
+class Replaying(capacity.StepRunner):
+    """A runner whose plays are fake steps with the given CPU of other processes, one per play."""
+
+    def __init__(self, others: list[float], retries: int = 2) -> None:
+        super().__init__(None, Path("."), LEVEL, SETTINGS, capacity.Disturbed(other_cores=0.1, retries=retries))
+        self.others = others
+        self.labels: list[str] = []
+
+    def _play(self, pipeline: str, rate: float, label: str = "") -> Step:
+        self.labels.append(label)
+        st = fake_step(rate)
+        st.cpu_cores["other"] = self.others[len(self.labels) - 1]
+        return st
+
+
+def test_a_disturbed_step_is_played_again_and_named_if_it_stays_disturbed(capsys: pytest.CaptureFixture[str]) -> None:
+    calm_again = Replaying([0.3, 0.02])
+    st = calm_again.measure("sync", 400)
+    assert (st.played, st.disturbed, calm_again.labels) == (2, False, ["", "play2"])
+    assert st.why(ALL_LIMITS) == []  # the second play was calm: nothing to name
+    assert "disturbed: other processes took 0.30 cores (> 0.1); played again" in capsys.readouterr().out
+
+    busy = Replaying([0.3, 0.25, 0.2])
+    st = busy.measure("sync", 400)
+    assert (st.played, st.disturbed, len(busy.labels)) == (3, True, 3)  # 1 + 2 retries, then named
+    assert st.why(ALL_LIMITS) == ["the machine was busy with other processes (0.20 cores, 3 plays)"]
+    assert busy.measure("sync", 400) is st  # memoized: the search never plays it a fourth time
+
+    once = Replaying([0.05])
+    assert once.measure_once("sync", 200, "tracing-off").played == 1 and once.labels == ["tracing-off"]
+
+
+def test_the_shipped_disturbance_rule_loads() -> None:
+    d = load_config().disturbed
+    assert 0 < d.other_cores < 1 and d.retries >= 1
