@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import gevent
 from gevent import getcurrent
 from gevent.event import Event
+from gevent.lock import Semaphore
 
 from loadtests.arrivals import Arrival, OpenLoop
 from loadtests.counters import LoadStats
@@ -134,6 +135,8 @@ class Driver:
         self._idle.set()
         self.closed = False
         self.gc = PacedCollection()
+        self._flush_lock = Semaphore()
+        self._flushing_stopped = Event()
         stats.in_flight_limit = config.max_in_flight  # one driver per process at a time
 
     def run(self, stopped: Callable[[], bool]) -> bool:
@@ -145,7 +148,9 @@ class Driver:
                 # Drain: every request started gets its answer or hits its deadline.
                 self._idle.wait()
             finally:
-                flusher.kill()
+                # Not killed: a flush in progress finishes, so no batch is written after a later one.
+                self._flushing_stopped.set()
+                flusher.join()
         return self.loop.finished
 
     def _current(self) -> int:
@@ -249,15 +254,22 @@ class Driver:
             self._idle.set()
 
     def _flush_periodically(self) -> None:
-        while True:
-            gevent.sleep(FLUSH_INTERVAL_SECONDS)
+        while not self._flushing_stopped.wait(FLUSH_INTERVAL_SECONDS):
             self.flush()
             self.gc.collect_young()
 
     def flush(self) -> None:
-        self.outcomes.flush()
-        self.series.write(self.config.outcomes_dir / f"series-w{self.config.worker}.jsonl")
-        self._report.flush()
+        """Write what the last second added. The files are written from the hub's thread pool: a
+        file operation that waits for the disk (an `openat` of the series file took 46 ms under
+        strace while Kafka and Prometheus wrote) then holds this greenlet only, never the schedule.
+        One flush at a time, so batches reach the files in order (an error text before its use)."""
+        with self._flush_lock:
+            self.outcomes.flush(self._in_thread)
+            self.series.write(self.config.outcomes_dir / f"series-w{self.config.worker}.jsonl", self._in_thread)
+            self._report.flush()
+
+    def _in_thread(self, work: Callable[[], object]) -> None:
+        self._hub.threadpool.apply(work)
 
     def abort(self, grace: float = ABORT_GRACE_SECONDS) -> None:
         """Stop now: requests still in flight are recorded as unknown (aborted)."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -128,6 +128,11 @@ def post_index(post_id: str) -> int:
     return int(post_id[len(POST_PREFIX) :])
 
 
+def run_here(work: Callable[[], object]) -> object:
+    """Where file work runs unless told otherwise: in the caller."""
+    return work()
+
+
 class OutcomeLog:
     """Packs records and appends them to one worker's file on `flush()` (one write per flush).
 
@@ -187,12 +192,13 @@ class OutcomeLog:
             )
         )
 
-    def flush(self) -> int:
+    def flush(self, run: Callable[[Callable[[], object]], object] = run_here) -> int:
+        """Write the pending records; `run` does the writing (the driver: in a thread)."""
         if self._file is None or not self._pending:
             return 0
         batch, self._pending = self._pending, []
-        self._file.write(b"".join(batch))
-        self._file.flush()
+        data, file = b"".join(batch), self._file
+        run(lambda: (file.write(data), file.flush()))
         flushed, self.written = self._count - self.written, self._count
         return flushed
 

@@ -12,6 +12,7 @@ Line format (`series-w<worker>.jsonl`):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from facts.quantiles import quantile
-from loadtests.outcome import Outcome
+from loadtests.outcome import Outcome, run_here
 
 
 @dataclass
@@ -113,15 +114,20 @@ class Series:
             rows.append(row)
         return rows
 
-    def write(self, path: Path) -> None:
-        """Replace the file atomically, so a reader never sees half a series."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
+    def write(self, path: Path, run: Callable[[Callable[[], object]], object] = run_here) -> None:
+        """Replace the file atomically, so a reader never sees half a series. `run` does the file
+        work (the driver: in a thread); the rows are rendered here."""
         self.rows()
         lines = []
         for b in self._buckets:
             if b.line is None:
                 b.line = json.dumps(b.row, separators=(",", ":")) + "\n"
             lines.append(b.line)
-        tmp.write_text("".join(lines), encoding="utf-8")
-        os.replace(tmp, path)
+        run(functools.partial(_replace, path, "".join(lines)))
+
+
+def _replace(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
