@@ -251,8 +251,10 @@ def test_parse_kafka_tools() -> None:
 
 
 def test_a_busy_machine_is_named_in_the_reason() -> None:
-    step = fake_step(800, api_p99=0.3).model_copy(update={"cpu_cores": {"reaction": 0.4, "other": 1.1}})
-    assert step.why(ALL_LIMITS)[-1] == "the machine was busy with other processes (1.10 cores)"
+    step = fake_step(800, api_p99=0.3).model_copy(
+        update={"cpu_cores": {"reaction": 0.4, "other": 1.1}, "played": 3, "disturbed": True}
+    )
+    assert step.why(ALL_LIMITS)[-1] == "the machine was busy with other processes (1.10 cores, 3 plays)"
     assert step.verdict(ALL_LIMITS) == "broke"  # said, not judged
 
 
