@@ -245,3 +245,14 @@ def replica_ports(replicas: int, balancer: bool) -> dict[int, str]:
         ports.update({HAPROXY_PORT: "haproxy gRPC frontend", HAPROXY_STATS_PORT: "haproxy stats"})
     ports.update({p.listen_port: f"proxy {p.name}" for p in replica_proxies(replicas, balancer)})
     return ports
+
+
+def fixed_ports() -> set[int]:
+    """Every port any stack of ours listens on (the largest replicated one included), the load
+    generator's and the harness' metrics too."""
+    return {
+        *listening_ports(),
+        *replica_ports(NOTIFICATION_REPLICAS_MAX, balancer=True),
+        LOADGEN_METRICS_PORT,
+        CHAOS_METRICS_PORT,
+    }

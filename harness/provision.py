@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from facts import topology
 from facts.paths import cache_dir
 from facts.versions import (
     JAEGER_MODULE,
@@ -218,7 +219,42 @@ def locate() -> Artifacts:
     return Artifacts(libs, tp, Path(prom), Path(tool), jaeger, Path(haproxy), Path(wrk))
 
 
+RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def reserve_ports(reserved: Path = RESERVED_PORTS, port_range: Path = PORT_RANGE) -> list[int]:
+    """Keep the stack's fixed ports out of the kernel's ephemeral range: a client connection that
+    got 50050 as its local port held HAProxy's frontend port and a stack could not start. Returns
+    the ports reserved now; without root (or /proc) it says so and changes nothing."""
+    try:
+        low, high = (int(v) for v in port_range.read_text().split())
+        already = _parse_ports(reserved.read_text())
+    except (OSError, ValueError):
+        return []
+    wanted = sorted(p for p in topology.fixed_ports() if low <= p <= high and p not in already)
+    if not wanted:
+        return []
+    try:
+        reserved.write_text(",".join(str(p) for p in sorted(already | set(wanted))))
+    except OSError as e:
+        _log(f"could not reserve ports {wanted} from the ephemeral range ({e}); a client socket may take one")
+        return []
+    _log(f"reserved ports {', '.join(map(str, wanted))} from the ephemeral range ({low}-{high})")
+    return wanted
+
+
+def _parse_ports(text: str) -> set[int]:
+    """ip_local_reserved_ports' syntax: "8080,50050-50053" (empty when none)."""
+    ports: set[int] = set()
+    for part in filter(None, text.strip().split(",")):
+        first, _, last = part.partition("-")
+        ports.update(range(int(first), int(last or first) + 1))
+    return ports
+
+
 def provision() -> Artifacts:
+    reserve_ports()
     provision_kafka()
     provision_toxiproxy()
     provision_prometheus()
