@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from facts import topology
 
-MAX_TRACES = 200_000  # the memory store's bound
+# Traces kept by the in-memory store (a ring: the oldest go first). A reaction is one trace, plus
+# one per consumer batch; a surge cell sends ~20,000 reactions.
+MAX_TRACES = 200_000
 
 
 def config(host: str, max_traces: int = MAX_TRACES) -> dict[str, object]:

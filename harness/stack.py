@@ -25,9 +25,6 @@ from harness.supervisor import ComponentSpec, Port, Supervisor
 
 H = topology.HOST
 
-# Traces kept by Jaeger's in-memory store (a ring: the oldest go first). A reaction is one trace,
-# plus one per consumer batch; a surge cell sends ~20,000 reactions.
-
 
 @dataclass(frozen=True)
 class Tracing:
