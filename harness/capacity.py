@@ -468,11 +468,8 @@ class StepRunner:
     """Plays steps on a running stack (harness.stack.Stack or anything with its `sup`, `pipeline`
     and `use_pipeline`), memoized per (pipeline, rate)."""
 
-    def __init__(
-        self, stack: Any, out_dir: Path, level: ServiceLevel, s: SearchSettings, disturbed: Disturbed | None = None
-    ) -> None:
-        self.stack, self.out_dir, self.level, self.s = stack, out_dir, level, s
-        self.disturbed = disturbed or load_config().disturbed
+    def __init__(self, stack: Any, out_dir: Path, level: ServiceLevel, s: SearchSettings, disturbed: Disturbed) -> None:
+        self.stack, self.out_dir, self.level, self.s, self.disturbed = stack, out_dir, level, s, disturbed
         self.gen_limits = generator_health.load_limits()
         self.steps: dict[tuple[str, float], Step] = {}
         self.order: list[Step] = []
