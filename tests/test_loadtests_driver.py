@@ -133,22 +133,28 @@ class Report:
         self.flushes += 1
 
 
+def steady(
+    tmp_path: Path, arrivals: int, rate: float, request_timeout: float, start_in: float = 0.05, **summary: str
+) -> DriverConfig:
+    """`arrivals` evenly spaced at `rate` per second, starting `start_in` seconds from now."""
+    return DriverConfig(
+        schedule=[i / rate for i in range(arrivals)],
+        epoch_unix_nanos=time.time_ns() + int(start_in * 1e9),
+        duration=1.0,
+        share_rate=lambda t: rate,
+        max_in_flight=100,
+        request_timeout=request_timeout,
+        worker=0,
+        outcomes_dir=tmp_path,
+        summary=dict(summary),
+    )
+
+
 def test_driver_records_every_request_with_what_the_server_did(tmp_path: Path):
     arrivals = 200
     with Server() as server:
         client = KeepAliveClient(server.url)
-        epoch = time.time_ns() + 100_000_000
-        config = DriverConfig(
-            schedule=[i / 400 for i in range(arrivals)],  # 400/s for 0.5 s
-            epoch_unix_nanos=epoch,
-            duration=1.0,
-            share_rate=lambda t: 400.0,
-            max_in_flight=100,
-            request_timeout=0.3,
-            worker=0,
-            outcomes_dir=tmp_path,
-            summary={"run_id": "t"},
-        )
+        config = steady(tmp_path, arrivals, 400, request_timeout=0.3, start_in=0.1, run_id="t")  # 400/s for 0.5 s
         report = Report()
         stats = LoadStats()
         driver = Driver(client, ReactionFactory(10, 10, seed=1), config, stats, report)
@@ -177,17 +183,7 @@ def test_driver_records_every_request_with_what_the_server_did(tmp_path: Path):
 
 def test_abort_records_the_requests_in_flight_as_unknown(tmp_path: Path):
     with Server() as server:
-        config = DriverConfig(
-            schedule=[i / 400 for i in range(100)],
-            epoch_unix_nanos=time.time_ns() + 50_000_000,
-            duration=1.0,
-            share_rate=lambda t: 400.0,
-            max_in_flight=100,
-            request_timeout=5.0,
-            worker=0,
-            outcomes_dir=tmp_path,
-            summary={},
-        )
+        config = steady(tmp_path, 100, 400, request_timeout=5.0)
         driver = Driver(KeepAliveClient(server.url), ReactionFactory(10, 10, seed=2), config, LoadStats(), Report())
 
         def stop_soon() -> None:
@@ -213,17 +209,7 @@ def test_failed_requests_leave_no_cycles_for_the_collector(tmp_path: Path):
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
         with Server() as server:
-            config = DriverConfig(
-                schedule=[i / 400 for i in range(100)],
-                epoch_unix_nanos=time.time_ns() + 50_000_000,
-                duration=1.0,
-                share_rate=lambda t: 400.0,
-                max_in_flight=100,
-                request_timeout=0.3,
-                worker=0,
-                outcomes_dir=tmp_path,
-                summary={},
-            )
+            config = steady(tmp_path, 100, 400, request_timeout=0.3)
             driver = Driver(KeepAliveClient(server.url), ReactionFactory(10, 10, seed=3), config, LoadStats(), Report())
             assert driver.run(stopped=lambda: False)
             driver.close()
@@ -253,17 +239,7 @@ def test_paced_collection_turns_automatic_collection_off_and_times_its_own():
 def test_the_healthz_endpoint_sends_gets_with_ids_of_their_own(tmp_path: Path):
     """`--endpoint healthz`: the same open loop and records, each arrival a GET /healthz."""
     with Server() as server:
-        config = DriverConfig(
-            schedule=[i / 200 for i in range(40)],
-            epoch_unix_nanos=time.time_ns() + 50_000_000,
-            duration=1.0,
-            share_rate=lambda t: 200.0,
-            max_in_flight=100,
-            request_timeout=2.0,
-            worker=0,
-            outcomes_dir=tmp_path,
-            summary={},
-        )
+        config = steady(tmp_path, 40, 200, request_timeout=2.0)
         factory = ReactionFactory(10, 10, seed=4, endpoint="healthz")
         driver = Driver(KeepAliveClient(server.url), factory, config, LoadStats(), Report())
         assert driver.run(stopped=lambda: False)
