@@ -163,8 +163,8 @@ class Coordinator:
         raise NotImplementedError
 
     def on_test_stop(self, environment: Environment, **_: Any) -> None:
-        if self.driver is not None and not self.driver.closed:
-            self.driver.abort()
+        if self.driver is not None:
+            self.driver.abort()  # or, if the driving greenlet is closing it, waits until it has
         self.plan = None
         self.run_id = None
         self.error = None  # the next start re-reads the options

@@ -133,7 +133,7 @@ class Driver:
         self._in_flight = 0
         self._idle = Event()  # set whenever nothing is in flight
         self._idle.set()
-        self.closed = False
+        self._closing: Event | None = None  # set once close() has written everything
         self.gc = PacedCollection()
         self._flush_lock = Semaphore()
         self._flushing_stopped = Event()
@@ -287,9 +287,19 @@ class Driver:
             g.throw(Aborted("load test stopped"))
 
     def close(self) -> None:
-        if self.closed:
+        """Flush, close the files and write the summary. A second caller (the stop's handler while the
+        driving greenlet closes) waits for the first: its flush yields to the thread pool, and a Locust
+        worker told to quit exits once its stop handler returns, which would cut the summary off."""
+        if self._closing is not None:
+            self._closing.wait()
             return
-        self.closed = True
+        self._closing = Event()
+        try:
+            self._close()
+        finally:
+            self._closing.set()
+
+    def _close(self) -> None:
         loop = self._hub.loop
         while self._idle_workers:  # from the hub, so each one's end returns to it
             loop.run_callback(self._idle_workers.pop().throw, gevent.GreenletExit)

@@ -201,6 +201,27 @@ def test_abort_records_the_requests_in_flight_as_unknown(tmp_path: Path):
     assert json.loads((tmp_path / "summary-w0.json").read_text())["recorded"] == 100
 
 
+class SlowReport(Report):
+    def flush(self) -> None:
+        super().flush()
+        gevent.sleep(0.3)  # as a flush waiting on the thread pool: close() yields mid-way
+
+
+def test_a_second_close_returns_only_once_the_first_has_written_the_summary(tmp_path: Path):
+    # A Locust worker told to quit exits when its stop handler returns; if the driving greenlet was
+    # already closing, the handler's close() must wait for it, or the summary is never written.
+    with Server() as server:
+        config = steady(tmp_path, 5, 100, request_timeout=1.0)
+        driver = Driver(KeepAliveClient(server.url), ReactionFactory(10, 10, seed=4), config, LoadStats(), SlowReport())
+        driver.run(stopped=lambda: False)
+        first = gevent.spawn(driver.close)
+        gevent.sleep(0.05)  # the first close is inside its flush
+        assert not first.dead
+        driver.abort(grace=0.1)
+        assert (tmp_path / "summary-w0.json").exists()
+        first.join()
+
+
 def test_failed_requests_leave_no_cycles_for_the_collector(tmp_path: Path):
     """Automatic collection is off during a schedule (gc_pacing.py), so a request that fails (503,
     timeout) must be freed by reference counting alone: its exception, traceback and frame form no
