@@ -14,10 +14,10 @@ ifeq ($(filter $(RUNTIME),native compose),)
 $(error RUNTIME must be native or compose, got '$(RUNTIME)')
 endif
 
-.PHONY: help setup doctor venv stubs provision capacity soak bench bench-quick test test-unit lint up down clean
+.PHONY: help setup doctor venv stubs provision capacity soak bench bench-replicas bench-quick test test-unit lint up down clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 doctor: ## check the prerequisites (Python, Java, Maven, Go, Prometheus)
 	@$(PYTHON) -m harness.doctor
@@ -64,13 +64,17 @@ REPEAT ?= 1
 TIME_SCALE ?= 0.4
 # The scenarios' rates are relative to this machine's capacity: the first `make bench` measures it
 # (a quick search, a few minutes); later ones reuse it until `make capacity` measures again.
-# The report is written even when a hypothesis failed; the exit code is the run's.
-bench: setup ## run the default matrix (all pipelines x all scenarios; REPEAT=N, TIME_SCALE=F) and write the report
+# $(call run_and_report,BENCH RUN ARGUMENTS,REPORT ARGUMENTS): the report is written even when a
+# hypothesis failed; the exit code is the run's.
+define run_and_report
 	$(BIN)/bench capacity --pipeline all --quick --if-missing
-	@rc=0; $(BIN)/bench run --pipeline all --scenario all --repeat $(REPEAT) --time-scale $(TIME_SCALE) \
-		$(BENCH_ARGS) || rc=$$?; \
-	if [ -e runs/latest/run.json ]; then $(BIN)/bench report runs/latest --screenshot; \
+	@rc=0; $(BIN)/bench run $(1) $(BENCH_ARGS) || rc=$$?; \
+	if [ -e runs/latest/run.json ]; then $(BIN)/bench report runs/latest $(2); \
 	echo "report: $$(readlink -f runs/latest)/report.html (and report.md)"; fi; exit $$rc
+endef
+
+bench: setup ## run the default matrix (all pipelines x all scenarios; REPEAT=N, TIME_SCALE=F) and write the report
+	$(call run_and_report,--pipeline all --scenario all --repeat $(REPEAT) --time-scale $(TIME_SCALE),--screenshot)
 
 capacity: setup ## measure every pipeline's capacity, the ceilings and what tracing costs (full search), for the loads
 	$(BIN)/bench capacity --pipeline all
@@ -79,10 +83,15 @@ capacity: setup ## measure every pipeline's capacity, the ceilings and what trac
 # capacity per pipeline, at full length (PIPELINE=all: 3 cells, about 95 min). The report shows
 # every process's memory per cell and its RSS over time (harness/limits/memory.yaml).
 soak: setup ## 30 min at half the sync capacity per pipeline (PIPELINE=P|all): every process's memory in the report
-	$(BIN)/bench capacity --pipeline all --quick --if-missing
-	@rc=0; $(BIN)/bench run --pipeline $(or $(PIPELINE),all) --scenario soak $(BENCH_ARGS) || rc=$$?; \
-	if [ -e runs/latest/run.json ]; then $(BIN)/bench report runs/latest; \
-	echo "report: $$(readlink -f runs/latest)/report.html (and report.md)"; fi; exit $$rc
+	$(call run_and_report,--pipeline $(or $(PIPELINE),all) --scenario soak,)
+
+# The replicated topology (chaos/scenarios/replicas/, never in the default matrix): two notification
+# replicas, sync behind HAProxy and, as the control, balanced client-side; async in one consumer
+# group; one replica killed mid-load. Its report judges "no extra network hop due to a load
+# balancer". Sync and async, 8 cells per repetition, about 6 minutes at the default TIME_SCALE.
+bench-replicas: setup ## the replicated topology's scenarios (2 replicas; REPEAT=N, TIME_SCALE=F) and their report
+	$(call run_and_report,--replicas 2 --pipeline sync async --scenario replicas \
+		--repeat $(REPEAT) --time-scale $(TIME_SCALE),)
 
 bench-quick: setup ## a shorter matrix (30 s per cell) for CI, and its report
 	@$(MAKE) --no-print-directory bench BENCH_ARGS="--quick $(BENCH_ARGS)"

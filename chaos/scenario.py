@@ -245,6 +245,17 @@ def shipped_soak() -> list[str]:
     return sorted(p.stem for p in SOAK_SCENARIO_DIR.glob("*.yaml"))
 
 
+GROUPS = {"all": shipped, "replicas": shipped_for_replicas}  # names that stand for several scenarios
+
+
+def expand(refs: list[str]) -> list[str]:
+    """Scenario names or paths, each group name ('all', 'replicas') replaced by its scenarios."""
+    out: list[str] = []
+    for ref in refs:
+        out += GROUPS[ref]() if ref in GROUPS else [ref]
+    return list(dict.fromkeys(out))
+
+
 def load(name_or_path: str) -> Scenario:
     path = resolve(name_or_path)
     if not path.exists():

@@ -129,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.plan import PlanError, make_plan
 
     pipelines = list(topology.PIPELINES) if "all" in args.pipeline else list(dict.fromkeys(args.pipeline))
-    refs = scenarios.shipped() if args.scenario == ["all"] else args.scenario
+    refs = scenarios.expand(args.scenario)
     try:
         replicas = _replicas(args)
     except ValueError as e:
@@ -178,7 +178,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from chaos import scenario as scenarios
     from harness.plan import PlanError, make_plan
 
-    refs = scenarios.shipped() if args.scenario == ["all"] else args.scenario
+    refs = scenarios.expand(args.scenario)
     if args.scenario == ["all"] and args.kafka == "cluster":  # and those written for the cluster profile
         refs += sorted(str(p) for p in (paths.REPO / "compose" / "scenarios").glob("*.yaml"))
     if args.scenario == ["all"] and args.replicas > 1:  # and those written for the replicated topology
@@ -300,7 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--pipeline", nargs="+", choices=[*topology.PIPELINES, "all"], default=["all"], help="one or more, or all"
     )
     run.add_argument(
-        "--scenario", nargs="+", default=["all"], help="shipped scenario names or YAML paths, or 'all' (default)"
+        "--scenario",
+        nargs="+",
+        default=["all"],
+        help="shipped scenario names or YAML paths; 'all' (default): the default matrix; 'replicas': "
+        "those of the replicated topology (chaos/scenarios/replicas/, with --replicas 2 or 3)",
     )
     run.add_argument("--duration", type=float, help="seconds of load per cell (the timeline is scaled to it)")
     run.add_argument("--quick", action="store_true", help=f"cap each cell's load at {QUICK_SECONDS:g} s (CI)")

@@ -11,6 +11,7 @@ import pytest
 
 from chaos import scenario as scenarios
 from harness.plan import PlanError, make_plan
+from harness.replicas import Replicas
 from tests.synthetic_run import CAPACITIES
 
 GOOD = """
@@ -37,6 +38,19 @@ def test_every_shipped_scenario_is_valid() -> None:
         assert required in names
     plan = make_plan(["sync", "async"], names, None, False, capacities=CAPACITIES)
     assert len(plan.cells) == 2 * len(names)
+
+
+def test_group_names_stand_for_their_scenarios_and_the_replicas_group_plans_on_two_replicas() -> None:
+    assert scenarios.expand(["all"]) == scenarios.shipped()
+    assert scenarios.expand(["baseline", "all"]) == scenarios.shipped()  # each scenario once
+    group = scenarios.expand(["replicas"])
+    assert set(group) == {"balancer-hop", "balancer-hop-client", "replica-down", "replica-down-client"}
+    assert scenarios.expand(["soak", "x.yaml"]) == ["soak", "x.yaml"]  # not groups: left as given
+    processes = scenarios.PROCESSES + Replicas(2, "haproxy").processes()
+    plan = make_plan(["sync", "async"], group, None, False, processes, capacities=CAPACITIES, replicas=2)
+    assert len(plan.cells) == 2 * len(group)
+    with pytest.raises(PlanError, match="replicas"):  # what `make bench-replicas` needs: 2 replicas
+        make_plan(["sync"], group, None, False, capacities=CAPACITIES)
 
 
 def test_a_good_scenario_loads(tmp_path: Path) -> None:
