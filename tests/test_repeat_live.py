@@ -1,4 +1,4 @@
-"""`bench run --repeat 3` on the real stack, then `bench report`: intervals over the repetitions, and
+"""`bench run --repeat 2` on the real stack, then `bench report`: intervals over the repetitions, and
 verdicts computed from them. Starts its own stack, as `bench run` does."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def test_repeated_cells_give_intervals_and_verdicts_from_them(
     # Tracing off: intervals and verdicts are what this test reads, not each cell's traces.
     rc = cli.main(
         ["run", "--pipeline", "sync", "async", "--scenario", "baseline", "notification-down",
-         "--duration", "12", "--repeat", "3", "--capacity", str(capacity), "--tracing", "off"]
+         "--duration", "12", "--repeat", "2", "--capacity", str(capacity), "--tracing", "off"]
     )  # fmt: skip
     assert rc in (0, 1), capsys.readouterr().err  # 1: a hypothesis failed on a short cell; still a whole run
     # 12 s cells: the outage starts at 3 s (15 of 60 s), after the 2 s warm-up: a 1 s control window
@@ -33,8 +33,8 @@ def test_repeated_cells_give_intervals_and_verdicts_from_them(
     baseline = next(c for c in run.cells if c.scenario == "baseline")
     assert baseline.profile["relative_rates"] == {"rate": "0.3 x sync"}
     assert baseline.profile["rate"] == 0.3 * CAPACITIES.rates["sync"]
-    assert {len(run.repetitions(p, s)) for p in ("sync", "async") for s in ("baseline", "notification-down")} == {3}
-    assert "3 repetitions" in run.interval_method()
+    assert {len(run.repetitions(p, s)) for p in ("sync", "async") for s in ("baseline", "notification-down")} == {2}
+    assert "2 repetitions" in run.interval_method()
     spans = run.intervals()
     assert spans["sync.notification-down.fault.error_ratio"][1] >= spans["sync.notification-down.fault.error_ratio"][0]
     judged = {j.claim.id: j for j in claims.judge_all(run)}
@@ -43,4 +43,4 @@ def test_repeated_cells_give_intervals_and_verdicts_from_them(
     assert cascading.verdict in ("confirmed", "refuted", "inconclusive")  # decided on the intervals
     assert cli.main(["report", str(run_dir)]) == 0
     md = (run_dir / "report.md").read_text()
-    assert "bootstrap over 3 repetitions" in md and " [" in md  # values shown with their interval
+    assert "bootstrap over 2 repetitions" in md and " [" in md  # values shown with their interval
