@@ -78,6 +78,7 @@ class SearchSettings(_Model):
     min_step: float = Field(gt=0)
     drain_seconds: float = Field(ge=0)
     ceiling_seconds: float = Field(gt=0)
+    confirm: int = Field(default=0, ge=0)  # replays of the found capacity; one that breaks sends the search lower
 
 
 class Searches(_Model):
@@ -156,6 +157,7 @@ class Step(_Model):
     breaches_without_lag: list[Breach] = Field(default_factory=list)  # the generator's lag taken out
     generator_reasons: list[str] = Field(default_factory=list)
     played: int = 1  # times played: a disturbed step is played again (capacity.yaml's `disturbed`)
+    replay: bool = False  # a rate played again to confirm it held (capacity.yaml's `confirm`)
     disturbed: bool = False  # still disturbed at its last play: its verdict says so
 
     def verdict(self, limits: Iterable[str]) -> Verdict:
@@ -226,9 +228,15 @@ class SearchResult(_Model):
     busiest: str | None = None  # the component with the most CPU at broke_at
     cpu_cores_at_break: dict[str, float] = Field(default_factory=dict)
     tried: list[float] = Field(default_factory=list)  # rates in the order this search judged them
+    confirmed: int = 0  # replays `rate` held beyond its first play
+    unconfirmed: list[float] = Field(default_factory=list)  # rates that held once and broke when replayed
 
     def summary(self) -> str:
         held = "nothing held" if self.rate is None else f"{self.rate:.0f}/s"
+        if self.confirmed:
+            held += f" (held again on {self.confirmed} replay{'s' if self.confirmed > 1 else ''})"
+        if self.unconfirmed:
+            held += f"; {', '.join(f'{r:.0f}' for r in self.unconfirmed)}/s held once, not on a replay"
         if self.bound == "search-limit":
             return f"{held} (at least: the search stops at {self.broke_at or self.rate:.0f}/s)"
         cpu = ", ".join(f"{n} {c:.2f}" for n, c in sorted(self.cpu_cores_at_break.items(), key=lambda kv: -kv[1]))
@@ -242,16 +250,26 @@ def busiest(cores: Mapping[str, float], exclude: Iterable[str] = ("loadgen", "ot
     return max(stack, key=lambda n: stack[n]) if stack else None
 
 
-def search(measure: Callable[[float], Step], limits: Sequence[str], s: SearchSettings) -> SearchResult:
+def search(
+    measure: Callable[[float], Step], limits: Sequence[str], s: SearchSettings,
+    replay: Callable[[float], Step] | None = None,
+) -> SearchResult:  # fmt: skip
     """Double from `start_rate` until a step does not hold (or `max_rate`), then bisect between the
     last rate that held and the first that did not, until they are `resolution` (relative) or
-    `min_step` (absolute) apart. `measure` may be memoized: searches over other limits reuse steps."""
+    `min_step` (absolute) apart. Then the rate found is played `confirm` times more (`replay`, never
+    memoized): near the boundary one window can hold by luck, so a rate that breaks on a replay is
+    not sustainable, and the search goes on below it. `measure` may be memoized: searches over
+    other limits reuse steps."""
     tried: list[float] = []
+    held_once: dict[float, Step] = {}  # every rate that held when the search played it
 
     def step(rate: float) -> tuple[Step, Verdict]:
         tried.append(rate)
         st = measure(rate)
-        return st, st.verdict(limits)
+        v = st.verdict(limits)
+        if v == "held":
+            held_once[rate] = st
+        return st, v
 
     held: Step | None = None
     broke: Step | None = None
@@ -265,21 +283,40 @@ def search(measure: Callable[[float], Step], limits: Sequence[str], s: SearchSet
         if rate >= s.max_rate:
             break
         rate = min(rate * 2, s.max_rate)
+    unconfirmed: list[float] = []
+
+    def drop(rate: float) -> Step | None:
+        """`rate` held once and broke when played again: the boundary lies below it. The highest
+        rate below that held (played again in its turn) is where the search goes on from."""
+        unconfirmed.append(rate)
+        del held_once[rate]
+        below = [r for r in held_once if r < rate]
+        return held_once[max(below)] if below else None
+
     if broke is None:
         assert held is not None
-        return SearchResult(limits=list(limits), rate=held.rate, broke_at=None, bound="search-limit",
-                            reasons=[f"held up to the search's max_rate {s.max_rate:g}/s"], tried=tried)  # fmt: skip
-    lo = held.rate if held is not None else 0.0
-    hi = broke.rate
-    while hi - lo > max(s.resolution * lo, s.min_step):
-        mid = float(round((lo + hi) / 2))
-        if mid <= lo or mid >= hi:
+        broke = _replays_break(held, limits, s.confirm, replay or measure, tried)
+        if broke is None:
+            return SearchResult(limits=list(limits), rate=held.rate, broke_at=None, bound="search-limit",
+                                reasons=[f"held up to the search's max_rate {s.max_rate:g}/s"], tried=tried,
+                                confirmed=s.confirm)  # fmt: skip
+        held = drop(held.rate)
+    while True:
+        lo = held.rate if held is not None else 0.0
+        hi = broke.rate
+        while hi - lo > max(s.resolution * lo, s.min_step):
+            mid = float(round((lo + hi) / 2))
+            if mid <= lo or mid >= hi:
+                break
+            st, v = step(mid)
+            if v == "held":
+                held, lo = st, mid
+            else:
+                broke, hi = st, mid
+        again = _replays_break(held, limits, s.confirm, replay or measure, tried)
+        if held is None or again is None:
             break
-        st, v = step(mid)
-        if v == "held":
-            held, lo = st, mid
-        else:
-            broke, hi = st, mid
+        broke, held = again, drop(held.rate)
     return SearchResult(
         limits=list(limits),
         rate=held.rate if held is not None else None,
@@ -289,7 +326,23 @@ def search(measure: Callable[[float], Step], limits: Sequence[str], s: SearchSet
         busiest=busiest(broke.cpu_cores),
         cpu_cores_at_break=dict(broke.cpu_cores),
         tried=tried,
+        confirmed=s.confirm if held is not None else 0,
+        unconfirmed=unconfirmed,
     )
+
+
+def _replays_break(
+    held: Step | None, limits: Sequence[str], times: int, replay: Callable[[float], Step], tried: list[float]
+) -> Step | None:
+    """The first of `times` replays of `held`'s rate that did not hold, or None if all held."""
+    if held is None:
+        return None
+    for _ in range(times):
+        tried.append(held.rate)
+        st = replay(held.rate)
+        if st.verdict(limits) != "held":
+            return st
+    return None
 
 
 # -- the report --------------------------------------------------------------------------------------
@@ -478,14 +531,23 @@ class StepRunner:
     def measure(self, pipeline: str, rate: float) -> Step:
         key = (pipeline, float(rate))
         if key not in self.steps:
-            self.steps[key] = st = self._play_undisturbed(pipeline, float(rate))
-            self.order.append(st)
-            self._last = st
-            verdict = st.verdict(ALL_LIMITS)
-            why = "; ".join(st.why(ALL_LIMITS)) or "within the service level"
-            cores = " ".join(f"{n}={c:.2f}" for n, c in sorted(st.cpu_cores.items()))
-            print(f"  {pipeline:<14} {rate:7.0f}/s  {verdict:<15} {why}  [cores {cores}]", flush=True)
+            self.steps[key] = self._searched(self._play_undisturbed(pipeline, float(rate)))
         return self.steps[key]
+
+    def replay(self, pipeline: str, rate: float) -> Step:
+        """The rate played again to confirm it (not memoized; the search's first play stays memoized)."""
+        st = self._play_undisturbed(pipeline, float(rate), "replay")
+        st.replay = True
+        return self._searched(st)
+
+    def _searched(self, st: Step) -> Step:
+        self.order.append(st)
+        self._last = st
+        verdict = st.verdict(ALL_LIMITS) + (" (replay)" if st.replay else "")
+        why = "; ".join(st.why(ALL_LIMITS)) or "within the service level"
+        cores = " ".join(f"{n}={c:.2f}" for n, c in sorted(st.cpu_cores.items()))
+        print(f"  {st.pipeline:<14} {st.rate:7.0f}/s  {verdict:<15} {why}  [cores {cores}]", flush=True)
+        return st
 
     def component_pids(self) -> dict[str, int]:
         return {name: r.pid for name, r in self.stack.sup.running.items()}
@@ -647,12 +709,15 @@ def measure_pipeline(runner: StepRunner, pipeline: str) -> PipelineCapacity:
     def measure(rate: float) -> Step:
         return runner.measure(pipeline, rate)
 
+    def replay(rate: float) -> Step:
+        return runner.replay(pipeline, rate)
+
     print(f"{pipeline}: searching (service level: every limit)", flush=True)
-    capacity = search(measure, ALL_LIMITS, s)
+    capacity = search(measure, ALL_LIMITS, s, replay)
     acceptance = None
     if pipeline == "async":
         print(f"{pipeline}: searching the acceptance capacity (API p99 and errors only)", flush=True)
-        acceptance = search(measure, ACCEPTANCE_LIMITS, s)
+        acceptance = search(measure, ACCEPTANCE_LIMITS, s, replay)
     first = runner.steps[(pipeline, float(s.start_rate))]
     return PipelineCapacity(
         pipeline=pipeline,

@@ -37,6 +37,9 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
         assert result.reasons, f"{name}: no reason given"
         assert result.bound in ("pipeline", "generator", "search-limit")
         assert pc.steps and all(st.sent > 0 for st in pc.steps)
+        if result.rate is not None:  # the rate found was played again (capacity.yaml's `confirm`) and held
+            assert result.confirmed == shipped.search.quick.confirm >= 1
+            assert any(st.replay and st.rate == result.rate for st in pc.steps)
         components = set(pc.steps[0].cpu_cores)
         assert {"reaction", "notification", "kafka", "pushsink", "loadgen"} <= components
         assert set(pc.cpu_seconds_per_1000) >= {"reaction", "notification"}

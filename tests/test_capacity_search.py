@@ -81,6 +81,52 @@ def test_coarse_then_bisection_converges_on_the_capacity() -> None:
     assert result.cpu_cores_at_break["notification"] > 0.9
 
 
+class LuckyBoundary(Pipeline):
+    """Holds up to `capacity`; between `capacity` and `lucky` a rate holds the first time only."""
+
+    def __init__(self, capacity: float, lucky: float) -> None:
+        super().__init__(capacity)
+        self.lucky = lucky
+
+    def __call__(self, rate: float) -> Step:
+        first = rate not in self.calls
+        self.calls.append(rate)
+        over = rate > self.lucky or (rate > self.capacity and not first)
+        return fake_step(rate, api_p99=0.5 if over else 0.01)
+
+
+def test_the_capacity_found_is_played_again_and_held_again() -> None:
+    fake = Pipeline(capacity=650)
+    result = search(fake, ALL_LIMITS, SETTINGS.model_copy(update={"confirm": 2}))
+    assert result.rate is not None and result.rate <= 650 < (result.broke_at or 0)
+    assert fake.calls.count(result.rate) == 3  # found once, then played twice more
+    assert fake.calls[-2:] == [result.rate, result.rate]
+    assert (result.confirmed, result.unconfirmed) == (2, [])
+    assert "held again on 2 replays" in result.summary()
+
+
+def test_a_rate_that_held_by_luck_breaks_on_its_replay_and_the_search_goes_below_it() -> None:
+    fake = LuckyBoundary(capacity=500, lucky=700)  # 500-700/s hold once, never twice
+    once = search(fake, ALL_LIMITS, SETTINGS)
+    assert once.rate is not None and once.rate > 500  # without a replay the lucky window is the answer
+    fake = LuckyBoundary(capacity=500, lucky=700)
+    result = search(fake, ALL_LIMITS, SETTINGS.model_copy(update={"confirm": 1}))
+    assert result.rate is not None and result.rate <= 500 < (result.broke_at or 0)
+    assert result.unconfirmed and all(500 < r <= 700 for r in result.unconfirmed)
+    assert (result.broke_at or 0) - result.rate <= max(SETTINGS.resolution * result.rate, SETTINGS.min_step)
+    assert fake.calls[-1] == result.rate and result.confirmed == 1  # the answer itself was replayed
+    assert "held once, not on a replay" in result.summary()
+
+
+def test_a_search_limit_that_breaks_on_its_replay_is_not_the_capacity() -> None:
+    small = SETTINGS.model_copy(update={"max_rate": 800, "confirm": 1})
+    held = search(Pipeline(capacity=10_000), ALL_LIMITS, small)
+    assert (held.bound, held.rate, held.confirmed) == ("search-limit", 800, 1)
+    lucky = search(LuckyBoundary(capacity=500, lucky=900), ALL_LIMITS, small)
+    assert lucky.bound == "pipeline" and 800 in lucky.unconfirmed
+    assert lucky.rate is not None and lucky.rate <= 500 < (lucky.broke_at or 0)
+
+
 def test_a_generator_bound_step_is_never_reported_as_capacity() -> None:
     fake = Pipeline(capacity=5000, generator_limit=900)
     result = search(fake, ALL_LIMITS, SETTINGS)
