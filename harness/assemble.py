@@ -235,7 +235,7 @@ def judge(cell: PlannedCell, result: CellResult) -> Hypothesis:
             precondition=True,
         ),
         CheckResult(
-            check="load generator kept up"
+            check="load generator bound == no"
             + (f" ({'; '.join(result.loadgen.fell_behind)})" if result.loadgen.bound else ""),
             metric="loadgen.bound",
             measured=m["loadgen.bound"],
