@@ -90,7 +90,7 @@ class DockerAPI:
 
 def reaction_health(timeout: float = 2.0) -> dict[str, Any] | None:
     """The reaction service's /healthz (pipeline, transport_ready), or None while it does not answer."""
-    return http_json(f"http://{generate.REACTION}:{topology.REACTION_HTTP_PORT}/healthz", timeout)
+    return http_json(f"http://{generate.REACTION}:{topology.REACTION_HTTP_PORT}{topology.HEALTHZ_PATH}", timeout)
 
 
 class ComposeStack:

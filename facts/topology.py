@@ -127,6 +127,11 @@ def url(port: int, path: str = "") -> str:
     return f"http://{addr(port)}{path}"
 
 
+# Every service answers it on its HTTP port (targets/exposition.py): 200 while the process serves
+# HTTP, the body says what is connected. Readiness probes, wrk's and the generator's cheapest request.
+HEALTHZ_PATH = "/healthz"
+
+
 # The system under test: our three services (their process names and their tracing service names).
 SERVICES = ("reaction", "notification", "pushsink")
 

@@ -775,7 +775,7 @@ def measure_ceilings(
         return c
 
     print("ceilings", flush=True)
-    healthz = note(ceilings.wrk(wrk_bin, "http.wrk.healthz", "/healthz", secs, post=False))
+    healthz = note(ceilings.wrk(wrk_bin, "http.wrk.healthz", topology.HEALTHZ_PATH, secs, post=False))
     generator = measure_generator_on_healthz(generator_rate, s, work, healthz)
     for p in pipelines:  # the POST's cost depends on the pipeline behind it
         if stack.pipeline != p:

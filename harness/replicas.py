@@ -129,7 +129,7 @@ def notification_argv(replica: topology.NotificationReplica) -> list[str]:
 
 
 def notification_ready(replica: topology.NotificationReplica) -> bool:
-    return http_ok(topology.url(replica.metrics_port, "/healthz"))
+    return http_ok(topology.url(replica.metrics_port, topology.HEALTHZ_PATH))
 
 
 # -- HAProxy ------------------------------------------------------------------------------------

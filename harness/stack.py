@@ -171,7 +171,7 @@ class Stack:
                 *_tracing_argv(self),
             ],
             [Port(topology.PUSHSINK_HTTP_PORT, "push sink HTTP")],
-            ready=lambda: http_ok(topology.url(topology.PUSHSINK_HTTP_PORT, "/healthz")),
+            ready=lambda: http_ok(topology.url(topology.PUSHSINK_HTTP_PORT, topology.HEALTHZ_PATH)),
         )
 
     def notification_spec(self, replica: int = 1) -> ComponentSpec:
@@ -202,7 +202,7 @@ class Stack:
                 *_tracing_argv(self),
             ],
             [Port(topology.REACTION_HTTP_PORT, "reaction HTTP API")],
-            ready=ReactionReady(lambda: http_json(topology.url(topology.REACTION_HTTP_PORT, "/healthz"))),
+            ready=ReactionReady(lambda: http_json(topology.url(topology.REACTION_HTTP_PORT, topology.HEALTHZ_PATH))),
         )
 
     # -- lifecycle -----------------------------------------------------------------------------

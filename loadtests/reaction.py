@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from facts.topology import HEALTHZ_PATH
+
 KINDS = ("like", "love", "haha", "wow", "sad", "angry")
 PATH_TEMPLATE = "/v1/posts/{post_id}/reactions"
 REQUEST_NAME = "/v1/posts/[post_id]/reactions"  # one row in Locust's stats for all posts
@@ -23,7 +25,7 @@ class Endpoint:
     stats_name: str  # its row in Locust's stats
 
 
-ENDPOINTS = {"reactions": Endpoint("POST", REQUEST_NAME), "healthz": Endpoint("GET", "/healthz")}
+ENDPOINTS = {"reactions": Endpoint("POST", REQUEST_NAME), "healthz": Endpoint("GET", HEALTHZ_PATH)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +109,7 @@ class ReactionFactory:
 
     @staticmethod
     def _render_healthz(n: int, host_header: str) -> list[Rendered]:
-        payload = f"GET /healthz HTTP/1.1\r\nHost: {host_header}\r\n\r\n".encode()
+        payload = f"GET {HEALTHZ_PATH} HTTP/1.1\r\nHost: {host_header}\r\n\r\n".encode()
         hexes = os.urandom(16 * n).hex()
         return [Rendered(_uuid4(hexes[i : i + 32]).encode(), 0, payload) for i in range(0, 32 * n, 32)]
 

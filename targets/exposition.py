@@ -9,6 +9,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from facts.topology import HEALTHZ_PATH
+
 HealthProbe = Callable[[], dict[str, Any]]
 
 
@@ -24,4 +26,4 @@ def add_observability_routes(app: web.Application, registry: CollectorRegistry, 
         return web.json_response({"status": "ok", **health()})
 
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get(HEALTHZ_PATH, healthz)
