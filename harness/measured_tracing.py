@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from harness import yamlpos
 from harness.stack import Tracing
@@ -39,11 +39,19 @@ def words(setting: str) -> str:
 Setting = Annotated[str, AfterValidator(lambda v: (tracing_of(v), v)[1])]
 
 
+class ReadBack(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_seconds: float = Field(gt=0)
+    windows: int = Field(ge=1)
+
+
 class MeasuredTracing(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sample: Setting
     overhead: list[Setting]
+    read_back: ReadBack
 
 
 def load(path: Path = SETTINGS_FILE) -> MeasuredTracing:

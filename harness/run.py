@@ -27,6 +27,7 @@ from harness import kafka_admin, memory, sampling, sink, supervisor, traces
 from harness.assemble import assemble
 from harness.disturbance import MachineWatch
 from harness.loadgen import LoadRun
+from harness.measured_tracing import ReadBack
 from harness.plan import Plan, PlannedCell
 from harness.progress import Progress
 from harness.replicas import Replicas
@@ -156,7 +157,7 @@ def run_cell(
         result.topology = topo
     if disturbance.flagged:
         progress.event(f"disturbed: {'; '.join(disturbance.flagged)}")
-    result.traces = _read_traces(stack, result, load, progress)
+    result.traces = _read_traces(stack, result, load, progress, limits.tracing.read_back)
     result.write(run_dir)
     m = result.metrics()
     progress.event(
@@ -196,19 +197,27 @@ def _use_balancer(stack: RunnableStack, cell: PlannedCell) -> StackTopology | No
     return StackTopology(replicas=replicas.count, balancer=replicas.balancer)
 
 
-def _read_traces(stack: RunnableStack, result: CellResult, load: LoadRun, progress: Progress) -> TraceSummary | None:
+def _read_traces(
+    stack: RunnableStack, result: CellResult, load: LoadRun, progress: Progress, read_back: ReadBack
+) -> TraceSummary | None:
     """The cell's reactions as Jaeger has them: completeness, spans to open, the critical path.
-    None where the stack does not trace; a Jaeger that does not answer is reported, not fatal."""
+    None where the stack does not trace; a Jaeger that does not answer is reported, not fatal.
+    A long cell is read in windows spread over its load (tracing.yaml's read_back)."""
     tracing: Tracing | None = getattr(stack, "tracing", None)
     if tracing is None or not tracing.enabled:
         return None
-    start = result.timings.load_start_unix
-    end = result.timings.load_end_unix + result.timings.drain_seconds + 5.0
+    t = result.timings
+    windows = traces.read_windows(t.load_start_unix, t.load_end_unix, read_back.max_seconds, read_back.windows)
+    if len(windows) == 1:  # whole: until the drain's last deliveries
+        windows = [(t.load_start_unix, t.load_end_unix + t.drain_seconds + 5.0)]
+        ids = [o.reaction_id for o in load.iter_outcomes()]
+    else:  # the reactions sent in a window; their traces hold every later span (a redelivery's too)
+        ids = [o.reaction_id for o in load.iter_outcomes() if _within(o.started_unix_nanos / 1e9, windows)]
+        windows = [(start, end + 1.0) for start, end in windows]  # a request sent at the end is served after it
     try:
         return traces.measure(
-            [o.reaction_id for o in load.iter_outcomes()],
-            start,
-            end,
+            ids,
+            windows,
             delivered=[row.reaction_id for row in sink.iter_deliveries()],
             pipeline=result.pipeline,
             settle_seconds=15.0,
@@ -217,6 +226,10 @@ def _read_traces(stack: RunnableStack, result: CellResult, load: LoadRun, progre
     except (OSError, ValueError) as e:
         progress.event(f"traces not read back from Jaeger: {e}")
         return None
+
+
+def _within(t: float, windows: list[tuple[float, float]]) -> bool:
+    return any(start <= t < end for start, end in windows)
 
 
 def _fmt(v: float | None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness import disturbance, generator_health, memory
+from harness import disturbance, generator_health, measured_tracing, memory
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,10 @@ class RunLimits:
     generator: generator_health.GeneratorLimits
     memory: memory.MemoryLimits
     disturbance: disturbance.DisturbanceLimits
+    tracing: measured_tracing.MeasuredTracing
 
     @classmethod
     def load(cls) -> RunLimits:
-        return cls(generator_health.load_limits(), memory.load_limits(), disturbance.load_limits())
+        return cls(
+            generator_health.load_limits(), memory.load_limits(), disturbance.load_limits(), measured_tracing.load()
+        )

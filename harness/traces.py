@@ -299,6 +299,7 @@ class TraceSummary(_Model):
     hops: dict[str, Distribution]  # seconds, over connected reactions; keys from HOPS
     unconnected: dict[str, list[str]] = Field(default_factory=dict)  # why -> sample reaction ids
     sample_ratio: float | None = None  # the services' --trace-sample-ratio, when known
+    windows: int = 1  # windows of the load read (a long cell is read in parts: tracing.yaml's read_back)
 
 
 def summarise(
@@ -348,10 +349,20 @@ def summarise(
     )
 
 
+def read_windows(start_unix: float, end_unix: float, max_seconds: float, count: int) -> list[tuple[float, float]]:
+    """The span itself when it is at most `max_seconds` long; else `count` windows of
+    `max_seconds / count` spread evenly over it (their centres at the middles of equal parts)."""
+    span = end_unix - start_unix
+    if span <= max_seconds:
+        return [(start_unix, end_unix)]
+    width = max_seconds / count
+    centres = (start_unix + (i + 0.5) * span / count for i in range(count))
+    return [(c - width / 2, c + width / 2) for c in centres]
+
+
 def measure(
     reaction_ids: Iterable[str],
-    start_unix: float,
-    end_unix: float,
+    windows: Sequence[tuple[float, float]],
     *,
     delivered: Iterable[str] | None = None,
     pipeline: str | None = None,
@@ -360,7 +371,8 @@ def measure(
     poll_seconds: float = 2.0,
     sample_ratio: float | None = None,
 ) -> TraceSummary:
-    """Read the window's traces from Jaeger and summarise them for `reaction_ids`.
+    """Read the traces of `windows` (start, end unix seconds) from Jaeger and summarise them for
+    `reaction_ids` (those started in the windows).
 
     Spans reach Jaeger a batch interval after they end (and a redelivered record's spans later
     still): read until every delivered reaction is connected, or the connected count stops
@@ -372,8 +384,11 @@ def measure(
     deadline = time.monotonic() + settle_seconds
     previous = -1
     while True:
-        found = query.window(start_unix, end_unix)
+        found: dict[str, Trace] = {}
+        for start, end in windows:
+            found.update(query.window(start, end))
         result = summarise(ids, found.values(), delivered=delivered_ids, pipeline=pipeline, sample_ratio=sample_ratio)
+        result.windows = len(windows)
         stable = result.connected == previous and previous > 0
         if result.connected == result.delivered or stable or time.monotonic() >= deadline:
             return result

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from chaos.engine import ChaosMetrics
 from harness import result as result_model
 from harness import run
+from harness.measured_tracing import ReadBack
 from harness.plan import make_plan
 from harness.result import CellResult
 from harness.run_limits import RunLimits
@@ -175,10 +176,14 @@ def test_a_rate_far_above_the_generator_s_ceiling_is_flagged_and_fails(stack: An
         'hypothesis:\n  "*": [{metric: lost, op: "==", value: 0}]\n'
     )
     (the_cell,) = make_plan(["async"], [str(scenario)], capacities=CAPACITIES).cells
+    # And its traces are read as a long cell's are: in two windows of 0.5 s spread over the load.
+    in_windows = limits.tracing.model_copy(update={"read_back": ReadBack(max_seconds=1.0, windows=2)})
     r = run.run_cell(
         stack, the_cell, tmp_path / "run", ChaosMetrics(CollectorRegistry()), processes=1,
-        limits=dataclasses.replace(limits, generator=small_cap),
+        limits=dataclasses.replace(limits, generator=small_cap, tracing=in_windows),
     )  # fmt: skip
+    assert r.traces is not None and r.traces.windows == 2
+    assert 0 < r.traces.traced <= r.traces.reactions < r.ledger.attempted  # those sent in the windows only
     assert r.loadgen.bound, r.loadgen
     assert r.loadgen.missed_arrivals > 0
     assert r.metrics()["loadgen.bound"] == 1.0

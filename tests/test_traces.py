@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import urllib.parse
 from typing import Any
@@ -173,6 +174,37 @@ def test_a_full_window_is_halved_until_each_answer_fits() -> None:
     found = query.window(T0 / 1e6, T0 / 1e6 + 10, services=["reaction"])
     assert sorted(found) == sorted(f"t{i}" for i in range(10))
     assert len(asked) > 1 and all(q["service"] == ["reaction"] for q in asked)
+
+
+def test_a_long_load_is_read_in_windows_spread_over_it() -> None:
+    assert traces.read_windows(100.0, 160.0, 120, 6) == [(100.0, 160.0)]  # short enough: whole
+    windows = traces.read_windows(0.0, 1800.0, 120, 6)
+    assert len(windows) == 6 and all(end - start == pytest.approx(20) for start, end in windows)
+    assert windows[0][0] > 0 and windows[-1][1] < 1800 and windows == sorted(windows)
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(windows))  # apart, not overlapping
+    assert [round((s + e) / 2) for s, e in windows] == [150, 450, 750, 1050, 1350, 1650]
+
+
+def test_measure_reads_only_its_windows_and_says_how_many() -> None:
+    all_traces = [sync_trace(f"t{i}", f"r{i}") for i in range(100)]  # one reaction a second
+    for i, t in enumerate(all_traces):
+        for sp in t["spans"]:
+            sp["startTime"] = T0 + i * 1_000_000 + (sp["startTime"] - T0)
+    asked: list[tuple[int, int]] = []
+
+    def fetch(url: str) -> dict[str, Any]:
+        q = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)
+        start, end = int(q["start"][0]), int(q["end"][0])
+        asked.append((start, end))
+        return {"data": [t for t in all_traces if any(start <= sp["startTime"] < end for sp in t["spans"])]}
+
+    query = traces.JaegerQuery("http://jaeger", fetch=fetch)
+    t0 = T0 / 1e6
+    windows = [(t0 + 10, t0 + 15), (t0 + 60, t0 + 65)]
+    ids = [f"r{i}" for i in (*range(10, 15), *range(60, 65))]
+    s = traces.measure(ids, windows, pipeline="sync", query=query, settle_seconds=0)
+    assert {(int(a), int(b)) for a, b in asked} == {(int(a * 1e6), int(b * 1e6)) for a, b in windows}
+    assert (s.reactions, s.traced, s.connected, s.completeness, s.windows) == (10, 10, 10, 1.0, 2)
 
 
 def test_cpu_per_1000_charges_each_process() -> None:

@@ -179,7 +179,7 @@ def test_a_thousand_reactions_all_have_connected_traces(on: Any) -> None:
     assert Counter(a.status for a in answers) == {202 if on.pipeline == "async" else 200: N}
     assert delivered == {a.reaction_id for a in answers}
     summary = traces.measure(
-        [a.reaction_id for a in answers], start, time.time() + 60, delivered=delivered, pipeline=on.pipeline
+        [a.reaction_id for a in answers], [(start, time.time() + 60)], delivered=delivered, pipeline=on.pipeline
     )
     report("thousand", **summary.model_dump())
     assert summary.completeness == 1.0, summary.unconnected
@@ -238,7 +238,7 @@ def test_killing_the_consumer_mid_load_keeps_redeliveries_in_the_reactions_trace
     redelivered = {rid for rid, d in deliveries.items() if d["count"] > 1}
 
     summary = traces.measure(
-        [a.reaction_id for a in answers], start, time.time() + 60, delivered=set(deliveries), pipeline="async"
+        [a.reaction_id for a in answers], [(start, time.time() + 60)], delivered=set(deliveries), pipeline="async"
     )
     # The redelivered reactions, one by one.
     found = traces.JaegerQuery().window(start, time.time() + 60)
