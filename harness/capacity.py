@@ -258,8 +258,8 @@ def search(
     last rate that held and the first that did not, until they are `resolution` (relative) or
     `min_step` (absolute) apart. Then the rate found is played `confirm` times more (`replay`, never
     memoized): near the boundary one window can hold by luck, so a rate that breaks on a replay is
-    not sustainable, and the search goes on below it. `measure` may be memoized: searches over
-    other limits reuse steps."""
+    not sustainable, and the search goes on below it. `measure` may be memoized (searches over
+    other limits reuse steps); without a `replay` it plays the replays, so it must not be then."""
     tried: list[float] = []
     held_once: dict[float, Step] = {}  # every rate that held when the search played it
 
