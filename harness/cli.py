@@ -182,7 +182,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.scenario == ["all"] and args.kafka == "cluster":  # and those written for the cluster profile
         refs += sorted(str(p) for p in (paths.REPO / "compose" / "scenarios").glob("*.yaml"))
     if args.scenario == ["all"] and args.replicas > 1:  # and those written for the replicated topology
-        refs += [str(scenarios.resolve(name)) for name in scenarios.shipped_for_replicas()]
+        refs += scenarios.expand(["replicas"])
     try:
         processes = scenarios.PROCESSES + (scenarios.CLUSTER_PROCESSES if args.kafka == "cluster" else ())
         if args.replicas > 1:
