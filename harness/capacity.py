@@ -262,6 +262,7 @@ def search(
     other limits reuse steps); without a `replay` it plays the replays, so it must not be then."""
     tried: list[float] = []
     held_once: dict[float, Step] = {}  # every rate that held when the search played it
+    play_again = replay or measure
 
     def step(rate: float) -> tuple[Step, Verdict]:
         tried.append(rate)
@@ -295,7 +296,7 @@ def search(
 
     if broke is None:
         assert held is not None
-        broke = _replays_break(held, limits, s.confirm, replay or measure, tried)
+        broke = _replays_break(held, limits, s.confirm, play_again, tried)
         if broke is None:
             return SearchResult(limits=list(limits), rate=held.rate, broke_at=None, bound="search-limit",
                                 reasons=[f"held up to the search's max_rate {s.max_rate:g}/s"], tried=tried,
@@ -313,7 +314,7 @@ def search(
                 held, lo = st, mid
             else:
                 broke, hi = st, mid
-        again = _replays_break(held, limits, s.confirm, replay or measure, tried)
+        again = _replays_break(held, limits, s.confirm, play_again, tried)
         if held is None or again is None:
             break
         broke, held = again, drop(held.rate)
