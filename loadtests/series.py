@@ -48,9 +48,6 @@ class Series:
         self._epoch = epoch_unix_seconds
         self._buckets = [_Bucket() for _ in range(max(1, math.ceil(duration)))]
 
-    def _bucket(self, intended: float) -> _Bucket:
-        return self._buckets[min(len(self._buckets) - 1, max(0, int(intended)))]
-
     def bucket(self, intended: float) -> _Bucket:
         """The second of `intended`, for a caller that records several things of one request in it."""
         return self._buckets[min(len(self._buckets) - 1, max(0, int(intended)))]
@@ -71,7 +68,7 @@ class Series:
         b.latencies.append(latency)
 
     def arrival(self, intended: float, started: bool) -> None:
-        b = self._bucket(intended)
+        b = self.bucket(intended)
         b.row = b.line = None
         b.intended += 1
         if started:
@@ -80,13 +77,13 @@ class Series:
             b.missed += 1
 
     def lag(self, intended: float, lag: float) -> None:
-        b = self._bucket(intended)
+        b = self.bucket(intended)
         if lag > b.lag_max:
             b.lag_max = lag
             b.row = b.line = None
 
     def completed(self, intended: float, outcome: Outcome, latency: float) -> None:
-        b = self._bucket(intended)
+        b = self.bucket(intended)
         b.row = b.line = None
         b.outcomes[outcome] += 1
         b.latencies.append(latency)
