@@ -264,7 +264,6 @@ class Coordinator:
                 duration=profile.duration,
                 share_rate=lambda t: profile.rate_at(t) / share.count,
                 max_in_flight=cap,
-                request_timeout=settings.request_timeout,
                 worker=share.index,
                 outcomes_dir=settings.outcomes_dir_for(plan.run_id),
                 summary={
@@ -282,7 +281,7 @@ class Coordinator:
             )  # fmt: skip
             if self.env is None:  # cannot happen: init set it before any user could start
                 raise RuntimeError("no Locust environment")
-            client = KeepAliveClient(host)
+            client = KeepAliveClient(host, timeout=settings.request_timeout)
             endpoint = ENDPOINTS[settings.endpoint]
             report = LocustReport(
                 self.env, f"{client.base_url}{endpoint.stats_name}", settings.request_events, endpoint

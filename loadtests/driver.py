@@ -1,8 +1,9 @@
-"""One process' share of the open-loop schedule, sent with gevent greenlets over keep-alive connections.
+"""One process' share of the open-loop schedule, sent over keep-alive connections on gevent's loop.
 
-The `OpenLoop` decides when each request starts; this module owns what happens to it: one raw
-greenlet per request (spawned, never awaited by the loop), a total deadline, the outcome record,
-the per-second series, the counters, and the report to Locust's stats.
+The `OpenLoop` decides when each request starts; this module owns what happens to it: it is
+written at once by the callback-driven client (no greenlet per request; its deadline and answer
+come back as one callback), then its outcome record, the per-second series, the counters, and the
+report to Locust's stats.
 
 The per-request path is kept cheap (it is the generator's ceiling): requests are rendered in
 batches ahead of use (`ReactionFactory.render`), sent on kept-alive connections by a client that
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import gevent
-from gevent import getcurrent
 from gevent.event import Event
 from gevent.lock import Semaphore
 
@@ -69,7 +69,7 @@ class GeventClock:
         return time.monotonic() - self._mono_epoch
 
     def sleep_until(self, deadline: float) -> None:
-        # sleep(0) when already late still yields, so request greenlets run during a catch-up burst.
+        # sleep(0) when already late still yields, so answers are read during a catch-up burst.
         gevent.sleep(max(0.0, deadline - self.now()))
 
     def unix_nanos(self, t: float) -> int:
@@ -83,7 +83,6 @@ class DriverConfig:
     duration: float
     share_rate: Callable[[float], float]  # this share's target rate at schedule time t
     max_in_flight: int
-    request_timeout: float
     worker: int
     outcomes_dir: Path
     summary: dict[str, Any]  # run description copied into summary-w<worker>.json
@@ -125,11 +124,7 @@ class Driver:
         self.series = Series(config.share_rate, config.duration, config.epoch_unix_nanos / 1e9)
         self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
         self._rendered: list[Rendered] = []
-        self._requests: set[Any] = set()  # the greenlets of the requests in flight
-        # Request greenlets wait here between requests: handing one a request costs a few us where
-        # spawning a greenlet per request cost 20 (profiled); at most max_in_flight of them exist.
         self._hub = gevent.get_hub()
-        self._idle_workers: list[Any] = []
         self._in_flight = 0
         self._idle = Event()  # set whenever nothing is in flight
         self._idle.set()
@@ -157,27 +152,21 @@ class Driver:
         return self._in_flight
 
     def _start(self, arrival: Arrival) -> None:
+        """Send one request now (the client never blocks); `_done` records it when it ends."""
         self._in_flight += 1
         self._idle.clear()
         self.stats.on_arrival(started=True)
         rendered = self._rendered
         if not rendered:
             rendered.extend(reversed(self._factory.render(RENDER_BATCH, self._client.host_header)))
-        job = (arrival.intended, rendered.pop())
-        if self._idle_workers:
-            self._hub.loop.run_callback(self._idle_workers.pop().switch, job)
-        else:
-            gevent.spawn_raw(self._work, job)
-
-    def _work(self, job: tuple[float, Rendered]) -> None:
-        """A request greenlet: sends its request, then parks until the next one (or the driver closes)."""
-        idle = self._idle_workers
-        me = getcurrent()
-        switch = self._hub.switch
-        while True:
-            self._send(*job)
-            idle.append(me)
-            job = switch()
+        request = rendered.pop()
+        intended = arrival.intended
+        started_ns = time.time_ns()
+        lag = self.clock.now() - intended
+        self.stats.on_start(lag)
+        bucket = self.series.bucket(intended)
+        Series.started_in(bucket, lag)
+        self._client.send(request.payload, (intended, bucket, request, started_ns), self._done)
 
     def _miss(self, arrival: Arrival) -> None:
         if self.loop.missed == 1:
@@ -188,46 +177,17 @@ class Driver:
         self.stats.on_arrival(started=False)
         self.series.arrival(arrival.intended, started=False)
 
-    def _send(self, intended: float, request: Rendered) -> None:
-        """Send one request and record what became of it."""
-        me = getcurrent()
-        self._requests.add(me)
-        started_ns = time.time_ns()
-        lag = self.clock.now() - intended
-        self.stats.on_start(lag)
-        bucket = self.series.bucket(intended)
-        Series.started_in(bucket, lag)
-        status: int | None = None
-        error: BaseException | None = None
-        length = 0
-        # A new timer per request: libev restarts a cancelled one with what was left of its time.
-        deadline = gevent.Timeout(self.config.request_timeout)
-        deadline.start()
+    def _done(
+        self, job: tuple[float, Any, Rendered, int], status: int | None, length: int, error: BaseException | None
+    ) -> None:
+        """One request ended (called from the event loop): record what became of it."""
         try:
-            status, length = self._client.request(request.payload)
-        except gevent.Timeout as exc:
-            if exc is not deadline:
-                raise
-            error = exc
-        except Aborted as exc:
-            error = exc
-        except Exception as exc:  # refused, reset, malformed: classify() decides failed or unknown
-            error = exc
-        finally:
-            deadline.close()
-            self._requests.discard(me)
-        try:
-            self._finish(intended, bucket, request, started_ns, status, error, length)
+            self._finish(*job, status, error, length)
         except Exception:  # a bug here must not leave the request "in flight" and the drain waiting forever
-            log.exception("loadgen: recording %s failed", request.reaction_id.decode())
+            log.exception("loadgen: recording %s failed", job[2].reaction_id.decode())
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
-        finally:
-            # A raised exception's traceback holds this frame, which holds the exception (`error`,
-            # and `deadline` when it fired): a cycle only the cyclic collector would free, which
-            # runs paced (gc_pacing.py). Break it here, so reference counting frees them.
-            del error, deadline
 
     def _finish(
         self, intended: float, bucket: Any, request: Rendered, started_ns: int, status: int | None,
@@ -273,18 +233,11 @@ class Driver:
 
     def abort(self, grace: float = ABORT_GRACE_SECONDS) -> None:
         """Stop now: requests still in flight are recorded as unknown (aborted)."""
-        if self._requests:
-            log.info("loadgen: aborting %d requests in flight", len(self._requests))
-            loop = gevent.get_hub().loop
-            for g in list(self._requests):
-                loop.run_callback(self._abort_request, g)
+        if self._client.in_flight:
+            log.info("loadgen: aborting %d requests in flight", self._client.in_flight)
+            self._client.cancel_all(Aborted("load test stopped"))
         self._idle.wait(grace)
         self.close()
-
-    def _abort_request(self, g: Any) -> None:
-        # Only a greenlet still inside its request: one that finished meanwhile waits for the next.
-        if g in self._requests and not g.dead:
-            g.throw(Aborted("load test stopped"))
 
     def close(self) -> None:
         """Flush, close the files and write the summary. A second caller (the stop's handler while the
@@ -300,9 +253,6 @@ class Driver:
             self._closing.set()
 
     def _close(self) -> None:
-        loop = self._hub.loop
-        while self._idle_workers:  # from the hub, so each one's end returns to it
-            loop.run_callback(self._idle_workers.pop().throw, gevent.GreenletExit)
         self.flush()
         self.outcomes.close()
         self._client.close()

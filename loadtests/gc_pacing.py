@@ -2,7 +2,8 @@
 
 Python's cyclic collector runs when allocations cross a threshold, wherever the loop happens to
 be; a collection of the older generations scanned the tens of thousands of objects a busy cell
-keeps alive (greenlets, sockets, frames of requests in flight) and stopped the whole gevent loop
+keeps alive (greenlets, sockets, frames of requests in flight, before the driver's client took
+callbacks) and stopped the whole gevent loop
 for 40-70 ms (measured in a sync surge at 750/s), which every arrival due meanwhile took as
 schedule lag. So during a schedule:
 
@@ -12,8 +13,8 @@ schedule lag. So during a schedule:
 - what outlives that goes to the oldest generation, left to the collector after the schedule.
 
 Reference counting frees everything that is not a cycle at once; the request path keeps no cycles
-(driver.py drops its exception before returning), so the oldest generation holds long-lived
-objects (pooled connections, parked request greenlets), not garbage. Each pause is timed and
+(http_client.py hands errors on without their traceback), so the oldest generation holds
+long-lived objects (pooled connections and their watchers), not garbage. Each pause is timed and
 reported in the worker's summary.
 """
 

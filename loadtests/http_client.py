@@ -1,43 +1,86 @@
-"""A lean HTTP/1.1 keep-alive client on gevent sockets: one pre-rendered request in, (status, body length) out.
+"""A lean HTTP/1.1 keep-alive client driven by the event loop's callbacks: a rendered request in,
+(status, body length) or an error out, handed to a callback. No greenlet per request.
 
-Locust's FastHttpSession builds a URL, headers, a JSON body, a response object and a context
-manager for every request, and checks each pooled socket with a select() before use: most of the
-load generator's CPU per request. The open loop only needs to send bytes it rendered in advance
-and learn the status, so this client does only that:
+Why callbacks: with a greenlet per request, gevent's machinery (a switch into the request, a libev
+timer for its deadline, a switch to the hub to wait for the answer and one back) cost more CPU per
+request than everything the generator itself does (profiled: the generator was 5.5-9x `wrk`'s CPU
+per request). Here, as in `wrk`, each connection has one read watcher on the loop, started when the
+connection opens; the request is written from the caller, its answer parsed in the watcher's
+callback, and the deadlines of all requests checked by one periodic timer: requests start in order
+with the same timeout, so their deadlines are in order too, and a deque holds them.
 
 - connections are kept alive and reused, most recently used first (LIFO keeps the pool small);
   one that sat idle longer than `idle_seconds` is closed instead of reused, well before the
-  server's own keep-alive timeout (aiohttp's default is 75 s), so a request is not sent on a
-  connection the server is closing;
+  server's own keep-alive timeout (aiohttp's default is 75 s), and one the server closes while
+  idle is dropped at once (its watcher sees the end of the stream);
 - exactly one attempt per request: no retry, ever (a retry would be a second, unrecorded send);
 - the response is read to its end (Content-Length, chunked, or until the server closes) and
   dropped; only its status and body length are kept.
 
-Errors propagate as exceptions (a refused connection as ConnectionRefusedError, a connection
-closed before the whole response as ConnectionResetError, a malformed response as
-`ResponseError`); the caller's deadline (a gevent.Timeout) interrupts a request anywhere, and a
-socket interrupted mid-request is closed, never reused.
+Errors reach the callback as exceptions without a traceback (nothing for the cyclic collector):
+a refused connection as ConnectionRefusedError, a connection closed before the whole response as
+ConnectionResetError, a malformed response as `ResponseError`, a deadline as `gevent.Timeout`,
+`cancel_all`'s own. A connection whose request failed is closed, never reused.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
 import time
+from collections import deque
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
-from gevent import socket
+import gevent
 
 IDLE_SECONDS = 15.0
 _HEAD_END = b"\r\n\r\n"
 _RECV = 65536
+_MAX_HEAD = 65536
+_READ, _WRITE = 1, 2  # libev's EV_READ, EV_WRITE
+
+# The answer to one request: (token, status, body length, error). status is None when error is set.
+Done = Callable[[Any, "int | None", int, "BaseException | None"], None]
+
+# Where a response stands: its head not complete yet; a body of known length; a chunked body; a body
+# that ends when the server closes.
+_HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE = range(4)
 
 
 class ResponseError(Exception):
     """The server's answer is not an HTTP/1.x response this client can read."""
 
 
+class _Connection:
+    __slots__ = (
+        "buf", "connected", "done", "idle_since", "length", "need", "pending", "reader", "reusable",
+        "serial", "sock", "state", "status", "token", "writer",
+    )  # fmt: skip
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader: Any = None  # libev io watchers
+        self.writer: Any = None
+        self.pending = b""  # request bytes not yet written (connect in progress, or a full buffer)
+        self.token: Any = None
+        self.done: Done | None = None  # set while a request is in flight
+        self.serial = 0  # which request: a deadline of an earlier one must not hit a later one
+        self.buf = b""
+        self.state = _HEAD
+        self.status = 0
+        self.need = 0  # body bytes still to come (_LENGTH), or body bytes so far (_UNTIL_CLOSE)
+        self.length = 0  # the body's length, once known
+        self.reusable = False
+        self.idle_since = 0.0
+        self.connected = False
+
+
 class KeepAliveClient:
-    def __init__(self, base_url: str, idle_seconds: float = IDLE_SECONDS) -> None:
+    def __init__(self, base_url: str, *, timeout: float, idle_seconds: float = IDLE_SECONDS) -> None:
+        """`timeout`: seconds from a request's send to its deadline (a `gevent.Timeout` to its callback)."""
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"the load generator sends plain http:// only, got {base_url!r}")
@@ -46,130 +89,259 @@ class KeepAliveClient:
         self.host_header = parts.netloc
         family, kind, proto, _, address = socket.getaddrinfo(parts.hostname, port, 0, socket.SOCK_STREAM)[0]
         self._family, self._kind, self._proto, self._address = family, kind, proto, address
-        self._idle: list[tuple[socket.socket, float]] = []
+        self._idle: list[_Connection] = []
+        self._busy: set[_Connection] = set()
         self._idle_seconds = idle_seconds
+        self._timeout = timeout
+        self._deadlines: deque[tuple[float, _Connection, int]] = deque()
+        self._loop = gevent.get_hub().loop
+        self._clock: Any = None  # the deadline timer, from the first request to close()
         self.connections_opened = 0
 
-    def _connect(self) -> socket.socket:
+    @property
+    def in_flight(self) -> int:
+        return len(self._busy)
+
+    def send(self, payload: bytes, token: Any, done: Done) -> None:
+        """Write one rendered request; `done(token, status, length, error)` is called exactly once, from
+        the event loop (or from here, for a connection refused at once). Never blocks."""
+        conn = self._take()
+        if conn is None:
+            try:
+                conn = self._connect()
+            except OSError as exc:
+                done(token, None, 0, exc.with_traceback(None))
+                return
+        conn.token, conn.done = token, done
+        conn.serial += 1
+        self._busy.add(conn)
+        self._deadlines.append((time.monotonic() + self._timeout, conn, conn.serial))
+        if self._clock is None:
+            self._clock = self._loop.timer(min(0.05, self._timeout / 4), min(0.05, self._timeout / 4))
+            self._clock.start(self._expire)
+        if conn.connected:
+            self._write(conn, payload)
+        else:
+            conn.pending = payload  # written once the connection is up (_writable)
+
+    def cancel_all(self, error: BaseException) -> int:
+        """End every request in flight with `error` (their connections are closed); how many there were."""
+        busy = list(self._busy)
+        for conn in busy:
+            self._fail(conn, error)
+        return len(busy)
+
+    def close(self) -> None:
+        self.cancel_all(ConnectionAbortedError("client closed"))
+        while self._idle:
+            self._drop(self._idle.pop())
+        if self._clock is not None:
+            self._clock.close()
+            self._clock = None
+
+    # ---- connections -------------------------------------------------------------------------
+
+    def _take(self) -> _Connection | None:
+        idle = self._idle
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if now - conn.idle_since < self._idle_seconds:
+                return conn
+            self._drop(conn)
+        return None
+
+    def _connect(self) -> _Connection:
         sock = socket.socket(self._family, self._kind, self._proto)
         try:
+            sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.connect(self._address)
+            code = sock.connect_ex(self._address)
+            if code not in (0, errno.EINPROGRESS):
+                raise _os_error(code)
         except BaseException:
             sock.close()
             raise
         self.connections_opened += 1
-        return sock
+        conn = _Connection(sock)
+        conn.reader = self._loop.io(sock.fileno(), _READ)
+        conn.reader.start(self._readable, conn)
+        if code == 0:
+            conn.connected = True
+        else:
+            conn.writer = self._loop.io(sock.fileno(), _WRITE)
+            conn.writer.start(self._writable, conn)
+        return conn
 
-    def request(self, payload: bytes) -> tuple[int, int]:
-        """Send one rendered request; (status, body bytes). Raises on any failure (see the module doc)."""
-        idle = self._idle
-        sock = None
-        now = time.monotonic()
-        while idle:
-            sock, since = idle.pop()
-            if now - since < self._idle_seconds:
-                break
-            sock.close()
-            sock = None
-        if sock is None:
-            sock = self._connect()
-        reusable = False
+    def _drop(self, conn: _Connection) -> None:
+        for watcher in (conn.reader, conn.writer):
+            if watcher is not None:
+                watcher.stop()
+                watcher.close()
+        conn.reader = conn.writer = None  # the watchers held the connection (their args): no cycle left
+        conn.sock.close()
+
+    # ---- one request ----------------------------------------------------------------------------
+
+    def _write(self, conn: _Connection, data: bytes) -> None:
         try:
-            sent = sock.send(payload)  # a small request fits the socket buffer: one call, no sendall loop
-            if sent < len(payload):
-                sock.sendall(payload[sent:])
-            status, length, reusable = _read_response(sock)
-        finally:
-            if reusable:
-                idle.append((sock, time.monotonic()))
+            sent = conn.sock.send(data)  # a small request fits the socket buffer: one call
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._fail(conn, exc.with_traceback(None))
+            return
+        if sent < len(data):
+            conn.pending = data[sent:]
+            if conn.writer is None:
+                conn.writer = self._loop.io(conn.sock.fileno(), _WRITE)
+            conn.writer.start(self._writable, conn)
+
+    def _writable(self, conn: _Connection) -> None:
+        if conn.done is None:  # the request ended meanwhile (deadline, cancel)
+            return
+        if not conn.connected:
+            code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                self._fail(conn, _os_error(code))
+                return
+            conn.connected = True
+        conn.writer.stop()
+        data, conn.pending = conn.pending, b""
+        if data:
+            self._write(conn, data)
+
+    def _readable(self, conn: _Connection) -> None:
+        try:
+            data = conn.sock.recv(_RECV)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if conn.done is None:
+                self._discard_idle(conn)
             else:
-                sock.close()
-        return status, length
+                self._fail(conn, exc.with_traceback(None))
+            return
+        if conn.done is None:  # idle: the server closed it (or spoke out of turn)
+            self._discard_idle(conn)
+            return
+        try:
+            finished = self._parse(conn, data)
+        except (ResponseError, ConnectionResetError) as exc:
+            self._fail(conn, exc.with_traceback(None))
+            return
+        if finished:
+            self._succeed(conn)
 
-    def close(self) -> None:
-        while self._idle:
-            self._idle.pop()[0].close()
+    def _parse(self, conn: _Connection, data: bytes) -> bool:
+        """Take in what was read; True once the response is complete."""
+        state = conn.state
+        if state == _HEAD:
+            buf = conn.buf + data if conn.buf else data
+            if not data:
+                raise ConnectionResetError(
+                    "connection closed inside the response head" if buf else "connection closed before the response"
+                )
+            end = buf.find(_HEAD_END)
+            if end < 0:
+                if len(buf) > _MAX_HEAD:
+                    raise ResponseError("response head over 64 KiB")
+                conn.buf = buf
+                return False
+            conn.buf = b""
+            return self._head(conn, buf, end)
+        if state == _LENGTH:
+            if not data:
+                raise ConnectionResetError(f"connection closed with {conn.need} body bytes to come")
+            conn.need -= len(data)
+            if conn.need < 0:
+                raise ResponseError(f"{-conn.need} bytes past the body")
+            return conn.need == 0
+        if state == _CHUNKED:
+            if not data:
+                raise ConnectionResetError("connection closed inside a chunked body")
+            conn.buf += data
+            return conn.buf.endswith(b"0\r\n\r\n")
+        # _UNTIL_CLOSE
+        conn.need += len(data)
+        return not data
 
-
-def _first_recv(sock: socket.socket) -> bytes:
-    """The first bytes of the answer. It is never there yet when the request has just been sent, so
-    wait until the socket is readable and then read the OS socket (gevent's private `_wait` and
-    `_sock`, checked once at import): `sock.recv` would first try, fail with EAGAIN (a system call
-    and a Python exception per request), and only then wait."""
-    sock._wait(sock._read_event)
-    try:
-        data: bytes = sock._sock.recv(_RECV)
-    except BlockingIOError:  # readable, then not (cannot happen on a TCP socket; be safe)
-        data = sock.recv(_RECV)
-    return data
-
-
-def _gevent_has_private_wait() -> bool:
-    s = socket.socket()
-    try:
-        return callable(getattr(s, "_wait", None)) and hasattr(s, "_read_event") and hasattr(s, "_sock")
-    finally:
-        s.close()
-
-
-_recv_first: Callable[[socket.socket], bytes] = (
-    _first_recv if _gevent_has_private_wait() else lambda sock: sock.recv(_RECV)
-)
-
-
-def _read_response(sock: socket.socket) -> tuple[int, int, bool]:
-    """(status, body length, connection reusable) of one response, read to its end."""
-    data = _recv_first(sock)
-    while True:
-        if not data:
-            raise ConnectionResetError("connection closed before the response")
-        end = data.find(_HEAD_END)
-        if end >= 0:
-            break
-        if len(data) > 65536:
-            raise ResponseError("response head over 64 KiB")
-        more = sock.recv(_RECV)
-        if not more:
-            raise ConnectionResetError("connection closed inside the response head")
-        data += more
-    if data[:7] != b"HTTP/1." or len(data) < 12:
-        raise ResponseError(f"not an HTTP/1.x status line: {data[:40]!r}")
-    try:
-        status = int(data[9:12])
-    except ValueError:
-        raise ResponseError(f"bad status line: {data[:40]!r}") from None
-    head = data[:end].lower()
-    body = len(data) - end - 4
-    reusable = data[5:8] == b"1.1" and b"\r\nconnection: close" not in head
-    if status < 200 or status in (204, 304):
+    def _head(self, conn: _Connection, data: bytes, end: int) -> bool:
+        if data[:7] != b"HTTP/1." or len(data) < 12:
+            raise ResponseError(f"not an HTTP/1.x status line: {data[:40]!r}")
+        try:
+            status = int(data[9:12])
+        except ValueError:
+            raise ResponseError(f"bad status line: {data[:40]!r}") from None
+        head = data[:end].lower()
+        body = len(data) - end - 4
+        conn.status = status
+        conn.reusable = data[5:8] == b"1.1" and b"\r\nconnection: close" not in head
         if status < 200:
             raise ResponseError(f"unexpected informational response {status}")
-        return status, 0, reusable
-    at = head.find(b"\r\ncontent-length:")
-    if at >= 0:
-        stop = head.find(b"\r\n", at + 2)
-        try:
-            length = int(head[at + 17 : stop if stop >= 0 else len(head)])
-        except ValueError:
-            raise ResponseError("bad Content-Length") from None
-        while body < length:
-            more = sock.recv(_RECV)
-            if not more:
-                raise ConnectionResetError(f"connection closed after {body} of {length} body bytes")
-            body += len(more)
-        if body > length:
-            raise ResponseError(f"{body - length} bytes past the body")
-        return status, length, reusable
-    if b"\r\ntransfer-encoding: chunked" in head:
-        tail = data[end + 4 :]
-        while not tail.endswith(b"0\r\n\r\n"):
-            more = sock.recv(_RECV)
-            if not more:
-                raise ConnectionResetError("connection closed inside a chunked body")
-            tail += more
-        return status, len(tail), reusable
-    # Neither: the body runs until the server closes the connection.
-    while more := sock.recv(_RECV):
-        body += len(more)
-    return status, body, False
+        if status in (204, 304):
+            conn.length = 0
+            return True
+        at = head.find(b"\r\ncontent-length:")
+        if at >= 0:
+            stop = head.find(b"\r\n", at + 2)
+            try:
+                length = int(head[at + 17 : stop if stop >= 0 else len(head)])
+            except ValueError:
+                raise ResponseError("bad Content-Length") from None
+            if body > length:
+                raise ResponseError(f"{body - length} bytes past the body")
+            conn.state, conn.need, conn.length = _LENGTH, length - body, length
+            return body == length
+        if b"\r\ntransfer-encoding: chunked" in head:
+            conn.state, conn.buf = _CHUNKED, data[end + 4 :]
+            return conn.buf.endswith(b"0\r\n\r\n")
+        conn.state, conn.need, conn.reusable = _UNTIL_CLOSE, body, False
+        return False
+
+    def _succeed(self, conn: _Connection) -> None:
+        token, done, status = conn.token, conn.done, conn.status
+        state = conn.state
+        length = len(conn.buf) if state == _CHUNKED else conn.need if state == _UNTIL_CLOSE else conn.length
+        self._release(conn)
+        if conn.reusable:
+            conn.idle_since = time.monotonic()
+            self._idle.append(conn)
+        else:
+            self._drop(conn)
+        if done is not None:
+            done(token, status, length, None)
+
+    def _fail(self, conn: _Connection, error: BaseException) -> None:
+        token, done = conn.token, conn.done
+        self._release(conn)
+        self._drop(conn)
+        if done is not None:
+            done(token, None, 0, error)
+
+    def _release(self, conn: _Connection) -> None:
+        """The connection carries no request any more."""
+        conn.token = conn.done = None
+        conn.buf, conn.pending, conn.state = b"", b"", _HEAD
+        busy = self._busy
+        busy.discard(conn)
+        if not busy:
+            self._deadlines.clear()  # none of them can hit anything now
+
+    def _discard_idle(self, conn: _Connection) -> None:
+        if conn in self._idle:
+            self._idle.remove(conn)
+        self._drop(conn)
+
+    def _expire(self) -> None:
+        """The periodic deadline check: every request past its deadline ends with a Timeout."""
+        deadlines = self._deadlines
+        now = time.monotonic()
+        while deadlines and deadlines[0][0] <= now:
+            _, conn, serial = deadlines.popleft()
+            if conn.done is not None and conn.serial == serial:
+                self._fail(conn, gevent.Timeout(self._timeout))
+
+
+def _os_error(code: int) -> OSError:
+    return OSError(code, os.strerror(code))  # OSError(ECONNREFUSED, ...) is a ConnectionRefusedError

@@ -3,7 +3,8 @@
 Load is a rate, not a number of users: the profile (--load-profile) says how many reactions per
 second to offer at each moment, and each request starts on schedule whether or not earlier ones
 have answered. Locust's users are only carriers: the shape below runs exactly one per process,
-and that user drives its process' share of the arrivals with a greenlet per request.
+and that user drives its process' share of the arrivals (no greenlet per request: the client's
+callbacks on gevent's loop).
 
 Every request reaches Locust's stats (web UI, --csv) with its latency measured from the intended
 start, and every reaction id is written to --outcomes-dir with its outcome. See coordinator.py

@@ -16,6 +16,7 @@ from typing import Any
 
 import gevent
 import pytest
+from gevent.event import AsyncResult
 from gevent.server import StreamServer
 
 from loadtests.counters import LoadStats
@@ -70,6 +71,9 @@ class Server:
                 continue
             if path == "/drop":
                 break
+            if path == "/hang":
+                gevent.sleep(5)
+                break
             rid = json.loads(body)["reaction_id"]
             what = self.received[rid] = decision(rid)
             if what == "slow":
@@ -95,30 +99,60 @@ def get(path: str, host: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
 
 
+def fetch(client: KeepAliveClient, payload: bytes) -> tuple[int, int]:
+    """One request through the callback API, waited for: (status, length), or its error raised."""
+    answer: AsyncResult = AsyncResult()
+    client.send(payload, "token", lambda token, status, length, error: answer.set((token, status, length, error)))
+    token, status, length, error = answer.get(timeout=5)
+    assert token == "token"
+    if error is not None:
+        raise error
+    return status, length
+
+
 def test_client_reads_every_framing_and_reuses_connections():
     with Server() as server:
-        client = KeepAliveClient(server.url)
+        client = KeepAliveClient(server.url, timeout=2.0)
         h = client.host_header
-        assert client.request(get("/len", h)) == (202, 5)
-        assert client.request(get("/chunked", h))[0] == 200
-        assert client.request(get("/len", h)) == (202, 5)
+        assert fetch(client, get("/len", h)) == (202, 5)
+        assert fetch(client, get("/chunked", h))[0] == 200
+        assert fetch(client, get("/len", h)) == (202, 5)
         assert client.connections_opened == 1  # kept alive
-        assert client.request(get("/close", h)) == (503, 2)  # the server closes: not reused
-        assert client.request(get("/eof", h)) == (200, len(b"until the end"))  # body until the server closes
+        assert fetch(client, get("/close", h)) == (503, 2)  # the server closes: not reused
+        assert fetch(client, get("/eof", h)) == (200, len(b"until the end"))  # body until the server closes
         assert client.connections_opened == 2
         with pytest.raises(ConnectionResetError):
-            client.request(get("/drop", h))
+            fetch(client, get("/drop", h))
         with pytest.raises(ResponseError):
-            client.request(get("/garbage", h))
-        assert client.request(get("/len", h)) == (202, 5)
+            fetch(client, get("/garbage", h))
+        assert fetch(client, get("/len", h)) == (202, 5)
+        assert client.in_flight == 0
         client.close()
     with std_socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    refused = KeepAliveClient(f"http://127.0.0.1:{port}", timeout=2.0)
     with pytest.raises(ConnectionRefusedError):
-        KeepAliveClient(f"http://127.0.0.1:{port}").request(b"GET / HTTP/1.1\r\n\r\n")
+        fetch(refused, b"GET / HTTP/1.1\r\n\r\n")
+    refused.close()
     with pytest.raises(ValueError, match="plain http"):
-        KeepAliveClient("https://example.org")
+        KeepAliveClient("https://example.org", timeout=1.0)
+
+
+def test_client_deadline_and_cancel_end_requests_with_their_errors():
+    with Server() as server:
+        client = KeepAliveClient(server.url, timeout=0.2)
+        h = client.host_header
+        with pytest.raises(gevent.Timeout):
+            fetch(client, get("/hang", h))
+        ended: list[BaseException | None] = []
+        client.send(get("/hang", h), None, lambda _t, _s, _n, error: ended.append(error))
+        assert client.in_flight == 1
+        assert client.cancel_all(ConnectionAbortedError("stop")) == 1
+        assert [type(e) for e in ended] == [ConnectionAbortedError] and client.in_flight == 0
+        assert fetch(client, get("/len", h)) == (202, 5)  # a timed-out connection is never reused
+        assert client.connections_opened == 3
+        client.close()
 
 
 class Report:
@@ -133,9 +167,7 @@ class Report:
         self.flushes += 1
 
 
-def steady(
-    tmp_path: Path, arrivals: int, rate: float, request_timeout: float, start_in: float = 0.05, **summary: str
-) -> DriverConfig:
+def steady(tmp_path: Path, arrivals: int, rate: float, start_in: float = 0.05, **summary: str) -> DriverConfig:
     """`arrivals` evenly spaced at `rate` per second, starting `start_in` seconds from now."""
     return DriverConfig(
         schedule=[i / rate for i in range(arrivals)],
@@ -143,7 +175,6 @@ def steady(
         duration=1.0,
         share_rate=lambda t: rate,
         max_in_flight=100,
-        request_timeout=request_timeout,
         worker=0,
         outcomes_dir=tmp_path,
         summary=dict(summary),
@@ -153,8 +184,8 @@ def steady(
 def test_driver_records_every_request_with_what_the_server_did(tmp_path: Path):
     arrivals = 200
     with Server() as server:
-        client = KeepAliveClient(server.url)
-        config = steady(tmp_path, arrivals, 400, request_timeout=0.3, start_in=0.1, run_id="t")  # 400/s for 0.5 s
+        client = KeepAliveClient(server.url, timeout=0.3)
+        config = steady(tmp_path, arrivals, 400, start_in=0.1, run_id="t")  # 400/s for 0.5 s
         report = Report()
         stats = LoadStats()
         driver = Driver(client, ReactionFactory(10, 10, seed=1), config, stats, report)
@@ -183,8 +214,10 @@ def test_driver_records_every_request_with_what_the_server_did(tmp_path: Path):
 
 def test_abort_records_the_requests_in_flight_as_unknown(tmp_path: Path):
     with Server() as server:
-        config = steady(tmp_path, 100, 400, request_timeout=5.0)
-        driver = Driver(KeepAliveClient(server.url), ReactionFactory(10, 10, seed=2), config, LoadStats(), Report())
+        config = steady(tmp_path, 100, 400)
+        driver = Driver(
+            KeepAliveClient(server.url, timeout=5.0), ReactionFactory(10, 10, seed=2), config, LoadStats(), Report()
+        )
 
         def stop_soon() -> None:
             gevent.sleep(0.5)  # the schedule is over, the slow answers (1 s) are not
@@ -211,8 +244,10 @@ def test_a_second_close_returns_only_once_the_first_has_written_the_summary(tmp_
     # A Locust worker told to quit exits when its stop handler returns; if the driving greenlet was
     # already closing, the handler's close() must wait for it, or the summary is never written.
     with Server() as server:
-        config = steady(tmp_path, 5, 100, request_timeout=1.0)
-        driver = Driver(KeepAliveClient(server.url), ReactionFactory(10, 10, seed=4), config, LoadStats(), SlowReport())
+        config = steady(tmp_path, 5, 100)
+        driver = Driver(
+            KeepAliveClient(server.url, timeout=1.0), ReactionFactory(10, 10, seed=4), config, LoadStats(), SlowReport()
+        )
         driver.run(stopped=lambda: False)
         first = gevent.spawn(driver.close)
         gevent.sleep(0.05)  # the first close is inside its flush
@@ -230,8 +265,10 @@ def test_failed_requests_leave_no_cycles_for_the_collector(tmp_path: Path):
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
         with Server() as server:
-            config = steady(tmp_path, 100, 400, request_timeout=0.3)
-            driver = Driver(KeepAliveClient(server.url), ReactionFactory(10, 10, seed=3), config, LoadStats(), Report())
+            config = steady(tmp_path, 100, 400)
+            driver = Driver(
+                KeepAliveClient(server.url, timeout=0.3), ReactionFactory(10, 10, seed=3), config, LoadStats(), Report()
+            )
             assert driver.run(stopped=lambda: False)
             driver.close()
         gc.collect()
@@ -260,9 +297,9 @@ def test_paced_collection_turns_automatic_collection_off_and_times_its_own():
 def test_the_healthz_endpoint_sends_gets_with_ids_of_their_own(tmp_path: Path):
     """`--endpoint healthz`: the same open loop and records, each arrival a GET /healthz."""
     with Server() as server:
-        config = steady(tmp_path, 40, 200, request_timeout=2.0)
+        config = steady(tmp_path, 40, 200)
         factory = ReactionFactory(10, 10, seed=4, endpoint="healthz")
-        driver = Driver(KeepAliveClient(server.url), factory, config, LoadStats(), Report())
+        driver = Driver(KeepAliveClient(server.url, timeout=2.0), factory, config, LoadStats(), Report())
         assert driver.run(stopped=lambda: False)
         driver.close()
     records = list(read_outcomes(tmp_path))
