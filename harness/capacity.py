@@ -395,10 +395,24 @@ class GeneratorOnHealthz(_Model):
     cpu_seconds_per_1000: float | None
     lag_p99_seconds: float | None
     wrk_cpu_seconds_per_1000: float | None
+    # Its sleeps per request, what one wakeup cost beside it (harness/wakeup_probe.py), and wrk's sleeps:
+    # an open loop wakes for each arrival and each answer, wrk's closed loop hardly ever sleeps.
+    wakeups_per_request: float | None = None
+    wakeup_cpu_seconds: float | None = None
+    wrk_wakeups_per_request: float | None = None
 
     def times_wrk(self) -> float | None:
         g, w = self.cpu_seconds_per_1000, self.wrk_cpu_seconds_per_1000
         return g / w if g is not None and w else None
+
+    def at_wrk_wakeups_seconds_per_1000(self) -> float | None:
+        """CPU per 1,000 requests less the wakeups beyond wrk's (generator_cost.Figure.compare_to)."""
+        g, n, each, theirs = (
+            self.cpu_seconds_per_1000, self.wakeups_per_request, self.wakeup_cpu_seconds, self.wrk_wakeups_per_request
+        )  # fmt: skip
+        if g is None or n is None or each is None or theirs is None:
+            return None
+        return max(0.0, g - max(0.0, n - theirs) * each * 1000)
 
 
 class GeneratorFigures(_Model):
@@ -752,12 +766,17 @@ def measure_generator_on_healthz(rate: float, s: SearchSettings, work: Path, wrk
         rate, 1, warmup + max(s.ceiling_seconds, 5.0), warmup, work, endpoint="healthz"
     )
     print(f"  generator on GET /healthz at {rate:.0f}/s: {fig.cpu_ms_per_request} ms CPU per request, "
-          f"lag p99 {fig.lag_p99_ms} ms (wrk {_num(wrk.cpu_seconds_per_1000)} ms)", flush=True)  # fmt: skip
+          f"{fig.wakeups_per_request} wakeups per request at {fig.ms_per_wakeup} ms, lag p99 {fig.lag_p99_ms} ms "
+          f"(wrk {_num(wrk.cpu_seconds_per_1000)} ms, {_num(wrk.wakeups_per_request)} wakeups)",
+          flush=True)  # fmt: skip
     return GeneratorOnHealthz(
         rate=rate,
         cpu_seconds_per_1000=fig.cpu_ms_per_request,  # ms per request = CPU-s per 1,000
         lag_p99_seconds=None if fig.lag_p99_ms is None else fig.lag_p99_ms / 1000,
         wrk_cpu_seconds_per_1000=wrk.cpu_seconds_per_1000,
+        wakeups_per_request=fig.wakeups_per_request,
+        wakeup_cpu_seconds=None if fig.ms_per_wakeup is None else fig.ms_per_wakeup / 1000,
+        wrk_wakeups_per_request=wrk.wakeups_per_request,
     )
 
 

@@ -60,6 +60,7 @@ class Ceiling(BaseModel):
     seconds: float = 0.0
     errors: int = 0
     cpu_seconds_per_1000: float | None = None  # of the measuring tool itself, when known
+    wakeups_per_request: float | None = None  # the tool's sleeps (voluntary switches) per request, when known
     detail: str = ""
     error: str | None = None
 
@@ -92,8 +93,8 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def _run_with_rusage(cmd: list[str], timeout: float) -> tuple[int, str, float]:
-    """(exit code, stdout+stderr, CPU seconds of the child) ; killed at `timeout`."""
+def _run_with_rusage(cmd: list[str], timeout: float) -> tuple[int, str, float, int]:
+    """(exit code, stdout+stderr, CPU seconds of the child, its voluntary switches); killed at `timeout`."""
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=set_pdeathsig
@@ -111,7 +112,7 @@ def _run_with_rusage(cmd: list[str], timeout: float) -> tuple[int, str, float]:
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read().decode(errors="replace")
-    return proc.returncode, text, usage.ru_utime + usage.ru_stime
+    return proc.returncode, text, usage.ru_utime + usage.ru_stime, usage.ru_nvcsw
 
 
 def parse_wrk(text: str) -> tuple[int, float, int]:
@@ -140,7 +141,7 @@ def wrk(
             cmd += ["-s", str(script)]
         cmd.append(topology.url(topology.REACTION_HTTP_PORT, path))
         try:
-            code, text, cpu = _run_with_rusage(cmd, timeout=seconds + 30)
+            code, text, cpu, sleeps = _run_with_rusage(cmd, timeout=seconds + 30)
             if code != 0:
                 raise RuntimeError(f"wrk exited {code}: {text.strip()[-300:]}")
             count, took, errors = parse_wrk(text)
@@ -156,6 +157,7 @@ def wrk(
         seconds=took,
         errors=errors,
         cpu_seconds_per_1000=cpu / count * 1000 if count else None,
+        wakeups_per_request=sleeps / count if count else None,
     )
 
 
@@ -324,7 +326,7 @@ def _kafka_tool(
     tool = f"org.apache.kafka.tools.{main_class}"
     try:
         cmd = ["java", "-Xmx512m", "-cp", f"{kafka_tools_libs()}/*", tool, *args]
-        code, text, cpu = _run_with_rusage(cmd, timeout)
+        code, text, cpu, _ = _run_with_rusage(cmd, timeout)
         if code != 0:
             raise RuntimeError(f"exit {code}: {text.strip()[-300:]}")
         count, rate = parse(text)

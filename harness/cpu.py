@@ -1,4 +1,5 @@
-"""CPU time of processes and their descendants, read from /proc/<pid>/stat (utime + stime).
+"""CPU time of processes and their descendants, read from /proc/<pid>/stat (utime + stime), and how
+often they slept (voluntary context switches, /proc/<pid>/task/*/status).
 
 A component is a process group (Kafka's JVM, a Python service, Locust and its workers): its CPU is
 the sum over the process and every live descendant. A descendant that exited between two readings
@@ -39,6 +40,37 @@ def tree_cpu_seconds(pid: int) -> float | None:
     except psutil.Error:
         children = []
     return own + sum(process_cpu_seconds(c.pid) or 0.0 for c in children)
+
+
+def _thread_wakeups(pid: int) -> int:
+    """Voluntary context switches of every thread of `pid` (each is a sleep, so later a wakeup)."""
+    total = 0
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:  # the thread ended meanwhile
+            continue
+    return total
+
+
+def tree_wakeups(pid: int) -> int | None:
+    """Times `pid` and its live descendants went to sleep (voluntary switches, all threads); None when
+    `pid` is gone. Read before and after a window, as the CPU seconds."""
+    if not os.path.exists(f"/proc/{pid}"):
+        return None
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    return _thread_wakeups(pid) + sum(_thread_wakeups(c.pid) for c in children)
 
 
 MACHINE = "(machine)"  # every CPU's busy time, whoever used it

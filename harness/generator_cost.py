@@ -15,6 +15,12 @@ Against a running stack (the reaction service's POST), it measures:
   window (after `--warmup`, so the Python start-up is not charged to the requests), the achieved
   rate, and the schedule lag (intended -> actual start) p50/p99/max of every request of the run.
 
+With every generator run, `harness.wakeup_probe` measures beside it, over the same window, what one
+wakeup costs, and the table counts each tool's sleeps per request: the open loop wakes for each
+arrival and each answer, wrk's 64 connections wait on the server together. "@wrk wake" is the
+generator's CPU per request less the wakeups it needs beyond wrk's, at the probe's price: what it
+would cost if it slept as seldom as wrk, the figure that compares their work per request.
+
 It prints one table (and writes it as JSON with `--json`): the figures the README quotes.
 """
 
@@ -32,7 +38,7 @@ from pathlib import Path
 import yaml
 
 from facts import quantiles
-from harness import ceilings, cpu, generator_health
+from harness import ceilings, cpu, generator_health, wakeup_probe
 from harness.ceilings import POST_PATH
 from harness.loadgen import LoadRun
 from loadtests.reaction import ENDPOINTS
@@ -56,6 +62,31 @@ class Figure:
     lag_max_ms: float | None = None
     missed: int = 0
     machine_cores: float | None = None  # the whole machine's busy cores over the window
+    wakeups_per_request: float | None = None  # the tool's sleeps (voluntary switches) per request
+    ms_per_wakeup: float | None = None  # CPU of one wakeup, from the probe beside it (harness/wakeup_probe.py)
+    # CPU per request less the wakeups it needs beyond wrk's (an open loop wakes for each arrival and
+    # each answer; wrk's connections wait on the server together), and its ratio to wrk's CPU per request
+    at_wrk_wakeups_ms: float | None = None
+    at_wrk_wakeups_ratio: float | None = None
+
+    def count_wakeups(self, wakeups: int | None, probe: wakeup_probe.WakeupCost | None) -> None:
+        if wakeups is not None and self.requests:
+            self.wakeups_per_request = round(wakeups / self.requests, 3)
+        per = probe.seconds_per_wakeup if probe is not None else None
+        if per is not None:
+            self.ms_per_wakeup = round(per * 1000, 4)
+
+    def compare_to(self, wrk: Figure) -> None:
+        """Ratios to wrk's CPU per request: as measured, and with only as many wakeups a request as wrk's."""
+        base = wrk.cpu_ms_per_request
+        if self.cpu_ms_per_request is None or not base:
+            return
+        self.ratio_to_wrk = round(self.cpu_ms_per_request / base, 2)
+        mine, theirs, each = self.wakeups_per_request, wrk.wakeups_per_request, self.ms_per_wakeup
+        if mine is None or theirs is None or each is None:
+            return
+        self.at_wrk_wakeups_ms = round(max(0.0, self.cpu_ms_per_request - max(0.0, mine - theirs) * each), 4)
+        self.at_wrk_wakeups_ratio = round(self.at_wrk_wakeups_ms / base, 2)
 
 
 def measure_wrk(seconds: float, endpoint: str = "reactions") -> Figure:
@@ -75,6 +106,7 @@ def measure_wrk(seconds: float, endpoint: str = "reactions") -> Figure:
         requests=c.count,
         cpu_seconds=c.cpu_seconds_per_1000 * c.count / 1000,
         cpu_ms_per_request=c.cpu_seconds_per_1000,
+        wakeups_per_request=None if c.wakeups_per_request is None else round(c.wakeups_per_request, 3),
     )
 
 
@@ -103,8 +135,12 @@ def measure_generator(
         w0, w1 = epoch + warmup, epoch + seconds - 1.0
         _sleep_until(w0)
         cpu0, busy0, t0 = cpu.tree_cpu_seconds(proc.pid), cpu.machine_busy_seconds(), time.monotonic()
+        wake0 = cpu.tree_wakeups(proc.pid)
+        probe = wakeup_probe.start(w1 - w0)  # a wakeup's cost in the very same window
         _sleep_until(w1)
         cpu1, busy1, t1 = cpu.tree_cpu_seconds(proc.pid), cpu.machine_busy_seconds(), time.monotonic()
+        wake1 = cpu.tree_wakeups(proc.pid)
+        probed = wakeup_probe.result(probe)
         proc.wait(timeout=seconds + 60)
     finally:
         LoadRun.stop(proc)
@@ -124,7 +160,7 @@ def measure_generator(
     def ms(v: float | None) -> float | None:
         return None if v is None else round(v * 1000, 3)
 
-    return Figure(
+    fig = Figure(
         tool="locust (loadtests)",
         processes=processes,
         offered_per_second=rate,
@@ -138,6 +174,8 @@ def measure_generator(
         missed=missed,
         machine_cores=round((busy1 - busy0) / (t1 - t0), 2) if busy0 is not None and busy1 is not None else None,
     )
+    fig.count_wakeups(None if wake0 is None or wake1 is None else wake1 - wake0, probed)
+    return fig
 
 
 def _sleep_until(unix: float) -> None:
@@ -148,7 +186,8 @@ def _sleep_until(unix: float) -> None:
 def table(figures: list[Figure]) -> str:
     head = (
         f"{'tool':<20} {'proc':>4} {'offered/s':>9} {'achieved/s':>10} {'requests':>8} {'CPU s':>7} "
-        f"{'CPU ms/req':>10} {'x wrk':>6} {'lag p50':>8} {'lag p99':>8} {'lag max':>8} {'missed':>6} {'machine':>7}"
+        f"{'CPU ms/req':>10} {'x wrk':>6} {'wake/req':>8} {'ms/wake':>7} {'@wrk wake':>9} {'x wrk':>5} "
+        f"{'lag p50':>8} {'lag p99':>8} {'lag max':>8} {'missed':>6} {'machine':>7}"
     )
     rows = [head, "-" * len(head)]
 
@@ -159,11 +198,21 @@ def table(figures: list[Figure]) -> str:
         rows.append(
             f"{g.tool:<20} {g.processes:>4} {f(g.offered_per_second, '.0f'):>9} {g.achieved_per_second:>10.0f} "
             f"{g.requests:>8} {g.cpu_seconds:>7.2f} {f(g.cpu_ms_per_request, '.3f'):>10} "
-            f"{f(g.ratio_to_wrk, '.2f'):>6} {f(g.lag_p50_ms, '.2f'):>8} {f(g.lag_p99_ms, '.2f'):>8} "
+            f"{f(g.ratio_to_wrk, '.2f'):>6} {f(g.wakeups_per_request, '.2f'):>8} {f(g.ms_per_wakeup, '.3f'):>7} "
+            f"{f(g.at_wrk_wakeups_ms, '.3f'):>9} {f(g.at_wrk_wakeups_ratio, '.1f'):>5} "
+            f"{f(g.lag_p50_ms, '.2f'):>8} {f(g.lag_p99_ms, '.2f'):>8} "
             f"{f(g.lag_max_ms, '.1f'):>8} {g.missed:>6} {f(g.machine_cores, '.2f'):>7}"
         )
-    rows.append("lag in ms (intended -> actual start, every request of the run); machine: busy cores, all processes")
+    rows.append(
+        "lag in ms (intended -> actual start, every request of the run); machine: busy cores, all processes;\n"
+        "wake/req: sleeps per request; ms/wake: CPU of one wakeup (harness.wakeup_probe beside the generator);\n"
+        "@wrk wake: CPU ms per request less the wakeups beyond wrk's (wake/req - wrk's) x ms/wake, then x wrk"
+    )
     return "\n".join(rows)
+
+
+def _row(g: Figure) -> str:
+    return table([g]).splitlines()[2]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,14 +231,14 @@ def main(argv: list[str] | None = None) -> int:
 
     figures = [measure_wrk(args.wrk_seconds, args.endpoint)]
     wrk_fig = figures[0]
-    print(table(figures), flush=True)
+    print("\n".join(table(figures).splitlines()[:3]), flush=True)
     with tempfile.TemporaryDirectory(prefix="generator-cost-") as tmp:
         for processes in args.processes:
             for rate in args.rates:
                 figures.append(
                     measure_generator(rate, processes, args.seconds, args.warmup, Path(tmp), endpoint=args.endpoint)
                 )
-                print(table(figures[-1:]).splitlines()[2], flush=True)
+                print(_row(figures[-1]), flush=True)
             if args.max:
                 rate = round(wrk_fig.achieved_per_second * MAX_OVER_WRK, -1)
                 fig = measure_generator(
@@ -197,10 +246,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 fig.tool = "locust (max, cap 64)"
                 figures.append(fig)
-                print(table(figures[-1:]).splitlines()[2], flush=True)
+                print(_row(figures[-1]), flush=True)
     for g in figures[1:]:
-        if g.cpu_ms_per_request is not None and wrk_fig.cpu_ms_per_request:
-            g.ratio_to_wrk = round(g.cpu_ms_per_request / wrk_fig.cpu_ms_per_request, 2)
+        g.compare_to(wrk_fig)
     print()
     print(table(figures))
     if args.json:

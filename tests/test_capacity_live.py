@@ -73,3 +73,8 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
     assert healthz.cpu_seconds_per_1000 is not None and healthz.cpu_seconds_per_1000 > 0
     assert healthz.wrk_cpu_seconds_per_1000 is not None and healthz.times_wrk() is not None
     assert healthz.lag_p99_seconds is not None
+    # the wakeups' share, priced by the probe beside it, and what is left of the CPU per request
+    assert healthz.wakeups_per_request is not None and healthz.wakeups_per_request > 0
+    assert healthz.wakeup_cpu_seconds is not None and healthz.wakeup_cpu_seconds > 0
+    assert healthz.wrk_wakeups_per_request is not None
+    assert (like := healthz.at_wrk_wakeups_seconds_per_1000()) is not None and like <= healthz.cpu_seconds_per_1000

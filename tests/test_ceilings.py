@@ -22,25 +22,25 @@ CONSUMER_OUT = (
 class FakeJava:
     """Stands for `_run_with_rusage`: records each command and its timeout, answers with `reply`."""
 
-    def __init__(self, reply: tuple[int, str, float]) -> None:
+    def __init__(self, reply: tuple[int, str, float, int]) -> None:
         self.reply = reply
         self.calls: list[tuple[list[str], float]] = []
 
-    def __call__(self, cmd: list[str], timeout: float) -> tuple[int, str, float]:
+    def __call__(self, cmd: list[str], timeout: float) -> tuple[int, str, float, int]:
         self.calls.append((cmd, timeout))
         return self.reply
 
 
 @pytest.fixture
 def java(monkeypatch: pytest.MonkeyPatch) -> FakeJava:
-    fake = FakeJava((0, "", 0.0))
+    fake = FakeJava((0, "", 0.0, 0))
     monkeypatch.setattr(ceilings, "_run_with_rusage", fake)
     monkeypatch.setattr(ceilings, "kafka_tools_libs", lambda: LIBS)
     return fake
 
 
 def test_producer_performance_runs_the_tool_through_the_produce_link(java: FakeJava) -> None:
-    java.reply = (0, PRODUCER_OUT, 2.0)
+    java.reply = (0, PRODUCER_OUT, 2.0, 0)
     c = ceilings.producer_performance(50000, 60, timeout=90)
     assert java.calls == [
         (
@@ -59,7 +59,7 @@ def test_producer_performance_runs_the_tool_through_the_produce_link(java: FakeJ
 
 
 def test_consumer_performance_waits_past_the_tools_own_timeout(java: FakeJava) -> None:
-    java.reply = (0, CONSUMER_OUT, 1.0)
+    java.reply = (0, CONSUMER_OUT, 1.0, 0)
     c = ceilings.consumer_performance(40000, timeout=30)
     [(cmd, timeout)] = java.calls
     assert cmd[:5] == ["java", "-Xmx512m", "-cp", f"{LIBS}/*", "org.apache.kafka.tools.ConsumerPerformance"]
@@ -79,11 +79,11 @@ def test_consumer_performance_waits_past_the_tools_own_timeout(java: FakeJava) -
 @pytest.mark.parametrize(
     ("reply", "error"),
     [
-        ((1, "Exception in thread main\nboom\n", 0.5), "exit 1: Exception in thread main\nboom"),
-        ((0, "no summary here", 0.5), "no summary in ProducerPerformance's output: 'no summary here'"),
+        ((1, "Exception in thread main\nboom\n", 0.5, 0), "exit 1: Exception in thread main\nboom"),
+        ((0, "no summary here", 0.5, 0), "no summary in ProducerPerformance's output: 'no summary here'"),
     ],
 )
-def test_a_failing_tool_is_a_failed_ceiling(java: FakeJava, reply: tuple[int, str, float], error: str) -> None:
+def test_a_failing_tool_is_a_failed_ceiling(java: FakeJava, reply: tuple[int, str, float, int], error: str) -> None:
     java.reply = reply
     c = ceilings.producer_performance(10, 60, timeout=5)
     assert (c.name, c.tool, c.per_second, c.error) == (

@@ -340,9 +340,18 @@ def _healthz(h: capacity.GeneratorOnHealthz | str) -> str:
         return f"; on GET /healthz: {h}"
     x = h.times_wrk()
     lag = NO_VALUE if h.lag_p99_seconds is None else f"{h.lag_p99_seconds * 1000:.1f} ms"
-    return (
+    text = (
         f"; on GET /healthz at {_rate(h.rate)}: {h.cpu_seconds_per_1000 or 0:.2f} vs wrk "
         f"{h.wrk_cpu_seconds_per_1000 or 0:.3f}" + (f" ({x:.0f}x)" if x is not None else "") + f", lag p99 {lag}"
+    )
+    like = h.at_wrk_wakeups_seconds_per_1000()
+    if like is None or h.wakeups_per_request is None or h.wakeup_cpu_seconds is None:
+        return text
+    w = h.wrk_cpu_seconds_per_1000
+    return text + (
+        f"; {h.wakeups_per_request:.2f} wakeups per request (wrk {h.wrk_wakeups_per_request:.2f}) at "
+        f"{h.wakeup_cpu_seconds * 1e6:.0f} us each: {like:.3f} with wrk's wakeups"
+        + (f" ({like / w:.1f}x)" if w else "")
     )
 
 

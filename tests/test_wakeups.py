@@ -1,0 +1,80 @@
+"""Counting a process tree's wakeups, the probe that prices one, and the split of the generator's CPU."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from harness import cpu, wakeup_probe
+from harness.generator_cost import Figure
+
+SLEEPER = "import sys, time\nfor _ in range(int(sys.argv[1])): time.sleep(0.002)\ninput()\n"
+
+
+def test_tree_wakeups_counts_the_sleeps_of_a_process_and_its_children() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys\n"
+         f"c = subprocess.Popen([sys.executable, '-c', {SLEEPER!r}, '200'], stdin=subprocess.PIPE)\n"
+         f"exec({SLEEPER!r}.replace('int(sys.argv[1])', '100'))\nc.communicate(b'\\n')\n"],
+        stdin=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        before = cpu.tree_wakeups(parent.pid)
+        assert before is not None
+        time.sleep(1.5)  # both have slept their count and wait on stdin
+        after = cpu.tree_wakeups(parent.pid)
+        assert after is not None and after - before >= 250  # 100 + 200 sleeps, less what ran before `before`
+    finally:
+        parent.communicate(b"\n", timeout=10)
+    assert cpu.tree_wakeups(parent.pid) is None  # gone
+
+
+def test_the_probe_prices_a_wakeup_and_a_failed_probe_gives_none() -> None:
+    cost = wakeup_probe.result(wakeup_probe.start(0.5, hz=200))
+    assert cost is not None and 40 <= cost.wakeups <= 200  # epoll's millisecond timeouts: never more than asked
+    assert cost.seconds_per_wakeup is not None and 0 < cost.seconds_per_wakeup < 0.01
+    broken = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], stdout=subprocess.PIPE, text=True)
+    assert wakeup_probe.result(broken) is None
+    assert wakeup_probe.WakeupCost(0, 0.1).seconds_per_wakeup is None
+
+
+def figure(cpu_ms: float | None = 0.2, requests: int = 1000) -> Figure:
+    return Figure("locust", 1, 500.0, 500.0, requests, 0.2, cpu_ms)
+
+
+WRK = Figure("wrk", 1, None, 1000.0, 10000, 0.1, 0.01, wakeups_per_request=0.25)
+
+
+def test_with_wrks_wakeups_the_generator_is_charged_only_its_own_extra_ones() -> None:
+    f = figure()
+    f.count_wakeups(1500, wakeup_probe.WakeupCost(wakeups=1000, cpu_seconds=0.05))  # 50 us a wakeup
+    assert (f.wakeups_per_request, f.ms_per_wakeup) == (1.5, 0.05)
+    f.compare_to(WRK)
+    # 0.2 ms less (1.5 - 0.25) x 0.05 ms = 0.1375 ms: 13.75x wrk's 0.01, against 20x as measured
+    assert (f.ratio_to_wrk, f.at_wrk_wakeups_ms, f.at_wrk_wakeups_ratio) == (20.0, 0.1375, 13.75)
+    # wakeups that would explain more than the whole CPU leave nothing, never a negative figure
+    f = figure()
+    f.count_wakeups(5000, wakeup_probe.WakeupCost(wakeups=1000, cpu_seconds=0.05))
+    f.compare_to(WRK)
+    assert f.at_wrk_wakeups_ms == 0.0
+    # fewer wakeups than wrk's are not a credit
+    f = figure()
+    f.count_wakeups(100, wakeup_probe.WakeupCost(wakeups=1000, cpu_seconds=0.05))
+    f.compare_to(WRK)
+    assert f.at_wrk_wakeups_ms == 0.2
+
+
+def test_without_a_probe_a_count_or_wrks_count_there_is_only_the_measured_ratio() -> None:
+    f = figure()
+    f.count_wakeups(1500, None)
+    f.compare_to(WRK)
+    assert f.wakeups_per_request == 1.5 and f.ratio_to_wrk == 20.0 and f.at_wrk_wakeups_ms is None
+    f = figure()
+    f.count_wakeups(None, wakeup_probe.WakeupCost(1000, 0.05))
+    f.compare_to(WRK)
+    assert f.wakeups_per_request is None and f.at_wrk_wakeups_ms is None
+    f = figure()
+    f.count_wakeups(1500, wakeup_probe.WakeupCost(1000, 0.05))
+    f.compare_to(Figure("wrk", 1, None, 1000.0, 10000, 0.1, 0.01))  # wrk's sleeps not known
+    assert f.at_wrk_wakeups_ms is None and f.ratio_to_wrk == 20.0
