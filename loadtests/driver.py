@@ -253,9 +253,12 @@ class Driver:
             self._closing.set()
 
     def _close(self) -> None:
+        # The client first: a request still in flight (the grace of abort() ran out) ends now, as
+        # aborted, and is recorded by the flush below instead of after the file is closed.
+        self._client.cancel_all(Aborted("load test stopped"))
+        self._client.close()
         self.flush()
         self.outcomes.close()
-        self._client.close()
         summary = {
             **self.config.summary,
             "worker": self.config.worker,

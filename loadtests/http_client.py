@@ -1,13 +1,13 @@
 """A lean HTTP/1.1 keep-alive client driven by the event loop's callbacks: a rendered request in,
 (status, body length) or an error out, handed to a callback. No greenlet per request.
 
-Why callbacks: with a greenlet per request, gevent's machinery (a switch into the request, a libev
-timer for its deadline, a switch to the hub to wait for the answer and one back) cost more CPU per
-request than everything the generator itself does (profiled: the generator was 5.5-9x `wrk`'s CPU
-per request). Here, as in `wrk`, each connection has one read watcher on the loop, started when the
+Why callbacks: a greenlet per request costs gevent's machinery on top of the request (a switch into
+the greenlet, a libev timer for its deadline, a switch to the hub to wait for the answer and one
+back). Here, as in `wrk`, each connection has one read watcher on the loop, started when the
 connection opens; the request is written from the caller, its answer parsed in the watcher's
 callback, and the deadlines of all requests checked by one periodic timer: requests start in order
-with the same timeout, so their deadlines are in order too, and a deque holds them.
+with the same timeout, so their deadlines are in order too, and a deque holds them. Against HAProxy
+answering at once on the development VM: 0.073 -> 0.051 ms of CPU per request at 4,000/s.
 
 - connections are kept alive and reused, most recently used first (LIFO keeps the pool small);
   one that sat idle longer than `idle_seconds` is closed instead of reused, well before the

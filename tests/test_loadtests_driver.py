@@ -234,6 +234,24 @@ def test_abort_records_the_requests_in_flight_as_unknown(tmp_path: Path):
     assert json.loads((tmp_path / "summary-w0.json").read_text())["recorded"] == 100
 
 
+def test_close_with_requests_in_flight_records_them_as_aborted(tmp_path: Path):
+    # No abort() first (its grace ran out, or a caller went straight to close): what is still in
+    # flight ends as aborted and reaches the outcome file before it is closed.
+    with Server() as server:
+        config = steady(tmp_path, 100, 400)
+        driver = Driver(
+            KeepAliveClient(server.url, timeout=5.0), ReactionFactory(10, 10, seed=5), config, LoadStats(), Report()
+        )
+        running = gevent.spawn(driver.run, lambda: False)
+        gevent.sleep(0.5)  # the schedule is over, the slow answers (1 s) are not
+        driver.close()
+        running.join(timeout=5)
+    records = list(read_outcomes(tmp_path))
+    assert len(records) == 100
+    aborted = [r for r in records if r.error == "Aborted: load test stopped"]
+    assert aborted and {server.received[r.reaction_id] for r in aborted} == {"slow"}
+
+
 class SlowReport(Report):
     def flush(self) -> None:
         super().flush()
