@@ -128,6 +128,7 @@ def measure_generator(
         max_in_flight=max_in_flight, nice=generator_health.load_limits().nice, endpoint=endpoint,  # as in the cells
     )  # fmt: skip
     proc = load.start(folder / "locust.log")
+    probe = None
     try:
         epoch = LoadRun.epoch(timeout=60.0, alive=lambda: proc.poll() is None)
         if epoch is None:
@@ -143,6 +144,8 @@ def measure_generator(
         probed = wakeup_probe.result(probe)
         proc.wait(timeout=seconds + 60)
     finally:
+        if probe is not None:
+            wakeup_probe.stop(probe)  # interrupted before its answer: never left running
         LoadRun.stop(proc)
     if cpu0 is None or cpu1 is None:
         raise SystemExit(f"the load generator exited early; see {folder / 'locust.log'}")

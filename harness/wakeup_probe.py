@@ -52,13 +52,19 @@ def result(proc: subprocess.Popen[str], timeout: float = 30.0) -> WakeupCost | N
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        stop(proc)
         return None
     if proc.returncode != 0 or not out.strip():
         return None
     data = json.loads(out.strip().splitlines()[-1])
     return WakeupCost(int(data["wakeups"]), float(data["cpu_seconds"]))
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Kill the probe if it still runs, and reap it (nothing when `result` already did)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 def probe(seconds: float, hz: float) -> WakeupCost:

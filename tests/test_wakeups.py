@@ -37,6 +37,9 @@ def test_the_probe_prices_a_wakeup_and_a_failed_probe_gives_none() -> None:
     broken = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], stdout=subprocess.PIPE, text=True)
     assert wakeup_probe.result(broken) is None
     assert wakeup_probe.WakeupCost(0, 0.1).seconds_per_wakeup is None
+    running = wakeup_probe.start(60)
+    wakeup_probe.stop(running)  # an interrupted measurement leaves no probe behind
+    assert running.returncode is not None
 
 
 def figure(cpu_ms: float | None = 0.2, requests: int = 1000) -> Figure:
