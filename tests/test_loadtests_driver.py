@@ -32,6 +32,9 @@ CANNED = {
     "/close": b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno",
     "/eof": b"HTTP/1.0 200 OK\r\n\r\nuntil the end",
     "/garbage": b"SSH-2.0-OpenSSH\r\n\r\n",
+    "/nocontent": b"HTTP/1.1 204 No Content\r\n\r\n",
+    "/len-bye": b"HTTP/1.1 202 Accepted\r\nContent-Length: 5\r\n\r\nhello",  # then closes while idle
+    "/early": b"HTTP/1.1 202 Accepted\r\nContent-Length: 5\r\n\r\nhello",  # before reading the body
     "/healthz": b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{"status":"ok"}',
 }
 
@@ -45,7 +48,8 @@ def read_request(f: Any) -> tuple[str, bytes] | None:
         name, _, value = header.partition(b":")
         if name.strip().lower() == b"content-length":
             length = int(value)
-    return line.split()[1].decode(), f.read(length)
+    path = line.split()[1].decode()
+    return path, b"" if path == "/early" else f.read(length)
 
 
 def decision(reaction_id: str) -> str:
@@ -67,6 +71,9 @@ class Server:
             if path in CANNED:
                 sock.sendall(CANNED[path])
                 if path in ("/close", "/eof", "/garbage"):
+                    break
+                if path in ("/len-bye", "/early"):
+                    gevent.sleep(0.2)
                     break
                 continue
             if path == "/drop":
@@ -103,7 +110,7 @@ def fetch(client: KeepAliveClient, payload: bytes) -> tuple[int, int]:
     """One request through the callback API, waited for: (status, length), or its error raised."""
     answer: AsyncResult = AsyncResult()
     client.send(payload, "token", lambda token, status, length, error: answer.set((token, status, length, error)))
-    token, status, length, error = answer.get(timeout=5)
+    token, status, length, error = answer.get(timeout=3)  # its own Timeout says 3 seconds
     assert token == "token"
     if error is not None:
         raise error
@@ -126,6 +133,10 @@ def test_client_reads_every_framing_and_reuses_connections():
         with pytest.raises(ResponseError):
             fetch(client, get("/garbage", h))
         assert fetch(client, get("/len", h)) == (202, 5)
+        opened = client.connections_opened
+        assert fetch(client, get("/nocontent", h)) == (204, 0)
+        assert fetch(client, get("/len", h)) == (202, 5)
+        assert client.connections_opened == opened  # a 204 has no body: the connection is kept
         assert client.in_flight == 0
         client.close()
     with std_socket.socket() as s:  # a port nobody listens on
@@ -139,12 +150,32 @@ def test_client_reads_every_framing_and_reuses_connections():
         KeepAliveClient("https://example.org", timeout=1.0)
 
 
+def test_client_drops_what_it_cannot_reuse_and_never_sends_on_it():
+    with Server() as server:
+        client = KeepAliveClient(server.url, timeout=2.0)
+        h = client.host_header
+        # The server closes a pooled connection while it is idle: it is dropped, not used again.
+        assert fetch(client, get("/len-bye", h)) == (202, 5)
+        gevent.sleep(0.5)
+        assert fetch(client, get("/len", h)) == (202, 5)
+        assert client.connections_opened == 2
+        # The answer comes while most of a large request is still unwritten: that connection is
+        # mid-request, so it is closed, and the next request gets a fresh one.
+        body = b"x" * (32 << 20)
+        early = b"POST /early HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n%s" % (h.encode(), len(body), body)
+        assert fetch(client, early) == (202, 5)
+        assert fetch(client, get("/len", h)) == (202, 5)
+        assert client.connections_opened == 3  # the early answer's connection (the second) is not reused
+        client.close()
+
+
 def test_client_deadline_and_cancel_end_requests_with_their_errors():
     with Server() as server:
         client = KeepAliveClient(server.url, timeout=0.2)
         h = client.host_header
-        with pytest.raises(gevent.Timeout):
+        with pytest.raises(gevent.Timeout) as expired:
             fetch(client, get("/hang", h))
+        assert expired.value.seconds == 0.2  # the client's deadline, not the test's wait
         ended: list[BaseException | None] = []
         client.send(get("/hang", h), None, lambda _t, _s, _n, error: ended.append(error))
         assert client.in_flight == 1
