@@ -45,6 +45,7 @@ from loadtests.reaction import ENDPOINTS
 
 WRK_CONNECTIONS = 64
 MAX_OVER_WRK = 1.3  # "max": offer this much more than wrk's closed-loop rate
+PROBE_LEAD_SECONDS = 1.5  # the wakeup probe's Python start-up, before the measured window
 
 
 @dataclass
@@ -134,10 +135,12 @@ def measure_generator(
         if epoch is None:
             raise SystemExit(f"the load generator did not start; see {folder / 'locust.log'}")
         w0, w1 = epoch + warmup, epoch + seconds - 1.0
+        # A wakeup's cost in the very same window; started early, so its start-up is over by w0.
+        _sleep_until(w0 - PROBE_LEAD_SECONDS)
+        probe = wakeup_probe.start(w1 - w0, at=w0)
         _sleep_until(w0)
         cpu0, busy0, t0 = cpu.tree_cpu_seconds(proc.pid), cpu.machine_busy_seconds(), time.monotonic()
         wake0 = cpu.tree_wakeups(proc.pid)
-        probe = wakeup_probe.start(w1 - w0)  # a wakeup's cost in the very same window
         _sleep_until(w1)
         cpu1, busy1, t1 = cpu.tree_cpu_seconds(proc.pid), cpu.machine_busy_seconds(), time.monotonic()
         wake1 = cpu.tree_wakeups(proc.pid)

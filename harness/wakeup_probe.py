@@ -1,17 +1,18 @@
 """What one wakeup costs on this machine, now: a gevent loop that only sleeps, in a process of its own.
 
-An open-loop generator sleeps until its next arrival and wakes again for each answer: about two
-wakeups per request at a few hundred requests per second, where `wrk` (closed loop, every
-connection always busy) hardly sleeps at all. On the development VM a wakeup costs tens of
+An open-loop generator sleeps until its next arrival and wakes again for each answer: 1.1-2.2
+wakeups per request on the development VM, where `wrk`'s 64 connections wait on the server
+together and its thread sleeps about once every 3 requests. There a wakeup costs tens of
 microseconds of CPU whatever the process does once awake (a loop that does nothing but
-`gevent.sleep(0.001)`: 40-65 us per wakeup on an idle machine, 20-30 us on a busy one), so the
-wakeups, not the requests, are most of an open-loop generator's CPU at moderate rates.
-`harness.generator_cost` runs this probe beside the generator, over the same window, and
-subtracts the wakeups' share from the generator's CPU per request: what is left is its work per
-request, which is what compares with `wrk`'s. The probe's wakeups touch less memory than the
-generator's, so the share subtracted is if anything too small and the work left too large.
+`gevent.sleep(0.001)`: 40-65 us per wakeup on an idle machine, 20-30 us beside a CPU-bound process
+on the same core, 37-56 us beside the generator and the stack), so at moderate rates the wakeups,
+not the requests, are most of an open-loop generator's CPU. `harness.generator_cost` runs this
+probe beside the generator, over the same window, and takes the wakeups beyond `wrk`'s off the
+generator's CPU per request at the probe's price. That price is an estimate either way: a probe
+wakeup runs a whole `gevent.sleep` (a timer, two greenlet switches), an answer's wakeup a callback,
+but the generator's touches more memory.
 
-    python -m harness.wakeup_probe --seconds 5 --hz 500    # one JSON line: wakeups, cpu_seconds
+    python -m harness.wakeup_probe --seconds 5 --hz 500 [--start-at UNIX]   # one JSON line
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ class WakeupCost:
         return self.cpu_seconds / self.wakeups if self.wakeups else None
 
 
-def start(seconds: float, hz: float = DEFAULT_HZ) -> subprocess.Popen[str]:
-    """The probe, running for `seconds` from now: `result()` its answer."""
+def start(seconds: float, hz: float = DEFAULT_HZ, at: float | None = None) -> subprocess.Popen[str]:
+    """The probe, measuring for `seconds` from Unix time `at` (started early, so its own start-up is
+    over by then) or from as soon as it is up: `result()` its answer."""
+    when = [] if at is None else ["--start-at", repr(at)]
     return subprocess.Popen(
-        [sys.executable, "-m", "harness.wakeup_probe", "--seconds", str(seconds), "--hz", str(hz)],
+        [sys.executable, "-m", "harness.wakeup_probe", "--seconds", str(seconds), "--hz", str(hz), *when],
         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, preexec_fn=set_pdeathsig,
     )  # fmt: skip
 
@@ -67,11 +70,13 @@ def stop(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
-def probe(seconds: float, hz: float) -> WakeupCost:
+def probe(seconds: float, hz: float, start_at: float | None = None) -> WakeupCost:
     import gevent  # only in the probe's own process
 
     gap = 1.0 / hz
     gevent.sleep(0.1)  # the loop's first iteration (imports, allocation) is not a wakeup's cost
+    if start_at is not None:
+        gevent.sleep(max(0.0, start_at - time.time()))
     before = resource.getrusage(resource.RUSAGE_SELF)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -85,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.wakeup_probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--hz", type=float, default=DEFAULT_HZ, help="wakeups per second asked for")
+    p.add_argument("--start-at", type=float, help="Unix time to start measuring at (default: at once)")
     args = p.parse_args(argv)
     if args.seconds <= 0 or args.hz <= 0:
         p.error("--seconds and --hz must be positive")
-    cost = probe(args.seconds, args.hz)
+    cost = probe(args.seconds, args.hz, args.start_at)
     print(json.dumps({"wakeups": cost.wakeups, "cpu_seconds": round(cost.cpu_seconds, 6)}))
     return 0
 

@@ -77,4 +77,6 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
     assert healthz.wakeups_per_request is not None and healthz.wakeups_per_request > 0
     assert healthz.wakeup_cpu_seconds is not None and healthz.wakeup_cpu_seconds > 0
     assert healthz.wrk_wakeups_per_request is not None
-    assert (like := healthz.at_wrk_wakeups_seconds_per_1000()) is not None and like <= healthz.cpu_seconds_per_1000
+    assert healthz.at_wrk_wakeups_seconds_per_1000() is not None
+    # the open loop wakes for each arrival and each answer; wrk's 64 connections wait on the server together
+    assert healthz.wakeups_per_request > healthz.wrk_wakeups_per_request

@@ -33,6 +33,9 @@ def test_tree_wakeups_counts_the_sleeps_of_a_process_and_its_children() -> None:
 def test_the_probe_prices_a_wakeup_and_a_failed_probe_gives_none() -> None:
     cost = wakeup_probe.result(wakeup_probe.start(0.5, hz=200))
     assert cost is not None and 40 <= cost.wakeups <= 200  # epoll's millisecond timeouts: never more than asked
+    begin = time.time() + 1.0
+    late = wakeup_probe.start(0.2, hz=200, at=begin)
+    assert wakeup_probe.result(late) is not None and time.time() >= begin + 0.2  # measured from `at`, not before
     assert cost.seconds_per_wakeup is not None and 0 < cost.seconds_per_wakeup < 0.01
     broken = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], stdout=subprocess.PIPE, text=True)
     assert wakeup_probe.result(broken) is None
