@@ -175,7 +175,7 @@ class Driver:
                 self.config.max_in_flight,
             )
         self.stats.on_arrival(started=False)
-        self.series.arrival(arrival.intended, started=False)
+        self.series.missed(arrival.intended)
 
     def _done(
         self, job: tuple[float, Any, Rendered, int], status: int | None, length: int, error: BaseException | None

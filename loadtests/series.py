@@ -67,26 +67,12 @@ class Series:
         b.outcomes[outcome] += 1
         b.latencies.append(latency)
 
-    def arrival(self, intended: float, started: bool) -> None:
+    def missed(self, intended: float) -> None:
+        """An arrival of second `intended` found the in-flight cap reached and was not sent."""
         b = self.bucket(intended)
         b.row = b.line = None
         b.intended += 1
-        if started:
-            b.started += 1
-        else:
-            b.missed += 1
-
-    def lag(self, intended: float, lag: float) -> None:
-        b = self.bucket(intended)
-        if lag > b.lag_max:
-            b.lag_max = lag
-            b.row = b.line = None
-
-    def completed(self, intended: float, outcome: Outcome, latency: float) -> None:
-        b = self.bucket(intended)
-        b.row = b.line = None
-        b.outcomes[outcome] += 1
-        b.latencies.append(latency)
+        b.missed += 1
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per second; a second whose bucket has not changed since the last call is not recomputed

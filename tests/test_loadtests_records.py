@@ -151,12 +151,11 @@ def test_histogram_buckets_are_upper_inclusive():
 
 def test_series_buckets_by_intended_second():
     series = Series(lambda t: 10.0 if t < 2 else 30.0, duration=3, epoch_unix_seconds=100.0)
-    series.arrival(0.5, started=True)
-    series.lag(0.5, 0.003)
-    series.arrival(0.7, started=False)
-    series.completed(0.5, Outcome.ACK, 1.7)  # answered in second 2, counted in second 0
-    series.arrival(2.2, started=True)
-    series.completed(2.2, Outcome.UNKNOWN, 10.0)
+    Series.started_in(series.bucket(0.5), 0.003)
+    series.missed(0.7)
+    Series.completed_in(series.bucket(0.5), Outcome.ACK, 1.7)  # answered in second 2, counted in second 0
+    Series.started_in(series.bucket(2.2), 0.0)
+    Series.completed_in(series.bucket(2.2), Outcome.UNKNOWN, 10.0)
     rows = series.rows()
     assert [r["second"] for r in rows] == [0, 1, 2]
     first = rows[0]
