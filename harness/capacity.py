@@ -406,13 +406,12 @@ class GeneratorOnHealthz(_Model):
         return g / w if g is not None and w else None
 
     def at_wrk_wakeups_seconds_per_1000(self) -> float | None:
-        """CPU per 1,000 requests less the wakeups beyond wrk's (generator_cost.Figure.compare_to)."""
-        g, n, each, theirs = (
-            self.cpu_seconds_per_1000, self.wakeups_per_request, self.wakeup_cpu_seconds, self.wrk_wakeups_per_request
+        """CPU per 1,000 requests less the wakeups beyond wrk's (CPU-s per 1,000 = ms per request)."""
+        each = self.wakeup_cpu_seconds
+        return generator_cost.at_wrk_wakeups(
+            self.cpu_seconds_per_1000, self.wakeups_per_request, self.wrk_wakeups_per_request,
+            None if each is None else each * 1000,
         )  # fmt: skip
-        if g is None or n is None or each is None or theirs is None:
-            return None
-        return max(0.0, g - max(0.0, n - theirs) * each * 1000)
 
 
 class GeneratorFigures(_Model):

@@ -83,11 +83,23 @@ class Figure:
         if self.cpu_ms_per_request is None or not base:
             return
         self.ratio_to_wrk = round(self.cpu_ms_per_request / base, 2)
-        mine, theirs, each = self.wakeups_per_request, wrk.wakeups_per_request, self.ms_per_wakeup
-        if mine is None or theirs is None or each is None:
+        like = at_wrk_wakeups(
+            self.cpu_ms_per_request, self.wakeups_per_request, wrk.wakeups_per_request, self.ms_per_wakeup
+        )
+        if like is None:
             return
-        self.at_wrk_wakeups_ms = round(max(0.0, self.cpu_ms_per_request - max(0.0, mine - theirs) * each), 4)
+        self.at_wrk_wakeups_ms = round(like, 4)
         self.at_wrk_wakeups_ratio = round(self.at_wrk_wakeups_ms / base, 2)
+
+
+def at_wrk_wakeups(
+    cpu_ms: float | None, wakeups: float | None, wrk_wakeups: float | None, ms_per_wakeup: float | None
+) -> float | None:
+    """CPU ms per request less the wakeups per request beyond wrk's, at `ms_per_wakeup` each (never
+    below 0, and fewer wakeups than wrk's are no credit); None when a figure is missing."""
+    if cpu_ms is None or wakeups is None or wrk_wakeups is None or ms_per_wakeup is None:
+        return None
+    return max(0.0, cpu_ms - max(0.0, wakeups - wrk_wakeups) * ms_per_wakeup)
 
 
 def measure_wrk(seconds: float, endpoint: str = "reactions") -> Figure:
