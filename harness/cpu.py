@@ -9,7 +9,7 @@ takes its CPU along, so read a snapshot before and after a window and take the d
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import psutil
@@ -30,25 +30,31 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (utime + stime) / _TICKS
 
 
-def tree_cpu_seconds(pid: int) -> float | None:
-    """CPU seconds of `pid` and its live descendants; None when `pid` itself is gone."""
-    own = process_cpu_seconds(pid)
+def _over_tree(pid: int, read: Callable[[int], float | None]) -> float | None:
+    """`read` of `pid` plus `read` of each live descendant; None when `pid` itself is gone."""
+    own = read(pid)
     if own is None:
         return None
     try:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.Error:
         children = []
-    return own + sum(process_cpu_seconds(c.pid) or 0.0 for c in children)
+    return own + sum(read(c.pid) or 0 for c in children)
 
 
-def _thread_wakeups(pid: int) -> int:
-    """Voluntary context switches of every thread of `pid` (each is a sleep, so later a wakeup)."""
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of `pid` and its live descendants; None when `pid` itself is gone."""
+    return _over_tree(pid, process_cpu_seconds)
+
+
+def process_wakeups(pid: int) -> int | None:
+    """Voluntary context switches of every thread of `pid` (each is a sleep, so later a wakeup); None
+    when it does not exist (any more)."""
     total = 0
     try:
         threads = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return 0
+        return None
     for tid in threads:
         try:
             with open(f"/proc/{pid}/task/{tid}/status", encoding="ascii") as f:
@@ -64,13 +70,8 @@ def _thread_wakeups(pid: int) -> int:
 def tree_wakeups(pid: int) -> int | None:
     """Times `pid` and its live descendants went to sleep (voluntary switches, all threads); None when
     `pid` is gone. Read before and after a window, as the CPU seconds."""
-    if not os.path.exists(f"/proc/{pid}"):
-        return None
-    try:
-        children = psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        children = []
-    return _thread_wakeups(pid) + sum(_thread_wakeups(c.pid) for c in children)
+    total = _over_tree(pid, process_wakeups)
+    return None if total is None else int(total)
 
 
 MACHINE = "(machine)"  # every CPU's busy time, whoever used it
