@@ -7,8 +7,8 @@ back). Here, as in `wrk`, each connection has one read watcher on the loop, star
 connection opens; the request is written from the caller, its answer parsed in the watcher's
 callback, and the deadlines of all requests checked by one periodic timer while any is in flight
 (a deadline ends its request up to 50 ms late): requests start in order with the same timeout, so
-their deadlines are in order too, and a deque holds them. Against HAProxy
-answering at once on the development VM: 0.073 -> 0.051 ms of CPU per request at 4,000/s.
+their deadlines are in order too, and a deque holds them. Against HAProxy answering at once on
+the development VM: 0.073 -> 0.051 ms of CPU per request at 4,000/s.
 
 - connections are kept alive and reused, most recently used first (LIFO keeps the pool small);
   one that sat idle longer than `idle_seconds` is closed instead of reused, well before the
