@@ -400,6 +400,7 @@ class GeneratorOnHealthz(_Model):
     wakeups_per_request: float | None = None
     wakeup_cpu_seconds: float | None = None
     wrk_wakeups_per_request: float | None = None
+    wake_interval_seconds: float | None = None  # the generator's --wake-interval (None: written before it had one)
 
     def times_wrk(self) -> float | None:
         g, w = self.cpu_seconds_per_1000, self.wrk_cpu_seconds_per_1000
@@ -606,7 +607,11 @@ class StepRunner:
             "name": f"capacity-{pipeline}-{rate:.0f}", "kind": "steady", "rate": rate, "duration": duration,
             "description": "a bench capacity step",
         }))  # fmt: skip
-        load = LoadRun(str(profile), duration, folder / "loadgen", request_timeout=5.0, nice=self.gen_limits.nice)
+        gen = self.gen_limits
+        load = LoadRun(
+            str(profile), duration, folder / "loadgen", request_timeout=5.0, nice=gen.nice,
+            wake_interval=gen.wake_interval_seconds,
+        )  # fmt: skip
         proc = load.start(folder / "locust.log")
         watch_backlog = pipeline == "async"
         try:
@@ -776,6 +781,7 @@ def measure_generator_on_healthz(rate: float, s: SearchSettings, work: Path, wrk
         wakeups_per_request=fig.wakeups_per_request,
         wakeup_cpu_seconds=None if fig.ms_per_wakeup is None else fig.ms_per_wakeup / 1000,
         wrk_wakeups_per_request=wrk.wakeups_per_request,
+        wake_interval_seconds=None if fig.wake_interval_ms is None else fig.wake_interval_ms / 1000,
     )
 
 

@@ -63,6 +63,7 @@ class Figure:
     lag_max_ms: float | None = None
     missed: int = 0
     machine_cores: float | None = None  # the whole machine's busy cores over the window
+    wake_interval_ms: float | None = None  # the generator's --wake-interval (None: wrk)
     wakeups_per_request: float | None = None  # the tool's sleeps (voluntary switches) per request
     ms_per_wakeup: float | None = None  # CPU of one wakeup, from the probe beside it (harness/wakeup_probe.py)
     # CPU per request less the wakeups it needs beyond wrk's (an open loop wakes for each arrival and
@@ -125,10 +126,13 @@ def measure_wrk(seconds: float, endpoint: str = "reactions") -> Figure:
 
 def measure_generator(
     rate: float, processes: int, seconds: float, warmup: float, work: Path, max_in_flight: int = 1000,
-    endpoint: str = "reactions",
+    endpoint: str = "reactions", wake_interval: float | None = None,
 ) -> Figure:  # fmt: skip
-    """One steady open-loop run of the Locust generator at `rate`; CPU over [warmup, seconds - 1]."""
-    folder = work / f"gen-{endpoint}-{processes}p-{rate:.0f}"
+    """One steady open-loop run of the Locust generator at `rate`; CPU over [warmup, seconds - 1].
+    `wake_interval`: the cells' (harness/limits/generator.yaml) unless given."""
+    limits = generator_health.load_limits()
+    wake = limits.wake_interval_seconds if wake_interval is None else wake_interval
+    folder = work / f"gen-{endpoint}-{processes}p-{rate:.0f}-w{wake * 1000:g}"
     folder.mkdir(parents=True, exist_ok=True)
     profile = folder / "profile.yaml"
     profile.write_text(
@@ -138,7 +142,7 @@ def measure_generator(
     )
     load = LoadRun(
         str(profile), seconds, folder / "loadgen", processes=processes, request_timeout=5.0,
-        max_in_flight=max_in_flight, nice=generator_health.load_limits().nice, endpoint=endpoint,  # as in the cells
+        max_in_flight=max_in_flight, nice=limits.nice, endpoint=endpoint, wake_interval=wake,  # as in the cells
     )  # fmt: skip
     proc = load.start(folder / "locust.log")
     probe = None
@@ -191,6 +195,7 @@ def measure_generator(
         lag_max_ms=ms(lag["max"]),
         missed=missed,
         machine_cores=round((busy1 - busy0) / (t1 - t0), 2) if busy0 is not None and busy1 is not None else None,
+        wake_interval_ms=round(wake * 1000, 3),
     )
     fig.count_wakeups(None if wake0 is None or wake1 is None else wake1 - wake0, probed)
     return fig
@@ -203,7 +208,7 @@ def _sleep_until(unix: float) -> None:
 
 def table(figures: list[Figure]) -> str:
     head = (
-        f"{'tool':<20} {'proc':>4} {'offered/s':>9} {'achieved/s':>10} {'requests':>8} {'CPU s':>7} "
+        f"{'tool':<20} {'proc':>4} {'wake ms':>7} {'offered/s':>9} {'achieved/s':>10} {'requests':>8} {'CPU s':>7} "
         f"{'CPU ms/req':>10} {'x wrk':>6} {'wake/req':>8} {'ms/wake':>7} {'@wrk wake':>9} {'x wrk':>5} "
         f"{'lag p50':>8} {'lag p99':>8} {'lag max':>8} {'missed':>6} {'machine':>7}"
     )
@@ -214,7 +219,8 @@ def table(figures: list[Figure]) -> str:
 
     for g in figures:
         rows.append(
-            f"{g.tool:<20} {g.processes:>4} {f(g.offered_per_second, '.0f'):>9} {g.achieved_per_second:>10.0f} "
+            f"{g.tool:<20} {g.processes:>4} {f(g.wake_interval_ms, 'g'):>7} {f(g.offered_per_second, '.0f'):>9} "
+            f"{g.achieved_per_second:>10.0f} "
             f"{g.requests:>8} {g.cpu_seconds:>7.2f} {f(g.cpu_ms_per_request, '.3f'):>10} "
             f"{f(g.ratio_to_wrk, '.2f'):>6} {f(g.wakeups_per_request, '.2f'):>8} {f(g.ms_per_wakeup, '.3f'):>7} "
             f"{f(g.at_wrk_wakeups_ms, '.3f'):>9} {f(g.at_wrk_wakeups_ratio, '.1f'):>5} "
@@ -222,6 +228,7 @@ def table(figures: list[Figure]) -> str:
             f"{f(g.lag_max_ms, '.1f'):>8} {g.missed:>6} {f(g.machine_cores, '.2f'):>7}"
         )
     rows.append(
+        "wake ms: the generator's --wake-interval (0: it wakes for every arrival and answer);\n"
         "lag in ms (intended -> actual start, every request of the run); machine: busy cores, all processes;\n"
         "wake/req: sleeps per request; ms/wake: CPU of one wakeup (harness.wakeup_probe beside the generator);\n"
         "@wrk wake: CPU ms per request less the wakeups beyond wrk's (wake/req - wrk's) x ms/wake, then x wrk"
@@ -242,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of each run not measured (start-up)")
     p.add_argument("--wrk-seconds", type=float, default=10.0)
     p.add_argument("--endpoint", choices=list(ENDPOINTS), default="reactions", help="what wrk and the generator send")
+    p.add_argument(
+        "--wake-intervals", type=float, nargs="+", help="the generator's --wake-interval values to measure "
+        "(seconds; default: the cells', harness/limits/generator.yaml)",
+    )  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     if args.seconds < args.warmup + 3:
@@ -252,19 +263,23 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(table(figures).splitlines()[:3]), flush=True)
     with tempfile.TemporaryDirectory(prefix="generator-cost-") as tmp:
         for processes in args.processes:
-            for rate in args.rates:
-                figures.append(
-                    measure_generator(rate, processes, args.seconds, args.warmup, Path(tmp), endpoint=args.endpoint)
-                )
-                print(_row(figures[-1]), flush=True)
-            if args.max:
-                rate = round(wrk_fig.achieved_per_second * MAX_OVER_WRK, -1)
-                fig = measure_generator(
-                    rate, processes, args.seconds, args.warmup, Path(tmp), WRK_CONNECTIONS, endpoint=args.endpoint
-                )
-                fig.tool = "locust (max, cap 64)"
-                figures.append(fig)
-                print(_row(figures[-1]), flush=True)
+            for wake in args.wake_intervals or [None]:
+                for rate in args.rates:
+                    fig = measure_generator(
+                        rate, processes, args.seconds, args.warmup, Path(tmp), endpoint=args.endpoint,
+                        wake_interval=wake,
+                    )  # fmt: skip
+                    figures.append(fig)
+                    print(_row(figures[-1]), flush=True)
+                if args.max:
+                    rate = round(wrk_fig.achieved_per_second * MAX_OVER_WRK, -1)
+                    fig = measure_generator(
+                        rate, processes, args.seconds, args.warmup, Path(tmp), WRK_CONNECTIONS,
+                        endpoint=args.endpoint, wake_interval=wake,
+                    )  # fmt: skip
+                    fig.tool = "locust (max, cap 64)"
+                    figures.append(fig)
+                    print(_row(figures[-1]), flush=True)
     for g in figures[1:]:
         g.compare_to(wrk_fig)
     print()

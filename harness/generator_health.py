@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from facts import quantiles
 from harness import yamlpos
+from loadtests.settings import MAX_WAKE_INTERVAL_SECONDS
 
 LIMITS_FILE = Path(__file__).resolve().parent / "limits" / "generator.yaml"
 
@@ -28,6 +29,7 @@ class GeneratorLimits(BaseModel):
     in_flight_seconds: float = Field(gt=0)
     min_in_flight: int = Field(gt=0)
     nice: int = Field(ge=-20, le=19)
+    wake_interval_seconds: float = Field(ge=0, le=MAX_WAKE_INTERVAL_SECONDS)
 
     def in_flight_cap(self, peak_rate: float) -> int:
         """The load generator's cap on unanswered requests for a load peaking at `peak_rate`."""

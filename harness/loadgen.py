@@ -35,6 +35,7 @@ class LoadRun:
     request_timeout: float = 10.0
     max_in_flight: int = 1000
     nice: int = 0  # scheduling priority (harness/limits/generator.yaml); below 0 needs root
+    wake_interval: float = 0.0  # seconds between the generator's wakeups at most (ditto)
     endpoint: str = "reactions"  # or "healthz": the generator measured on the cheapest answer
 
     def command(self) -> list[str]:
@@ -43,7 +44,7 @@ class LoadRun:
             "--host", topology.url(topology.REACTION_HTTP_PORT),
             "--load-profile", self.profile, "--duration", f"{self.duration:g}",
             "--seed", str(self.seed), "--request-timeout", f"{self.request_timeout:g}",
-            "--max-in-flight", str(self.max_in_flight),
+            "--max-in-flight", str(self.max_in_flight), "--wake-interval", f"{self.wake_interval:g}",
             "--outcomes-dir", str(self.out_dir), "--csv", str(self.out_dir / "locust"),
             # The profile's shape ends the run (--run-time would only start after it). Failed
             # requests are what chaos runs measure, not a reason for Locust to exit non-zero.

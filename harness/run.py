@@ -103,6 +103,7 @@ def run_cell(
     load = LoadRun(
         str(profile_file), cell.load_seconds, out / "loadgen", processes=processes,
         max_in_flight=gen.in_flight_cap(cell.profile.max_rate()), nice=gen.nice,
+        wake_interval=gen.wake_interval_seconds,
     )  # fmt: skip
     timeline = Timeline(cell.scaled_faults(), cell.load_seconds, stack.toxiproxy, stack, metrics=metrics)
     started_unix = time.time()

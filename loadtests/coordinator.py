@@ -264,6 +264,7 @@ class Coordinator:
                 duration=profile.duration,
                 share_rate=lambda t: profile.rate_at(t) / share.count,
                 max_in_flight=cap,
+                wake_interval=settings.wake_interval,
                 worker=share.index,
                 outcomes_dir=settings.outcomes_dir_for(plan.run_id),
                 summary={
@@ -281,7 +282,7 @@ class Coordinator:
             )  # fmt: skip
             if self.env is None:  # cannot happen: init set it before any user could start
                 raise RuntimeError("no Locust environment")
-            client = KeepAliveClient(host, timeout=settings.request_timeout)
+            client = KeepAliveClient(host, timeout=settings.request_timeout, batched=settings.wake_interval > 0)
             endpoint = ENDPOINTS[settings.endpoint]
             report = LocustReport(
                 self.env, f"{client.base_url}{endpoint.stats_name}", settings.request_events, endpoint

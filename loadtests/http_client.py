@@ -1,19 +1,29 @@
 """A lean HTTP/1.1 keep-alive client driven by the event loop's callbacks: a rendered request in,
-(status, body length) or an error out, handed to a callback. No greenlet per request.
+(status, body length, when the answer arrived) or an error out, handed to a callback. No greenlet
+per request.
 
 Why callbacks: a greenlet per request costs gevent's machinery on top of the request (a switch into
 the greenlet, a libev timer for its deadline, a switch to the hub to wait for the answer and one
-back). Here, as in `wrk`, each connection has one read watcher on the loop, started when the
-connection opens; the request is written from the caller, its answer parsed in the watcher's
-callback, and the deadlines of all requests checked by one periodic timer while any is in flight
-(a deadline ends its request up to 50 ms late): requests start in order with the same timeout, so
-their deadlines are in order too, and a deque holds them. Against HAProxy answering at once on
-the development VM: 0.073 -> 0.051 ms of CPU per request at 4,000/s.
+back). Here, as in `wrk`, the request is written from the caller, its answer parsed when it is read,
+and the deadlines of all requests checked by one periodic timer while any is in flight (a deadline
+ends its request up to 50 ms late): requests start in order with the same timeout, so their
+deadlines are in order too, and a deque holds them. Against HAProxy answering at once on the
+development VM: 0.073 -> 0.051 ms of CPU per request at 4,000/s.
+
+Why batched reads: on a VM, every wakeup from a sleep costs a process tens of microseconds of CPU
+whatever it then does (loadtests/README.md, "Wakeups, not requests"), and an open loop that wakes
+for each answer pays one per request. The client's connections sit in an epoll set of its own, and
+`poll()` reads every answer that has come in. Unbatched, the loop calls it as soon as one has (one
+watcher on that set); batched, the owner calls it when it wakes anyway (the driver: at most every
+`--wake-interval`, to start the arrivals due) and the deadline timer does while requests are in
+flight, so the answers of many requests cost one wakeup. Reading late does not move a latency: each
+answer's time is the kernel's receive timestamp of its last bytes (SO_TIMESTAMPNS), not the time
+the client got to it.
 
 - connections are kept alive and reused, most recently used first (LIFO keeps the pool small);
   one that sat idle longer than `idle_seconds` is closed instead of reused, well before the
   server's own keep-alive timeout (aiohttp's default is 75 s), and one the server closes while
-  idle is dropped at once (its watcher sees the end of the stream);
+  idle is dropped when next polled (it reads as the end of the stream);
 - exactly one attempt per request: no retry, ever (a retry would be a second, unrecorded send);
 - the response is read to its end (Content-Length, chunked, or until the server closes) and
   dropped; only its status and body length are kept.
@@ -26,10 +36,13 @@ ConnectionResetError, a malformed response as `ResponseError`, a deadline as `ge
 
 from __future__ import annotations
 
+import _socket
 import errno
 import logging
 import os
+import select
 import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -37,6 +50,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import gevent
+from gevent import monkey
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +59,18 @@ _HEAD_END = b"\r\n\r\n"
 _RECV = 65536
 _MAX_HEAD = 65536
 _READ, _WRITE = 1, 2  # libev's EV_READ, EV_WRITE
+# Locust monkey-patches `select` (no epoll there then) and `socket` (gevent's class, which wraps every
+# call in Python to block cooperatively). This client never blocks: it takes the originals.
+_Epoll: type[select.epoll] = monkey.get_original("select", "epoll")
+_EPOLLIN: int = monkey.get_original("select", "EPOLLIN")
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Python names it on some builds only; Linux's value
+_STAMP_SPACE = socket.CMSG_SPACE(16)  # one struct timespec
+_TIMESPEC = struct.Struct("@qq")
 
-# The answer to one request: (token, status, body length, error). status is None when error is set.
-Done = Callable[[Any, "int | None", int, "BaseException | None"], None]
+# The answer to one request: (token, status, body length, error, ended_ns). status is None when
+# error is set; ended_ns is Unix nanoseconds: when the answer's last bytes reached this host's
+# socket (the kernel's stamp), or when the error was seen.
+Done = Callable[[Any, "int | None", int, "BaseException | None", int], None]
 
 # Where a response stands: its head not complete yet; a body of known length; a chunked body; a body
 # that ends when the server closes.
@@ -60,14 +83,13 @@ class ResponseError(Exception):
 
 class _Connection:
     __slots__ = (
-        "buf", "connected", "done", "idle_since", "length", "need", "pending", "reader", "reusable",
+        "buf", "connected", "done", "idle_since", "length", "need", "pending", "received_ns", "reusable",
         "serial", "sock", "state", "status", "token", "writer",
     )  # fmt: skip
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
-        self.reader: Any = None  # libev io watchers
-        self.writer: Any = None
+        self.writer: Any = None  # a libev io watcher, while a connect or a write waits
         self.pending = b""  # request bytes not yet written (connect in progress, or a full buffer)
         self.token: Any = None
         self.done: Done | None = None  # set while a request is in flight
@@ -80,11 +102,16 @@ class _Connection:
         self.reusable = False
         self.idle_since = 0.0
         self.connected = False
+        self.received_ns = 0  # the kernel's receive stamp of the last bytes read
 
 
 class KeepAliveClient:
-    def __init__(self, base_url: str, *, timeout: float, idle_seconds: float = IDLE_SECONDS) -> None:
-        """`timeout`: seconds from a request's send to its deadline (a `gevent.Timeout` to its callback)."""
+    def __init__(
+        self, base_url: str, *, timeout: float, idle_seconds: float = IDLE_SECONDS, batched: bool = False
+    ) -> None:
+        """`timeout`: seconds from a request's send to its deadline (a `gevent.Timeout` to its callback).
+        `batched`: answers are read when the owner calls `poll()` (and by the deadline timer), not as
+        soon as they come."""
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"the load generator sends plain http:// only, got {base_url!r}")
@@ -95,6 +122,9 @@ class KeepAliveClient:
         self._family, self._kind, self._proto, self._address = family, kind, proto, address
         self._idle: list[_Connection] = []
         self._busy: set[_Connection] = set()
+        self._open: dict[int, _Connection] = {}  # by file descriptor: what the epoll set reports
+        self._poller = _Epoll()
+        self.batched = batched
         self._idle_seconds = idle_seconds
         self._timeout = timeout
         self._deadlines: deque[tuple[float, _Connection, int]] = deque()
@@ -104,6 +134,10 @@ class KeepAliveClient:
         check = min(0.05, timeout / 4)
         self._clock = self._loop.timer(check, check)
         self._expired = gevent.Timeout(timeout)  # one instance: its constructor makes a libev timer
+        self._watch: Any = None
+        if not batched:
+            self._watch = self._loop.io(self._poller.fileno(), _READ)
+            self._watch.start(self.poll)
         self.connections_opened = 0
 
     @property
@@ -119,7 +153,7 @@ class KeepAliveClient:
             try:
                 conn = self._connect()
             except OSError as exc:
-                _call(done, token, None, 0, exc.with_traceback(None))
+                _call(done, token, None, 0, exc.with_traceback(None), time.time_ns())
                 return
         conn.token, conn.done = token, done
         conn.serial += 1
@@ -139,10 +173,22 @@ class KeepAliveClient:
             self._fail(conn, error)
         return len(busy)
 
+    def poll(self) -> None:
+        """Read every answer that has come in, and notice idle connections the server closed."""
+        open_ = self._open
+        for fd, _ in self._poller.poll(0):
+            conn = open_.get(fd)
+            if conn is not None:  # not dropped by an earlier answer's callback
+                self._readable(conn)
+
     def close(self) -> None:
         self.cancel_all(ConnectionAbortedError("client closed"))
         while self._idle:
             self._drop(self._idle.pop())
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch.close()
+        self._poller.close()
         self._clock.close()
         self._expired.close()
 
@@ -159,10 +205,11 @@ class KeepAliveClient:
         return None
 
     def _connect(self) -> _Connection:
-        sock = socket.socket(self._family, self._kind, self._proto)
+        sock = _socket.socket(self._family, self._kind, self._proto)
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             code = sock.connect_ex(self._address)
             if code not in (0, errno.EINPROGRESS):
                 raise _os_error(code)
@@ -171,8 +218,9 @@ class KeepAliveClient:
             raise
         self.connections_opened += 1
         conn = _Connection(sock)
-        conn.reader = self._loop.io(sock.fileno(), _READ)
-        conn.reader.start(self._readable, conn)
+        fd = sock.fileno()
+        self._poller.register(fd, _EPOLLIN)
+        self._open[fd] = conn
         if code == 0:
             conn.connected = True
         else:
@@ -181,11 +229,13 @@ class KeepAliveClient:
         return conn
 
     def _drop(self, conn: _Connection) -> None:
-        for watcher in (conn.reader, conn.writer):
-            if watcher is not None:
-                watcher.stop()
-                watcher.close()
-        conn.reader = conn.writer = None  # the watchers held the connection (their args): no cycle left
+        if conn.writer is not None:
+            conn.writer.stop()
+            conn.writer.close()
+            conn.writer = None  # the watcher held the connection (its args): no cycle left
+        fd = conn.sock.fileno()
+        if self._open.pop(fd, None) is conn:
+            self._poller.unregister(fd)
         conn.sock.close()
 
     # ---- one request ----------------------------------------------------------------------------
@@ -221,7 +271,7 @@ class KeepAliveClient:
 
     def _readable(self, conn: _Connection) -> None:
         try:
-            data = conn.sock.recv(_RECV)
+            data, stamps, _, _ = conn.sock.recvmsg(_RECV, _STAMP_SPACE)
         except BlockingIOError:
             return
         except OSError as exc:
@@ -233,6 +283,11 @@ class KeepAliveClient:
         if conn.done is None:  # idle: the server closed it (or spoke out of turn)
             self._discard_idle(conn)
             return
+        if stamps:
+            seconds, nanos = _TIMESPEC.unpack(stamps[0][2])
+            conn.received_ns = seconds * 1_000_000_000 + nanos
+        else:  # the end of the stream carries no stamp
+            conn.received_ns = time.time_ns()
         try:
             finished = self._parse(conn, data)
         except (ResponseError, ConnectionResetError) as exc:
@@ -322,14 +377,14 @@ class KeepAliveClient:
         else:
             self._drop(conn)
         if done is not None:
-            _call(done, token, status, length, None)
+            _call(done, token, status, length, None, conn.received_ns)
 
     def _fail(self, conn: _Connection, error: BaseException) -> None:
         token, done = conn.token, conn.done
         self._release(conn)
         self._drop(conn)
         if done is not None:
-            _call(done, token, None, 0, error)
+            _call(done, token, None, 0, error, time.time_ns())
 
     def _release(self, conn: _Connection) -> None:
         """The connection carries no request any more."""
@@ -349,7 +404,10 @@ class KeepAliveClient:
         self._drop(conn)
 
     def _expire(self) -> None:
-        """The periodic deadline check: every request past its deadline ends with a Timeout."""
+        """The periodic deadline check: every request past its deadline ends with a Timeout (unless
+        its answer is already here: a batched client reads them first)."""
+        if self.batched:
+            self.poll()
         deadlines = self._deadlines
         now = time.monotonic()
         while deadlines and deadlines[0][0] <= now:
@@ -358,11 +416,11 @@ class KeepAliveClient:
                 self._fail(conn, self._expired)
 
 
-def _call(done: Done, token: Any, status: int | None, length: int, error: BaseException | None) -> None:
+def _call(done: Done, token: Any, status: int | None, length: int, error: BaseException | None, ended_ns: int) -> None:
     """The caller's callback, run from the loop: an exception of its own must not reach libev, which
-    would stop the watcher that ran it (a pooled connection's reader: its next answer never read)."""
+    would stop the watcher that ran it (the epoll set's: no answer read any more)."""
     try:
-        done(token, status, length, error)
+        done(token, status, length, error, ended_ns)
     except Exception:
         log.exception("loadgen: the callback of a finished request failed")
 

@@ -8,9 +8,15 @@ from pathlib import Path
 import pytest
 
 from harness import generator_health as gh
+from harness.loadgen import LoadRun
 
 LIMITS = gh.GeneratorLimits(
-    lag_p99_seconds=0.05, max_missed_arrivals=0, in_flight_seconds=3.0, min_in_flight=1000, nice=0
+    lag_p99_seconds=0.05,
+    max_missed_arrivals=0,
+    in_flight_seconds=3.0,
+    min_in_flight=1000,
+    nice=0,
+    wake_interval_seconds=0.002,
 )
 DONE = {"worker": 0, "completed_schedule": True}
 
@@ -38,7 +44,10 @@ def test_lags_come_from_each_request_s_intended_and_actual_start() -> None:
 def test_the_shipped_limits_load_and_a_bad_file_is_named(tmp_path: Path) -> None:
     assert gh.load_limits().lag_p99_seconds > 0
     bad = tmp_path / "g.yaml"
-    bad.write_text("lag_p99_seconds: 0.05\nmax_missed: 0\nin_flight_seconds: 3\nmin_in_flight: 1000\nnice: 0\n")
+    bad.write_text(
+        "lag_p99_seconds: 0.05\nmax_missed: 0\nin_flight_seconds: 3\nmin_in_flight: 1000\nnice: 0\n"
+        "wake_interval_seconds: 0\n"
+    )
     with pytest.raises(ValueError, match=rf"{bad}: field 'max_missed_arrivals': Field required; field 'max_missed'"):
         gh.load_limits(bad)
 
@@ -48,3 +57,16 @@ def test_the_in_flight_cap_grows_with_the_peak_so_a_slow_pipeline_does_not_fill_
     assert limits.in_flight_cap(10) == limits.min_in_flight  # a light load keeps the floor
     # a 750/s surge against a pipeline answering at its 1 s deadline: more than the old fixed 1,000
     assert limits.in_flight_cap(750) == math.ceil(750 * limits.in_flight_seconds) > 1000
+
+
+def test_the_cells_wake_interval_reaches_locust_and_a_late_one_is_refused(tmp_path: Path) -> None:
+    wake = gh.load_limits().wake_interval_seconds
+    command = LoadRun("p.yaml", 10.0, tmp_path, wake_interval=wake).command()
+    assert command[command.index("--wake-interval") + 1] == f"{wake:g}"
+    late = tmp_path / "late.yaml"
+    late.write_text(
+        "lag_p99_seconds: 0.05\nmax_missed_arrivals: 0\nin_flight_seconds: 3\nmin_in_flight: 1000\nnice: 0\n"
+        "wake_interval_seconds: 0.2\n"
+    )
+    with pytest.raises(ValueError, match=rf"{late}: field 'wake_interval_seconds': .*less than or equal to 0.05"):
+        gh.load_limits(late)

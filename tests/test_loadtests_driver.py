@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 import json
 import socket as std_socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from gevent.event import AsyncResult
 from gevent.server import StreamServer
 
 from loadtests.counters import LoadStats
-from loadtests.driver import Driver, DriverConfig
+from loadtests.driver import Driver, DriverConfig, GeventClock
 from loadtests.gc_pacing import PacedCollection
 from loadtests.http_client import KeepAliveClient, ResponseError
 from loadtests.outcome import Outcome, read_outcomes
@@ -109,7 +111,9 @@ def get(path: str, host: str) -> bytes:
 def fetch(client: KeepAliveClient, payload: bytes) -> tuple[int, int]:
     """One request through the callback API, waited for: (status, length), or its error raised."""
     answer: AsyncResult = AsyncResult()
-    client.send(payload, "token", lambda token, status, length, error: answer.set((token, status, length, error)))
+    client.send(
+        payload, "token", lambda token, status, length, error, _ended: answer.set((token, status, length, error))
+    )
     token, status, length, error = answer.get(timeout=3)  # its own Timeout says 3 seconds
     assert token == "token"
     if error is not None:
@@ -169,21 +173,93 @@ def test_client_drops_what_it_cannot_reuse_and_never_sends_on_it():
         client.close()
 
 
-def test_client_deadline_and_cancel_end_requests_with_their_errors():
+@pytest.mark.parametrize("batched", [False, True])
+def test_client_deadline_and_cancel_end_requests_with_their_errors(batched: bool):
     with Server() as server:
-        client = KeepAliveClient(server.url, timeout=0.2)
+        # Batched, only the deadline timer reads answers here (nobody calls poll): it still ends each.
+        client = KeepAliveClient(server.url, timeout=0.2, batched=batched)
         h = client.host_header
         with pytest.raises(gevent.Timeout) as expired:
             fetch(client, get("/hang", h))
         assert expired.value.seconds == 0.2  # the client's deadline, not the test's wait
         ended: list[BaseException | None] = []
-        client.send(get("/hang", h), None, lambda _t, _s, _n, error: ended.append(error))
+        client.send(get("/hang", h), None, lambda _t, _s, _n, error, _e: ended.append(error))
         assert client.in_flight == 1
         assert client.cancel_all(ConnectionAbortedError("stop")) == 1
         assert [type(e) for e in ended] == [ConnectionAbortedError] and client.in_flight == 0
         assert fetch(client, get("/len", h)) == (202, 5)  # a timed-out connection is never reused
         assert client.connections_opened == 3
         client.close()
+
+
+class ThreadServer:
+    """Answers every request at once from an OS thread: it answers while the test holds gevent's loop."""
+
+    def __init__(self) -> None:
+        self.listener = std_socket.create_server(("127.0.0.1", 0))
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            while conn.recv(65536):
+                conn.sendall(CANNED["/len"])
+
+    def __enter__(self) -> ThreadServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.listener.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_an_answer_is_timed_when_it_reached_the_socket_not_when_it_was_read(batched: bool):
+    with ThreadServer() as server:
+        client = KeepAliveClient(server.url, timeout=5.0, batched=batched)
+        assert fetch(client, get("/len", client.host_header)) == (202, 5)  # connected: the next send writes at once
+        ended: list[tuple[int | None, int]] = []
+        sent = time.time_ns()
+        client.send(get("/len", client.host_header), None, lambda _t, s, _n, _e, ended_ns: ended.append((s, ended_ns)))
+        time.sleep(0.4)  # the loop is held: the thread answers, nobody reads
+        assert ended == [] and client.in_flight == 1
+        read_from = time.time_ns()
+        if batched:
+            client.poll()  # what the driver's clock does when it wakes
+        else:
+            gevent.sleep(0.05)  # the loop reads it as soon as it runs
+        assert [status for status, _ in ended] == [202] and client.in_flight == 0
+        assert sent <= ended[0][1] < read_from - 200_000_000  # the kernel's stamp, from before the read
+        client.close()
+
+
+@pytest.mark.parametrize("interval", [0.0, 0.02])
+def test_the_clock_wakes_at_most_once_per_wake_interval_and_never_early(interval: float):
+    woke: list[float] = []
+    clock = GeventClock(time.time_ns(), interval, lambda: woke.append(clock.now()))
+    for i in range(100):  # 1,000/s for 0.1 s
+        clock.sleep_until(i * 0.001)
+        assert clock.now() >= i * 0.001
+    if interval:
+        assert 1 < len(woke) < 100 and min(b - a for a, b in itertools.pairwise(woke)) >= interval
+    else:
+        assert len(woke) == 100  # every arrival: the client reads each answer as it comes
+
+
+def test_a_wake_interval_needs_a_batched_client(tmp_path: Path):
+    config = steady(tmp_path, 1, 10.0, wake_interval=0.002)
+    with pytest.raises(ValueError, match="needs a batched client"):
+        Driver(
+            KeepAliveClient("http://127.0.0.1:9", timeout=1.0),
+            ReactionFactory(1, 1, seed=1),
+            config,
+            LoadStats(),
+            Report(),
+        )
 
 
 class Report:
@@ -198,7 +274,9 @@ class Report:
         self.flushes += 1
 
 
-def steady(tmp_path: Path, arrivals: int, rate: float, start_in: float = 0.05, **summary: str) -> DriverConfig:
+def steady(
+    tmp_path: Path, arrivals: int, rate: float, start_in: float = 0.05, wake_interval: float = 0.0, **summary: str
+) -> DriverConfig:
     """`arrivals` evenly spaced at `rate` per second, starting `start_in` seconds from now."""
     return DriverConfig(
         schedule=[i / rate for i in range(arrivals)],
@@ -206,17 +284,19 @@ def steady(tmp_path: Path, arrivals: int, rate: float, start_in: float = 0.05, *
         duration=1.0,
         share_rate=lambda t: rate,
         max_in_flight=100,
+        wake_interval=wake_interval,
         worker=0,
         outcomes_dir=tmp_path,
         summary=dict(summary),
     )
 
 
-def test_driver_records_every_request_with_what_the_server_did(tmp_path: Path):
+@pytest.mark.parametrize("wake_interval", [0.0, 0.01])
+def test_driver_records_every_request_with_what_the_server_did(tmp_path: Path, wake_interval: float):
     arrivals = 200
     with Server() as server:
-        client = KeepAliveClient(server.url, timeout=0.3)
-        config = steady(tmp_path, arrivals, 400, start_in=0.1, run_id="t")  # 400/s for 0.5 s
+        client = KeepAliveClient(server.url, timeout=0.3, batched=wake_interval > 0)
+        config = steady(tmp_path, arrivals, 400, start_in=0.1, wake_interval=wake_interval, run_id="t")  # 0.5 s
         report = Report()
         stats = LoadStats()
         driver = Driver(client, ReactionFactory(10, 10, seed=1), config, stats, report)

@@ -261,6 +261,9 @@ def test_settings_defaults_and_overrides():
     assert s.endpoint == "reactions"
     healthz = Settings.from_options(parse("--endpoint", "healthz"))
     assert healthz.endpoint == "healthz" and healthz.describe()["endpoint"] == "healthz"
+    assert s.wake_interval == 0.0  # standalone Locust wakes for every arrival and answer
+    batched = Settings.from_options(parse("--wake-interval", "0.002"))
+    assert batched.wake_interval == 0.002 and batched.describe()["wake_interval_seconds"] == 0.002
 
 
 @pytest.mark.parametrize(
@@ -270,6 +273,8 @@ def test_settings_defaults_and_overrides():
         (["--max-in-flight", "0"], "--max-in-flight must be > 0"),
         (["--request-timeout", "-1"], "--request-timeout must be > 0"),
         (["--duration", "-3"], "--duration must be >= 0"),
+        (["--wake-interval", "-0.001"], "--wake-interval must be within 0 and 0.05 s"),
+        (["--wake-interval", "0.5"], "--wake-interval must be within 0 and 0.05 s"),
     ],
 )
 def test_settings_errors_name_the_option(argv, words):

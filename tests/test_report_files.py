@@ -242,3 +242,9 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
     assert "| sync | 1% of reactions | 1.40 | x1.40 | reaction 1.40 |" in md
     assert "| sync | off | 1.00 | x1.00 | reaction 1.00 |" in md
     assert "| sync | every reaction (broke its service level) | 2.50 | x2.50 |" in md
+    # a report from a generator with a wake interval says how often it woke at most
+    healthz = cap.generator.healthz if cap.generator is not None else None
+    assert isinstance(healthz, GeneratorOnHealthz)
+    healthz.wake_interval_seconds = 0.003
+    cap.write(root / "capacity.json")
+    assert "on GET /healthz at 200/s, waking at most every 3 ms: 0.20 vs wrk" in report.write(root)[1].read_text()

@@ -340,8 +340,9 @@ def _healthz(h: capacity.GeneratorOnHealthz | str) -> str:
         return f"; on GET /healthz: {h}"
     x = h.times_wrk()
     lag = NO_VALUE if h.lag_p99_seconds is None else f"{h.lag_p99_seconds * 1000:.1f} ms"
+    wake = "" if h.wake_interval_seconds is None else f", waking at most every {h.wake_interval_seconds * 1000:g} ms"
     text = (
-        f"; on GET /healthz at {_rate(h.rate)}: {h.cpu_seconds_per_1000 or 0:.2f} vs wrk "
+        f"; on GET /healthz at {_rate(h.rate)}{wake}: {h.cpu_seconds_per_1000 or 0:.2f} vs wrk "
         f"{h.wrk_cpu_seconds_per_1000 or 0:.3f}" + (f" ({x:.0f}x)" if x is not None else "") + f", lag p99 {lag}"
     )
     like = h.at_wrk_wakeups_seconds_per_1000()
