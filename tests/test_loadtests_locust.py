@@ -237,12 +237,17 @@ def run_locust(
 
 
 @pytest.mark.parametrize(
-    ("processes", "arrivals", "wrapper"),
-    [(0, "poisson", None), (2, "constant", None), (2, "constant", SPAWN_BEFORE_INIT)],
-    ids=["single-process-poisson", "two-workers-constant", "two-workers-spawn-before-init"],
+    ("processes", "arrivals", "wrapper", "wake"),
+    [
+        (0, "poisson", None, 0.0),
+        (2, "constant", None, 0.0),
+        (2, "constant", SPAWN_BEFORE_INIT, 0.0),
+        (2, "constant", None, 0.005),  # the answers read in batches, as in the bench's cells
+    ],
+    ids=["single-process-poisson", "two-workers-constant", "two-workers-spawn-before-init", "two-workers-batched"],
 )
-def test_locust_records_every_reaction_with_its_outcome(tmp_path, processes, arrivals, wrapper):
-    extra = ["--arrivals", arrivals, "--seed", "3"]
+def test_locust_records_every_reaction_with_its_outcome(tmp_path, processes, arrivals, wrapper, wake):
+    extra = ["--arrivals", arrivals, "--seed", "3", "--wake-interval", str(wake)]
     if processes:
         extra += ["--processes", str(processes)]
     with StandIn() as server:
@@ -289,6 +294,7 @@ def test_locust_records_every_reaction_with_its_outcome(tmp_path, processes, arr
     summaries = [json.loads(p.read_text()) for p in sorted(out.glob("summary-w*.json"))]
     assert len(summaries) == workers
     assert {s["workers"] for s in summaries} == {workers}
+    assert {s["wake_interval_seconds"] for s in summaries} == {wake}
     assert all(s["completed_schedule"] and s["missed"] == 0 for s in summaries)
     assert sum(s["started"] for s in summaries) == sum(s["recorded"] for s in summaries) == len(records)
     rows = [json.loads(line) for p in out.glob("series-w*.jsonl") for line in p.read_text().splitlines()]
