@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import generator_health as gh
 from harness.loadgen import LoadRun
@@ -19,6 +20,13 @@ LIMITS = gh.GeneratorLimits(
     wake_interval_seconds=0.002,
 )
 DONE = {"worker": 0, "completed_schedule": True}
+
+
+def limits_file(path: Path, **change: float | None) -> Path:
+    """A limits file: LIMITS's fields with `change` (None leaves a field out)."""
+    fields = {**LIMITS.model_dump(), **change}
+    path.write_text(yaml.safe_dump({k: v for k, v in fields.items() if v is not None}))
+    return path
 
 
 def test_a_generator_that_kept_up_has_no_reason() -> None:
@@ -43,11 +51,7 @@ def test_lags_come_from_each_request_s_intended_and_actual_start() -> None:
 
 def test_the_shipped_limits_load_and_a_bad_file_is_named(tmp_path: Path) -> None:
     assert gh.load_limits().lag_p99_seconds > 0
-    bad = tmp_path / "g.yaml"
-    bad.write_text(
-        "lag_p99_seconds: 0.05\nmax_missed: 0\nin_flight_seconds: 3\nmin_in_flight: 1000\nnice: 0\n"
-        "wake_interval_seconds: 0\n"
-    )
+    bad = limits_file(tmp_path / "g.yaml", max_missed_arrivals=None, max_missed=0)
     with pytest.raises(ValueError, match=rf"{bad}: field 'max_missed_arrivals': Field required; field 'max_missed'"):
         gh.load_limits(bad)
 
@@ -63,10 +67,6 @@ def test_the_cells_wake_interval_reaches_locust_and_a_late_one_is_refused(tmp_pa
     wake = gh.load_limits().wake_interval_seconds
     command = LoadRun("p.yaml", 10.0, tmp_path, wake_interval=wake).command()
     assert command[command.index("--wake-interval") + 1] == f"{wake:g}"
-    late = tmp_path / "late.yaml"
-    late.write_text(
-        "lag_p99_seconds: 0.05\nmax_missed_arrivals: 0\nin_flight_seconds: 3\nmin_in_flight: 1000\nnice: 0\n"
-        "wake_interval_seconds: 0.2\n"
-    )
+    late = limits_file(tmp_path / "late.yaml", wake_interval_seconds=0.2)
     with pytest.raises(ValueError, match=rf"{late}: field 'wake_interval_seconds': .*less than or equal to 0.05"):
         gh.load_limits(late)
