@@ -21,6 +21,7 @@ from facts.paths import REPO
 from harness.supervisor import set_pdeathsig
 from loadtests.loadgen_metrics import RUN_START_METRIC
 from loadtests.outcome import OutcomeRecord, read_outcomes
+from loadtests.settings import DEFAULT_WAKE_INTERVAL_SECONDS
 
 LOCUSTFILE = REPO / "loadtests" / "locustfile.py"
 
@@ -35,7 +36,7 @@ class LoadRun:
     request_timeout: float = 10.0
     max_in_flight: int = 1000
     nice: int = 0  # scheduling priority (harness/limits/generator.yaml); below 0 needs root
-    wake_interval: float = 0.0  # seconds between the generator's wakeups at most (ditto)
+    wake_interval: float = DEFAULT_WAKE_INTERVAL_SECONDS  # seconds between its wakeups at most (ditto)
     endpoint: str = "reactions"  # or "healthz": the generator measured on the cheapest answer
 
     def command(self) -> list[str]:

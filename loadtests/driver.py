@@ -70,13 +70,11 @@ class GeventClock:
     request on a VM; this is how the open loop pays one per several requests, as `wrk` does.
     """
 
-    def __init__(
-        self, epoch_unix_nanos: int, wake_interval: float = 0.0, on_wake: Callable[[], None] = _nothing
-    ) -> None:
+    def __init__(self, epoch_unix_nanos: int, wake_interval: float, on_wake: Callable[[], None]) -> None:
         self.epoch_unix_nanos = epoch_unix_nanos
         self._mono_epoch = time.monotonic() - (time.time_ns() - epoch_unix_nanos) / 1e9
         self.wake_interval = wake_interval
-        self._on_wake = on_wake
+        self.on_wake = on_wake  # what a wakeup does besides starting the arrivals due (read answers)
         self._woke = -wake_interval
 
     def now(self) -> float:
@@ -89,9 +87,10 @@ class GeventClock:
             now = self.now()
         else:
             gevent.sleep(0)  # late: still yield, so the rest of the loop runs during a catch-up burst
+            now = self.now()
         if now - self._woke >= self.wake_interval:
             self._woke = now
-            self._on_wake()
+            self.on_wake()
 
     def unix_nanos(self, t: float) -> int:
         return self.epoch_unix_nanos + round(t * 1e9)

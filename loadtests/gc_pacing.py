@@ -14,7 +14,7 @@ schedule lag. So during a schedule:
 
 Reference counting frees everything that is not a cycle at once; the request path keeps no cycles
 (http_client.py hands errors on without their traceback), so the oldest generation holds
-long-lived objects (pooled connections and their watchers), not garbage. Each pause is timed and
+long-lived objects (pooled connections, the loop's watchers), not garbage. Each pause is timed and
 reported in the worker's summary.
 """
 

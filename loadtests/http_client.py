@@ -64,8 +64,8 @@ _READ, _WRITE = 1, 2  # libev's EV_READ, EV_WRITE
 _Epoll: type[select.epoll] = monkey.get_original("select", "epoll")
 _EPOLLIN: int = monkey.get_original("select", "EPOLLIN")
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Python names it on some builds only; Linux's value
-_STAMP_SPACE = socket.CMSG_SPACE(16)  # one struct timespec
-_TIMESPEC = struct.Struct("@qq")
+_TIMESPEC = struct.Struct("@ll")  # struct timespec: tv_sec, tv_nsec (two C longs)
+_STAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 # The answer to one request: (token, status, body length, error, ended_ns). status is None when
 # error is set; ended_ns is Unix nanoseconds: when the answer's last bytes reached this host's
@@ -132,7 +132,7 @@ class KeepAliveClient:
         # The deadline check, every `check` seconds while a request is in flight (stopped when none is:
         # no wakeups of its own in between), so a deadline ends its request up to `check` late.
         check = min(0.05, timeout / 4)
-        self._clock = self._loop.timer(check, check)
+        self._deadline_timer = self._loop.timer(check, check)
         self._expired = gevent.Timeout(timeout)  # one instance: its constructor makes a libev timer
         self._watch: Any = None
         if not batched:
@@ -145,9 +145,12 @@ class KeepAliveClient:
         return len(self._busy)
 
     def send(self, payload: bytes, token: Any, done: Done) -> None:
-        """Write one rendered request; `done(token, status, length, error)` is called exactly once: from
+        """Write one rendered request; `done(token, status, length, error, ended_ns)` is called exactly once: from
         the event loop, or before `send` returns when the request fails at once (a refused connection,
         a write on a connection the server closed), or from `cancel_all`/`close`. Never blocks."""
+        if self._poller.closed:  # a request after close() (a stop racing the schedule) fails, loudly
+            _call(done, token, None, 0, ConnectionAbortedError("client closed"), time.time_ns())
+            return
         conn = self._take()
         if conn is None:
             try:
@@ -158,7 +161,7 @@ class KeepAliveClient:
         conn.token, conn.done = token, done
         conn.serial += 1
         if not self._busy:
-            self._clock.start(self._expire)
+            self._deadline_timer.start(self._expire)
         self._busy.add(conn)
         self._deadlines.append((time.monotonic() + self._timeout, conn, conn.serial))
         if conn.connected:
@@ -174,12 +177,23 @@ class KeepAliveClient:
         return len(busy)
 
     def poll(self) -> None:
-        """Read every answer that has come in, and notice idle connections the server closed."""
+        """Read every answer that has come in, and notice idle connections the server closed. After
+        close() there is nothing to read (a batched owner may wake once more)."""
+        if self._poller.closed:
+            return
         open_ = self._open
         for fd, _ in self._poller.poll(0):
             conn = open_.get(fd)
-            if conn is not None:  # not dropped by an earlier answer's callback
+            if conn is None:  # dropped by an earlier answer's callback
+                continue
+            try:
                 self._readable(conn)
+            except Exception as exc:  # a surprise costs its connection, never the reading of all others
+                log.exception("loadgen: reading an answer failed")
+                if conn.done is None:
+                    self._discard_idle(conn)
+                else:
+                    self._fail(conn, exc.with_traceback(None))
 
     def close(self) -> None:
         self.cancel_all(ConnectionAbortedError("client closed"))
@@ -189,7 +203,7 @@ class KeepAliveClient:
             self._watch.stop()
             self._watch.close()
         self._poller.close()
-        self._clock.close()
+        self._deadline_timer.close()
         self._expired.close()
 
     # ---- connections -------------------------------------------------------------------------
@@ -283,11 +297,7 @@ class KeepAliveClient:
         if conn.done is None:  # idle: the server closed it (or spoke out of turn)
             self._discard_idle(conn)
             return
-        if stamps:
-            seconds, nanos = _TIMESPEC.unpack(stamps[0][2])
-            conn.received_ns = seconds * 1_000_000_000 + nanos
-        else:  # the end of the stream carries no stamp
-            conn.received_ns = time.time_ns()
+        conn.received_ns = _stamp_ns(stamps)
         try:
             finished = self._parse(conn, data)
         except (ResponseError, ConnectionResetError) as exc:
@@ -396,7 +406,7 @@ class KeepAliveClient:
         busy.discard(conn)
         if not busy:
             self._deadlines.clear()  # none of them can hit anything now
-            self._clock.stop()
+            self._deadline_timer.stop()
 
     def _discard_idle(self, conn: _Connection) -> None:
         if conn in self._idle:
@@ -404,16 +414,25 @@ class KeepAliveClient:
         self._drop(conn)
 
     def _expire(self) -> None:
-        """The periodic deadline check: every request past its deadline ends with a Timeout (unless
-        its answer is already here: a batched client reads them first)."""
-        if self.batched:
-            self.poll()
+        """The periodic deadline check: every request past its deadline ends with a Timeout, unless its
+        answer is already here (read first: libev may run this timer before the epoll set's watcher)."""
+        self.poll()
         deadlines = self._deadlines
         now = time.monotonic()
         while deadlines and deadlines[0][0] <= now:
             _, conn, serial = deadlines.popleft()
             if conn.done is not None and conn.serial == serial:
                 self._fail(conn, self._expired)
+
+
+def _stamp_ns(stamps: list[tuple[int, int, bytes]]) -> int:
+    """Unix ns of the kernel's receive stamp among recvmsg's ancillary data; the time now without one
+    (the end of the stream carries none)."""
+    for level, kind, data in stamps:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanos = _TIMESPEC.unpack_from(data)
+            return int(seconds) * 1_000_000_000 + int(nanos)
+    return time.time_ns()
 
 
 def _call(done: Done, token: Any, status: int | None, length: int, error: BaseException | None, ended_ns: int) -> None:

@@ -18,6 +18,8 @@ DEFAULT_OUTCOMES_DIR = "runs/loadgen/{run_id}"
 RUN_ID_PLACEHOLDER = "{run_id}"
 # A wakeup later than this would be a schedule lag that makes a cell generator-bound by itself.
 MAX_WAKE_INTERVAL_SECONDS = 0.05
+# Standalone Locust wakes for every arrival and answer; the bench's cells set their own (harness/limits/generator.yaml).
+DEFAULT_WAKE_INTERVAL_SECONDS = 0.0
 
 
 class SettingsError(ValueError):
@@ -59,7 +61,7 @@ def add_arguments(parser: Any) -> None:
     group.add_argument(
         "--wake-interval",
         type=float,
-        default=0.0,
+        default=DEFAULT_WAKE_INTERVAL_SECONDS,
         help="wake at most this often (seconds), starting the arrivals due together and reading the answers "
         "that came in: a wakeup costs more CPU than a request on a VM; arrivals start up to this late. "
         "0 wakes for every arrival and every answer",
@@ -108,7 +110,7 @@ class Settings:
     metrics_port: int
     request_events: bool = False
     endpoint: str = "reactions"
-    wake_interval: float = 0.0
+    wake_interval: float = DEFAULT_WAKE_INTERVAL_SECONDS
 
     @classmethod
     def from_options(cls, options: argparse.Namespace | Any) -> Settings:
@@ -122,7 +124,7 @@ class Settings:
             positive(name, getattr(options, name))
         if options.duration < 0:
             raise SettingsError(f"--duration must be >= 0, got {options.duration}")
-        wake_interval = float(getattr(options, "wake_interval", 0.0))
+        wake_interval = float(getattr(options, "wake_interval", DEFAULT_WAKE_INTERVAL_SECONDS))
         if not 0 <= wake_interval <= MAX_WAKE_INTERVAL_SECONDS:
             raise SettingsError(
                 f"--wake-interval must be within 0 and {MAX_WAKE_INTERVAL_SECONDS} s, got {wake_interval}"

@@ -1,7 +1,7 @@
 """The open-loop driver and its keep-alive client against a tiny gevent server (no Locust, no stack).
 
-gevent is imported without monkey-patching (the driver and the client use gevent's own sockets),
-so these run in the test process.
+gevent is imported without monkey-patching (the client uses the original sockets and epoll either
+way; the driver, gevent's loop), so these run in the test process.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import gevent
 import pytest
-from gevent.event import AsyncResult
+from gevent.event import AsyncResult, Event
 from gevent.server import StreamServer
 
 from loadtests.counters import LoadStats
@@ -154,13 +154,17 @@ def test_client_reads_every_framing_and_reuses_connections():
         KeepAliveClient("https://example.org", timeout=1.0)
 
 
-def test_client_drops_what_it_cannot_reuse_and_never_sends_on_it():
+@pytest.mark.parametrize("batched", [False, True])
+def test_client_drops_what_it_cannot_reuse_and_never_sends_on_it(batched: bool):
     with Server() as server:
-        client = KeepAliveClient(server.url, timeout=2.0)
+        client = KeepAliveClient(server.url, timeout=2.0, batched=batched)
         h = client.host_header
-        # The server closes a pooled connection while it is idle: it is dropped, not used again.
+        # The server closes a pooled connection while it is idle: it is dropped, not used again
+        # (batched: when the owner next wakes and polls, before it sends).
         assert fetch(client, get("/len-bye", h)) == (202, 5)
         gevent.sleep(0.5)
+        if batched:
+            client.poll()
         assert fetch(client, get("/len", h)) == (202, 5)
         assert client.connections_opened == 2
         # The answer comes while most of a large request is still unwritten: that connection is
@@ -238,16 +242,67 @@ def test_an_answer_is_timed_when_it_reached_the_socket_not_when_it_was_read(batc
 
 
 @pytest.mark.parametrize("interval", [0.0, 0.02])
-def test_the_clock_wakes_at_most_once_per_wake_interval_and_never_early(interval: float):
+def test_the_clock_wakes_at_most_once_per_wake_interval_and_never_early(
+    interval: float, monkeypatch: pytest.MonkeyPatch
+):
     woke: list[float] = []
+    sleeps: list[float] = []
+    real_sleep = gevent.sleep
+
+    def sleep(seconds: float = 0) -> None:
+        if seconds > 0:
+            sleeps.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(gevent, "sleep", sleep)
     clock = GeventClock(time.time_ns(), interval, lambda: woke.append(clock.now()))
     for i in range(100):  # 1,000/s for 0.1 s
         clock.sleep_until(i * 0.001)
         assert clock.now() >= i * 0.001
     if interval:
-        assert 1 < len(woke) < 100 and min(b - a for a, b in itertools.pairwise(woke)) >= interval
+        # woke (and read answers) at most every interval, and slept as seldom: 0.1 s / 20 ms
+        assert 1 < len(woke) <= 6 and min(b - a for a, b in itertools.pairwise(woke)) >= interval * 0.9
+        assert 1 <= len(sleeps) <= 6
     else:
         assert len(woke) == 100  # every arrival: the client reads each answer as it comes
+        assert len(sleeps) > 20  # a sleep for most arrivals (one that overslept makes the next late)
+
+
+def test_a_batched_run_stopped_before_its_next_arrival_ends_cleanly(tmp_path: Path):
+    with Server() as server:
+        client = KeepAliveClient(server.url, timeout=1.0, batched=True)
+        config = steady(tmp_path, 2, 4.0, start_in=0.0, wake_interval=0.005, run_id="t")  # at 0 s and 0.25 s
+        driver = Driver(client, ReactionFactory(10, 10, seed=6), config, LoadStats(), Report())
+        stop = Event()
+
+        def stopper() -> None:
+            gevent.sleep(0.1)  # the driver sleeps until its second arrival
+            stop.set()
+            driver.abort()  # closes the client under the sleeping clock
+
+        gevent.spawn(stopper)
+        assert driver.run(stopped=stop.is_set) is False  # the clock's last wakeup reads nothing, raises nothing
+    summary = json.loads((tmp_path / "summary-w0.json").read_text())
+    assert summary["started"] == summary["recorded"] == 1
+    ended: list[BaseException | None] = []
+    client.send(b"GET / HTTP/1.1\r\n\r\n", None, lambda _t, _s, _n, error, _e: ended.append(error))
+    assert [type(e) for e in ended] == [ConnectionAbortedError]  # a send after close fails at once
+
+
+def test_a_surprise_while_reading_costs_one_request_not_the_client(monkeypatch: pytest.MonkeyPatch):
+    with Server() as server:
+        client = KeepAliveClient(server.url, timeout=2.0)
+        h = client.host_header
+
+        def broken(conn: Any, data: bytes) -> bool:
+            raise RuntimeError("a bug in the parser")
+
+        monkeypatch.setattr(client, "_parse", broken)
+        with pytest.raises(RuntimeError, match="a bug in the parser"):
+            fetch(client, get("/len", h))
+        monkeypatch.undo()
+        assert fetch(client, get("/len", h)) == (202, 5)  # the loop still reads answers
+        client.close()
 
 
 def test_a_wake_interval_needs_a_batched_client(tmp_path: Path):
@@ -300,6 +355,8 @@ def test_driver_records_every_request_with_what_the_server_did(tmp_path: Path, w
         report = Report()
         stats = LoadStats()
         driver = Driver(client, ReactionFactory(10, 10, seed=1), config, stats, report)
+        if wake_interval:  # the clock reads the answers when it wakes (the deadline timer alone would too)
+            assert driver.clock.on_wake == client.poll
         assert driver.run(stopped=lambda: False)
         driver.close()
     records = list(read_outcomes(tmp_path))
