@@ -21,6 +21,10 @@ arrival and each answer, wrk's 64 connections wait on the server together. "@wrk
 generator's CPU per request less the wakeups it needs beyond wrk's, at the probe's price: what it
 would cost if it slept as seldom as wrk, the figure that compares their work per request.
 
+The generator wakes at most every `wake_interval_seconds` of harness/limits/generator.yaml, as in
+the cells; `--wake-intervals 0 0.002 ...` measures each of those instead (0: it wakes for every
+arrival and every answer), to see what batching its wakeups saves and what it costs in lag.
+
 It prints one table (and writes it as JSON with `--json`): the figures the README quotes.
 """
 
