@@ -190,10 +190,7 @@ class KeepAliveClient:
                 self._readable(conn)
             except Exception as exc:  # a surprise costs its connection, never the reading of all others
                 log.exception("loadgen: reading an answer failed")
-                if conn.done is None:
-                    self._discard_idle(conn)
-                else:
-                    self._fail(conn, exc.with_traceback(None))
+                self._read_failed(conn, exc.with_traceback(None))
 
     def close(self) -> None:
         self.cancel_all(ConnectionAbortedError("client closed"))
@@ -289,10 +286,7 @@ class KeepAliveClient:
         except BlockingIOError:
             return
         except OSError as exc:
-            if conn.done is None:
-                self._discard_idle(conn)
-            else:
-                self._fail(conn, exc.with_traceback(None))
+            self._read_failed(conn, exc.with_traceback(None))
             return
         if conn.done is None:  # idle: the server closed it (or spoke out of turn)
             self._discard_idle(conn)
@@ -407,6 +401,13 @@ class KeepAliveClient:
         if not busy:
             self._deadlines.clear()  # none of them can hit anything now
             self._deadline_timer.stop()
+
+    def _read_failed(self, conn: _Connection, error: BaseException) -> None:
+        """Reading from `conn` failed: an idle connection is dropped, one carrying a request fails it."""
+        if conn.done is None:
+            self._discard_idle(conn)
+        else:
+            self._fail(conn, error)
 
     def _discard_idle(self, conn: _Connection) -> None:
         if conn in self._idle:
