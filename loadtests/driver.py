@@ -84,10 +84,9 @@ class GeventClock:
         now = self.now()
         if deadline > now:
             gevent.sleep(max(deadline, self._woke + self.wake_interval) - now)
-            now = self.now()
         else:
             gevent.sleep(0)  # late: still yield, so the rest of the loop runs during a catch-up burst
-            now = self.now()
+        now = self.now()
         if now - self._woke >= self.wake_interval:
             self._woke = now
             self.on_wake()
