@@ -48,6 +48,7 @@ from harness.loadgen import LoadRun
 from loadtests.reaction import ENDPOINTS
 
 WRK_CONNECTIONS = 64
+IN_FLIGHT_CAP = 1000  # the generator's in-flight cap at a fixed rate: high enough never to miss an arrival
 MAX_OVER_WRK = 1.3  # "max": offer this much more than wrk's closed-loop rate
 PROBE_LEAD_SECONDS = 1.5  # the wakeup probe's Python start-up, before the measured window
 
@@ -129,7 +130,7 @@ def measure_wrk(seconds: float, endpoint: str = "reactions") -> Figure:
 
 
 def measure_generator(
-    rate: float, processes: int, seconds: float, warmup: float, work: Path, max_in_flight: int = 1000,
+    rate: float, processes: int, seconds: float, warmup: float, work: Path, max_in_flight: int = IN_FLIGHT_CAP,
     endpoint: str = "reactions", wake_interval: float | None = None,
 ) -> Figure:  # fmt: skip
     """One steady open-loop run of the Locust generator at `rate`; CPU over [warmup, seconds - 1].
@@ -265,25 +266,23 @@ def main(argv: list[str] | None = None) -> int:
     figures = [measure_wrk(args.wrk_seconds, args.endpoint)]
     wrk_fig = figures[0]
     print("\n".join(table(figures).splitlines()[:3]), flush=True)
+    # (offered rate, in-flight cap, label when not the default): each fixed rate, then max
+    runs: list[tuple[float, int, str | None]] = [(rate, IN_FLIGHT_CAP, None) for rate in args.rates]
+    if args.max:
+        max_rate = round(wrk_fig.achieved_per_second * MAX_OVER_WRK, -1)
+        runs.append((max_rate, WRK_CONNECTIONS, f"locust (max, cap {WRK_CONNECTIONS})"))
     with tempfile.TemporaryDirectory(prefix="generator-cost-") as tmp:
         for processes in args.processes:
             for wake in args.wake_intervals or [None]:
-                for rate in args.rates:
+                for rate, cap, tool in runs:
                     fig = measure_generator(
-                        rate, processes, args.seconds, args.warmup, Path(tmp), endpoint=args.endpoint,
+                        rate, processes, args.seconds, args.warmup, Path(tmp), cap, endpoint=args.endpoint,
                         wake_interval=wake,
                     )  # fmt: skip
+                    if tool is not None:
+                        fig.tool = tool
                     figures.append(fig)
-                    print(_row(figures[-1]), flush=True)
-                if args.max:
-                    rate = round(wrk_fig.achieved_per_second * MAX_OVER_WRK, -1)
-                    fig = measure_generator(
-                        rate, processes, args.seconds, args.warmup, Path(tmp), WRK_CONNECTIONS,
-                        endpoint=args.endpoint, wake_interval=wake,
-                    )  # fmt: skip
-                    fig.tool = "locust (max, cap 64)"
-                    figures.append(fig)
-                    print(_row(figures[-1]), flush=True)
+                    print(_row(fig), flush=True)
     for g in figures[1:]:
         g.compare_to(wrk_fig)
     print()
