@@ -401,10 +401,22 @@ class GeneratorOnHealthz(_Model):
     wakeup_cpu_seconds: float | None = None
     wrk_wakeups_per_request: float | None = None
     wake_interval_seconds: float | None = None  # the generator's --wake-interval (None: written before it had one)
+    # The control at the same rate: wrk paced to it (its cost per request is lowest saturating the
+    # server, far above this rate). None: written before it was measured.
+    achieved_per_second: float | None = None
+    paced_wrk: Ceiling | None = None
 
     def times_wrk(self) -> float | None:
         g, w = self.cpu_seconds_per_1000, self.wrk_cpu_seconds_per_1000
         return g / w if g is not None and w else None
+
+    def times_paced_wrk(self) -> float | None:
+        if self.paced_wrk is None or self.achieved_per_second is None:
+            return None
+        return generator_cost.paced_ratio(
+            self.cpu_seconds_per_1000, self.achieved_per_second,
+            self.paced_wrk.cpu_seconds_per_1000, self.paced_wrk.per_second,
+        )  # fmt: skip
 
     def at_wrk_wakeups_seconds_per_1000(self) -> float | None:
         """CPU per 1,000 requests less the wakeups beyond wrk's (CPU-s per 1,000 = ms per request)."""
@@ -763,17 +775,27 @@ def measure_tracing_costs(runner: StepRunner, pipeline: str, search: str, overhe
     return costs
 
 
-def measure_generator_on_healthz(rate: float, s: SearchSettings, work: Path, wrk: Ceiling) -> GeneratorOnHealthz:
-    """The load generator at `rate` on GET /healthz: its CPU per request where the service costs least."""
+def measure_generator_on_healthz(
+    rate: float, s: SearchSettings, work: Path, wrk: Ceiling, wrk_bin: Path
+) -> GeneratorOnHealthz:
+    """The load generator at `rate` on GET /healthz: its CPU per request where the service costs least,
+    next to wrk at its max there (`wrk`) and wrk paced to the same rate."""
     warmup = 3.0  # Python's start-up, not charged to the requests
     fig = generator_cost.measure_generator(
         rate, 1, warmup + max(s.ceiling_seconds, 5.0), warmup, work, endpoint="healthz"
     )
+    latency = (fig.latency_mean_ms or 0.0) / 1000
+    paced = ceilings.wrk(
+        wrk_bin, "http.wrk.healthz.paced", topology.HEALTHZ_PATH, s.ceiling_seconds, post=False, pace=(rate, latency)
+    )
     print(f"  generator on GET /healthz at {rate:.0f}/s: {fig.cpu_ms_per_request} ms CPU per request, "
           f"{fig.wakeups_per_request} wakeups per request at {fig.ms_per_wakeup} ms, lag p99 {fig.lag_p99_ms} ms "
-          f"(wrk {_num(wrk.cpu_seconds_per_1000)} ms, {_num(wrk.wakeups_per_request)} wakeups)",
+          f"(wrk {_num(wrk.cpu_seconds_per_1000)} ms, {_num(wrk.wakeups_per_request)} wakeups; paced to the rate "
+          f"{_num(paced.cpu_seconds_per_1000)} ms, {_num(paced.wakeups_per_request)} wakeups)",
           flush=True)  # fmt: skip
     return GeneratorOnHealthz(
+        achieved_per_second=fig.achieved_per_second,
+        paced_wrk=paced,
         rate=rate,
         cpu_seconds_per_1000=fig.cpu_ms_per_request,  # ms per request = CPU-s per 1,000
         lag_p99_seconds=None if fig.lag_p99_ms is None else fig.lag_p99_ms / 1000,
@@ -801,7 +823,7 @@ def measure_ceilings(
 
     print("ceilings", flush=True)
     healthz = note(ceilings.wrk(wrk_bin, "http.wrk.healthz", topology.HEALTHZ_PATH, secs, post=False))
-    generator = measure_generator_on_healthz(generator_rate, s, work, healthz)
+    generator = measure_generator_on_healthz(generator_rate, s, work, healthz, wrk_bin)
     for p in pipelines:  # the POST's cost depends on the pipeline behind it
         if stack.pipeline != p:
             stack.use_pipeline(p)

@@ -1,7 +1,8 @@
 """What each pipeline is built on, measured bare on the same machine: the ceilings `bench capacity`
 divides its capacities by.
 
-- HTTP: `wrk` (closed loop, keep-alive) on the reaction service's GET /healthz and its POST;
+- HTTP: `wrk` (closed loop, keep-alive) on the reaction service's GET /healthz and its POST (and,
+  as the load generator's control, paced to the generator's rate);
 - gRPC: a bare `grpc.aio` unary Notify loop through the same Toxiproxy link the reaction service
   uses (each call delivers to the push sink through the `push` link, with no toxic: the sync hop as
   built, minus HTTP and the reaction service), and the same loop against a server that answers at
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import re
 import shutil
@@ -129,15 +131,56 @@ def parse_wrk(text: str) -> tuple[int, float, int]:
     return int(m.group(1)), seconds, errors
 
 
+# wrk's delay(): milliseconds a connection waits before its next request (an integer: wrk truncates).
+# Uniformly random, so the connections drift apart and their requests arrive spread out as an open
+# loop's do, not in lockstep bursts that one wakeup would serve.
+_WRK_PACE_LUA = """function delay() return math.random(0, {span_ms}) end
+"""
+
+
+def pace_span_ms(rate: float, connections: int, latency_seconds: float) -> int:
+    """The longest of wrk's uniformly random delays (0..span ms, mean span/2) with which `connections`
+    closed loops, each taking `latency_seconds` per answer, offer about `rate` requests per second."""
+    mean = connections / rate - latency_seconds
+    if mean < 0.001:
+        raise ValueError(
+            f"{connections} connections cannot be paced to {rate:.0f}/s when an answer takes "
+            f"{latency_seconds * 1000:.1f} ms"
+        )
+    return round(2 * mean * 1000)
+
+
+def paced_connections(connections: int, pace: tuple[float, float] | None) -> int:
+    """At least `connections`; paced to (rate, latency seconds), enough that each waits at least as
+    long between requests as an answer takes."""
+    return connections if pace is None else max(connections, math.ceil(2 * pace[0] * pace[1]))
+
+
 def wrk(
-    wrk_bin: Path, name: str, path: str, seconds: float, *, post: bool, connections: int = 64, threads: int = 1
-) -> Ceiling:
+    wrk_bin: Path, name: str, path: str, seconds: float, *, post: bool, connections: int = 64, threads: int = 1,
+    pace: tuple[float, float] | None = None,
+) -> Ceiling:  # fmt: skip
+    """`wrk` on `path` for `seconds`. Closed loop as fast as the server answers, or with `pace` =
+    (rate, latency seconds) each connection waits a random delay before each request so that all of
+    them offer about `rate` (the control for an open loop at that rate: wrk's cost per request is
+    lowest when the server is saturated and its connections wait on it together). Paced, there are
+    enough connections that each waits at least as long as an answer takes (a slow server still
+    gets the rate)."""
+    connections = paced_connections(connections, pace)
     what = f"{'POST' if post else 'GET'} {path}, closed loop, {threads} thread(s) x {connections} connections"
+    lua = _WRK_POST_LUA.format(body=POST_BODY) if post else ""
+    if pace is not None:
+        try:
+            span = pace_span_ms(pace[0], connections, pace[1])
+        except ValueError as e:
+            return failed(name, "wrk", what, e)
+        what += f", paced to about {pace[0]:.0f}/s (each waits 0-{span} ms before each request)"
+        lua += _WRK_PACE_LUA.format(span_ms=span)
     with tempfile.TemporaryDirectory(prefix="wrk-") as tmp:
         cmd = [str(wrk_bin), f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
-        if post:
-            script = Path(tmp) / "post.lua"
-            script.write_text(_WRK_POST_LUA.format(body=POST_BODY))
+        if lua:
+            script = Path(tmp) / "script.lua"
+            script.write_text(lua)
             cmd += ["-s", str(script)]
         cmd.append(topology.url(topology.REACTION_HTTP_PORT, path))
         try:

@@ -7,6 +7,11 @@
 Against a running stack (the reaction service's POST), it measures:
 - `wrk -t1 -c64` (closed loop, keep-alive) with a Lua script for the POST: requests per second and
   CPU per request of wrk itself (its rusage at exit);
+- the same wrk paced to each fixed rate (each connection waits a random 0-2d ms before each request,
+  d from the rate and the generator's mean latency there): the control at the same rate. wrk costs
+  least per request when the server is saturated and its 64 connections wait on it together; at a
+  fixed rate below that, requests arrive one by one and each costs a wakeup and the server's
+  wake-up, whichever tool sends it;
 - the project's Locust generator (`harness.loadgen.LoadRun`, the very command `bench run` starts) at
   each fixed rate and, with `--max`, at "max": an open-loop rate above wrk's closed-loop one with
   the in-flight cap at wrk's 64 connections, so the service answers as fast as it can and the
@@ -49,6 +54,7 @@ from loadtests.reaction import ENDPOINTS
 
 WRK_CONNECTIONS = 64
 IN_FLIGHT_CAP = 1000  # the generator's in-flight cap at a fixed rate: high enough never to miss an arrival
+PACED_RATE_TOLERANCE = 0.2  # wrk paced is a control only within this of the generator's achieved rate
 MAX_OVER_WRK = 1.3  # "max": offer this much more than wrk's closed-loop rate
 PROBE_LEAD_SECONDS = 1.5  # the wakeup probe's Python start-up, before the measured window
 
@@ -62,7 +68,9 @@ class Figure:
     requests: int  # in the measured window
     cpu_seconds: float
     cpu_ms_per_request: float | None
-    ratio_to_wrk: float | None = None
+    ratio_to_wrk: float | None = None  # to wrk at its max (closed loop)
+    ratio_to_paced_wrk: float | None = None  # to wrk paced to the same offered rate
+    latency_mean_ms: float | None = None  # send -> answer, the generator's requests (paces wrk's control)
     lag_p50_ms: float | None = None
     lag_p99_ms: float | None = None
     lag_max_ms: float | None = None
@@ -83,8 +91,14 @@ class Figure:
         if per is not None:
             self.ms_per_wakeup = round(per * 1000, 4)
 
-    def compare_to(self, wrk: Figure) -> None:
-        """Ratios to wrk's CPU per request: as measured, and with only as many wakeups a request as wrk's."""
+    def compare_to(self, wrk: Figure, paced: Figure | None = None) -> None:
+        """Ratios to wrk's CPU per request: at its max, as measured and with only as many wakeups a
+        request as wrk's; and to `paced`, wrk offering the same rate, if it achieved about the rate
+        this did (a saturated server holds a closed loop back: then it is no control)."""
+        if paced is not None:
+            self.ratio_to_paced_wrk = paced_ratio(
+                self.cpu_ms_per_request, self.achieved_per_second, paced.cpu_ms_per_request, paced.achieved_per_second
+            )
         base = wrk.cpu_ms_per_request
         if self.cpu_ms_per_request is None or not base:
             return
@@ -98,6 +112,17 @@ class Figure:
         self.at_wrk_wakeups_ratio = round(self.at_wrk_wakeups_ms / base, 2)
 
 
+def paced_ratio(cpu: float | None, rate: float, paced_cpu: float | None, paced_rate: float | None) -> float | None:
+    """The generator's CPU per request over wrk's paced to the same rate; None when a figure is missing
+    or wrk did not achieve about the generator's `rate` (a saturated server holds a closed loop back:
+    it is no control then)."""
+    if cpu is None or not paced_cpu or not rate or paced_rate is None:
+        return None
+    if abs(paced_rate / rate - 1) > PACED_RATE_TOLERANCE:
+        return None
+    return round(cpu / paced_cpu, 2)
+
+
 def at_wrk_wakeups(
     cpu_ms: float | None, wakeups: float | None, wrk_wakeups: float | None, ms_per_wakeup: float | None
 ) -> float | None:
@@ -108,19 +133,22 @@ def at_wrk_wakeups(
     return max(0.0, cpu_ms - max(0.0, wakeups - wrk_wakeups) * ms_per_wakeup)
 
 
-def measure_wrk(seconds: float, endpoint: str = "reactions") -> Figure:
+def measure_wrk(seconds: float, endpoint: str = "reactions", pace: tuple[float, float] | None = None) -> Figure:
+    """wrk at its max, or with `pace` = (rate, latency seconds) offering about that rate."""
     wrk_bin = shutil.which("wrk")
     if wrk_bin is None:
         raise SystemExit("wrk is not installed (Debian's package 'wrk'; `make setup` installs it)")
     post = endpoint == "reactions"
     path = POST_PATH if post else "/healthz"
-    c = ceilings.wrk(Path(wrk_bin), f"http.wrk.{endpoint}", path, seconds, post=post, connections=WRK_CONNECTIONS)
+    c = ceilings.wrk(
+        Path(wrk_bin), f"http.wrk.{endpoint}", path, seconds, post=post, connections=WRK_CONNECTIONS, pace=pace
+    )
     if c.per_second is None or c.cpu_seconds_per_1000 is None:
         raise SystemExit(f"wrk failed: {c.error}")
     return Figure(
-        tool=f"wrk -t1 -c{WRK_CONNECTIONS}",
+        tool=f"wrk -t1 -c{ceilings.paced_connections(WRK_CONNECTIONS, pace)}" + (" paced" if pace else ""),
         processes=1,
-        offered_per_second=None,
+        offered_per_second=None if pace is None else pace[0],
         achieved_per_second=c.per_second,
         requests=c.count,
         cpu_seconds=c.cpu_seconds_per_1000 * c.count / 1000,
@@ -175,11 +203,12 @@ def measure_generator(
         raise SystemExit(f"the load generator exited early; see {folder / 'locust.log'}")
     lo, hi = int(w0 * 1e9), int(w1 * 1e9)
     lags: list[float] = []
-    in_window = 0
+    in_window = waited_ns = 0
     for o in load.iter_outcomes():
         lags.append(max(0.0, (o.started_unix_nanos - o.intended_unix_nanos) / 1e9))
         if lo <= o.ended_unix_nanos < hi:
             in_window += 1
+            waited_ns += o.ended_unix_nanos - o.started_unix_nanos
     lag = quantiles.summary(lags)
     used = cpu1 - cpu0
     missed = sum(int(s.get("missed", 0)) for s in load.summaries())
@@ -198,6 +227,7 @@ def measure_generator(
         lag_p50_ms=ms(lag["p50"]),
         lag_p99_ms=ms(lag["p99"]),
         lag_max_ms=ms(lag["max"]),
+        latency_mean_ms=round(waited_ns / in_window / 1e6, 3) if in_window else None,
         missed=missed,
         machine_cores=round((busy1 - busy0) / (t1 - t0), 2) if busy0 is not None and busy1 is not None else None,
         wake_interval_ms=round(wake * 1000, 3),
@@ -214,7 +244,7 @@ def _sleep_until(unix: float) -> None:
 def table(figures: list[Figure]) -> str:
     head = (
         f"{'tool':<20} {'proc':>4} {'wake ms':>7} {'offered/s':>9} {'achieved/s':>10} {'requests':>8} {'CPU s':>7} "
-        f"{'CPU ms/req':>10} {'x wrk':>6} {'wake/req':>8} {'ms/wake':>7} {'@wrk wake':>9} {'x wrk':>5} "
+        f"{'CPU ms/req':>10} {'x wrk':>6} {'x paced':>7} {'wake/req':>8} {'ms/wake':>7} {'@wrk wake':>9} {'x wrk':>5} "
         f"{'lag p50':>8} {'lag p99':>8} {'lag max':>8} {'missed':>6} {'machine':>7}"
     )
     rows = [head, "-" * len(head)]
@@ -227,12 +257,14 @@ def table(figures: list[Figure]) -> str:
             f"{g.tool:<20} {g.processes:>4} {f(g.wake_interval_ms, 'g'):>7} {f(g.offered_per_second, '.0f'):>9} "
             f"{g.achieved_per_second:>10.0f} "
             f"{g.requests:>8} {g.cpu_seconds:>7.2f} {f(g.cpu_ms_per_request, '.3f'):>10} "
-            f"{f(g.ratio_to_wrk, '.2f'):>6} {f(g.wakeups_per_request, '.2f'):>8} {f(g.ms_per_wakeup, '.3f'):>7} "
+            f"{f(g.ratio_to_wrk, '.2f'):>6} {f(g.ratio_to_paced_wrk, '.2f'):>7} "
+            f"{f(g.wakeups_per_request, '.2f'):>8} {f(g.ms_per_wakeup, '.3f'):>7} "
             f"{f(g.at_wrk_wakeups_ms, '.3f'):>9} {f(g.at_wrk_wakeups_ratio, '.1f'):>5} "
             f"{f(g.lag_p50_ms, '.2f'):>8} {f(g.lag_p99_ms, '.2f'):>8} "
             f"{f(g.lag_max_ms, '.1f'):>8} {g.missed:>6} {f(g.machine_cores, '.2f'):>7}"
         )
     rows.append(
+        "x wrk: to wrk at its max (closed loop); x paced: to wrk paced to the same offered rate;\n"
         "wake ms: the generator's --wake-interval (0: it wakes for every arrival and answer);\n"
         "lag in ms (intended -> actual start, every request of the run); machine: busy cores, all processes;\n"
         "wake/req: sleeps per request; ms/wake: CPU of one wakeup (harness.wakeup_probe beside the generator);\n"
@@ -271,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.max:
         max_rate = round(wrk_fig.achieved_per_second * MAX_OVER_WRK, -1)
         runs.append((max_rate, WRK_CONNECTIONS, f"locust (max, cap {WRK_CONNECTIONS})"))
+    paced: dict[float, Figure] = {}  # wrk paced to each fixed rate, once
+    compared: list[tuple[Figure, Figure | None]] = []
     with tempfile.TemporaryDirectory(prefix="generator-cost-") as tmp:
         for processes in args.processes:
             for wake in args.wake_intervals or [None]:
@@ -283,8 +317,13 @@ def main(argv: list[str] | None = None) -> int:
                         fig.tool = tool
                     figures.append(fig)
                     print(_row(fig), flush=True)
-    for g in figures[1:]:
-        g.compare_to(wrk_fig)
+                    if tool is None and rate not in paced and fig.latency_mean_ms is not None:
+                        paced[rate] = measure_wrk(args.wrk_seconds, args.endpoint, (rate, fig.latency_mean_ms / 1000))
+                        figures.append(paced[rate])
+                        print(_row(paced[rate]), flush=True)
+                    compared.append((fig, paced.get(rate) if tool is None else None))
+    for g, control in compared:
+        g.compare_to(wrk_fig, control)
     print()
     print(table(figures))
     if args.json:

@@ -80,3 +80,10 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
     assert healthz.at_wrk_wakeups_seconds_per_1000() is not None
     # the open loop wakes for each arrival and each answer; wrk's 64 connections wait on the server together
     assert healthz.wakeups_per_request > healthz.wrk_wakeups_per_request
+    # wrk paced to the generator's rate, the control at that rate: measured, and paced (far below its max)
+    paced = healthz.paced_wrk
+    assert paced is not None and paced.error is None and paced.cpu_seconds_per_1000 is not None, paced
+    assert healthz.achieved_per_second is not None and healthz.achieved_per_second > 0
+    assert paced.per_second is not None and 0 < paced.per_second < 2 * healthz.rate
+    assert ceilings["http.wrk.healthz"].per_second is not None
+    assert ceilings["http.wrk.healthz"].per_second > 4 * healthz.rate

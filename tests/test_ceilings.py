@@ -117,3 +117,44 @@ def test_a_bare_grpc_server_that_cannot_start_is_a_failed_ceiling(monkeypatch: p
     monkeypatch.setattr(ceilings.sys, "executable", "/bin/false")
     c = ceilings.grpc_bare(0.5)
     assert c.per_second is None and c.error is not None and "did not start" in c.error
+
+
+WRK_OUT = "  2000 requests in 10.00s, 200.00KB read\nRequests/sec:    200.00\n"
+
+
+class FakeWrk(FakeJava):
+    """Also keeps the Lua script wrk was given (its folder is gone once wrk returns)."""
+
+    scripts: list[str]
+
+    def __call__(self, cmd: list[str], timeout: float) -> tuple[int, str, float, int]:
+        self.scripts = getattr(self, "scripts", [])
+        self.scripts.append(Path(cmd[cmd.index("-s") + 1]).read_text() if "-s" in cmd else "")
+        return super().__call__(cmd, timeout)
+
+
+def test_wrk_paced_to_a_rate_waits_a_random_delay_before_each_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeWrk((0, WRK_OUT, 0.1, 3000))
+    monkeypatch.setattr(ceilings, "_run_with_rusage", fake)
+    # 64 connections at 200/s with 2 ms answers: each waits 318 ms on average, 0..636 ms at random
+    c = ceilings.wrk(Path("/bin/wrk"), "paced", "/v1/x", 10, post=True, pace=(200.0, 0.002))
+    [(cmd, _)] = fake.calls
+    assert cmd[:5] == ["/bin/wrk", "-t1", "-c64", "-d10s", "--latency"]
+    assert 'wrk.method = "POST"' in fake.scripts[0]  # the POST and the pacing in one script
+    assert "function delay() return math.random(0, 636) end" in fake.scripts[0]
+    assert c.what.endswith("paced to about 200/s (each waits 0-636 ms before each request)")
+    assert (c.per_second, c.cpu_seconds_per_1000, c.wakeups_per_request) == (200.0, 0.05, 1.5)
+    # a slow server: enough connections that each still waits as long as an answer takes
+    ceilings.wrk(Path("/bin/wrk"), "paced", "/healthz", 10, post=False, pace=(1000.0, 0.2))
+    assert fake.calls[1][0][2] == "-c400" and "math.random(0, 400)" in fake.scripts[1]  # 200 ms on average
+    assert "wrk.method" not in fake.scripts[1]
+    # unpaced, a GET needs no script at all
+    ceilings.wrk(Path("/bin/wrk"), "max", "/healthz", 10, post=False)
+    assert "-s" not in fake.calls[2][0] and fake.calls[2][0][2] == "-c64"
+
+
+def test_a_rate_no_delay_can_pace_is_a_failed_ceiling() -> None:
+    with pytest.raises(ValueError, match="64 connections cannot be paced to 100000/s"):
+        ceilings.pace_span_ms(100_000, 64, 0.0)
+    c = ceilings.wrk(Path("/nonexistent/wrk"), "paced", "/healthz", 1, post=False, pace=(100_000.0, 0.0))
+    assert c.per_second is None and c.error is not None and "cannot be paced" in c.error

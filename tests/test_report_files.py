@@ -203,6 +203,7 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
         TracingCost,
         load_config,
     )
+    from harness.ceilings import Ceiling
 
     config = load_config()
     found = SearchResult(limits=["api.p99"], rate=300.0, broke_at=350.0, bound="pipeline", reasons=["API p99 165 ms"])
@@ -248,3 +249,15 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
     healthz.wake_interval_seconds = 0.003
     cap.write(root / "capacity.json")
     assert "on GET /healthz at 200/s, waking at most every 3 ms: 0.20 vs wrk" in report.write(root)[1].read_text()
+    # wrk paced to the generator's rate is the control at that rate, unless it could not achieve it
+    healthz.achieved_per_second = 199.0
+    healthz.paced_wrk = Ceiling(name="http.wrk.healthz.paced", tool="wrk", what="w", per_second=205.0,
+                                cpu_seconds_per_1000=0.08)  # fmt: skip
+    cap.write(root / "capacity.json")
+    assert "vs wrk 0.010 (20x), wrk paced to the rate 0.080 (2.5x), lag p99" in report.write(root)[1].read_text()
+    healthz.paced_wrk.per_second = 120.0  # a server too slow for the closed loop: no control
+    cap.write(root / "capacity.json")
+    assert "wrk paced to the rate 0.080 (no control: it achieved 120/s)" in report.write(root)[1].read_text()
+    healthz.paced_wrk = Ceiling(name="http.wrk.healthz.paced", tool="wrk", what="w", per_second=None, error="boom")
+    cap.write(root / "capacity.json")
+    assert "vs wrk 0.010 (20x), wrk paced to the rate failed (boom), lag p99" in report.write(root)[1].read_text()

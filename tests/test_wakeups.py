@@ -84,3 +84,15 @@ def test_without_a_probe_a_count_or_wrks_count_there_is_only_the_measured_ratio(
     f.count_wakeups(1500, wakeup_probe.WakeupCost(1000, 0.05))
     f.compare_to(Figure("wrk", 1, None, 1000.0, 10000, 0.1, 0.01))  # wrk's sleeps not known
     assert f.at_wrk_wakeups_ms is None and f.ratio_to_wrk == 20.0
+
+
+def test_wrk_paced_to_the_rate_is_a_control_only_if_it_achieved_about_that_rate() -> None:
+    f = figure()  # 0.2 ms a request at 500/s
+    f.compare_to(WRK, Figure("wrk paced", 1, 500.0, 460.0, 5000, 0.5, 0.1))
+    assert f.ratio_to_paced_wrk == 2.0 and f.ratio_to_wrk == 20.0
+    f = figure()
+    f.compare_to(WRK, Figure("wrk paced", 1, 500.0, 300.0, 3000, 0.5, 0.1))  # held back by a slow server
+    assert f.ratio_to_paced_wrk is None and f.ratio_to_wrk == 20.0
+    f = figure()
+    f.compare_to(WRK)  # no control measured (the max run)
+    assert f.ratio_to_paced_wrk is None

@@ -343,7 +343,10 @@ def _healthz(h: capacity.GeneratorOnHealthz | str) -> str:
     wake = "" if h.wake_interval_seconds is None else f", waking at most every {h.wake_interval_seconds * 1000:g} ms"
     text = (
         f"; on GET /healthz at {_rate(h.rate)}{wake}: {h.cpu_seconds_per_1000 or 0:.2f} vs wrk "
-        f"{h.wrk_cpu_seconds_per_1000 or 0:.3f}" + (f" ({x:.0f}x)" if x is not None else "") + f", lag p99 {lag}"
+        f"{h.wrk_cpu_seconds_per_1000 or 0:.3f}"
+        + (f" ({x:.0f}x)" if x is not None else "")
+        + _paced(h)
+        + f", lag p99 {lag}"
     )
     like = h.at_wrk_wakeups_seconds_per_1000()
     if like is None or h.wakeups_per_request is None or h.wakeup_cpu_seconds is None:
@@ -354,6 +357,18 @@ def _healthz(h: capacity.GeneratorOnHealthz | str) -> str:
         f"{h.wakeup_cpu_seconds * 1e6:.0f} us each: {like:.3f} with wrk's wakeups"
         + (f" ({like / w:.1f}x)" if w else "")
     )
+
+
+def _paced(h: capacity.GeneratorOnHealthz) -> str:
+    """wrk paced to the generator's rate: the control at the same rate (wrk at its max saturates)."""
+    c = h.paced_wrk
+    if c is None:
+        return ""
+    if c.per_second is None or c.cpu_seconds_per_1000 is None:
+        return f", wrk paced to the rate failed ({c.error})"
+    x = h.times_paced_wrk()
+    ratio = f" ({x:.1f}x)" if x is not None else f" (no control: it achieved {c.per_second:.0f}/s)"
+    return f", wrk paced to the rate {c.cpu_seconds_per_1000:.3f}{ratio}"
 
 
 def capacity_rows(path: Path) -> CapacityRows | None:
