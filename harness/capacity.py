@@ -781,17 +781,14 @@ def measure_generator_on_healthz(
     """The load generator at `rate` on GET /healthz: its CPU per request where the service costs least,
     next to wrk at its max there (`wrk`) and wrk paced to the same rate."""
     warmup = 3.0  # Python's start-up, not charged to the requests
-    fig = generator_cost.measure_generator(
-        rate, 1, warmup + max(s.ceiling_seconds, 5.0), warmup, work, endpoint="healthz"
-    )
-    latency = (fig.latency_mean_ms or 0.0) / 1000
-    paced = ceilings.wrk(
-        wrk_bin, "http.wrk.healthz.paced", topology.HEALTHZ_PATH, s.ceiling_seconds, post=False, pace=(rate, latency)
-    )
+    measured = max(s.ceiling_seconds, 5.0)
+    fig = generator_cost.measure_generator(rate, 1, warmup + measured, warmup, work, endpoint="healthz")
+    paced = generator_cost.paced_control(fig, measured, "healthz", wrk_bin)
     print(f"  generator on GET /healthz at {rate:.0f}/s: {fig.cpu_ms_per_request} ms CPU per request, "
           f"{fig.wakeups_per_request} wakeups per request at {fig.ms_per_wakeup} ms, lag p99 {fig.lag_p99_ms} ms "
           f"(wrk {_num(wrk.cpu_seconds_per_1000)} ms, {_num(wrk.wakeups_per_request)} wakeups; paced to the rate "
-          f"{_num(paced.cpu_seconds_per_1000)} ms, {_num(paced.wakeups_per_request)} wakeups)",
+          f"{_num(paced.cpu_seconds_per_1000 if paced else None)} ms, "
+          f"{_num(paced.wakeups_per_request if paced else None)} wakeups)",
           flush=True)  # fmt: skip
     return GeneratorOnHealthz(
         achieved_per_second=fig.achieved_per_second,

@@ -7,11 +7,13 @@
 Against a running stack (the reaction service's POST), it measures:
 - `wrk -t1 -c64` (closed loop, keep-alive) with a Lua script for the POST: requests per second and
   CPU per request of wrk itself (its rusage at exit);
-- the same wrk paced to each fixed rate (each connection waits a random 0-2d ms before each request,
-  d from the rate and the generator's mean latency there): the control at the same rate. wrk costs
-  least per request when the server is saturated and its 64 connections wait on it together; at a
-  fixed rate below that, requests arrive one by one and each costs a wakeup and the server's
-  wake-up, whichever tool sends it;
+- wrk paced to the rate the generator achieved at each fixed rate (`ceilings.wrk_paced`: each
+  connection waits a random delay before each request), calibrated with the generator's mean answer
+  time there: the same tool at the same rate. wrk costs least per request at its max, when the
+  server is saturated and its connections wait on it together; at a fixed rate below that,
+  requests come one by one and each costs a wakeup and the server's wake-up, whichever tool sends
+  it. Paced wrk has no wake interval (each delay is a timer of its own): it wakes more often a
+  request than the generator, which the wakeups column shows;
 - the project's Locust generator (`harness.loadgen.LoadRun`, the very command `bench run` starts) at
   each fixed rate and, with `--max`, at "max": an open-loop rate above wrk's closed-loop one with
   the in-flight cap at wrk's 64 connections, so the service answers as fast as it can and the
@@ -21,10 +23,9 @@ Against a running stack (the reaction service's POST), it measures:
   rate, and the schedule lag (intended -> actual start) p50/p99/max of every request of the run.
 
 With every generator run, `harness.wakeup_probe` measures beside it, over the same window, what one
-wakeup costs, and the table counts each tool's sleeps per request: the open loop wakes for each
-arrival and each answer, wrk's 64 connections wait on the server together. "@wrk wake" is the
-generator's CPU per request less the wakeups it needs beyond wrk's, at the probe's price: what it
-would cost if it slept as seldom as wrk, the figure that compares their work per request.
+wakeup costs, and the table counts each tool's sleeps per request. "@wrk wake" is the generator's
+CPU per request less the wakeups it needs beyond those of wrk at its max, at the probe's price: what
+it would cost if it slept as seldom as that wrk, an estimate of their work per request compared.
 
 The generator wakes at most every `wake_interval_seconds` of harness/limits/generator.yaml, as in
 the cells; `--wake-intervals 0 0.002 ...` measures each of those instead (0: it wakes for every
@@ -47,14 +48,15 @@ from pathlib import Path
 import yaml
 
 from facts import quantiles
+from facts.topology import HEALTHZ_PATH
 from harness import ceilings, cpu, generator_health, wakeup_probe
-from harness.ceilings import POST_PATH
+from harness.ceilings import POST_PATH, Ceiling
 from harness.loadgen import LoadRun
 from loadtests.reaction import ENDPOINTS
 
-WRK_CONNECTIONS = 64
+WRK_CONNECTIONS = ceilings.WRK_CONNECTIONS
 IN_FLIGHT_CAP = 1000  # the generator's in-flight cap at a fixed rate: high enough never to miss an arrival
-PACED_RATE_TOLERANCE = 0.2  # wrk paced is a control only within this of the generator's achieved rate
+PACED_RATE_TOLERANCE = 0.1  # wrk paced is a control only within this of the generator's achieved rate
 MAX_OVER_WRK = 1.3  # "max": offer this much more than wrk's closed-loop rate
 PROBE_LEAD_SECONDS = 1.5  # the wakeup probe's Python start-up, before the measured window
 
@@ -112,13 +114,17 @@ class Figure:
         self.at_wrk_wakeups_ratio = round(self.at_wrk_wakeups_ms / base, 2)
 
 
+def same_rate(rate: float | None, paced_rate: float | None) -> bool:
+    """Whether wrk paced achieved about the generator's `rate`: a control only then."""
+    if not rate or paced_rate is None:
+        return False
+    return abs(paced_rate / rate - 1) <= PACED_RATE_TOLERANCE
+
+
 def paced_ratio(cpu: float | None, rate: float, paced_cpu: float | None, paced_rate: float | None) -> float | None:
     """The generator's CPU per request over wrk's paced to the same rate; None when a figure is missing
-    or wrk did not achieve about the generator's `rate` (a saturated server holds a closed loop back:
-    it is no control then)."""
-    if cpu is None or not paced_cpu or not rate or paced_rate is None:
-        return None
-    if abs(paced_rate / rate - 1) > PACED_RATE_TOLERANCE:
+    or wrk did not achieve about the same rate."""
+    if cpu is None or not paced_cpu or not same_rate(rate, paced_rate):
         return None
     return round(cpu / paced_cpu, 2)
 
@@ -133,22 +139,55 @@ def at_wrk_wakeups(
     return max(0.0, cpu_ms - max(0.0, wakeups - wrk_wakeups) * ms_per_wakeup)
 
 
-def measure_wrk(seconds: float, endpoint: str = "reactions", pace: tuple[float, float] | None = None) -> Figure:
-    """wrk at its max, or with `pace` = (rate, latency seconds) offering about that rate."""
-    wrk_bin = shutil.which("wrk")
-    if wrk_bin is None:
+def _wrk_bin() -> Path:
+    found = shutil.which("wrk")
+    if found is None:
         raise SystemExit("wrk is not installed (Debian's package 'wrk'; `make setup` installs it)")
-    post = endpoint == "reactions"
-    path = POST_PATH if post else "/healthz"
-    c = ceilings.wrk(
-        Path(wrk_bin), f"http.wrk.{endpoint}", path, seconds, post=post, connections=WRK_CONNECTIONS, pace=pace
-    )
+    return Path(found)
+
+
+def _target(endpoint: str) -> tuple[str, bool]:
+    """(path, whether it is a POST) of what wrk and the generator send for `endpoint`."""
+    return (POST_PATH, True) if endpoint == "reactions" else (HEALTHZ_PATH, False)
+
+
+def measure_wrk(seconds: float, endpoint: str = "reactions") -> Figure:
+    """wrk at its max (closed loop)."""
+    path, post = _target(endpoint)
+    c = ceilings.wrk(_wrk_bin(), f"http.wrk.{endpoint}", path, seconds, post=post)
     if c.per_second is None or c.cpu_seconds_per_1000 is None:
         raise SystemExit(f"wrk failed: {c.error}")
     return Figure(
-        tool=f"wrk -t1 -c{ceilings.paced_connections(WRK_CONNECTIONS, pace)}" + (" paced" if pace else ""),
+        tool=f"wrk -t1 -c{WRK_CONNECTIONS}",
         processes=1,
-        offered_per_second=None if pace is None else pace[0],
+        offered_per_second=None,
+        achieved_per_second=c.per_second,
+        requests=c.count,
+        cpu_seconds=c.cpu_seconds_per_1000 * c.count / 1000,
+        cpu_ms_per_request=c.cpu_seconds_per_1000,
+        wakeups_per_request=None if c.wakeups_per_request is None else round(c.wakeups_per_request, 3),
+    )
+
+
+def paced_control(generator: Figure, seconds: float, endpoint: str, wrk_bin: Path | None = None) -> Ceiling | None:
+    """wrk paced to the rate `generator` achieved, calibrated with its mean answer time there; None
+    when it has none (no request answered in its window)."""
+    if generator.latency_mean_ms is None or generator.achieved_per_second <= 0:
+        return None
+    path, post = _target(endpoint)
+    pace = ceilings.Pace(generator.achieved_per_second, generator.latency_mean_ms / 1000)
+    return ceilings.wrk_paced(wrk_bin or _wrk_bin(), f"http.wrk.{endpoint}.paced", path, seconds, post=post, pace=pace)
+
+
+def paced_figure(c: Ceiling, rate: float) -> Figure | None:
+    """A paced wrk run as a row of the table; None (said on stdout) when it failed."""
+    if c.per_second is None or c.cpu_seconds_per_1000 is None:
+        print(f"wrk paced to {rate:.0f}/s failed: {c.error}", flush=True)
+        return None
+    return Figure(
+        tool="wrk paced",
+        processes=1,
+        offered_per_second=rate,
         achieved_per_second=c.per_second,
         requests=c.count,
         cpu_seconds=c.cpu_seconds_per_1000 * c.count / 1000,
@@ -303,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.max:
         max_rate = round(wrk_fig.achieved_per_second * MAX_OVER_WRK, -1)
         runs.append((max_rate, WRK_CONNECTIONS, f"locust (max, cap {WRK_CONNECTIONS})"))
-    paced: dict[float, Figure] = {}  # wrk paced to each fixed rate, once
+    paced: dict[float, Figure | None] = {}  # wrk paced to each fixed rate, once
     compared: list[tuple[Figure, Figure | None]] = []
     with tempfile.TemporaryDirectory(prefix="generator-cost-") as tmp:
         for processes in args.processes:
@@ -317,13 +356,15 @@ def main(argv: list[str] | None = None) -> int:
                         fig.tool = tool
                     figures.append(fig)
                     print(_row(fig), flush=True)
-                    if tool is None and rate not in paced and fig.latency_mean_ms is not None:
-                        paced[rate] = measure_wrk(args.wrk_seconds, args.endpoint, (rate, fig.latency_mean_ms / 1000))
-                        figures.append(paced[rate])
-                        print(_row(paced[rate]), flush=True)
+                    if tool is None and rate not in paced:
+                        control = paced_control(fig, args.wrk_seconds, args.endpoint)
+                        paced[rate] = None if control is None else paced_figure(control, fig.achieved_per_second)
+                        if (row := paced[rate]) is not None:
+                            figures.append(row)
+                            print(_row(row), flush=True)
                     compared.append((fig, paced.get(rate) if tool is None else None))
-    for g, control in compared:
-        g.compare_to(wrk_fig, control)
+    for g, same_rate in compared:
+        g.compare_to(wrk_fig, same_rate)
     print()
     print(table(figures))
     if args.json:

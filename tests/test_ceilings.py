@@ -136,25 +136,53 @@ class FakeWrk(FakeJava):
 def test_wrk_paced_to_a_rate_waits_a_random_delay_before_each_request(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeWrk((0, WRK_OUT, 0.1, 3000))
     monkeypatch.setattr(ceilings, "_run_with_rusage", fake)
-    # 64 connections at 200/s with 2 ms answers: each waits 318 ms on average, 0..636 ms at random
-    c = ceilings.wrk(Path("/bin/wrk"), "paced", "/v1/x", 10, post=True, pace=(200.0, 0.002))
+    # 200/s with 2 ms answers: 21 connections, each waiting 103 ms on average (0..206 ms at random)
+    pace = ceilings.Pace(200.0, 0.002)
+    assert (pace.connections(), pace.span_ms()) == (21, 206)
+    assert pace.connections() / (pace.span_ms() / 2000 + pace.latency) == pytest.approx(200, rel=0.01)
+    c = ceilings.wrk(Path("/bin/wrk"), "paced", "/v1/x", 10, post=True, pace=pace)
     [(cmd, _)] = fake.calls
-    assert cmd[:5] == ["/bin/wrk", "-t1", "-c64", "-d10s", "--latency"]
+    assert cmd[:5] == ["/bin/wrk", "-t1", "-c21", "-d10s", "--latency"]
     assert 'wrk.method = "POST"' in fake.scripts[0]  # the POST and the pacing in one script
-    assert "function delay() return math.random(0, 636) end" in fake.scripts[0]
-    assert c.what.endswith("paced to about 200/s (each waits 0-636 ms before each request)")
+    assert "function delay() return math.random(0, 206) end" in fake.scripts[0]
+    assert c.what.endswith("x 21 connections, paced to about 200/s (each waits 0-206 ms before each request)")
     assert (c.per_second, c.cpu_seconds_per_1000, c.wakeups_per_request) == (200.0, 0.05, 1.5)
-    # a slow server: enough connections that each still waits as long as an answer takes
-    ceilings.wrk(Path("/bin/wrk"), "paced", "/healthz", 10, post=False, pace=(1000.0, 0.2))
-    assert fake.calls[1][0][2] == "-c400" and "math.random(0, 400)" in fake.scripts[1]  # 200 ms on average
+    # a slow server: more connections, each still waiting 100 ms on average besides its answer
+    slow = ceilings.Pace(1000.0, 0.2)
+    assert (slow.connections(), slow.span_ms()) == (300, 200)
+    ceilings.wrk(Path("/bin/wrk"), "paced", "/healthz", 10, post=False, pace=slow)
+    assert fake.calls[1][0][2] == "-c300" and "math.random(0, 200)" in fake.scripts[1]
     assert "wrk.method" not in fake.scripts[1]
     # unpaced, a GET needs no script at all
     ceilings.wrk(Path("/bin/wrk"), "max", "/healthz", 10, post=False)
-    assert "-s" not in fake.calls[2][0] and fake.calls[2][0][2] == "-c64"
+    assert "-s" not in fake.calls[2][0] and fake.calls[2][0][2] == f"-c{ceilings.WRK_CONNECTIONS}"
 
 
-def test_a_rate_no_delay_can_pace_is_a_failed_ceiling() -> None:
-    with pytest.raises(ValueError, match="64 connections cannot be paced to 100000/s"):
-        ceilings.pace_span_ms(100_000, 64, 0.0)
-    c = ceilings.wrk(Path("/nonexistent/wrk"), "paced", "/healthz", 1, post=False, pace=(100_000.0, 0.0))
-    assert c.per_second is None and c.error is not None and "cannot be paced" in c.error
+def test_a_paced_run_that_missed_its_rate_is_played_once_more_with_wrks_own_answer_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    replies = iter([(0, "  1500 requests in 10.00s\n", 0.1, 2000), (0, WRK_OUT, 0.1, 3000)])
+    fake = FakeWrk((0, "", 0.0, 0))
+    monkeypatch.setattr(ceilings, "_run_with_rusage", lambda cmd, timeout: (fake(cmd, timeout), next(replies))[1])
+    # calibrated with the open loop's 30 ms answers, 26 connections got 150/s: wrk's own took 26 / 150 - 0.1 = 73 ms
+    c = ceilings.wrk_paced(Path("/bin/wrk"), "paced", "/healthz", 10, post=False, pace=ceilings.Pace(200.0, 0.03))
+    assert len(fake.calls) == 2
+    assert "math.random(0, 200)" in fake.scripts[0] and fake.calls[0][0][2] == "-c26"
+    assert fake.calls[1][0][2] == "-c35" and "math.random(0, 203)" in fake.scripts[1]  # ceil(200 x 0.173)
+    assert c.per_second == 200.0
+    assert c.detail == "played twice: paced with answers of 30.0 ms it achieved 150/s; wrk's own answers took 73.3 ms"
+    # within PACE_RATE_TOLERANCE of its rate: played once
+    replies = iter([(0, "  1960 requests in 10.00s\n", 0.1, 2000)])
+    fake.calls.clear()
+    c = ceilings.wrk_paced(Path("/bin/wrk"), "paced", "/healthz", 10, post=False, pace=ceilings.Pace(200.0, 0.03))
+    assert len(fake.calls) == 1 and c.detail == ""
+
+
+@pytest.mark.parametrize(
+    "pace", [ceilings.Pace(0.0, 0.001), ceilings.Pace(100.0, -1.0), ceilings.Pace(float("nan"), 0)]
+)
+def test_a_rate_no_delay_can_pace_is_a_failed_ceiling(pace: ceilings.Pace) -> None:
+    with pytest.raises(ValueError, match="cannot pace wrk"):
+        pace.connections()
+    c = ceilings.wrk(Path("/nonexistent/wrk"), "paced", "/healthz", 1, post=False, pace=pace)
+    assert c.per_second is None and c.error is not None and "cannot pace wrk" in c.error

@@ -257,7 +257,8 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
     assert "vs wrk 0.010 (20x), wrk paced to the rate 0.080 (2.5x), lag p99" in report.write(root)[1].read_text()
     healthz.paced_wrk.per_second = 120.0  # a server too slow for the closed loop: no control
     cap.write(root / "capacity.json")
-    assert "wrk paced to the rate 0.080 (no control: it achieved 120/s)" in report.write(root)[1].read_text()
+    md = report.write(root)[1].read_text()
+    assert "wrk paced to the rate 0.080 (no control: it achieved 120/s, the generator 199/s)" in md
     healthz.paced_wrk = Ceiling(name="http.wrk.healthz.paced", tool="wrk", what="w", per_second=None, error="boom")
     cap.write(root / "capacity.json")
     assert "vs wrk 0.010 (20x), wrk paced to the rate failed (boom), lag p99" in report.write(root)[1].read_text()

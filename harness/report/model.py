@@ -9,7 +9,7 @@ from pathlib import Path
 
 from facts import topology
 from facts.measures import LEDGER_COUNTS, NO_VALUE, TRACE_HOPS, fmt
-from harness import capacity, measured_tracing, simplicity
+from harness import capacity, generator_cost, measured_tracing, simplicity
 from harness.claims import Judgement, Verdict
 from harness.memory import ProcessMemory
 from harness.result import CellResult, Machine, Run, split_name
@@ -367,7 +367,12 @@ def _paced(h: capacity.GeneratorOnHealthz) -> str:
     if c.per_second is None or c.cpu_seconds_per_1000 is None:
         return f", wrk paced to the rate failed ({c.error})"
     x = h.times_paced_wrk()
-    ratio = f" ({x:.1f}x)" if x is not None else f" (no control: it achieved {c.per_second:.0f}/s)"
+    if x is not None:
+        ratio = f" ({x:.1f}x)"
+    elif h.achieved_per_second and not generator_cost.same_rate(h.achieved_per_second, c.per_second):
+        ratio = f" (no control: it achieved {c.per_second:.0f}/s, the generator {h.achieved_per_second:.0f}/s)"
+    else:
+        ratio = ""
     return f", wrk paced to the rate {c.cpu_seconds_per_1000:.3f}{ratio}"
 
 
