@@ -155,18 +155,10 @@ def measure_wrk(seconds: float, endpoint: str = "reactions") -> Figure:
     """wrk at its max (closed loop)."""
     path, post = _target(endpoint)
     c = ceilings.wrk(_wrk_bin(), f"http.wrk.{endpoint}", path, seconds, post=post)
-    if c.per_second is None or c.cpu_seconds_per_1000 is None:
+    fig = wrk_figure(c, f"wrk -t1 -c{WRK_CONNECTIONS}", None)
+    if fig is None:
         raise SystemExit(f"wrk failed: {c.error}")
-    return Figure(
-        tool=f"wrk -t1 -c{WRK_CONNECTIONS}",
-        processes=1,
-        offered_per_second=None,
-        achieved_per_second=c.per_second,
-        requests=c.count,
-        cpu_seconds=c.cpu_seconds_per_1000 * c.count / 1000,
-        cpu_ms_per_request=c.cpu_seconds_per_1000,
-        wakeups_per_request=None if c.wakeups_per_request is None else round(c.wakeups_per_request, 3),
-    )
+    return fig
 
 
 def paced_control(generator: Figure, seconds: float, endpoint: str, wrk_bin: Path | None = None) -> Ceiling | None:
@@ -179,15 +171,14 @@ def paced_control(generator: Figure, seconds: float, endpoint: str, wrk_bin: Pat
     return ceilings.wrk_paced(wrk_bin or _wrk_bin(), f"http.wrk.{endpoint}.paced", path, seconds, post=post, pace=pace)
 
 
-def paced_figure(c: Ceiling, rate: float) -> Figure | None:
-    """A paced wrk run as a row of the table; None (said on stdout) when it failed."""
+def wrk_figure(c: Ceiling, tool: str, offered: float | None) -> Figure | None:
+    """A wrk run as a row of the table; None when it failed."""
     if c.per_second is None or c.cpu_seconds_per_1000 is None:
-        print(f"wrk paced to {rate:.0f}/s failed: {c.error}", flush=True)
         return None
     return Figure(
-        tool="wrk paced",
+        tool=tool,
         processes=1,
-        offered_per_second=rate,
+        offered_per_second=offered,
         achieved_per_second=c.per_second,
         requests=c.count,
         cpu_seconds=c.cpu_seconds_per_1000 * c.count / 1000,
@@ -275,6 +266,17 @@ def measure_generator(
     return fig
 
 
+def measure_paced(generator: Figure, seconds: float, endpoint: str) -> Figure | None:
+    """wrk paced to `generator`'s rate, as a row of the table (printed); None when there is none."""
+    control = paced_control(generator, seconds, endpoint)
+    if control is None:
+        return None
+    row = wrk_figure(control, "wrk paced", generator.achieved_per_second)
+    print(_row(row) if row is not None else f"wrk paced to {generator.achieved_per_second:.0f}/s failed: "
+          f"{control.error}", flush=True)  # fmt: skip
+    return row
+
+
 def _sleep_until(unix: float) -> None:
     while (left := unix - time.time()) > 0:
         time.sleep(min(left, 0.2))
@@ -357,11 +359,9 @@ def main(argv: list[str] | None = None) -> int:
                     figures.append(fig)
                     print(_row(fig), flush=True)
                     if tool is None and rate not in paced:
-                        control = paced_control(fig, args.wrk_seconds, args.endpoint)
-                        paced[rate] = None if control is None else paced_figure(control, fig.achieved_per_second)
-                        if (row := paced[rate]) is not None:
+                        paced[rate] = row = measure_paced(fig, args.wrk_seconds, args.endpoint)
+                        if row is not None:
                             figures.append(row)
-                            print(_row(row), flush=True)
                     compared.append((fig, paced.get(rate) if tool is None else None))
     for g, same_rate in compared:
         g.compare_to(wrk_fig, same_rate)

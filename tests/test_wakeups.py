@@ -5,8 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from harness import cpu, wakeup_probe
+import pytest
+
+from facts.topology import HEALTHZ_PATH
+from harness import ceilings, cpu, generator_cost, wakeup_probe
+from harness.ceilings import Ceiling
 from harness.generator_cost import Figure
 
 SLEEPER = "import sys, time\nfor _ in range(int(sys.argv[1])): time.sleep(0.002)\ninput()\n"
@@ -100,3 +105,42 @@ def test_wrk_paced_to_the_rate_is_a_control_only_if_it_achieved_about_that_rate(
     f = figure()
     f.compare_to(WRK)  # no control measured (the max run)
     assert f.ratio_to_paced_wrk is None
+
+
+def test_wrk_paced_to_the_generator_is_paced_to_the_rate_it_achieved_with_its_answer_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, str, bool, ceilings.Pace]] = []
+
+    def fake(wrk_bin: Path, name: str, path: str, seconds: float, *, post: bool, pace: ceilings.Pace) -> Ceiling:
+        calls.append((name, path, post, pace))
+        return Ceiling(name=name, tool="wrk", what="w", per_second=480.0, count=4800, cpu_seconds_per_1000=0.05,
+                       wakeups_per_request=1.2345)  # fmt: skip
+
+    monkeypatch.setattr(ceilings, "wrk_paced", fake)
+    generator = figure()  # 500/s achieved
+    generator.latency_mean_ms = 2.5
+    row = generator_cost.measure_paced(generator, 10.0, "reactions")
+    assert calls == [("http.wrk.reactions.paced", ceilings.POST_PATH, True, ceilings.Pace(500.0, 0.0025))]
+    assert row is not None and (row.tool, row.offered_per_second, row.achieved_per_second) == (
+        "wrk paced",
+        500.0,
+        480.0,
+    )
+    assert (row.cpu_ms_per_request, row.cpu_seconds, row.wakeups_per_request) == (0.05, 0.24, 1.234)
+    generator_cost.paced_control(generator, 10.0, "healthz", Path("/bin/wrk"))
+    assert calls[-1][1:3] == (HEALTHZ_PATH, False)
+    # no answer in the generator's window: nothing to pace with, and wrk is not run
+    generator.latency_mean_ms = None
+    assert generator_cost.measure_paced(generator, 10.0, "reactions") is None and len(calls) == 2
+
+
+def test_a_failed_paced_wrk_is_no_row_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failed = Ceiling(name="p", tool="wrk", what="w", per_second=None, error="wrk exited 1: boom")
+    monkeypatch.setattr(ceilings, "wrk_paced", lambda *a, **k: failed)
+    generator = figure()
+    generator.latency_mean_ms = 2.5
+    assert generator_cost.measure_paced(generator, 10.0, "reactions") is None
+    assert "wrk paced to 500/s failed: wrk exited 1: boom" in capsys.readouterr().out
