@@ -71,7 +71,7 @@ class Figure:
     cpu_seconds: float
     cpu_ms_per_request: float | None
     ratio_to_wrk: float | None = None  # to wrk at its max (closed loop)
-    ratio_to_paced_wrk: float | None = None  # to wrk paced to the same offered rate
+    ratio_to_paced_wrk: float | None = None  # to wrk paced to the rate this achieved
     latency_mean_ms: float | None = None  # send -> answer, the generator's requests (paces wrk's control)
     lag_p50_ms: float | None = None
     lag_p99_ms: float | None = None
@@ -305,7 +305,7 @@ def table(figures: list[Figure]) -> str:
             f"{f(g.lag_max_ms, '.1f'):>8} {g.missed:>6} {f(g.machine_cores, '.2f'):>7}"
         )
     rows.append(
-        "x wrk: to wrk at its max (closed loop); x paced: to wrk paced to the same offered rate;\n"
+        "x wrk: to wrk at its max (closed loop); x paced: to wrk paced to the rate the generator achieved;\n"
         "wake ms: the generator's --wake-interval (0: it wakes for every arrival and answer);\n"
         "lag in ms (intended -> actual start, every request of the run); machine: busy cores, all processes;\n"
         "wake/req: sleeps per request; ms/wake: CPU of one wakeup (harness.wakeup_probe beside the generator);\n"
