@@ -401,8 +401,9 @@ class GeneratorOnHealthz(_Model):
     wakeup_cpu_seconds: float | None = None
     wrk_wakeups_per_request: float | None = None
     wake_interval_seconds: float | None = None  # the generator's --wake-interval (None: written before it had one)
-    # The control at the same rate: wrk paced to it (its cost per request is lowest saturating the
-    # server, far above this rate). None: written before it was measured.
+    # The control at the same rate: wrk paced to the rate the generator achieved (its cost per request
+    # is lowest saturating the server, far above this rate). None: written before it was measured, or
+    # the generator had no answer to calibrate it with.
     achieved_per_second: float | None = None
     paced_wrk: Ceiling | None = None
 
@@ -779,7 +780,7 @@ def measure_generator_on_healthz(
     rate: float, s: SearchSettings, work: Path, wrk: Ceiling, wrk_bin: Path
 ) -> GeneratorOnHealthz:
     """The load generator at `rate` on GET /healthz: its CPU per request where the service costs least,
-    next to wrk at its max there (`wrk`) and wrk paced to the same rate."""
+    next to wrk at its max there (`wrk`) and wrk paced to the rate it achieved."""
     warmup = 3.0  # Python's start-up, not charged to the requests
     measured = max(s.ceiling_seconds, 5.0)
     fig = generator_cost.measure_generator(rate, 1, warmup + measured, warmup, work, endpoint="healthz")

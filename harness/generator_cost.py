@@ -363,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
                         if row is not None:
                             figures.append(row)
                     compared.append((fig, paced.get(rate) if tool is None else None))
-    for g, same_rate in compared:
-        g.compare_to(wrk_fig, same_rate)
+    for g, control in compared:
+        g.compare_to(wrk_fig, control)
     print()
     print(table(figures))
     if args.json:

@@ -84,7 +84,7 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
     paced = healthz.paced_wrk
     assert paced is not None and paced.error is None and paced.cpu_seconds_per_1000 is not None, paced
     assert healthz.achieved_per_second is not None and healthz.achieved_per_second > 0
-    assert paced.per_second is not None and 0 < paced.per_second < 2 * healthz.rate
-    assert healthz.times_paced_wrk() is not None, (paced.per_second, healthz.achieved_per_second)  # about its rate
+    # paced: within 10 % of the rate the generator achieved, where wrk at its max is far above it
+    assert healthz.times_paced_wrk() is not None, (paced.per_second, healthz.achieved_per_second)
     assert ceilings["http.wrk.healthz"].per_second is not None
     assert ceilings["http.wrk.healthz"].per_second > 4 * healthz.rate

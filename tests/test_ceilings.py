@@ -171,16 +171,35 @@ def test_a_paced_run_that_missed_its_rate_is_played_once_more_with_wrks_own_answ
     assert fake.calls[1][0][2] == "-c35" and "math.random(0, 203)" in fake.scripts[1]  # ceil(200 x 0.173)
     assert c.per_second == 200.0
     assert c.detail == "played twice: paced with answers of 30.0 ms it achieved 150/s; wrk's own answers took 73.3 ms"
-    # within PACE_RATE_TOLERANCE of its rate: played once
+    # within REPLAY_TOLERANCE of its rate: played once
     replies = iter([(0, "  1960 requests in 10.00s\n", 0.1, 2000)])
     fake.calls.clear()
     c = ceilings.wrk_paced(Path("/bin/wrk"), "paced", "/healthz", 10, post=False, pace=ceilings.Pace(200.0, 0.03))
     assert len(fake.calls) == 1 and c.detail == ""
+    # a replay that failed, or came out further off, leaves the first run
+    for second, said in [
+        ((1, "boom", 0.1, 0), "wrk exited 1: boom"),
+        ((0, "  1000 requests in 10.00s\n", 0.1, 0), "100/s"),
+    ]:
+        replies = iter([(0, "  1500 requests in 10.00s\n", 0.1, 2000), second])
+        c = ceilings.wrk_paced(Path("/bin/wrk"), "paced", "/healthz", 10, post=False, pace=ceilings.Pace(200.0, 0.03))
+        assert c.per_second == 150.0 and c.detail == f"kept over a replay with wrk's own answer time ({said})"
+
+
+def test_wrk_that_completed_no_request_is_a_failed_ceiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ceilings, "_run_with_rusage", FakeWrk((0, "  0 requests in 10.00s\n", 0.0, 5)))
+    c = ceilings.wrk(Path("/bin/wrk"), "max", "/healthz", 10, post=False)
+    assert c.per_second is None and c.error == "wrk completed no request"
 
 
 @pytest.mark.parametrize(
-    "pace", [ceilings.Pace(0.0, 0.001), ceilings.Pace(100.0, -1.0), ceilings.Pace(float("nan"), 0)]
-)
+    "pace",
+    [
+        ceilings.Pace(0.0, 0.001), ceilings.Pace(100.0, -1.0), ceilings.Pace(float("nan"), 0),
+        ceilings.Pace(float("inf"), 0), ceilings.Pace(100.0, float("inf")),
+        ceilings.Pace(1000.0, 2.0),  # 2,100 connections: more than a process may open
+    ],
+)  # fmt: skip
 def test_a_rate_no_delay_can_pace_is_a_failed_ceiling(pace: ceilings.Pace) -> None:
     with pytest.raises(ValueError, match="cannot pace wrk"):
         pace.connections()

@@ -118,13 +118,14 @@ def test_wrk_paced_to_the_generator_is_paced_to_the_rate_it_achieved_with_its_an
                        wakeups_per_request=1.2345)  # fmt: skip
 
     monkeypatch.setattr(ceilings, "wrk_paced", fake)
-    generator = figure()  # 500/s achieved
+    generator = figure()  # offered 500/s
+    generator.achieved_per_second = 490.0
     generator.latency_mean_ms = 2.5
     row = generator_cost.measure_paced(generator, 10.0, "reactions")
-    assert calls == [("http.wrk.reactions.paced", ceilings.POST_PATH, True, ceilings.Pace(500.0, 0.0025))]
+    assert calls == [("http.wrk.reactions.paced", ceilings.POST_PATH, True, ceilings.Pace(490.0, 0.0025))]
     assert row is not None and (row.tool, row.offered_per_second, row.achieved_per_second) == (
         "wrk paced",
-        500.0,
+        490.0,
         480.0,
     )
     assert (row.cpu_ms_per_request, row.cpu_seconds, row.wakeups_per_request) == (0.05, 0.24, 1.234)
