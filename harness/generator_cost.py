@@ -345,7 +345,6 @@ def main(argv: list[str] | None = None) -> int:
         max_rate = round(wrk_fig.achieved_per_second * MAX_OVER_WRK, -1)
         runs.append((max_rate, WRK_CONNECTIONS, f"locust (max, cap {WRK_CONNECTIONS})"))
     paced: dict[float, Figure | None] = {}  # wrk paced to each fixed rate, once
-    compared: list[tuple[Figure, Figure | None]] = []
     with tempfile.TemporaryDirectory(prefix="generator-cost-") as tmp:
         for processes in args.processes:
             for wake in args.wake_intervals or [None]:
@@ -362,9 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                         paced[rate] = row = measure_paced(fig, args.wrk_seconds, args.endpoint)
                         if row is not None:
                             figures.append(row)
-                    compared.append((fig, paced.get(rate) if tool is None else None))
-    for g, control in compared:
-        g.compare_to(wrk_fig, control)
+                    fig.compare_to(wrk_fig, paced.get(rate) if tool is None else None)
     print()
     print(table(figures))
     if args.json:
