@@ -67,6 +67,13 @@ class Ceiling(BaseModel):
     detail: str = ""
     error: str | None = None
 
+    def rate_and_cpu(self) -> tuple[float, float] | None:
+        """(per second, CPU seconds per 1,000 requests) of a run that gave both; None when it failed
+        or its tool's CPU is not known."""
+        if self.per_second is None or self.cpu_seconds_per_1000 is None:
+            return None
+        return self.per_second, self.cpu_seconds_per_1000
+
 
 def sample_event() -> reaction_pb2.ReactionEvent:
     """A ReactionEvent as the reaction service builds it (uuid id, post-<k>, user-<k>)."""

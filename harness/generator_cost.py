@@ -85,6 +85,7 @@ class Figure:
     # each answer; wrk's connections wait on the server together), and its ratio to wrk's CPU per request
     at_wrk_wakeups_ms: float | None = None
     at_wrk_wakeups_ratio: float | None = None
+    note: str = ""  # how the run went when it matters to its figure (a paced wrk played twice)
 
     def count_wakeups(self, wakeups: int | None, probe: wakeup_probe.WakeupCost | None) -> None:
         if wakeups is not None and self.requests:
@@ -173,17 +174,20 @@ def paced_control(generator: Figure, seconds: float, endpoint: str, wrk_bin: Pat
 
 def wrk_figure(c: Ceiling, tool: str, offered: float | None) -> Figure | None:
     """A wrk run as a row of the table; None when it failed."""
-    if c.per_second is None or c.cpu_seconds_per_1000 is None:
+    figures = c.rate_and_cpu()
+    if figures is None:
         return None
+    per_second, cpu_per_1000 = figures
     return Figure(
         tool=tool,
         processes=1,
         offered_per_second=offered,
-        achieved_per_second=c.per_second,
+        achieved_per_second=per_second,
         requests=c.count,
-        cpu_seconds=c.cpu_seconds_per_1000 * c.count / 1000,
-        cpu_ms_per_request=c.cpu_seconds_per_1000,
+        cpu_seconds=cpu_per_1000 * c.count / 1000,
+        cpu_ms_per_request=cpu_per_1000,
         wakeups_per_request=None if c.wakeups_per_request is None else round(c.wakeups_per_request, 3),
+        note=c.detail,
     )
 
 
@@ -272,8 +276,10 @@ def measure_paced(generator: Figure, seconds: float, endpoint: str) -> Figure | 
     if control is None:
         return None
     row = wrk_figure(control, "wrk paced", generator.achieved_per_second)
-    print(_row(row) if row is not None else f"wrk paced to {generator.achieved_per_second:.0f}/s failed: "
-          f"{control.error}", flush=True)  # fmt: skip
+    if row is None:
+        print(f"wrk paced to {generator.achieved_per_second:.0f}/s failed: {control.error}", flush=True)
+    else:
+        print(_row(row) + (f"\n  ({row.note})" if row.note else ""), flush=True)
     return row
 
 
@@ -311,6 +317,7 @@ def table(figures: list[Figure]) -> str:
         "wake/req: sleeps per request; ms/wake: CPU of one wakeup (harness.wakeup_probe beside the generator);\n"
         "@wrk wake: CPU ms per request less the wakeups beyond wrk's (wake/req - wrk's) x ms/wake, then x wrk"
     )
+    rows += [f"{g.tool} at {f(g.offered_per_second, '.0f')}/s: {g.note}" for g in figures if g.note]
     return "\n".join(rows)
 
 

@@ -364,16 +364,18 @@ def _paced(h: capacity.GeneratorOnHealthz) -> str:
     c = h.paced_wrk
     if c is None:
         return ""
-    if c.per_second is None or c.cpu_seconds_per_1000 is None:
+    figures = c.rate_and_cpu()
+    if figures is None:
         return f", wrk paced to the rate failed ({c.error})"
+    per_second, cpu_per_1000 = figures
     x = h.times_paced_wrk()
     if x is not None:
         ratio = f" ({x:.1f}x)"
-    elif h.achieved_per_second and not generator_cost.same_rate(h.achieved_per_second, c.per_second):
-        ratio = f" (no control: it achieved {c.per_second:.0f}/s, the generator {h.achieved_per_second:.0f}/s)"
+    elif h.achieved_per_second and not generator_cost.same_rate(h.achieved_per_second, per_second):
+        ratio = f" (no control: it achieved {per_second:.0f}/s, the generator {h.achieved_per_second:.0f}/s)"
     else:
         ratio = ""
-    return f", wrk paced to the rate {c.cpu_seconds_per_1000:.3f}{ratio}"
+    return f", wrk paced to the rate {cpu_per_1000:.3f}{ratio}"
 
 
 def capacity_rows(path: Path) -> CapacityRows | None:
