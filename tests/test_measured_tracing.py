@@ -14,7 +14,9 @@ from harness.stack import Tracing
 def test_settings_are_off_or_a_share_of_traces() -> None:
     assert tracing_of("off") == Tracing(enabled=False)
     assert tracing_of("0.1") == Tracing(enabled=True, sample_ratio=0.1)
-    assert [words(s) for s in ("off", "0.1", "1")] == ["off", "10% of reactions", "every reaction"]
+    assert [words(s) for s in ("off", "0.1", "1", "0")] == [
+        "off", "10% of reactions", "every reaction", "no reaction (instrumented, none kept)",
+    ]  # fmt: skip
     for bad in ("1.5", "-0.1", "all"):
         with pytest.raises(ValueError, match="not a tracing setting"):
             tracing_of(bad)
@@ -25,7 +27,7 @@ def test_the_shipped_file_is_valid_and_a_bad_setting_names_its_field(tmp_path: P
     assert tracing_of(shipped.sample).enabled and "off" in shipped.overhead
     path = tmp_path / "tracing.yaml"
     path.write_text(
-        measured_tracing.SETTINGS_FILE.read_text().replace('overhead: ["off", "1"]', 'overhead: ["off", "2"]')
+        measured_tracing.SETTINGS_FILE.read_text().replace('overhead: ["off", "0", "1"]', 'overhead: ["off", "2", "1"]')
     )
     with pytest.raises(ValueError) as e:
         measured_tracing.load(path)
