@@ -332,6 +332,41 @@ def search(
     )
 
 
+def capped_by_acceptance(capacity: SearchResult, acceptance: SearchResult, plays: Sequence[Step]) -> SearchResult:
+    """Async's capacity under every limit cannot exceed its acceptance, judged on a subset of them (API
+    p99 and errors). When the acceptance search found less, one of its plays above that broke a limit
+    the capacity has too, near the boundary where one window can hold by luck. The capacity is then
+    the highest rate at or below the acceptance whose every play, in either search, held every limit;
+    the lowest rate above it with a play that did not is where it broke, and why."""
+    if capacity.rate is None or acceptance.rate is None or acceptance.rate >= capacity.rate:
+        return capacity
+    by_rate: dict[float, list[Step]] = {}
+    for st in plays:
+        by_rate.setdefault(st.rate, []).append(st)
+
+    def sustained(rate: float) -> bool:
+        return all(st.verdict(ALL_LIMITS) == "held" for st in by_rate[rate])
+
+    rate = max((r for r in by_rate if r <= acceptance.rate and sustained(r)), default=None)
+    broke_at = min((r for r in by_rate if (rate is None or r > rate) and not sustained(r)), default=None)
+    if broke_at is None:  # not the plays of these searches: nothing to judge by
+        return capacity
+    broke = next(st for st in by_rate[broke_at] if st.verdict(ALL_LIMITS) != "held")
+    lowered = (f"the search's {capacity.rate:.0f}/s is not kept: plays of the acceptance search broke at or "
+               "below it, and a capacity is a rate whose every play held every limit")  # fmt: skip
+    held_once = {r for r, sts in by_rate.items() if any(st.verdict(ALL_LIMITS) == "held" for st in sts)}
+    return capacity.model_copy(update={
+        "rate": rate,
+        "broke_at": broke_at,
+        "bound": "generator" if broke.verdict(ALL_LIMITS) == "generator-bound" else "pipeline",
+        "reasons": [*broke.why(ALL_LIMITS), lowered],
+        "busiest": busiest(broke.cpu_cores),
+        "cpu_cores_at_break": dict(broke.cpu_cores),
+        "confirmed": sum(1 for st in by_rate[rate] if st.replay) if rate is not None else 0,
+        "unconfirmed": sorted({*capacity.unconfirmed, *(r for r in held_once if rate is None or r > rate)}),
+    })  # fmt: skip
+
+
 def _replays_break(
     held: Step | None, limits: Sequence[str], times: int, replay: Callable[[float], Step], tried: list[float]
 ) -> Step | None:
@@ -750,6 +785,7 @@ def measure_pipeline(runner: StepRunner, pipeline: str) -> PipelineCapacity:
     if pipeline == "async":
         print(f"{pipeline}: searching the acceptance capacity (API p99 and errors only)", flush=True)
         acceptance = search(measure, ACCEPTANCE_LIMITS, s, replay)
+        capacity = capped_by_acceptance(capacity, acceptance, [st for st in runner.order if st.pipeline == pipeline])
     first = runner.steps[(pipeline, float(s.start_rate))]
     return PipelineCapacity(
         pipeline=pipeline,

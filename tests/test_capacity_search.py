@@ -371,3 +371,36 @@ def test_a_disturbed_step_is_played_again_and_named_if_it_stays_disturbed(capsys
 def test_the_shipped_disturbance_rule_loads() -> None:
     d = load_config().disturbed
     assert 0 < d.other_cores < 1 and d.retries >= 1
+
+
+def _played(rate: float, api_p99: float, *, replay: bool = False, growth: float = 0.0) -> Step:
+    st = fake_step(rate, pipeline="async", api_p99=api_p99, backlog_growth=growth)
+    st.replay = replay
+    return st
+
+
+def test_async_capacity_is_never_above_its_acceptance_every_play_must_hold() -> None:
+    """This VM's run 20261130-232712: the full search held 1,150/s twice, then the acceptance search's
+    replays broke API p99 at 1,150, 1,100 and 1,000/s and it found 925/s."""
+    ok, slow = 0.02, 0.2
+    plays = [
+        _played(800, ok), _played(1600, 1.0), _played(1200, slow), _played(1000, ok), _played(1100, ok),
+        _played(1150, ok), _played(1150, ok, replay=True),  # the full search: 1,150/s, confirmed
+        _played(1150, slow, replay=True), _played(1100, slow, replay=True), _played(1050, 1.0),
+        _played(1000, slow, replay=True), _played(900, ok), _played(950, 0.101), _played(925, ok),
+        _played(925, ok, replay=True),  # the acceptance search: 925/s, confirmed
+    ]  # fmt: skip
+    full = capacity.SearchResult(limits=list(ALL_LIMITS), rate=1150, broke_at=1200, bound="pipeline",
+                                 reasons=["API p99 200 ms > 100 ms"], confirmed=1)  # fmt: skip
+    accepted = full.model_copy(update={"limits": list(ACCEPTANCE_LIMITS), "rate": 925, "broke_at": 950})
+    capped = capacity.capped_by_acceptance(full, accepted, plays)
+    assert (capped.rate, capped.broke_at, capped.confirmed) == (925, 950, 1)
+    assert capped.reasons[0] == "API p99 101 ms > 100 ms" and "1150/s is not kept" in capped.reasons[1]
+    assert capped.unconfirmed == [1000, 1100, 1150]  # each held once and broke on another play
+    # the acceptance at or above the capacity: nothing to reconcile, the search's result stands
+    assert capacity.capped_by_acceptance(full, full.model_copy(update={"rate": 1150}), plays) is full
+    assert capacity.capped_by_acceptance(full, accepted, []) is full  # no plays given: no evidence to judge by
+    # every play at the acceptance's rate must hold every limit: a growing backlog there sends it lower
+    growing = [*plays, _played(925, ok, replay=True, growth=100.0)]
+    lower = capacity.capped_by_acceptance(full, accepted, growing)
+    assert (lower.rate, lower.broke_at) == (900, 925) and "consumer falls behind" in lower.reasons[0]
