@@ -229,14 +229,21 @@ class SearchResult(_Model):
     cpu_cores_at_break: dict[str, float] = Field(default_factory=dict)
     tried: list[float] = Field(default_factory=list)  # rates in the order this search judged them
     confirmed: int = 0  # replays `rate` held beyond its first play
-    unconfirmed: list[float] = Field(default_factory=list)  # rates that held once and broke when replayed
+    unconfirmed: list[float] = Field(default_factory=list)  # rates that held, then broke on a replay
+    # The search's own rate, when plays of a later search over the same rates broke at or below it
+    # (`held_on_every_play`); None: the search's rate stands.
+    lowered_from: float | None = None
 
     def summary(self) -> str:
         held = "nothing held" if self.rate is None else f"{self.rate:.0f}/s"
         if self.confirmed:
             held += f" (held again on {self.confirmed} replay{'s' if self.confirmed > 1 else ''})"
+        elif self.lowered_from is not None and self.rate is not None:
+            held += " (not replayed)"
+        if self.lowered_from is not None:
+            held += f" (the search found {self.lowered_from:.0f}/s; later plays broke at or below it)"
         if self.unconfirmed:
-            held += f"; {', '.join(f'{r:.0f}' for r in self.unconfirmed)}/s held once, not on a replay"
+            held += f"; {', '.join(f'{r:.0f}' for r in self.unconfirmed)}/s held, then broke on a replay"
         if self.bound == "search-limit":
             return f"{held} (at least: the search stops at {self.broke_at or self.rate:.0f}/s)"
         cpu = ", ".join(f"{n} {c:.2f}" for n, c in sorted(self.cpu_cores_at_break.items(), key=lambda kv: -kv[1]))
@@ -332,13 +339,14 @@ def search(
     )
 
 
-def capped_by_acceptance(capacity: SearchResult, acceptance: SearchResult, plays: Sequence[Step]) -> SearchResult:
-    """Async's capacity under every limit cannot exceed its acceptance, judged on a subset of them (API
-    p99 and errors). When the acceptance search found less, one of its plays above that broke a limit
-    the capacity has too, near the boundary where one window can hold by luck. The capacity is then
-    the highest rate at or below the acceptance whose every play, in either search, held every limit;
-    the lowest rate above it with a play that did not is where it broke, and why."""
-    if capacity.rate is None or acceptance.rate is None or acceptance.rate >= capacity.rate:
+def held_on_every_play(capacity: SearchResult, acceptance: SearchResult, plays: Sequence[Step]) -> SearchResult:
+    """Async's capacity after its acceptance search, which plays more of the same rates (replays) on a
+    subset of the limits (API p99 and errors). A capacity is a rate whose every play, in either search,
+    held every limit, and never above the acceptance. When a play at or below the full search's rate
+    broke (near the boundary one window can hold by luck), the capacity becomes the highest rate at or
+    below both whose every play held; where it broke and why are those of the lowest rate above it
+    with a play that did not. Without such a play the search's result stands."""
+    if capacity.rate is None:
         return capacity
     by_rate: dict[float, list[Step]] = {}
     for st in plays:
@@ -347,23 +355,26 @@ def capped_by_acceptance(capacity: SearchResult, acceptance: SearchResult, plays
     def sustained(rate: float) -> bool:
         return all(st.verdict(ALL_LIMITS) == "held" for st in by_rate[rate])
 
-    rate = max((r for r in by_rate if r <= acceptance.rate and sustained(r)), default=None)
-    broke_at = min((r for r in by_rate if (rate is None or r > rate) and not sustained(r)), default=None)
-    if broke_at is None:  # not the plays of these searches: nothing to judge by
+    top = capacity.rate if acceptance.rate is None else min(capacity.rate, acceptance.rate)
+    rate = max((r for r in by_rate if r <= top and sustained(r)), default=None)
+    against = [r for r in by_rate if (rate is None or r > rate) and r <= capacity.rate and not sustained(r)]
+    if not against:
         return capacity
+    broke_at = min(against)
     broke = next(st for st in by_rate[broke_at] if st.verdict(ALL_LIMITS) != "held")
-    lowered = (f"the search's {capacity.rate:.0f}/s is not kept: plays of the acceptance search broke at or "
-               "below it, and a capacity is a rate whose every play held every limit")  # fmt: skip
-    held_once = {r for r, sts in by_rate.items() if any(st.verdict(ALL_LIMITS) == "held" for st in sts)}
+    held_then_broke = {
+        r for r, sts in by_rate.items() if not sustained(r) and any(st.verdict(ALL_LIMITS) == "held" for st in sts)
+    }
     return capacity.model_copy(update={
         "rate": rate,
         "broke_at": broke_at,
         "bound": "generator" if broke.verdict(ALL_LIMITS) == "generator-bound" else "pipeline",
-        "reasons": [*broke.why(ALL_LIMITS), lowered],
+        "reasons": broke.why(ALL_LIMITS),
         "busiest": busiest(broke.cpu_cores),
         "cpu_cores_at_break": dict(broke.cpu_cores),
         "confirmed": sum(1 for st in by_rate[rate] if st.replay) if rate is not None else 0,
-        "unconfirmed": sorted({*capacity.unconfirmed, *(r for r in held_once if rate is None or r > rate)}),
+        "unconfirmed": sorted({*capacity.unconfirmed, *held_then_broke}),
+        "lowered_from": capacity.rate,
     })  # fmt: skip
 
 
@@ -785,7 +796,7 @@ def measure_pipeline(runner: StepRunner, pipeline: str) -> PipelineCapacity:
     if pipeline == "async":
         print(f"{pipeline}: searching the acceptance capacity (API p99 and errors only)", flush=True)
         acceptance = search(measure, ACCEPTANCE_LIMITS, s, replay)
-        capacity = capped_by_acceptance(capacity, acceptance, [st for st in runner.order if st.pipeline == pipeline])
+        capacity = held_on_every_play(capacity, acceptance, [st for st in runner.order if st.pipeline == pipeline])
     first = runner.steps[(pipeline, float(s.start_rate))]
     return PipelineCapacity(
         pipeline=pipeline,

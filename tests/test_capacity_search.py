@@ -115,7 +115,7 @@ def test_a_rate_that_held_by_luck_breaks_on_its_replay_and_the_search_goes_below
     assert result.unconfirmed and all(500 < r <= 700 for r in result.unconfirmed)
     assert (result.broke_at or 0) - result.rate <= max(SETTINGS.resolution * result.rate, SETTINGS.min_step)
     assert fake.calls[-1] == result.rate and result.confirmed == 1  # the answer itself was replayed
-    assert "held once, not on a replay" in result.summary()
+    assert "held, then broke on a replay" in result.summary()
 
 
 def test_a_search_limit_that_breaks_on_its_replay_is_not_the_capacity() -> None:
@@ -393,14 +393,46 @@ def test_async_capacity_is_never_above_its_acceptance_every_play_must_hold() -> 
     full = capacity.SearchResult(limits=list(ALL_LIMITS), rate=1150, broke_at=1200, bound="pipeline",
                                  reasons=["API p99 200 ms > 100 ms"], confirmed=1)  # fmt: skip
     accepted = full.model_copy(update={"limits": list(ACCEPTANCE_LIMITS), "rate": 925, "broke_at": 950})
-    capped = capacity.capped_by_acceptance(full, accepted, plays)
-    assert (capped.rate, capped.broke_at, capped.confirmed) == (925, 950, 1)
-    assert capped.reasons[0] == "API p99 101 ms > 100 ms" and "1150/s is not kept" in capped.reasons[1]
-    assert capped.unconfirmed == [1000, 1100, 1150]  # each held once and broke on another play
-    # the acceptance at or above the capacity: nothing to reconcile, the search's result stands
-    assert capacity.capped_by_acceptance(full, full.model_copy(update={"rate": 1150}), plays) is full
-    assert capacity.capped_by_acceptance(full, accepted, []) is full  # no plays given: no evidence to judge by
-    # every play at the acceptance's rate must hold every limit: a growing backlog there sends it lower
+    capped = capacity.held_on_every_play(full, accepted, plays)
+    assert (capped.rate, capped.broke_at, capped.confirmed, capped.lowered_from) == (925, 950, 1, 1150)
+    assert capped.reasons == ["API p99 101 ms > 100 ms"]
+    assert capped.unconfirmed == [1000, 1100, 1150]  # each held, then broke on a replay
+    assert capped.summary().startswith(
+        "925/s (held again on 1 replay) (the search found 1150/s; later plays broke at or below it); "
+        "1000, 1100, 1150/s held, then broke on a replay; broke at 950/s: API p99 101 ms > 100 ms"
+    )
+    assert capacity.SearchResult.model_validate_json(capped.model_dump_json()) == capped  # as capacity.json keeps it
+    assert capacity.held_on_every_play(full, accepted, []) is full  # no plays given: no evidence to judge by
+    # every play at the acceptance's rate must hold every limit: a growing backlog there sends it lower,
+    # to a rate never replayed, which the summary says
     growing = [*plays, _played(925, ok, replay=True, growth=100.0)]
-    lower = capacity.capped_by_acceptance(full, accepted, growing)
-    assert (lower.rate, lower.broke_at) == (900, 925) and "consumer falls behind" in lower.reasons[0]
+    lower = capacity.held_on_every_play(full, accepted, growing)
+    assert (lower.rate, lower.broke_at, lower.confirmed) == (900, 925, 0) and "consumer falls behind" in lower.reasons[
+        0
+    ]
+    assert lower.summary().startswith("900/s (not replayed) (the search found 1150/s")
+
+
+def test_a_search_rate_every_play_held_stands_and_one_that_broke_on_a_later_play_does_not() -> None:
+    ok = 0.02
+    full = capacity.SearchResult(limits=list(ALL_LIMITS), rate=1150, broke_at=1200, bound="pipeline",
+                                 reasons=["API p99 200 ms > 100 ms"], confirmed=1)  # fmt: skip
+    base = [_played(800, ok), _played(1100, ok), _played(1150, ok), _played(1150, ok, replay=True),
+            _played(1200, 0.2)]  # fmt: skip
+    # the acceptance search found less, but no play at or below 1,150/s broke: nothing contradicts it
+    accepted = full.model_copy(update={"limits": list(ACCEPTANCE_LIMITS), "rate": 1100})
+    assert capacity.held_on_every_play(full, accepted, base) is full
+    # the acceptance at the capacity, its replay there broke the backlog only (a limit it does not judge)
+    same = full.model_copy(update={"limits": list(ACCEPTANCE_LIMITS)})
+    backlog = [*base, _played(1150, ok, replay=True, growth=100.0)]
+    lowered = capacity.held_on_every_play(full, same, backlog)
+    assert (lowered.rate, lowered.broke_at, lowered.lowered_from) == (1100, 1150, 1150)
+    assert "consumer falls behind" in lowered.reasons[0] and lowered.unconfirmed == [1150]
+    # a generator that fell behind on the play that broke: the bound says so
+    lagging = [*base, _played(1150, ok, replay=True)]
+    lagging[-1].generator_reasons = ["schedule lag p99 300 ms > 50 ms"]
+    assert capacity.held_on_every_play(full, same, lagging).bound == "generator"
+    # nothing at or below the capacity held on every play
+    shaky = [_played(1150, ok), _played(1150, 0.2, replay=True)]
+    none = capacity.held_on_every_play(full, same, shaky)
+    assert (none.rate, none.broke_at, none.confirmed) == (None, 1150, 0) and none.summary().startswith("nothing held")
