@@ -255,6 +255,12 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
                                 cpu_seconds_per_1000=0.08)  # fmt: skip
     cap.write(root / "capacity.json")
     assert "vs wrk 0.010 (20x), wrk paced to the rate 0.080 (2.5x), lag p99" in report.write(root)[1].read_text()
+    healthz.paced_wrk.detail = "played twice: paced with answers of 2.0 ms it achieved 240/s;\nwrk's own ..."
+    cap.write(root / "capacity.json")
+    assert "(2.5x) (played twice: paced with answers of 2.0 ms it achieved 240/s; wrk's own ...), lag p99" in (
+        report.write(root)[1].read_text()
+    )
+    healthz.paced_wrk.detail = ""
     healthz.paced_wrk.per_second = 120.0  # a server too slow for the closed loop: no control
     cap.write(root / "capacity.json")
     md = report.write(root)[1].read_text()

@@ -375,7 +375,8 @@ def _paced(h: capacity.GeneratorOnHealthz) -> str:
         ratio = f" (no control: it achieved {per_second:.0f}/s, the generator {h.achieved_per_second:.0f}/s)"
     else:
         ratio = ""
-    return f", wrk paced to the rate {cpu_per_1000:.3f}{ratio}"
+    detail = " ".join(c.detail.split())  # "played twice: ..." / "kept over a replay ..."
+    return f", wrk paced to the rate {cpu_per_1000:.3f}{ratio}" + (f" ({detail})" if detail else "")
 
 
 def capacity_rows(path: Path) -> CapacityRows | None:
