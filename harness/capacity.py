@@ -342,10 +342,10 @@ def search(
 def held_on_every_play(capacity: SearchResult, acceptance: SearchResult, plays: Sequence[Step]) -> SearchResult:
     """Async's capacity after its acceptance search, which plays more of the same rates (replays) on a
     subset of the limits (API p99 and errors). A capacity is a rate whose every play, in either search,
-    held every limit, and never above the acceptance. When a play at or below the full search's rate
-    broke (near the boundary one window can hold by luck), the capacity becomes the highest rate at or
-    below both whose every play held; where it broke and why are those of the lowest rate above it
-    with a play that did not. Without such a play the search's result stands."""
+    held every limit. When a play at or below the full search's rate broke (near the boundary one
+    window can hold by luck), the capacity becomes the highest rate at or below both the search's and
+    the acceptance's whose every play held; where it broke and why are those of the lowest rate above
+    it with a play that did not. Without such a play the search's result stands."""
     if capacity.rate is None:
         return capacity
     by_rate: dict[float, list[Step]] = {}
