@@ -796,7 +796,9 @@ def measure_pipeline(runner: StepRunner, pipeline: str) -> PipelineCapacity:
     if pipeline == "async":
         print(f"{pipeline}: searching the acceptance capacity (API p99 and errors only)", flush=True)
         acceptance = search(measure, ACCEPTANCE_LIMITS, s, replay)
-        capacity = held_on_every_play(capacity, acceptance, [st for st in runner.order if st.pipeline == pipeline])
+    steps = [st for st in runner.order if st.pipeline == pipeline]  # every play of its searches
+    if acceptance is not None:
+        capacity = held_on_every_play(capacity, acceptance, steps)
     first = runner.steps[(pipeline, float(s.start_rate))]
     return PipelineCapacity(
         pipeline=pipeline,
@@ -805,7 +807,7 @@ def measure_pipeline(runner: StepRunner, pipeline: str) -> PipelineCapacity:
         cpu_rate=s.start_rate,
         cpu_seconds_per_1000=first.cpu_seconds_per_1000,
         cpu_step_held=first.verdict(ALL_LIMITS) == "held",
-        steps=[st for st in runner.order if st.pipeline == pipeline],
+        steps=steps,
     )
 
 
