@@ -74,6 +74,10 @@ class Ceiling(BaseModel):
             return None
         return self.per_second, self.cpu_seconds_per_1000
 
+    def detail_line(self) -> str:
+        """`detail` on one line, for a table row or a sentence: it may quote a tool's output."""
+        return " ".join(self.detail.split())
+
 
 def sample_event() -> reaction_pb2.ReactionEvent:
     """A ReactionEvent as the reaction service builds it (uuid id, post-<k>, user-<k>)."""

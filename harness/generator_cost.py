@@ -187,7 +187,7 @@ def wrk_figure(c: Ceiling, tool: str, offered: float | None) -> Figure | None:
         cpu_seconds=cpu_per_1000 * c.count / 1000,
         cpu_ms_per_request=cpu_per_1000,
         wakeups_per_request=None if c.wakeups_per_request is None else round(c.wakeups_per_request, 3),
-        note=" ".join(c.detail.split()),  # one line under the table, whatever wrk printed
+        note=c.detail_line(),
     )
 
 

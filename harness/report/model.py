@@ -375,7 +375,7 @@ def _paced(h: capacity.GeneratorOnHealthz) -> str:
         ratio = f" (no control: it achieved {per_second:.0f}/s, the generator {h.achieved_per_second:.0f}/s)"
     else:
         ratio = ""
-    detail = " ".join(c.detail.split())  # "played twice: ..." / "kept over a replay ..."
+    detail = c.detail_line()  # "played twice: ..." / "kept over a replay ..."
     return f", wrk paced to the rate {cpu_per_1000:.3f}{ratio}" + (f" ({detail})" if detail else "")
 
 
