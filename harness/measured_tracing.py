@@ -30,14 +30,14 @@ def tracing_of(setting: str) -> Tracing:
 
 def words(setting: str) -> str:
     """For a report: "off", "every reaction", "10% of reactions", "0.5% of reactions", and for 0 what
-    it measures: the instrumentation every request goes through, with no trace kept."""
+    it measures: tracing on (the SDK, the instrumentations and their gates), no reaction traced."""
     t = tracing_of(setting)
     if not t.enabled:
         return "off"
     if t.sample_ratio == 1.0:
         return "every reaction"
     share = f"{t.sample_ratio * 100:g}% of reactions"
-    return share + (" (instrumented, no trace kept)" if t.sample_ratio == 0.0 else "")
+    return share + (" (tracing on, none traced)" if t.sample_ratio == 0.0 else "")
 
 
 Setting = Annotated[str, AfterValidator(lambda v: (tracing_of(v), v)[1])]

@@ -12,6 +12,13 @@ Trace context travels as W3C `traceparent`: in gRPC metadata (grpc instrumentati
 headers (aiohttp client/server) and in Kafka record headers (aiokafka instrumentation on send;
 `consume_context` reads them back so a record's "process" span is a child of its producer's span).
 
+Which requests are traced is drawn once, where a request enters the system without a trace context
+(the reaction API: `setup(..., edge=True)`), and only a traced request enters any instrumentation:
+the instrumentations cost the services 1.2-1.7x their CPU on requests they did not keep (run
+20261130-232712-capacity, README). A request not drawn runs with instrumentation suppressed, so no
+span is started and no context is sent on; the services behind the edge trace a request only when
+its caller's context says it was sampled (`gate_middleware`, `sampled_call`, `span`).
+
 Latency observations carry the current sampled span's trace id as an OpenMetrics exemplar
 (`exemplar()`: None while tracing is off, so `observe(..., exemplar=None)` is the untraced path).
 """
@@ -27,11 +34,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind
 
 __all__ = ["SpanKind"]  # re-exported: the services name span kinds without importing OpenTelemetry
@@ -39,6 +49,8 @@ __all__ = ["SpanKind"]  # re-exported: the services name span kinds without impo
 from facts import topology
 
 if TYPE_CHECKING:
+    from aiohttp import web
+    from aiohttp.typedefs import Middleware
     from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger(__name__)
@@ -60,8 +72,13 @@ _ENVIRONMENT = {
 
 INSTRUMENTS = ("http-server", "http-client", "grpc-client", "grpc-server", "kafka")
 
+TRACEPARENT = "traceparent"  # W3C trace context: "00-{trace id}-{parent id}-{flags}", flags 01 = sampled
+
 _tracer: trace.Tracer | None = None  # set while tracing is on
 _provider: TracerProvider | None = None
+_http_gate: Middleware | None = None  # set while tracing is on and the aiohttp server is instrumented
+# Set in the context of a request the edge drew for a trace: the only roots `DrawnAtTheEdge` samples.
+_DRAWN = otel_context.create_key("sync-async-bench.drawn")
 
 
 def ratio(text: str) -> float:
@@ -78,7 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--trace-sample-ratio",
         type=ratio,
         default=1.0,
-        help="share of new traces kept (parent-based: a service that continues a trace follows its caller)",
+        help="share of reactions traced, drawn where a request enters without a trace context (the reaction "
+        "API); behind it a service traces a request only when its caller did",
     )
     g.add_argument(
         "--otlp-endpoint",
@@ -104,8 +122,12 @@ def enabled() -> bool:
     return _tracer is not None
 
 
-def setup(service: str, settings: Settings, instruments: Sequence[str]) -> None:
-    """Install the SDK and the given instrumentations (before any app, channel, server or client exists)."""
+def setup(service: str, settings: Settings, instruments: Sequence[str], *, edge: bool = False) -> None:
+    """Install the SDK and the given instrumentations (before any app, channel, server or client exists).
+
+    `edge`: this service's HTTP server is where requests enter the system; one that comes without a
+    trace context is traced with probability `settings.sample_ratio`. Elsewhere such a request is not.
+    """
     global _tracer, _provider
     if not settings.enabled:
         log.info("tracing off")
@@ -120,10 +142,10 @@ def setup(service: str, settings: Settings, instruments: Sequence[str]) -> None:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    from opentelemetry.sdk.trace.sampling import ParentBased
 
     resource = Resource.create({"service.name": service, "service.instance.id": f"{service}-{os.getpid()}"})
-    provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio)))
+    provider = TracerProvider(resource=resource, sampler=ParentBased(DrawnAtTheEdge()))
     provider.add_span_processor(SemconvNames())
     exporter = OTLPSpanExporter(endpoint=settings.otlp_endpoint.rstrip("/") + "/v1/traces", timeout=5)
     # A surge is ~500 reactions/s x up to 4 spans per process; the default queue (2048, flushed every
@@ -133,7 +155,7 @@ def setup(service: str, settings: Settings, instruments: Sequence[str]) -> None:
     )
     trace.set_tracer_provider(provider)
     _provider = provider
-    _instrument(instruments)
+    _instrument(instruments, edge_ratio=settings.sample_ratio if edge else None)
     _tracer = trace.get_tracer("targets", schema_url="https://opentelemetry.io/schemas/1.27.0")
     log.info(
         "tracing on: %s, sample ratio %g, OTLP/HTTP to %s",
@@ -143,11 +165,18 @@ def setup(service: str, settings: Settings, instruments: Sequence[str]) -> None:
     )
 
 
-def _instrument(instruments: Sequence[str]) -> None:
+def _instrument(instruments: Sequence[str], *, edge_ratio: float | None) -> None:
+    global _http_gate
     if "http-server" in instruments:
         from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
 
-        AioHttpServerInstrumentor().instrument()
+        # instrument() sets the module's tracer, meters and excluded URLs; uninstrument() only gives
+        # web.Application back, whose subclass would put the tracing middleware first in every app:
+        # the gate, first in the apps that ask for it (`server_middlewares`), enters it or not.
+        instrumentor = AioHttpServerInstrumentor()
+        instrumentor.instrument()
+        instrumentor.uninstrument()
+        _http_gate = gate_middleware(edge_ratio)
     if "http-client" in instruments:
         from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 
@@ -159,11 +188,103 @@ def _instrument(instruments: Sequence[str]) -> None:
     if "grpc-server" in instruments:
         from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer
 
-        GrpcAioInstrumentorServer().instrument()
+        GrpcAioInstrumentorServer(filter_=sampled_call).instrument()
     if "kafka" in instruments:
+        import aiokafka
+        import wrapt
         from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+        from opentelemetry.instrumentation.utils import unwrap
 
         AIOKafkaInstrumentor().instrument()
+        # The consumer's span is ours ("process", a child of the record's producer span, `span`): the
+        # instrumentation's would start a trace of every poll and a span per record, kept or not.
+        unwrap(aiokafka.AIOKafkaConsumer, "getone")
+        unwrap(aiokafka.AIOKafkaConsumer, "getmany")
+        # Its PRODUCER span ignores suppression: unsampled records are sent as they would be untraced.
+        wrapt.wrap_function_wrapper(aiokafka.AIOKafkaProducer, "send", _send_unless_suppressed)
+
+
+def _send_unless_suppressed(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    send = wrapped if is_instrumentation_enabled() else wrapped.__wrapped__
+    return send(*args, **kwargs)
+
+
+def sampled(traceparent: str | None) -> bool | None:
+    """Whether a W3C `traceparent` says its trace is sampled; None without a valid one."""
+    if traceparent is None:
+        return None
+    parts = traceparent.strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or len(parts[3]) != 2:
+        return None
+    try:
+        trace_id, parent_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+    except ValueError:
+        return None
+    return bool(flags & 1) if trace_id and parent_id else None
+
+
+def sampled_call(details: Any) -> bool:
+    """The gRPC server instrumentation's filter: only calls whose caller's trace is sampled."""
+    for key, value in details.invocation_metadata or ():
+        if key == TRACEPARENT:
+            return sampled(value if isinstance(value, str) else value.decode("latin-1")) is True
+    return False
+
+
+class DrawnAtTheEdge(Sampler):
+    """Roots: sampled when the edge drew the request they start in (`_DRAWN` in the current context),
+    dropped otherwise, so the share is drawn once, by the gate, and a stray root costs nothing."""
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        if otel_context.get_value(_DRAWN):
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+        return SamplingResult(Decision.DROP)
+
+    def get_description(self) -> str:
+        return "DrawnAtTheEdge"
+
+
+def gate_middleware(edge_ratio: float | None, tracer_provider: trace.TracerProvider | None = None) -> Middleware:
+    """The aiohttp middleware in front of the tracing one (after the server instrumentation's
+    `instrument()`): a request whose caller's trace is sampled, or one the edge draws (`edge_ratio`,
+    None: not an edge), goes through it; any other runs with instrumentation suppressed."""
+    import random
+
+    from aiohttp import web
+    from opentelemetry.instrumentation.aiohttp_server import create_aiohttp_middleware
+
+    traced = create_aiohttp_middleware(tracer_provider)
+    draw = random.random
+
+    @web.middleware
+    async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
+        followed = sampled(request.headers.get(TRACEPARENT))
+        if followed:
+            return await traced(request, handler)
+        if followed is None and edge_ratio is not None and draw() < edge_ratio:
+            token = otel_context.attach(otel_context.set_value(_DRAWN, True))
+            try:
+                return await traced(request, handler)
+            finally:
+                otel_context.detach(token)
+        with suppress_instrumentation():
+            return await handler(request)
+
+    return gate
+
+
+def server_middlewares() -> list[Middleware]:
+    """What an aiohttp app puts first in its middlewares: the tracing gate, or nothing while off."""
+    return [] if _http_gate is None else [_http_gate]
 
 
 def _grpc_request_hook(span: Span, request: Any) -> None:
@@ -174,10 +295,16 @@ def _grpc_request_hook(span: Span, request: Any) -> None:
 
 def shutdown() -> None:
     """Flush what is queued (bounded by the exporter's timeout) and stop exporting."""
-    global _tracer, _provider
+    global _tracer, _provider, _http_gate
     if _provider is not None:
         _provider.shutdown()
-    _tracer = _provider = None
+    _tracer = _provider = _http_gate = None
+
+
+def traced(context: Context | None = None) -> bool:
+    """Whether `span` records here: tracing on and its parent (`context`'s span, or the current one)
+    sampled. A caller builds a span's attributes only then."""
+    return _tracer is not None and bool(trace.get_current_span(context).get_span_context().trace_flags.sampled)
 
 
 @contextmanager
@@ -188,9 +315,15 @@ def span(
     attributes: dict[str, Any] | None = None,
     context: Context | None = None,
 ) -> Iterator[Span]:
-    """A span of ours, current inside the block; a shared no-op span while tracing is off."""
+    """A span of ours, current inside the block, child of `context`'s span or the current one; a shared
+    no-op span while tracing is off or when that parent is not a sampled span: then nothing inside the
+    block traces either (instrumentation suppressed: no span, no context sent on)."""
     if _tracer is None:
         yield INVALID_SPAN
+        return
+    if not traced(context):
+        with suppress_instrumentation():
+            yield INVALID_SPAN
         return
     with _tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes) as current:
         yield current
@@ -245,7 +378,8 @@ def consume_context(headers: Sequence[tuple[str, bytes | None]] | None) -> Conte
 
 # -- span names per the semantic conventions -------------------------------------------------------
 
-_KAFKA_LEGACY_NAME = re.compile(r"^(?P<destination>.+) (?P<operation>send|receive)$")
+# Only its producer span is left in (`_instrument`): the consumer's "process" span is ours.
+_KAFKA_LEGACY_NAME = re.compile(r"^(?P<destination>.+) (?P<operation>send)$")
 
 
 def semconv_name(name: str, kind: SpanKind | None, attributes: dict[str, Any] | None) -> str | None:
@@ -257,7 +391,7 @@ def semconv_name(name: str, kind: SpanKind | None, attributes: dict[str, Any] | 
     attributes = attributes or {}
     if attributes.get("rpc.system") == "grpc" and name.startswith("/"):
         return name[1:]
-    if kind in (SpanKind.PRODUCER, SpanKind.CONSUMER):
+    if kind is SpanKind.PRODUCER:
         match = _KAFKA_LEGACY_NAME.match(name)
         if match:
             return f"{match['operation']} {match['destination']}"

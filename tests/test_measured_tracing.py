@@ -15,7 +15,7 @@ def test_settings_are_off_or_a_share_of_traces() -> None:
     assert tracing_of("off") == Tracing(enabled=False)
     assert tracing_of("0.1") == Tracing(enabled=True, sample_ratio=0.1)
     assert [words(s) for s in ("off", "0.1", "1", "0", "0.004", "0.07")] == [
-        "off", "10% of reactions", "every reaction", "0% of reactions (instrumented, no trace kept)",
+        "off", "10% of reactions", "every reaction", "0% of reactions (tracing on, none traced)",
         "0.4% of reactions", "7% of reactions",
     ]  # fmt: skip
     for bad in ("1.5", "-0.1", "all"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
 import pytest
 from aiohttp import web
@@ -64,6 +65,11 @@ def trace_id(span: trace.Span | ReadableSpan) -> str:
     return format(context.trace_id, "032x")
 
 
+def sampled_caller() -> AbstractContextManager[trace.Span]:
+    """A span of a caller's sampled trace (as one arriving over the wire), current inside the block."""
+    return TracerProvider(sampler=ALWAYS_ON).get_tracer("caller").start_as_current_span("caller")
+
+
 def server_span(spans: InMemorySpanExporter) -> ReadableSpan:
     (span,) = [s for s in spans.get_finished_spans() if s.kind is trace.SpanKind.SERVER]
     return span
@@ -96,9 +102,11 @@ def forget(histogram: Histogram, *labels: str) -> None:
 def test_the_exemplar_is_the_current_sampled_spans_trace_id(traced: InMemorySpanExporter) -> None:
     assert tracing.enabled()
     assert tracing.exemplar() is None  # no current span
-    with tracing.span("work") as current:
+    with tracing.span("work") as untraced:  # no sampled trace to continue: no span
+        assert not untraced.get_span_context().is_valid and tracing.exemplar() is None
+    with sampled_caller() as caller, tracing.span("work") as current:
         exemplar = tracing.exemplar()
-        assert exemplar == {"trace_id": trace_id(current)}
+        assert exemplar == {"trace_id": trace_id(current)} and trace_id(current) == trace_id(caller)
         assert len(exemplar["trace_id"]) == 32 and int(exemplar["trace_id"], 16) != 0
     assert tracing.exemplar() is None  # the span ended
     unsampled = TracerProvider(sampler=ALWAYS_OFF).get_tracer("test")
@@ -198,8 +206,8 @@ def test_reaction_latencies_carry_no_exemplar_while_tracing_is_off() -> None:
 
 
 def deliver(*, in_caller_span: bool = False) -> str | None:
-    """One delivery to a sink that takes it; with `in_caller_span`, inside a span of the caller's
-    (the gRPC server's, the Kafka record's), whose trace id it returns."""
+    """One delivery to a sink that takes it; with `in_caller_span`, inside a sampled span of the
+    caller's (the gRPC server's, the Kafka record's), whose trace id it returns."""
 
     async def push(_: web.Request) -> web.Response:
         return web.json_response({"first": True})
@@ -215,7 +223,7 @@ def deliver(*, in_caller_span: bool = False) -> str | None:
                 if not in_caller_span:
                     assert (await deliverer.deliver(event, pipeline="async")).ok
                     return None
-                with tracing.span("process reactions") as caller:
+                with sampled_caller() as caller:
                     assert (await deliverer.deliver(event, pipeline="async")).ok
                 return trace_id(caller)
             finally:
@@ -232,14 +240,19 @@ def delivery_buckets() -> list[str | None]:
 def test_the_delivery_duration_carries_its_spans_trace(traced: InMemorySpanExporter) -> None:
     # Observed after the delivery's span ended, with no other span around: the exemplar was taken inside.
     forget(metrics.notification_delivery_duration, "async", "delivered")
-    deliver()
-    (span,) = [s for s in traced.get_finished_spans() if s.name == "deliver push"]
-    assert traced_by(delivery_buckets()) == [trace_id(span)]
-
-    forget(metrics.notification_delivery_duration, "async", "delivered")
     caller = deliver(in_caller_span=True)
-    assert caller is not None and caller != trace_id(span)
+    (span,) = [s for s in traced.get_finished_spans() if s.name == "deliver push"]
+    assert caller is not None and trace_id(span) == caller
     assert traced_by(delivery_buckets()) == [caller]
+
+    # Outside a sampled trace the delivery is not traced: no span of its own, no HTTP client span, no
+    # context sent to the sink (whose server span, traced by this fixture whatever comes, is a root).
+    traced.clear()
+    forget(metrics.notification_delivery_duration, "async", "delivered")
+    deliver()
+    (sink,) = traced.get_finished_spans()
+    assert sink.kind is trace.SpanKind.SERVER and sink.parent is None
+    assert traced_by(delivery_buckets()) == []
 
 
 def test_the_delivery_duration_carries_no_exemplar_while_tracing_is_off() -> None:

@@ -106,7 +106,7 @@ async def dump(request: web.Request) -> web.Response:
 
 
 def create_app(ledger: DeliveryLog | None = None) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=tracing.server_middlewares())
     app[LEDGER] = ledger if ledger is not None else DeliveryLog()
     app.router.add_post("/push", push)
     app.router.add_get("/ledger", get_ledger)

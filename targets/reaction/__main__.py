@@ -172,9 +172,10 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
-    # The HTTP server span, then the call to the notification service or the produce to Kafka.
+    # The HTTP server span, then the call to the notification service or the produce to Kafka; the
+    # reaction API is where reactions enter: it draws which are traced (the edge).
     instruments = ("http-server", "kafka") if args.pipeline == "async" else ("http-server", "grpc-client")
-    tracing.setup("reaction", tracing.Settings.from_args(args), instruments)
+    tracing.setup("reaction", tracing.Settings.from_args(args), instruments, edge=True)
     return run(serve(args), args.event_loop)
 
 

@@ -142,7 +142,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def create_app(transport: Transport, *, server_url: str, health: Callable[[], dict[str, Any]]) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[*tracing.server_middlewares(), json_errors])
     app[TRANSPORT] = transport
     app[OPENAPI] = build_openapi(transport.pipeline, server_url)
     app.router.add_post(REACTIONS_PATH, create_reaction)

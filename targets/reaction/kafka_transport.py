@@ -102,7 +102,7 @@ class KafkaTransport:
         deadline = loop.time() + self._deadline
         # The aiokafka instrumentation's PRODUCER span ends when the record is queued, before the
         # broker acknowledged it: this span covers the whole produce hop (leader check to ack).
-        attributes = self._span_attributes(event) if tracing.enabled() else None
+        attributes = self._span_attributes(event) if tracing.traced() else None
         with tracing.span(f"produce {self._topic}", attributes=attributes):
             return await self._send(producer, event, deadline)
 
