@@ -43,8 +43,8 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
         components = set(pc.steps[0].cpu_cores)
         assert {"reaction", "notification", "kafka", "pushsink", "loadgen"} <= components
         assert set(pc.cpu_seconds_per_1000) >= {"reaction", "notification"}
-        # the CPU step under the search's tracing, then with tracing off, instrumented with no trace kept,
-        # and on for every reaction (harness/limits/tracing.yaml's `overhead`)
+        # the CPU step under the search's tracing, then with tracing off, on with no reaction traced, and
+        # on for every reaction (harness/limits/tracing.yaml's `overhead`)
         costs = {c.setting: c for c in pc.tracing_costs}
         assert list(costs) == [measured_tracing.load().sample, "off", "0", "1"]
         assert all(c.services() is not None and c.cpu_seconds_per_1000["reaction"] > 0 for c in costs.values())

@@ -3,9 +3,9 @@ was made in, in the OpenMetrics exposition Prometheus scrapes; none while tracin
 span, or in a span that is not sampled.
 
 "Tracing on" here is what `tracing.setup` installs that matters for exemplars, without its exporter
-and global provider: the module's tracer (so `tracing.enabled()`), and aiohttp's server
-instrumentation (the HTTP server span a handler runs in), both on a local provider whose spans are
-kept in memory.
+and global provider: the module's tracer, the services' sampler, aiohttp's server instrumentation
+behind the gate of an edge tracing every request (the HTTP server span a handler runs in) and its
+client instrumentation, on a local provider whose spans are kept in memory.
 """
 
 from __future__ import annotations
@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry import trace
+from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -36,7 +38,8 @@ from targets.reaction.api import create_app as create_reaction
 from targets.reaction.transport import Receipt, TransportError
 from targets.wire import IDEMPOTENCY_KEY_HEADER, PIPELINE_HEADER
 
-# The server instrumentation subclasses web.Application, which aiohttp warns about (as it does in the services).
+# The server instrumentation subclasses web.Application when instrumenting, which aiohttp warns about (as it
+# does in the services).
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class _InstrumentedApplication:DeprecationWarning")
 
 REACTIONS_URL = "/v1/posts/post-1/reactions"
@@ -44,19 +47,43 @@ REACTION = {"user_id": "u1", "kind": "like"}
 
 
 @pytest.fixture
-def traced(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    """Tracing on, every trace sampled; yields the finished spans."""
+def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    """Tracing on: the module's tracer and the services' sampler on a local provider, spans in memory."""
     spans = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ALWAYS_ON)
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("test"))
-    instrumentor = AioHttpServerInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)
+    local = TracerProvider(sampler=ParentBased(tracing.DrawnAtTheEdge()))
+    local.add_span_processor(SimpleSpanProcessor(spans))
+    monkeypatch.setattr(tracing, "_tracer", local.get_tracer("test"))
+    try:
+        yield local, spans
+    finally:
+        local.shutdown()
+
+
+@pytest.fixture
+def traced(
+    provider: tuple[TracerProvider, InMemorySpanExporter], monkeypatch: pytest.MonkeyPatch
+) -> InMemorySpanExporter:
+    """And aiohttp's server instrumentation behind the gate of an edge tracing every request; yields
+    the finished spans."""
+    local, spans = provider
+    server = AioHttpServerInstrumentor()
+    server.instrument(tracer_provider=local)  # as setup() does: the module's state, then
+    server.uninstrument()  # web.Application given back: the gate, in the apps' middlewares, enters it
+    monkeypatch.setattr(tracing, "_http_gate", tracing.gate_middleware(1.0, local))
+    return spans
+
+
+@pytest.fixture
+def client_traced(provider: tuple[TracerProvider, InMemorySpanExporter]) -> Iterator[InMemorySpanExporter]:
+    """And aiohttp's client instrumentation (the notification service's pushes). Not with `traced`: a
+    test client's requests would then carry an unsampled context of its own, which the gate follows."""
+    local, spans = provider
+    client = AioHttpClientInstrumentor()
+    client.instrument(tracer_provider=local)
     try:
         yield spans
     finally:
-        instrumentor.uninstrument()
-        provider.shutdown()
+        client.uninstrument()
 
 
 def trace_id(span: trace.Span | ReadableSpan) -> str:
@@ -100,7 +127,6 @@ def forget(histogram: Histogram, *labels: str) -> None:
 
 
 def test_the_exemplar_is_the_current_sampled_spans_trace_id(traced: InMemorySpanExporter) -> None:
-    assert tracing.enabled()
     assert tracing.exemplar() is None  # no current span
     with tracing.span("work") as untraced:  # no sampled trace to continue: no span
         assert not untraced.get_span_context().is_valid and tracing.exemplar() is None
@@ -116,7 +142,7 @@ def test_the_exemplar_is_the_current_sampled_spans_trace_id(traced: InMemorySpan
 
 
 def test_tracing_off_gives_no_exemplar_without_touching_opentelemetry(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert not tracing.enabled()
+    assert tracing.server_middlewares() == []
     sampled = TracerProvider(sampler=ALWAYS_ON).get_tracer("test")
 
     def untouchable() -> trace.Span:
@@ -205,11 +231,19 @@ def test_reaction_latencies_carry_no_exemplar_while_tracing_is_off() -> None:
 # -- the notification service ----------------------------------------------------------------------
 
 
-def deliver(*, in_caller_span: bool = False) -> str | None:
-    """One delivery to a sink that takes it; with `in_caller_span`, inside a sampled span of the
-    caller's (the gRPC server's, the Kafka record's), whose trace id it returns."""
+@dataclass
+class Delivered:
+    caller: str | None  # the trace id of the caller's span it was delivered in
+    traceparent: str | None  # what the sink got
 
-    async def push(_: web.Request) -> web.Response:
+
+def deliver(*, in_caller_span: bool = False) -> Delivered:
+    """One delivery to a sink that takes it; with `in_caller_span`, inside a sampled span of the
+    caller's (the gRPC server's, the Kafka record's)."""
+    got: list[str | None] = []
+
+    async def push(request: web.Request) -> web.Response:
+        got.append(request.headers.get("traceparent"))
         return web.json_response({"first": True})
 
     async def main() -> str | None:
@@ -229,7 +263,9 @@ def deliver(*, in_caller_span: bool = False) -> str | None:
             finally:
                 await deliverer.close()
 
-    return asyncio.run(main())
+    caller = asyncio.run(main())
+    (traceparent,) = got
+    return Delivered(caller, traceparent)
 
 
 def delivery_buckets() -> list[str | None]:
@@ -237,21 +273,23 @@ def delivery_buckets() -> list[str | None]:
     return bucket_exemplars(metrics.NOTIFICATION_REGISTRY, metrics.NOTIFICATION_DELIVERY_DURATION_SECONDS, labels)
 
 
-def test_the_delivery_duration_carries_its_spans_trace(traced: InMemorySpanExporter) -> None:
+def test_the_delivery_duration_carries_its_spans_trace(client_traced: InMemorySpanExporter) -> None:
     # Observed after the delivery's span ended, with no other span around: the exemplar was taken inside.
     forget(metrics.notification_delivery_duration, "async", "delivered")
-    caller = deliver(in_caller_span=True)
-    (span,) = [s for s in traced.get_finished_spans() if s.name == "deliver push"]
-    assert caller is not None and trace_id(span) == caller
-    assert traced_by(delivery_buckets()) == [caller]
+    delivered = deliver(in_caller_span=True)
+    (span,) = [s for s in client_traced.get_finished_spans() if s.name == "deliver push"]
+    (post,) = [s for s in client_traced.get_finished_spans() if s.kind is trace.SpanKind.CLIENT]
+    assert delivered.caller is not None and trace_id(span) == trace_id(post) == delivered.caller
+    assert post.parent is not None and span.context is not None and post.parent.span_id == span.context.span_id
+    assert tracing.sampled(delivered.traceparent) and delivered.caller in (delivered.traceparent or "")
+    assert traced_by(delivery_buckets()) == [delivered.caller]
 
-    # Outside a sampled trace the delivery is not traced: no span of its own, no HTTP client span, no
-    # context sent to the sink (whose server span, traced by this fixture whatever comes, is a root).
-    traced.clear()
+    # Outside a sampled trace the delivery is not traced: no span, and the client instrumentation is
+    # not entered (it would send the sink an unsampled context).
+    client_traced.clear()
     forget(metrics.notification_delivery_duration, "async", "delivered")
-    deliver()
-    (sink,) = traced.get_finished_spans()
-    assert sink.kind is trace.SpanKind.SERVER and sink.parent is None
+    assert deliver().traceparent is None
+    assert client_traced.get_finished_spans() == ()
     assert traced_by(delivery_buckets()) == []
 
 

@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from targets import tracing
 
@@ -44,10 +45,19 @@ UNSAMPLED = f"00-{TRACE_ID}-00f067aa0ba902b7-00"
         (f"00-{'0' * 32}-00f067aa0ba902b7-01", None),  # all-zero trace id: invalid
         (f"00-{TRACE_ID}-{'0' * 16}-01", None),
         (f"00-{TRACE_ID}-00f067aa0ba902b7-zz", None),
+        (f"00-{TRACE_ID.upper()}-00f067aa0ba902b7-01", None),  # the format is lowercase hex
+        (f"ff-{TRACE_ID}-00f067aa0ba902b7-01", None),  # version ff is invalid
+        (f"00-{TRACE_ID}-00f067aa0ba902b7-01-more", None),  # version 00 has four fields
+        (f"01-{TRACE_ID}-00f067aa0ba902b7-01-more", True),  # a later version may have more
+        (f" {SAMPLED}\t", True),
     ],
 )
 def test_sampled_reads_the_traceparents_flag(header: str | None, want: bool | None) -> None:
     assert tracing.sampled(header) is want
+    # as the W3C propagator the instrumentations use reads it
+    carrier = {} if header is None else {"traceparent": header}
+    extracted = trace.get_current_span(TraceContextTextMapPropagator().extract(carrier)).get_span_context()
+    assert (extracted.trace_flags.sampled if extracted.is_valid else None) is want
 
 
 @dataclass
@@ -146,9 +156,12 @@ def test_a_callers_context_is_followed_wherever_the_gate_is(
 
 def test_the_share_is_drawn_once(spans: tuple[TracerProvider, InMemorySpanExporter]) -> None:
     provider, exporter = spans
+    state = random.getstate()  # the gate draws from random's shared generator: seeded here, put back
     random.seed(20261201)
-    n = 400
-    seen = serve(provider, 0.5, [{}] * n)
+    try:
+        seen = serve(provider, 0.5, [{}] * 400)
+    finally:
+        random.setstate(state)
     traced = sum(s.sampled for s in seen)
     # Binomial(400, 0.5): 200 +- 10; drawn by the gate and again by a ratio sampler it would be ~100.
     assert 160 <= traced <= 240

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -166,7 +167,7 @@ class KafkaTransport:
             self._failing_since = None
             # No timeout: a stop() cut short leaves aiokafka's sender running. It returns once the
             # old producer's pending records are flushed (they may still land: 504 meant unknown).
-            task = asyncio.get_running_loop().create_task(_stop(old, grace=None))
+            task = asyncio.get_running_loop().create_task(_stop(old, grace=None), context=contextvars.Context())
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
             self._connect_in_background()
@@ -175,7 +176,11 @@ class KafkaTransport:
         return self._connector is not None and not self._connector.done()
 
     def _connect_in_background(self) -> None:
-        self._connector = asyncio.get_running_loop().create_task(self._connect(), name="kafka-producer-connect")
+        # Started from a failing request, the task (and the producer's own tasks) would carry its trace,
+        # or its suppression, for life: it gets a context of its own, as at start-up.
+        self._connector = asyncio.get_running_loop().create_task(
+            self._connect(), name="kafka-producer-connect", context=contextvars.Context()
+        )
 
     async def _connect(self) -> None:
         backoff = 0.1
