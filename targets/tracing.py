@@ -238,7 +238,7 @@ def sampled_call(details: Any) -> bool:
 
 class DrawnAtTheEdge(Sampler):
     """Roots: sampled when the edge drew the request they start in (`_DRAWN` in the current context),
-    dropped otherwise, so the share is drawn once, by the gate, and a stray root costs nothing."""
+    dropped otherwise, so the share is drawn once, by the gate, and a stray root is never kept."""
 
     def should_sample(
         self,
