@@ -31,7 +31,7 @@ import argparse
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation, unwrap
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace import SpanProcessor
@@ -166,14 +166,6 @@ def setup(service: str, settings: Settings, instruments: Sequence[str], *, edge:
 def _instrument(instruments: Sequence[str], *, edge_ratio: float | None) -> None:
     global _http_gate
     if "http-server" in instruments:
-        from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
-
-        # instrument() sets the module's tracer, meters and excluded URLs; uninstrument() only gives
-        # web.Application back, whose subclass would put the tracing middleware first in every app:
-        # the gate, first in the apps that ask for it (`server_middlewares`), enters it or not.
-        instrumentor = AioHttpServerInstrumentor()
-        instrumentor.instrument()
-        instrumentor.uninstrument()
         _http_gate = gate_middleware(edge_ratio)
     if "http-client" in instruments:
         from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
@@ -191,7 +183,6 @@ def _instrument(instruments: Sequence[str], *, edge_ratio: float | None) -> None
         import aiokafka
         import wrapt
         from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
-        from opentelemetry.instrumentation.utils import unwrap
 
         AIOKafkaInstrumentor().instrument()
         # The consumer's span is ours ("process", a child of the record's producer span, `span`): the
@@ -259,14 +250,20 @@ class DrawnAtTheEdge(Sampler):
 
 
 def gate_middleware(edge_ratio: float | None, tracer_provider: trace.TracerProvider | None = None) -> Middleware:
-    """The aiohttp middleware in front of the tracing one (after the server instrumentation's
-    `instrument()`): a request whose caller's trace is sampled, or one the edge draws (`edge_ratio`,
-    None: not an edge), goes through it; any other runs with instrumentation suppressed."""
+    """The aiohttp server instrumentation's middleware behind a gate: a request whose caller's trace is
+    sampled, or one the edge draws (`edge_ratio`, None: not an edge), goes through it; any other runs
+    with instrumentation suppressed."""
     import random
 
     from aiohttp import web
-    from opentelemetry.instrumentation.aiohttp_server import create_aiohttp_middleware
+    from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor, create_aiohttp_middleware
 
+    # instrument() sets the module's tracer, meters and excluded URLs its middleware reads;
+    # uninstrument() only gives web.Application back, whose subclass would put that middleware first
+    # in every app: the gate, first in the apps that ask for it (`server_middlewares`), enters it or not.
+    instrumentor = AioHttpServerInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider)
+    instrumentor.uninstrument()
     traced = create_aiohttp_middleware(tracer_provider)
     draw = random.random
 
@@ -308,7 +305,7 @@ def shutdown() -> None:
 
 def traced(context: Context | None = None) -> bool:
     """Whether `span` records here: tracing on and its parent (`context`'s span, or the current one)
-    sampled. A caller builds a span's attributes only then."""
+    sampled."""
     return _tracer is not None and bool(trace.get_current_span(context).get_span_context().trace_flags.sampled)
 
 
@@ -317,12 +314,13 @@ def span(
     name: str,
     *,
     kind: SpanKind = SpanKind.INTERNAL,
-    attributes: dict[str, Any] | None = None,
+    attributes: Callable[[], dict[str, Any]] | None = None,
     context: Context | None = None,
 ) -> Iterator[Span]:
     """A span of ours, current inside the block, child of `context`'s span or the current one; a shared
     no-op span while tracing is off or when that parent is not a sampled span: then nothing inside the
-    block traces either (instrumentation suppressed: no span, no context sent on)."""
+    block traces either (instrumentation suppressed: no span, no context sent on). `attributes` is
+    called only for a span that records: an untraced request gathers none."""
     if _tracer is None:
         yield INVALID_SPAN
         return
@@ -330,7 +328,8 @@ def span(
         with suppress_instrumentation():
             yield INVALID_SPAN
         return
-    with _tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes) as current:
+    gathered = None if attributes is None else attributes()
+    with _tracer.start_as_current_span(name, context=context, kind=kind, attributes=gathered) as current:
         yield current
 
 

@@ -20,7 +20,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry import trace
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -66,9 +65,6 @@ def traced(
     """And aiohttp's server instrumentation behind the gate of an edge tracing every request; yields
     the finished spans."""
     local, spans = provider
-    server = AioHttpServerInstrumentor()
-    server.instrument(tracer_provider=local)  # as setup() does: the module's state, then
-    server.uninstrument()  # web.Application given back: the gate, in the apps' middlewares, enters it
     monkeypatch.setattr(tracing, "_http_gate", tracing.gate_middleware(1.0, local))
     return spans
 

@@ -15,7 +15,6 @@ import wrapt
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry import trace
-from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -99,9 +98,6 @@ def spans() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=ParentBased(tracing.DrawnAtTheEdge()))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    instrumentor = AioHttpServerInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)  # as setup(): the module's state, ...
-    instrumentor.uninstrument()  # ... web.Application given back
     try:
         yield provider, exporter
     finally:

@@ -176,10 +176,11 @@ class ReactionConsumer:
         """Return only once the record is delivered or dead-lettered."""
         # The messaging conventions' "process" span, a child of the producer's span (the context in
         # the record's headers): a redelivered record adds one more to the same trace.
-        context = tracing.consume_context(record.headers)
-        attributes = self._span_attributes(record) if tracing.traced(context) else None
         with tracing.span(
-            f"process {record.topic}", kind=tracing.SpanKind.CONSUMER, attributes=attributes, context=context
+            f"process {record.topic}",
+            kind=tracing.SpanKind.CONSUMER,
+            attributes=lambda: self._span_attributes(record),
+            context=tracing.consume_context(record.headers),
         ) as span:
             outcome = await self._deliver_or_dead_letter(record, dead_letter, outcomes)
             span.set_attribute("reaction.outcome", outcome)

@@ -136,8 +136,7 @@ class Deliverer:
         in_flight = metrics.notification_deliveries_in_flight.labels(pipeline)
         in_flight.inc()
         # One span per delivery, current while it runs: each push attempt is an HTTP client span in it.
-        attributes = {tracing.REACTION_ID: event.reaction_id} if tracing.traced() else None
-        span = tracing.span("deliver push", attributes=attributes)
+        span = tracing.span("deliver push", attributes=lambda: {tracing.REACTION_ID: event.reaction_id})
         # The span's trace id for the duration's exemplar, taken inside it: the duration is observed after it.
         exemplar: dict[str, str] | None = None
         try:

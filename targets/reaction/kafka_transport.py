@@ -103,8 +103,7 @@ class KafkaTransport:
         deadline = loop.time() + self._deadline
         # The aiokafka instrumentation's PRODUCER span ends when the record is queued, before the
         # broker acknowledged it: this span covers the whole produce hop (leader check to ack).
-        attributes = self._span_attributes(event) if tracing.traced() else None
-        with tracing.span(f"produce {self._topic}", attributes=attributes):
+        with tracing.span(f"produce {self._topic}", attributes=lambda: self._span_attributes(event)):
             return await self._send(producer, event, deadline)
 
     def _span_attributes(self, event: reaction_pb2.ReactionEvent) -> dict[str, str]:
