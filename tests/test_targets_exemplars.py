@@ -21,9 +21,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry import trace
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -46,34 +45,21 @@ REACTION = {"user_id": "u1", "kind": "like"}
 
 
 @pytest.fixture
-def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
-    """Tracing on: the module's tracer and the services' sampler on a local provider, spans in memory."""
-    spans = InMemorySpanExporter()
-    local = TracerProvider(sampler=ParentBased(tracing.DrawnAtTheEdge()))
-    local.add_span_processor(SimpleSpanProcessor(spans))
-    monkeypatch.setattr(tracing, "_tracer", local.get_tracer("test"))
-    try:
-        yield local, spans
-    finally:
-        local.shutdown()
-
-
-@pytest.fixture
 def traced(
-    provider: tuple[TracerProvider, InMemorySpanExporter], monkeypatch: pytest.MonkeyPatch
+    local_tracing: tuple[TracerProvider, InMemorySpanExporter], monkeypatch: pytest.MonkeyPatch
 ) -> InMemorySpanExporter:
     """And aiohttp's server instrumentation behind the gate of an edge tracing every request; yields
     the finished spans."""
-    local, spans = provider
+    local, spans = local_tracing
     monkeypatch.setattr(tracing, "_http_gate", tracing.gate_middleware(1.0, local))
     return spans
 
 
 @pytest.fixture
-def client_traced(provider: tuple[TracerProvider, InMemorySpanExporter]) -> Iterator[InMemorySpanExporter]:
+def client_traced(local_tracing: tuple[TracerProvider, InMemorySpanExporter]) -> Iterator[InMemorySpanExporter]:
     """And aiohttp's client instrumentation (the notification service's pushes). Not with `traced`: a
     test client's requests would then carry an unsampled context of its own, which the gate follows."""
-    local, spans = provider
+    local, spans = local_tracing
     client = AioHttpClientInstrumentor()
     client.instrument(tracer_provider=local)
     try:

@@ -17,15 +17,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from targets import tracing
 
 # The server instrumentation subclasses web.Application when instrumenting, which aiohttp warns about.
 pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class _InstrumentedApplication:DeprecationWarning")
+
+LocalTracing = tuple[TracerProvider, InMemorySpanExporter]  # conftest's `local_tracing`: (provider, spans)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SAMPLED = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -93,17 +93,6 @@ class Seen:
     sampled: bool  # inside the handler: the current span is sampled
 
 
-@pytest.fixture
-def spans() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ParentBased(tracing.DrawnAtTheEdge()))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    try:
-        yield provider, exporter
-    finally:
-        provider.shutdown()
-
-
 def serve(provider: TracerProvider, edge_ratio: float | None, headers: list[dict[str, str]]) -> list[Seen]:
     """Requests with these headers to an app behind the gate; what each handler saw."""
     seen: list[Seen] = []
@@ -124,15 +113,17 @@ def serve(provider: TracerProvider, edge_ratio: float | None, headers: list[dict
     return seen
 
 
-def test_the_edge_draws_a_request_without_context(spans: tuple[TracerProvider, InMemorySpanExporter]) -> None:
-    provider, exporter = spans
+def test_the_edge_draws_a_request_without_context(local_tracing: LocalTracing) -> None:
+    provider, exporter = local_tracing
     assert serve(provider, 1.0, [{}]) == [Seen(instrumented=True, sampled=True)]
     (server,) = exporter.get_finished_spans()
     assert server.kind is trace.SpanKind.SERVER and server.parent is None and server.context.trace_flags.sampled
 
 
-def test_a_request_not_drawn_enters_no_instrumentation(spans: tuple[TracerProvider, InMemorySpanExporter]) -> None:
-    provider, exporter = spans
+def test_a_request_not_drawn_enters_no_instrumentation(
+    local_tracing: LocalTracing,
+) -> None:
+    provider, exporter = local_tracing
     assert serve(provider, 0.0, [{}]) == [Seen(instrumented=False, sampled=False)]
     assert serve(provider, None, [{}]) == [Seen(instrumented=False, sampled=False)]  # not an edge: never drawn
     assert exporter.get_finished_spans() == ()
@@ -140,9 +131,9 @@ def test_a_request_not_drawn_enters_no_instrumentation(spans: tuple[TracerProvid
 
 @pytest.mark.parametrize("edge_ratio", [None, 0.0, 1.0])
 def test_a_callers_context_is_followed_wherever_the_gate_is(
-    spans: tuple[TracerProvider, InMemorySpanExporter], edge_ratio: float | None
+    local_tracing: LocalTracing, edge_ratio: float | None
 ) -> None:
-    provider, exporter = spans
+    provider, exporter = local_tracing
     seen = serve(provider, edge_ratio, [{"traceparent": SAMPLED}, {"traceparent": UNSAMPLED}])
     assert seen == [Seen(instrumented=True, sampled=True), Seen(instrumented=False, sampled=False)]
     (server,) = exporter.get_finished_spans()  # the sampled caller's; none for the unsampled one
@@ -150,8 +141,8 @@ def test_a_callers_context_is_followed_wherever_the_gate_is(
     assert server.parent is not None and server.parent.span_id == 0x00F067AA0BA902B7
 
 
-def test_the_share_is_drawn_once(spans: tuple[TracerProvider, InMemorySpanExporter]) -> None:
-    provider, exporter = spans
+def test_the_share_is_drawn_once(local_tracing: LocalTracing) -> None:
+    provider, exporter = local_tracing
     state = random.getstate()  # the gate draws from random's shared generator: seeded here, put back
     random.seed(20261201)
     try:
@@ -166,34 +157,25 @@ def test_the_share_is_drawn_once(spans: tuple[TracerProvider, InMemorySpanExport
 
 
 def test_a_root_started_outside_a_drawn_request_is_dropped(
-    spans: tuple[TracerProvider, InMemorySpanExporter],
+    local_tracing: LocalTracing,
 ) -> None:
-    provider, exporter = spans
+    provider, exporter = local_tracing
     with provider.get_tracer("test").start_as_current_span("stray") as stray:
         assert not stray.is_recording() and not stray.get_span_context().trace_flags.sampled
     assert exporter.get_finished_spans() == ()
 
 
-@pytest.fixture
-def traced(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
-    """tracing.span on: the module's tracer on a local provider with the services' sampler."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ParentBased(tracing.DrawnAtTheEdge()))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("test"))
-    return exporter
-
-
 def test_a_span_continues_a_sampled_record_and_suppresses_under_an_unsampled_one(
-    traced: InMemorySpanExporter,
+    local_tracing: LocalTracing,
 ) -> None:
+    _, exporter = local_tracing
     for header, want in ((SAMPLED, True), (UNSAMPLED, False), (None, False)):
         headers = [] if header is None else [("traceparent", header.encode())]
         with tracing.span("process reactions", context=tracing.consume_context(headers)) as span:
             assert span.get_span_context().trace_flags.sampled is want
             assert is_instrumentation_enabled() is want  # what the span runs calls untraced
         assert is_instrumentation_enabled()  # given back after the block
-    (process,) = traced.get_finished_spans()
+    (process,) = exporter.get_finished_spans()
     assert format(process.context.trace_id, "032x") == TRACE_ID
 
 
