@@ -24,6 +24,7 @@ import yaml
 from compose import generate
 from dashboards.grafana import export as grafana
 from facts import topology, versions
+from facts import toxiproxy as toxiproxy_facts
 from harness import provision
 from harness.replicas import Replicas
 from harness.stack import Stack, jaeger_config
@@ -271,11 +272,14 @@ def _flags(argv: list[str]) -> dict[str, str]:
 
 
 def test_toxiproxy_runs_with_the_native_flags(tmp_path: Path) -> None:
-    native = _flags(Stack.toxiproxy_spec(_native(tmp_path)).argv[1:])
+    spec = Stack.toxiproxy_spec(_native(tmp_path))
+    native = _flags(spec.argv[1:])
     compose = _flags(services()["toxiproxy"]["command"])
     assert native.pop("host") == topology.HOST and compose.pop("host") == generate.BIND_ALL
     assert compose.pop("config") == "/config/toxiproxy.json"
     assert compose == native
+    # and the same Go runtime settings (one scheduler thread)
+    assert spec.env == services()["toxiproxy"]["environment"] == toxiproxy_facts.ENVIRONMENT
     assert services()["toxiproxy"]["volumes"] == ["./generated/toxiproxy.json:/config/toxiproxy.json:ro"]
 
 

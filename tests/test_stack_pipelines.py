@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from facts import topology
+from facts import topology, toxiproxy
 from harness import kafka_admin
 from tests import stackclient as sc
 
@@ -187,3 +187,12 @@ def test_a_poison_record_is_dead_lettered_and_read_back_by_id(on: Any) -> None:
     assert dict(records[0].headers)["x-dlq-reason"] == b"undecodable"
     # Read from the offsets after it: nothing new.
     assert kafka_admin.read_since(topology.TOPIC_DEAD_LETTER, kafka_admin.end_offsets(topology.TOPIC_DEAD_LETTER)) == []
+
+
+def test_toxiproxy_schedules_its_goroutines_on_one_thread(stack: Any) -> None:
+    """facts/toxiproxy.py's environment reaches the running proxy: its Go runtime says so itself."""
+    url = topology.url(topology.TOXIPROXY_API_PORT, "/metrics")
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    gauge = [line.split()[-1] for line in text.splitlines() if line.startswith("go_sched_gomaxprocs_threads ")]
+    assert gauge == [toxiproxy.ENVIRONMENT["GOMAXPROCS"]]
