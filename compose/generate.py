@@ -26,7 +26,8 @@ import yaml
 
 from dashboards.grafana import export as grafana
 from dashboards.prometheus import config as prometheus_config
-from facts import jaeger, kafka_broker, topology, toxiproxy, versions
+from facts import jaeger, kafka_broker, topology, versions
+from facts import toxiproxy as toxiproxy_facts
 
 HERE = Path(__file__).resolve().parent
 GENERATED = HERE / "generated"
@@ -285,7 +286,7 @@ def env() -> dict[str, str]:
     return {
         "KAFKA_VERSION": versions.KAFKA_VERSION,
         "TOXIPROXY_VERSION": versions.TOXIPROXY_VERSION.removeprefix("v"),  # the image tags drop the v
-        "TOXIPROXY_GOMAXPROCS": toxiproxy.ENVIRONMENT["GOMAXPROCS"],  # as natively
+        "TOXIPROXY_GOMAXPROCS": toxiproxy_facts.ENVIRONMENT["GOMAXPROCS"],  # as natively
         "JAEGER_VERSION": jaeger_image_tag(),
         "KAFKA_INTERNAL_PORT": str(t.KAFKA_INTERNAL_PORT),
         "KAFKA_PRODUCE_PORT": str(t.KAFKA_PRODUCE_PORT),

@@ -17,7 +17,8 @@ from types import TracebackType
 
 from chaos.toxiproxy import ToxiproxyClient
 from dashboards.prometheus import config as prometheus_config
-from facts import jaeger, kafka_broker, topology, toxiproxy
+from facts import jaeger, kafka_broker, topology
+from facts import toxiproxy as toxiproxy_facts
 from facts.probe import ReactionReady, http_json, http_ok, tcp_open, wait_until
 from harness import kafka_admin, provision
 from harness.replicas import HAPROXY, Replicas, haproxy_spec, notification_argv, notification_ready
@@ -110,7 +111,7 @@ class Stack:
             ],
             ports,
             ready=lambda: self.toxiproxy.version() is not None,
-            env=dict(toxiproxy.ENVIRONMENT),
+            env=dict(toxiproxy_facts.ENVIRONMENT),
         )  # fmt: skip
 
     def jaeger_spec(self) -> ComponentSpec:

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from facts import topology, toxiproxy
+from facts import topology
+from facts import toxiproxy as toxiproxy_facts
 from harness import kafka_admin
 from tests import stackclient as sc
 
@@ -195,4 +196,4 @@ def test_toxiproxy_schedules_its_goroutines_on_one_thread(stack: Any) -> None:
     with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode()
     gauge = [line.split()[-1] for line in text.splitlines() if line.startswith("go_sched_gomaxprocs_threads ")]
-    assert gauge == [toxiproxy.ENVIRONMENT["GOMAXPROCS"]]
+    assert gauge == [toxiproxy_facts.ENVIRONMENT["GOMAXPROCS"]]
