@@ -483,6 +483,10 @@ class GeneratorFigures(_Model):
     wrk_cpu_seconds_per_1000: float | None  # wrk on the same POST (async)
     # Reports written before the generator could send GET /healthz say so in text.
     healthz: GeneratorOnHealthz | str = "not measured"
+    # The same on GET /healthz at the highest capacity this run found (async's acceptance, as a rule):
+    # the top of the range its cost and lag are held to, where its fixed per-second work weighs least.
+    # None: written before it was measured, a run without ceilings, or no capacity above the CPU steps' rate.
+    at_top: GeneratorOnHealthz | None = None
 
 
 class CapacityReport(_Model):
@@ -855,10 +859,11 @@ def measure_generator_on_healthz(
 
 
 def measure_ceilings(
-    stack: Any, pipelines: Sequence[str], s: SearchSettings, wrk_bin: Path, generator_rate: float, work: Path
-) -> tuple[list[Ceiling], GeneratorOnHealthz]:
+    stack: Any, pipelines: Sequence[str], s: SearchSettings, wrk_bin: Path, work: Path, generator_rate: float,
+    top: float | None = None,
+) -> tuple[list[Ceiling], GeneratorOnHealthz, GeneratorOnHealthz | None]:  # fmt: skip
     """Every bare ceiling, each bounded by `s.ceiling_seconds` (the Kafka tools by a record count), and
-    the load generator on the cheapest endpoint at `generator_rate`."""
+    the load generator on the cheapest endpoint at `generator_rate` and, when given, at `top`."""
     secs = s.ceiling_seconds
     out: list[Ceiling] = []
 
@@ -871,6 +876,7 @@ def measure_ceilings(
     print("ceilings", flush=True)
     healthz = note(ceilings.wrk(wrk_bin, "http.wrk.healthz", topology.HEALTHZ_PATH, secs, post=False))
     generator = measure_generator_on_healthz(generator_rate, s, work, healthz, wrk_bin)
+    at_top = None if top is None else measure_generator_on_healthz(top, s, work, healthz, wrk_bin)
     for p in pipelines:  # the POST's cost depends on the pipeline behind it
         if stack.pipeline != p:
             stack.use_pipeline(p)
@@ -887,10 +893,25 @@ def measure_ceilings(
         note(ceilings.producer_performance(records, ceilings.record_size(), timeout=60 + secs))
         note(ceilings.consumer_performance(records, timeout=30 + secs))
         note(ceilings.aiokafka_consume(secs))
-    return out, generator
+    return out, generator, at_top
 
 
-def generator_figures(report: CapacityReport, healthz: GeneratorOnHealthz | None) -> GeneratorFigures:
+def top_rate(report: CapacityReport, start_rate: float) -> float | None:
+    """The highest capacity (or async acceptance) the searches found, when above the CPU steps' rate
+    `start_rate`: where the generator is measured again, on GET /healthz, next to wrk."""
+    found = [
+        r.rate
+        for pc in report.pipelines.values()
+        for r in (pc.capacity, pc.acceptance)
+        if r is not None and r.rate is not None
+    ]
+    top = max(found, default=None)
+    return top if top is not None and top > start_rate else None
+
+
+def generator_figures(
+    report: CapacityReport, healthz: GeneratorOnHealthz | None, at_top: GeneratorOnHealthz | None = None
+) -> GeneratorFigures:
     steps = [st for pc in report.pipelines.values() for st in pc.steps]
     kept = [st.rate for st in steps if not st.generator_reasons]
     behind = [st.rate for st in steps if st.generator_reasons]
@@ -909,6 +930,7 @@ def generator_figures(report: CapacityReport, healthz: GeneratorOnHealthz | None
         cpu_seconds_per_1000=gen_cpu,
         wrk_cpu_seconds_per_1000=wrk_cpu,
         healthz=healthz if healthz is not None else "not measured (no ceilings in this run)",
+        at_top=at_top,
     )
 
 
@@ -938,10 +960,20 @@ def print_report(report: CapacityReport) -> None:
     if (g := report.generator) is not None:
         cost = f"CPU s per 1,000 requests {_num(g.cpu_seconds_per_1000)} vs wrk {_num(g.wrk_cpu_seconds_per_1000)}"
         print(f"generator: kept up to {g.kept_up_max_rate}/s, fell behind from {g.fell_behind_min_rate}/s; {cost}")
+        for h, which in ((g.healthz, "the CPU steps' rate"), (g.at_top, "the run's top capacity")):
+            if isinstance(h, GeneratorOnHealthz):
+                lag = None if h.lag_p99_seconds is None else h.lag_p99_seconds * 1000
+                print(f"  at {which}, on GET /healthz at {h.rate:.0f}/s: {_num(h.cpu_seconds_per_1000)} ms CPU per "
+                      f"request, {_times(h.times_wrk())} wrk at its max, {_times(h.times_paced_wrk())} wrk paced to "
+                      f"the rate, lag p99 {_num(lag)} ms")  # fmt: skip
 
 
 def _num(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
+
+
+def _times(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}x"
 
 
 def scales_runs(setting: str, runs_tracing: str) -> bool:
@@ -975,6 +1007,7 @@ def run_capacity(
     print(f"capacity run {run_id} -> {run_dir}", flush=True)
 
     healthz: GeneratorOnHealthz | None = None
+    at_top: GeneratorOnHealthz | None = None
 
     def body(st: Any) -> None:
         st.toxiproxy.reset()
@@ -986,8 +1019,10 @@ def run_capacity(
             report.pipelines[p].tracing_costs = measure_tracing_costs(runner, p, setting, measured.overhead)
             report.write(run_dir / "capacity.json")
         if with_ceilings:
-            nonlocal healthz  # the generator at the CPU steps' rate, to set beside its cost there
-            report.ceilings, healthz = measure_ceilings(st, pipelines, s, wrk_bin, s.start_rate, run_dir / "generator")
+            nonlocal healthz, at_top  # the generator at the CPU steps' rate (its cost there) and at the top
+            report.ceilings, healthz, at_top = measure_ceilings(
+                st, pipelines, s, wrk_bin, run_dir / "generator", s.start_rate, top_rate(report, s.start_rate)
+            )
 
     if stack is not None:  # someone else's stack: left with the tracing it came with
         before = stack.tracing
@@ -1001,7 +1036,7 @@ def run_capacity(
         with open_stack(run_dir / "stack", pipelines[0], tracing_of(setting)) as st:
             body(st)
     report.ratios = ratios(report)
-    report.generator = generator_figures(report, healthz)
+    report.generator = generator_figures(report, healthz, at_top)
     report.finished_unix = time.time()
     report.write(run_dir / "capacity.json")
     remember = remember and scales_runs(setting, measured.sample)

@@ -89,3 +89,11 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
     assert healthz.times_paced_wrk() is not None, (paced.per_second, healthz.achieved_per_second)
     assert ceilings["http.wrk.healthz"].per_second is not None
     assert ceilings["http.wrk.healthz"].per_second > 4 * healthz.rate
+    # measured again at the highest capacity the searches found (here the search's max, 100/s, as a rule)
+    top, at_top = capacity.top_rate(report, short.start_rate), report.generator.at_top
+    if top is not None:
+        assert at_top is not None and at_top.rate == top
+        assert at_top.cpu_seconds_per_1000 is not None and at_top.cpu_seconds_per_1000 > 0
+        assert at_top.times_wrk() is not None and at_top.lag_p99_seconds is not None
+    else:
+        assert at_top is None, top

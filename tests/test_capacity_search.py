@@ -244,6 +244,26 @@ def _report() -> CapacityReport:
     return report
 
 
+def test_the_generator_is_measured_again_at_the_highest_capacity_found_above_the_cpu_steps() -> None:
+    report = _report()
+    sync_rate = report.pipelines["sync"].capacity.rate
+    assert sync_rate is not None and capacity.top_rate(report, 100) == sync_rate
+    # at or below the CPU steps' rate it would measure the same thing twice: nothing
+    assert capacity.top_rate(report, sync_rate) is None
+    # async's acceptance above every capacity: that is the top
+    accepted = capacity.SearchResult(limits=["api.p99"], rate=sync_rate + 300, broke_at=None, bound="search-limit",
+                                     reasons=[])  # fmt: skip
+    held = capacity.SearchResult(limits=list(ALL_LIMITS), rate=sync_rate + 100, broke_at=None, bound="pipeline",
+                                 reasons=[])  # fmt: skip
+    report.pipelines["async"] = capacity.PipelineCapacity(pipeline="async", capacity=held, acceptance=accepted,
+                                                          cpu_rate=100)  # fmt: skip
+    assert capacity.top_rate(report, 100) == sync_rate + 300
+    # nothing held anywhere: no top to measure at
+    nothing = capacity.SearchResult(limits=list(ALL_LIMITS), rate=None, broke_at=100, bound="pipeline", reasons=["x"])
+    report.pipelines = {"sync": capacity.PipelineCapacity(pipeline="sync", capacity=nothing, cpu_rate=100)}
+    assert capacity.top_rate(report, 100) is None
+
+
 def test_ratios_divide_by_the_ceiling_and_survive_a_failed_one() -> None:
     by_name = {r.name: r for r in _report().ratios}
     assert by_name["sync.grpc"].value == pytest.approx(by_name["sync.grpc"].value or 0)

@@ -226,6 +226,9 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
             healthz=GeneratorOnHealthz(rate=200, cpu_seconds_per_1000=0.2, lag_p99_seconds=0.0012,
                                        wrk_cpu_seconds_per_1000=0.01, wakeups_per_request=1.5,
                                        wakeup_cpu_seconds=0.00004, wrk_wakeups_per_request=0.02),
+            at_top=GeneratorOnHealthz(rate=1900, cpu_seconds_per_1000=0.04, lag_p99_seconds=0.0035,
+                                      wrk_cpu_seconds_per_1000=0.01, wakeups_per_request=0.2,
+                                      wakeup_cpu_seconds=0.00004, wrk_wakeups_per_request=0.02),
         ),
     )  # fmt: skip
     root = write_run(tmp_path / "run", article_cells())
@@ -239,6 +242,11 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
     assert "vs wrk 0.014; kept up to 800/s; on GET /healthz at 200/s: 0.20 vs wrk 0.010 (20x), lag p99 1.2 ms" in md
     # of its 0.20 ms a request, the 1.48 wakeups beyond wrk's at 40 us explain 0.0592: 0.141 left, 14.1x wrk's 0.010
     assert "1.50 wakeups per request (wrk 0.02) at 40 us each: 0.141 with wrk's wakeups (14.1x)" in md
+    # and again at the highest capacity of the run, where its fixed per-second work weighs least
+    assert (
+        "; at the run's top capacity, on GET /healthz at 1900/s: 0.04 vs wrk 0.010 (4x), lag p99 3.5 ms; "
+        "0.20 wakeups per request (wrk 0.02) at 40 us each: 0.033 with wrk's wakeups (3.3x)"
+    ) in md
     # what tracing costs: the services' CPU per setting over tracing off (the generator left out)
     assert "| sync | 1% of reactions | 1.40 | x1.40 | reaction 1.40 |" in md
     assert "| sync | off | 1.00 | x1.00 | reaction 1.00 |" in md

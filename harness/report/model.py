@@ -335,14 +335,15 @@ def _rate(r: float | None) -> str:
     return NO_VALUE if r is None else f"{r:.0f}/s"
 
 
-def _healthz(h: capacity.GeneratorOnHealthz | str) -> str:
+def _healthz(h: capacity.GeneratorOnHealthz | str, where: str = "") -> str:
+    """The generator alone on GET /healthz next to wrk; `where` says which of its measures this is."""
     if isinstance(h, str):
         return f"; on GET /healthz: {h}"
     x = h.times_wrk()
     lag = NO_VALUE if h.lag_p99_seconds is None else f"{h.lag_p99_seconds * 1000:.1f} ms"
     wake = "" if h.wake_interval_seconds is None else f", waking at most every {h.wake_interval_seconds * 1000:g} ms"
     text = (
-        f"; on GET /healthz at {_rate(h.rate)}{wake}: {h.cpu_seconds_per_1000 or 0:.2f} vs wrk "
+        f"; {where}on GET /healthz at {_rate(h.rate)}{wake}: {h.cpu_seconds_per_1000 or 0:.2f} vs wrk "
         f"{h.wrk_cpu_seconds_per_1000 or 0:.3f}"
         + (f" ({x:.0f}x)" if x is not None else "")
         + _paced(h)
@@ -412,7 +413,9 @@ def capacity_rows(path: Path) -> CapacityRows | None:
         if g is None
         else (
             f"load generator {g.cpu_seconds_per_1000 or 0:.2f} CPU-s per 1,000 requests vs wrk "
-            f"{g.wrk_cpu_seconds_per_1000 or 0:.3f}; kept up to {_rate(g.kept_up_max_rate)}" + _healthz(g.healthz)
+            f"{g.wrk_cpu_seconds_per_1000 or 0:.3f}; kept up to {_rate(g.kept_up_max_rate)}"
+            + _healthz(g.healthz)
+            + ("" if g.at_top is None else _healthz(g.at_top, "at the run's top capacity, "))
         ),
     )
 
