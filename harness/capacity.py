@@ -899,13 +899,7 @@ def measure_ceilings(
 def top_rate(report: CapacityReport, start_rate: float) -> float | None:
     """The highest capacity (or async acceptance) the searches found, when above the CPU steps' rate
     `start_rate`: where the generator is measured again, on GET /healthz, next to wrk."""
-    found = [
-        r.rate
-        for pc in report.pipelines.values()
-        for r in (pc.capacity, pc.acceptance)
-        if r is not None and r.rate is not None
-    ]
-    top = max(found, default=None)
+    top = max(report.capacities().values(), default=None)
     return top if top is not None and top > start_rate else None
 
 
