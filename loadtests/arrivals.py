@@ -118,7 +118,8 @@ class Clock(Protocol):
     def now(self) -> float: ...
 
     def sleep_until(self, deadline: float) -> None:
-        """Return at or after `deadline`; must also yield to other work when already past it."""
+        """Return at or after `deadline`; when already past it, still let other work run now and then
+        (a loop that falls behind must not starve the rest of the process)."""
 
 
 class Arrival(NamedTuple):  # a tuple: made once per arrival, on the generator's hot path

@@ -50,7 +50,9 @@ class Series:
 
     def bucket(self, intended: float) -> _Bucket:
         """The second of `intended`, for a caller that records several things of one request in it."""
-        return self._buckets[min(len(self._buckets) - 1, max(0, int(intended)))]
+        buckets = self._buckets
+        i = int(intended)
+        return buckets[i] if 0 <= i < len(buckets) else buckets[0 if i < 0 else -1]
 
     @staticmethod
     def started_in(b: _Bucket, lag: float) -> None:

@@ -268,6 +268,32 @@ def test_the_clock_wakes_at_most_once_per_wake_interval_and_never_early(
         assert len(sleeps) > 20  # a sleep for most arrivals (one that overslept makes the next late)
 
 
+def test_the_late_arrivals_of_one_wakeup_start_without_yielding_and_a_long_burst_yields_each_interval(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    yields: list[float] = []
+    real_sleep = gevent.sleep
+
+    def sleep(seconds: float = 0) -> None:
+        if seconds <= 0:
+            yields.append(clock.now())
+        real_sleep(seconds)
+
+    monkeypatch.setattr(gevent, "sleep", sleep)
+    woke: list[float] = []
+    clock = GeventClock(time.time_ns(), 0.01, lambda: woke.append(clock.now()))
+    clock.sleep_until(0.0)  # late from the start: the first wakeup yields once
+    assert len(yields) == len(woke) == 1
+    for _ in range(50):
+        clock.sleep_until(0.0)  # already due, in the same wakeup's batch
+    assert len(yields) == len(woke) == 1
+    end = time.monotonic() + 0.1
+    while time.monotonic() < end:  # a catch-up burst ten intervals long
+        clock.sleep_until(0.0)
+    assert 6 <= len(yields) <= 12 and len(woke) == len(yields)  # each yield also read the answers
+    assert min(b - a for a, b in itertools.pairwise(woke)) >= 0.01
+
+
 def test_a_batched_run_stopped_before_its_next_arrival_ends_cleanly(tmp_path: Path):
     with Server() as server:
         client = KeepAliveClient(server.url, timeout=1.0, batched=True)
