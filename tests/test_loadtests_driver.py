@@ -287,11 +287,12 @@ def test_the_late_arrivals_of_one_wakeup_start_without_yielding_and_a_long_burst
     for _ in range(50):
         clock.sleep_until(0.0)  # already due, in the same wakeup's batch
     assert len(yields) == len(woke) == 1
-    end = time.monotonic() + 0.1
-    while time.monotonic() < end:  # a catch-up burst ten intervals long
+    calls = 0
+    while len(yields) < 6:  # a catch-up burst: still due, for several intervals
         clock.sleep_until(0.0)
-    assert 6 <= len(yields) <= 12 and len(woke) == len(yields)  # each yield also read the answers
-    assert min(b - a for a, b in itertools.pairwise(woke)) >= 0.01
+        calls += 1
+    assert calls > 2 * len(yields) and len(woke) == len(yields)  # yields once an interval, reading answers
+    assert min(b - a for a, b in itertools.pairwise(woke)) >= 0.01 * 0.9
 
 
 def test_a_batched_run_stopped_before_its_next_arrival_ends_cleanly(tmp_path: Path):
