@@ -241,24 +241,28 @@ def test_an_answer_is_timed_when_it_reached_the_socket_not_when_it_was_read(batc
         client.close()
 
 
-@pytest.mark.parametrize("interval", [0.0, 0.02])
-def test_the_clock_wakes_at_most_once_per_wake_interval_and_never_early(
-    interval: float, monkeypatch: pytest.MonkeyPatch
-):
-    woke: list[float] = []
-    sleeps: list[float] = []
+@pytest.fixture
+def gevent_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The seconds of every `gevent.sleep` from here on (0: a yield to the loop)."""
+    calls: list[float] = []
     real_sleep = gevent.sleep
 
     def sleep(seconds: float = 0) -> None:
-        if seconds > 0:
-            sleeps.append(seconds)
+        calls.append(seconds)
         real_sleep(seconds)
 
     monkeypatch.setattr(gevent, "sleep", sleep)
+    return calls
+
+
+@pytest.mark.parametrize("interval", [0.0, 0.02])
+def test_the_clock_wakes_at_most_once_per_wake_interval_and_never_early(interval: float, gevent_sleeps: list[float]):
+    woke: list[float] = []
     clock = GeventClock(time.time_ns(), interval, lambda: woke.append(clock.now()))
     for i in range(100):  # 1,000/s for 0.1 s
         clock.sleep_until(i * 0.001)
         assert clock.now() >= i * 0.001
+    sleeps = [s for s in gevent_sleeps if s > 0]
     if interval:
         # woke (and read answers) at most every interval, and slept as seldom: 0.1 s / 20 ms
         assert 1 < len(woke) <= 6 and min(b - a for a, b in itertools.pairwise(woke)) >= interval * 0.9
@@ -269,29 +273,23 @@ def test_the_clock_wakes_at_most_once_per_wake_interval_and_never_early(
 
 
 def test_the_late_arrivals_of_one_wakeup_start_without_yielding_and_a_long_burst_yields_each_interval(
-    monkeypatch: pytest.MonkeyPatch,
+    gevent_sleeps: list[float],
 ):
-    yields: list[float] = []
-    real_sleep = gevent.sleep
+    def yields() -> int:
+        return sum(1 for s in gevent_sleeps if s <= 0)
 
-    def sleep(seconds: float = 0) -> None:
-        if seconds <= 0:
-            yields.append(clock.now())
-        real_sleep(seconds)
-
-    monkeypatch.setattr(gevent, "sleep", sleep)
     woke: list[float] = []
     clock = GeventClock(time.time_ns(), 0.01, lambda: woke.append(clock.now()))
     clock.sleep_until(0.0)  # late from the start: the first wakeup yields once
-    assert len(yields) == len(woke) == 1
+    assert yields() == len(woke) == 1
     for _ in range(50):
         clock.sleep_until(0.0)  # already due, in the same wakeup's batch
-    assert len(yields) == len(woke) == 1
+    assert yields() == len(woke) == 1
     calls = 0
-    while len(yields) < 6:  # a catch-up burst: still due, for several intervals
+    while yields() < 6:  # a catch-up burst: still due, for several intervals
         clock.sleep_until(0.0)
         calls += 1
-    assert calls > 2 * len(yields) and len(woke) == len(yields)  # yields once an interval, reading answers
+    assert calls > 2 * yields() and len(woke) == yields()  # yields once an interval, reading answers
     assert min(b - a for a, b in itertools.pairwise(woke)) >= 0.01 * 0.9
 
 
