@@ -139,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("bench run: --replicas runs on the native stack only", file=sys.stderr)
         return EXIT_USAGE
     from harness import measured_tracing
-    from harness.capacity import capacities_from, last_capacities
+    from harness.capacity.report import capacities_from, last_capacities
 
     try:
         tracing = args.tracing or measured_tracing.load().sample
@@ -187,7 +187,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         processes = scenarios.PROCESSES + (scenarios.CLUSTER_PROCESSES if args.kafka == "cluster" else ())
         if args.replicas > 1:
             processes += _replicas(args).processes()
-        from harness.capacity import last_capacities
+        from harness.capacity.report import last_capacities
 
         capacities = last_capacities()
         the_plan = make_plan(
@@ -208,12 +208,12 @@ def _unmeasured() -> Capacities:
     names, and a run needs the real ones (it refuses to start without them)."""
     from loadtests.profile import Capacities
 
-    names = [*topology.PIPELINES, "async.acceptance"]  # as harness.capacity.CapacityReport.capacities() names them
+    names = [*topology.PIPELINES, "async.acceptance"]  # as capacity.report.CapacityReport.capacities() does
     return Capacities(rates=dict.fromkeys(names, 1.0), source="(no capacity measured)")
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
-    from harness import capacity
+    from harness.capacity import command, report
 
     pipelines = list(topology.PIPELINES) if args.pipeline == "all" else [args.pipeline]
     try:
@@ -223,7 +223,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.if_missing and replicas.default:
         try:
-            known = capacity.last_capacities()
+            known = report.last_capacities()
         except ValueError as e:
             print(f"bench capacity: {e}; measuring again", file=sys.stderr)
             known = None
@@ -232,7 +232,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
             print(f"bench capacity: this machine's last capacity is used ({rates}), from {known.source}; "
                   "`bench capacity` without --if-missing measures again")  # fmt: skip
             return 0
-    return capacity.main(pipelines, args.quick, None if replicas.default else replicas, args.tracing)
+    return command.main(pipelines, args.quick, None if replicas.default else replicas, args.tracing)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -104,7 +104,7 @@ def make_plan(
     `time_scale` shortens (or stretches) every scenario, its load and its fault timeline alike;
     `duration` sets every cell's load to that many seconds instead.
     `processes`: what the stack can kill or pause (the compose cluster profile has more brokers).
-    `capacities`: what capacity-relative rates resolve from (harness.capacity.last_capacities()).
+    `capacities`: what capacity-relative rates resolve from (harness.capacity.report.last_capacities()).
     `replicas`: the stack's notification replicas (harness/replicas.py); a scenario may need more."""
     problems: list[str] = [] if repeat >= 1 else [f"repeat: must be at least 1, got {repeat}"]
     if not 0 < time_scale <= 10:

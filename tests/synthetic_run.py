@@ -52,7 +52,9 @@ CAPACITIES = Capacities(
 
 def write_capacity(path: Path, caps: Capacities = CAPACITIES, tracing: str = "0.1") -> Path:
     """`caps` as the capacity.json of a `bench capacity` run (what `bench run --capacity` reads)."""
-    from harness.capacity import CapacityReport, PipelineCapacity, SearchResult, load_config
+    from harness.capacity.config import load_config
+    from harness.capacity.report import CapacityReport, PipelineCapacity
+    from harness.capacity.search import SearchResult
 
     config = load_config()
     pipelines = {}

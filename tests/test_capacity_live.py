@@ -7,13 +7,16 @@ from typing import Any
 
 import pytest
 
-from harness import capacity, measured_tracing
+from harness import measured_tracing
+from harness.capacity import command as capacity_command
+from harness.capacity import config as capacity_config
+from harness.capacity import report as capacity_report
 
 pytestmark = pytest.mark.stack
 
 
 def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any, tmp_path: Path) -> None:
-    shipped = capacity.load_config()
+    shipped = capacity_config.load_config()
     short = shipped.search.quick.model_copy(
         update={"start_rate": 50, "max_rate": 100, "warmup_seconds": 1, "measure_seconds": 2, "resolution": 0.5,
                 "min_step": 20, "drain_seconds": 15, "ceiling_seconds": 1}
@@ -21,14 +24,14 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
     config = shipped.model_copy(update={"search": shipped.search.model_copy(update={"quick": short})})
     before, before_tracing = stack.pipeline, stack.tracing
     try:
-        report = capacity.run_capacity(
+        report = capacity_command.run_capacity(
             ["sync", "async"], quick=True, stack=stack, config=config, runs_root=tmp_path, remember=False
         )
     finally:
         if stack.pipeline != before:
             stack.use_pipeline(before)
 
-    written = capacity.load_report(tmp_path / report.run_id / "capacity.json")
+    written = capacity_report.load_report(tmp_path / report.run_id / "capacity.json")
     assert written == report
     for name in ("sync", "async"):
         pc = report.pipelines[name]
@@ -69,7 +72,7 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
     }
     assert report.generator is not None
     healthz = report.generator.healthz  # the generator alone on GET /healthz, beside wrk there
-    assert isinstance(healthz, capacity.GeneratorOnHealthz), healthz
+    assert isinstance(healthz, capacity_report.GeneratorOnHealthz), healthz
     assert healthz.rate == short.start_rate
     assert healthz.cpu_seconds_per_1000 is not None and healthz.cpu_seconds_per_1000 > 0
     assert healthz.wrk_cpu_seconds_per_1000 is not None and healthz.times_wrk() is not None
@@ -90,7 +93,7 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
     assert ceilings["http.wrk.healthz"].per_second is not None
     assert ceilings["http.wrk.healthz"].per_second > 4 * healthz.rate
     # measured again at the highest capacity the searches found (here the search's max, 100/s, as a rule)
-    top, at_top = capacity.top_rate(report, short.start_rate), report.generator.at_top
+    top, at_top = capacity_report.top_rate(report, short.start_rate), report.generator.at_top
     if top is not None:
         assert at_top is not None and at_top.rate == top
         assert at_top.cpu_seconds_per_1000 is not None and at_top.cpu_seconds_per_1000 > 0

@@ -7,24 +7,27 @@ from pathlib import Path
 
 import pytest
 
-from harness import capacity
-from harness.capacity import (
+from harness.capacity.command import scales_runs
+from harness.capacity.config import (
     ACCEPTANCE_LIMITS,
     ALL_LIMITS,
     API_P99,
     BACKLOG,
-    CapacityReport,
+    LIMITS_FILE,
     ConfigError,
+    Disturbed,
     SearchSettings,
-    Step,
-    judge,
+    ServiceLevel,
     load_config,
-    search,
 )
+from harness.capacity.report import CapacityReport, PipelineCapacity, last_capacities, last_file, ratios, top_rate
+from harness.capacity.runner import StepRunner, _not_started
+from harness.capacity.search import SearchResult, held_on_every_play, search
+from harness.capacity.step import Step, judge, slope
 from harness.ceilings import Ceiling, parse_consumer_performance, parse_producer_performance, parse_wrk
 from tests.synthetic_run import write_capacity
 
-LEVEL = capacity.ServiceLevel(api_p99_seconds=0.1, error_ratio=0.001, backlog_growth_ratio=0.02)
+LEVEL = ServiceLevel(api_p99_seconds=0.1, error_ratio=0.001, backlog_growth_ratio=0.02)
 SETTINGS = SearchSettings(
     start_rate=100, max_rate=6400, warmup_seconds=1, measure_seconds=1, resolution=0.05, min_step=5,
     drain_seconds=1, ceiling_seconds=1,
@@ -191,8 +194,8 @@ def test_judge_backlog_only_for_async() -> None:
 
 
 def test_slope() -> None:
-    assert capacity.slope([(0, 10), (1, 20), (2, 30)]) == pytest.approx(10)
-    assert capacity.slope([(0, 10)]) is None
+    assert slope([(0, 10), (1, 20), (2, 30)]) == pytest.approx(10)
+    assert slope([(0, 10)]) is None
 
 
 # -- the service level file -----------------------------------------------------------------------
@@ -204,7 +207,7 @@ def test_the_shipped_file_is_valid() -> None:
 
 
 def test_a_bad_file_names_the_file_and_the_field(tmp_path: Path) -> None:
-    text = capacity.LIMITS_FILE.read_text().replace("error_ratio: 0.001", "error_ratio: 2")
+    text = LIMITS_FILE.read_text().replace("error_ratio: 0.001", "error_ratio: 2")
     text = text.replace("    resolution: 0.2", "    resolutoin: 0.2")
     bad = tmp_path / "capacity.yaml"
     bad.write_text(text)
@@ -234,34 +237,34 @@ def _report() -> CapacityReport:
     report = CapacityReport(
         run_id="r", hostname="h", cpus=2, quick=True, started_unix=0.0,
         service_level=config.service_level, search=config.search.quick,
-        pipelines={"sync": capacity.PipelineCapacity(pipeline="sync", capacity=sync, cpu_rate=100)},
+        pipelines={"sync": PipelineCapacity(pipeline="sync", capacity=sync, cpu_rate=100)},
         ceilings=[
             Ceiling(name="grpc.notify", tool="t", what="w", per_second=1300.0),
             Ceiling(name="http.wrk.post.sync", tool="wrk", what="w", per_second=None, error="boom"),
         ],
     )  # fmt: skip
-    report.ratios = capacity.ratios(report)
+    report.ratios = ratios(report)
     return report
 
 
 def test_the_generator_is_measured_again_at_the_highest_capacity_found_above_the_cpu_steps() -> None:
     report = _report()
     sync_rate = report.pipelines["sync"].capacity.rate
-    assert sync_rate is not None and capacity.top_rate(report, 100) == sync_rate
+    assert sync_rate is not None and top_rate(report, 100) == sync_rate
     # at or below the CPU steps' rate it would measure the same thing twice: nothing
-    assert capacity.top_rate(report, sync_rate) is None
+    assert top_rate(report, sync_rate) is None
     # async's acceptance above every capacity: that is the top
-    accepted = capacity.SearchResult(limits=["api.p99"], rate=sync_rate + 300, broke_at=None, bound="search-limit",
+    accepted = SearchResult(limits=["api.p99"], rate=sync_rate + 300, broke_at=None, bound="search-limit",
                                      reasons=[])  # fmt: skip
-    held = capacity.SearchResult(limits=list(ALL_LIMITS), rate=sync_rate + 100, broke_at=None, bound="pipeline",
+    held = SearchResult(limits=list(ALL_LIMITS), rate=sync_rate + 100, broke_at=None, bound="pipeline",
                                  reasons=[])  # fmt: skip
-    report.pipelines["async"] = capacity.PipelineCapacity(pipeline="async", capacity=held, acceptance=accepted,
+    report.pipelines["async"] = PipelineCapacity(pipeline="async", capacity=held, acceptance=accepted,
                                                           cpu_rate=100)  # fmt: skip
-    assert capacity.top_rate(report, 100) == sync_rate + 300
+    assert top_rate(report, 100) == sync_rate + 300
     # nothing held anywhere: no top to measure at
-    nothing = capacity.SearchResult(limits=list(ALL_LIMITS), rate=None, broke_at=100, bound="pipeline", reasons=["x"])
-    report.pipelines = {"sync": capacity.PipelineCapacity(pipeline="sync", capacity=nothing, cpu_rate=100)}
-    assert capacity.top_rate(report, 100) is None
+    nothing = SearchResult(limits=list(ALL_LIMITS), rate=None, broke_at=100, bound="pipeline", reasons=["x"])
+    report.pipelines = {"sync": PipelineCapacity(pipeline="sync", capacity=nothing, cpu_rate=100)}
+    assert top_rate(report, 100) is None
 
 
 def test_ratios_divide_by_the_ceiling_and_survive_a_failed_one() -> None:
@@ -274,19 +277,19 @@ def test_ratios_divide_by_the_ceiling_and_survive_a_failed_one() -> None:
 
 def test_last_capacity_file_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNC_ASYNC_BENCH_STATE", str(tmp_path))
-    assert capacity.last_capacities() is None
+    assert last_capacities() is None
     report = _report()
-    report.write(capacity.last_file())
-    caps = capacity.last_capacities()
+    report.write(last_file())
+    caps = last_capacities()
     assert caps is not None and caps.rates["sync"] == report.pipelines["sync"].capacity.rate
-    assert caps.source == str(capacity.last_file())
+    assert caps.source == str(last_file())
     assert caps.tracing == report.tracing  # what a run compares its own tracing with
     # compose cannot be searched: it scales from this machine's native capacity
-    compose = capacity.last_capacities("compose")
-    assert compose is not None and compose.source == str(capacity.last_file("native"))
-    capacity.last_file().write_text('{"schema_version": 99}')
+    compose = last_capacities("compose")
+    assert compose is not None and compose.source == str(last_file("native"))
+    last_file().write_text('{"schema_version": 99}')
     with pytest.raises(ValueError, match="schema"):
-        capacity.last_capacities()
+        last_capacities()
 
 
 # -- the tools' outputs ---------------------------------------------------------------------------
@@ -325,7 +328,7 @@ def test_a_busy_machine_is_named_in_the_reason() -> None:
 
 
 def test_a_generator_that_did_not_start_is_generator_bound(tmp_path: Path) -> None:
-    step = capacity._not_started("async", 400, 5, tmp_path / "locust.log")
+    step = _not_started("async", 400, 5, tmp_path / "locust.log")
     assert step.verdict(ALL_LIMITS) == "generator-bound"
     assert "did not start" in step.why(ALL_LIMITS)[0]
 
@@ -334,6 +337,7 @@ def test_if_missing_reuses_this_machine_s_capacity_and_measures_only_without_one
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from harness import cli
+    from harness.capacity import command
 
     monkeypatch.setenv("SYNC_ASYNC_BENCH_STATE", str(tmp_path))
     measured: list[list[str]] = []
@@ -342,25 +346,25 @@ def test_if_missing_reuses_this_machine_s_capacity_and_measures_only_without_one
         measured.append(list(pipelines))
         return 0
 
-    monkeypatch.setattr(capacity, "main", fake_main)
+    monkeypatch.setattr(command, "main", fake_main)
     assert cli.main(["capacity", "--if-missing", "--quick"]) == 0
     assert measured == [["sync", "sync-resilient", "async"]]  # nothing known: measured
-    write_capacity(capacity.last_file())
+    write_capacity(last_file())
     assert cli.main(["capacity", "--if-missing", "--quick"]) == 0
     assert len(measured) == 1 and "last capacity is used (sync 250/s" in capsys.readouterr().out
     assert cli.main(["capacity", "--quick"]) == 0 and len(measured) == 2  # without the flag: always
 
 
 def test_only_a_capacity_measured_with_the_runs_tracing_becomes_the_last_one() -> None:
-    assert capacity.scales_runs("0.1", "0.1") and capacity.scales_runs("1", "1.0")
-    assert not capacity.scales_runs("off", "0.1") and not capacity.scales_runs("1", "0.1")
+    assert scales_runs("0.1", "0.1") and scales_runs("1", "1.0")
+    assert not scales_runs("off", "0.1") and not scales_runs("1", "0.1")
 
 
-class Replaying(capacity.StepRunner):
+class Replaying(StepRunner):
     """A runner whose plays are fake steps with the given CPU of other processes, one per play."""
 
     def __init__(self, others: list[float], retries: int = 2) -> None:
-        super().__init__(None, Path("."), LEVEL, SETTINGS, capacity.Disturbed(other_cores=0.1, retries=retries))
+        super().__init__(None, Path("."), LEVEL, SETTINGS, Disturbed(other_cores=0.1, retries=retries))
         self.others = others
         self.labels: list[str] = []
 
@@ -410,10 +414,10 @@ def test_async_capacity_is_never_above_its_acceptance_every_play_must_hold() -> 
         _played(1000, slow, replay=True), _played(900, ok), _played(950, 0.101), _played(925, ok),
         _played(925, ok, replay=True),  # the acceptance search: 925/s, confirmed
     ]  # fmt: skip
-    full = capacity.SearchResult(limits=list(ALL_LIMITS), rate=1150, broke_at=1200, bound="pipeline",
+    full = SearchResult(limits=list(ALL_LIMITS), rate=1150, broke_at=1200, bound="pipeline",
                                  reasons=["API p99 200 ms > 100 ms"], confirmed=1)  # fmt: skip
     accepted = full.model_copy(update={"limits": list(ACCEPTANCE_LIMITS), "rate": 925, "broke_at": 950})
-    capped = capacity.held_on_every_play(full, accepted, plays)
+    capped = held_on_every_play(full, accepted, plays)
     assert (capped.rate, capped.broke_at, capped.confirmed, capped.lowered_from) == (925, 950, 1, 1150)
     assert capped.reasons == ["API p99 101 ms > 100 ms"]
     assert capped.unconfirmed == [1000, 1100, 1150]  # each held, then broke on a replay
@@ -421,12 +425,12 @@ def test_async_capacity_is_never_above_its_acceptance_every_play_must_hold() -> 
         "925/s (held again on 1 replay) (the search found 1150/s; later plays broke at or below it); "
         "1000, 1100, 1150/s held, then broke on a replay; broke at 950/s: API p99 101 ms > 100 ms"
     )
-    assert capacity.SearchResult.model_validate_json(capped.model_dump_json()) == capped  # as capacity.json keeps it
-    assert capacity.held_on_every_play(full, accepted, []) is full  # no plays given: no evidence to judge by
+    assert SearchResult.model_validate_json(capped.model_dump_json()) == capped  # as capacity.json keeps it
+    assert held_on_every_play(full, accepted, []) is full  # no plays given: no evidence to judge by
     # every play at the acceptance's rate must hold every limit: a growing backlog there sends it lower,
     # to a rate never replayed, which the summary says
     growing = [*plays, _played(925, ok, replay=True, growth=100.0)]
-    lower = capacity.held_on_every_play(full, accepted, growing)
+    lower = held_on_every_play(full, accepted, growing)
     assert (lower.rate, lower.broke_at, lower.confirmed) == (900, 925, 0) and "consumer falls behind" in lower.reasons[
         0
     ]
@@ -435,24 +439,24 @@ def test_async_capacity_is_never_above_its_acceptance_every_play_must_hold() -> 
 
 def test_a_search_rate_every_play_held_stands_and_one_that_broke_on_a_later_play_does_not() -> None:
     ok = 0.02
-    full = capacity.SearchResult(limits=list(ALL_LIMITS), rate=1150, broke_at=1200, bound="pipeline",
+    full = SearchResult(limits=list(ALL_LIMITS), rate=1150, broke_at=1200, bound="pipeline",
                                  reasons=["API p99 200 ms > 100 ms"], confirmed=1)  # fmt: skip
     base = [_played(800, ok), _played(1100, ok), _played(1150, ok), _played(1150, ok, replay=True),
             _played(1200, 0.2)]  # fmt: skip
     # the acceptance search found less, but no play at or below 1,150/s broke: nothing contradicts it
     accepted = full.model_copy(update={"limits": list(ACCEPTANCE_LIMITS), "rate": 1100})
-    assert capacity.held_on_every_play(full, accepted, base) is full
+    assert held_on_every_play(full, accepted, base) is full
     # the acceptance at the capacity, its replay there broke the backlog only (a limit it does not judge)
     same = full.model_copy(update={"limits": list(ACCEPTANCE_LIMITS)})
     backlog = [*base, _played(1150, ok, replay=True, growth=100.0)]
-    lowered = capacity.held_on_every_play(full, same, backlog)
+    lowered = held_on_every_play(full, same, backlog)
     assert (lowered.rate, lowered.broke_at, lowered.lowered_from) == (1100, 1150, 1150)
     assert "consumer falls behind" in lowered.reasons[0] and lowered.unconfirmed == [1150]
     # a generator that fell behind on the play that broke: the bound says so
     lagging = [*base, _played(1150, ok, replay=True)]
     lagging[-1].generator_reasons = ["schedule lag p99 300 ms > 50 ms"]
-    assert capacity.held_on_every_play(full, same, lagging).bound == "generator"
+    assert held_on_every_play(full, same, lagging).bound == "generator"
     # nothing at or below the capacity held on every play
     shaky = [_played(1150, ok), _played(1150, 0.2, replay=True)]
-    none = capacity.held_on_every_play(full, same, shaky)
+    none = held_on_every_play(full, same, shaky)
     assert (none.rate, none.broke_at, none.confirmed) == (None, 1150, 0) and none.summary().startswith("nothing held")

@@ -199,7 +199,7 @@ def test_recovery_metrics_from_the_series() -> None:
 
 
 def test_capacity_by_replicas_says_when_the_machine_cannot_show_scaling() -> None:
-    from harness.capacity import scaling_note
+    from harness.capacity.command import scaling_note
 
     assert scaling_note(2, 1) is None
     note = scaling_note(2, 3)

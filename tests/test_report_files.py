@@ -194,15 +194,15 @@ def test_claims_that_hold_by_design_say_so_and_are_counted_apart(written: tuple[
 
 
 def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
-    from harness.capacity import (
+    from harness.capacity.config import load_config
+    from harness.capacity.report import (
         CapacityReport,
         GeneratorFigures,
         GeneratorOnHealthz,
         PipelineCapacity,
-        SearchResult,
         TracingCost,
-        load_config,
     )
+    from harness.capacity.search import SearchResult
     from harness.ceilings import Ceiling
 
     config = load_config()

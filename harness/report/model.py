@@ -9,7 +9,8 @@ from pathlib import Path
 
 from facts import topology
 from facts.measures import LEDGER_COUNTS, NO_VALUE, TRACE_HOPS, fmt
-from harness import capacity, generator_cost, measured_tracing, simplicity
+from harness import generator_cost, measured_tracing, simplicity
+from harness.capacity import report as capacity_report
 from harness.claims import Judgement, Verdict
 from harness.memory import ProcessMemory
 from harness.result import CellResult, Machine, Run, split_name
@@ -314,7 +315,7 @@ TRACING_COST_COLUMNS = (
 )  # fmt: skip
 
 
-def tracing_cost_rows(report: capacity.CapacityReport) -> tuple[tuple[str, ...], ...]:
+def tracing_cost_rows(report: capacity_report.CapacityReport) -> tuple[tuple[str, ...], ...]:
     out = []
     for name, pc in report.pipelines.items():
         off = next((c.services() for c in pc.tracing_costs if c.setting == "off"), None)
@@ -335,7 +336,7 @@ def _rate(r: float | None) -> str:
     return NO_VALUE if r is None else f"{r:.0f}/s"
 
 
-def _healthz(h: capacity.GeneratorOnHealthz | str, where: str = "") -> str:
+def _healthz(h: capacity_report.GeneratorOnHealthz | str, where: str = "") -> str:
     """The generator alone on GET /healthz next to wrk; `where` says which of its measures this is."""
     if isinstance(h, str):
         return f"; on GET /healthz: {h}"
@@ -360,7 +361,7 @@ def _healthz(h: capacity.GeneratorOnHealthz | str, where: str = "") -> str:
     )
 
 
-def _paced(h: capacity.GeneratorOnHealthz) -> str:
+def _paced(h: capacity_report.GeneratorOnHealthz) -> str:
     """wrk paced to the generator's rate: the control at the same rate (wrk at its max saturates)."""
     c = h.paced_wrk
     if c is None:
@@ -383,7 +384,7 @@ def _paced(h: capacity.GeneratorOnHealthz) -> str:
 def capacity_rows(path: Path) -> CapacityRows | None:
     if not path.exists():
         return None
-    report = capacity.load_report(path)
+    report = capacity_report.load_report(path)
     g = report.generator
     return CapacityRows(
         source=f"{path.name}: bench capacity run {report.run_id} on {report.hostname}"

@@ -1,0 +1,79 @@
+"""The service level a rate must hold and how the search steps: harness/limits/capacity.yaml, as data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness import yamlpos
+
+LIMITS_FILE = Path(__file__).resolve().parent.parent / "limits" / "capacity.yaml"
+
+API_P99, ERROR_RATIO, BACKLOG = "api.p99", "error_ratio", "delivery.backlog_growth"
+
+ALL_LIMITS = (API_P99, ERROR_RATIO, BACKLOG)
+
+ACCEPTANCE_LIMITS = (API_P99, ERROR_RATIO)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServiceLevel(Model):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_p99_seconds: float = Field(gt=0)
+    error_ratio: float = Field(ge=0, lt=1)
+    backlog_growth_ratio: float = Field(ge=0)
+
+
+class SearchSettings(Model):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start_rate: float = Field(gt=0)
+    max_rate: float = Field(gt=0)
+    warmup_seconds: float = Field(ge=0)
+    measure_seconds: float = Field(gt=0)
+    resolution: float = Field(gt=0, lt=1)
+    min_step: float = Field(gt=0)
+    drain_seconds: float = Field(ge=0)
+    ceiling_seconds: float = Field(gt=0)
+    confirm: int = Field(default=0, ge=0)  # replays of the found capacity; one that breaks sends the search lower
+
+
+class Searches(Model):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    full: SearchSettings
+    quick: SearchSettings
+
+
+class Disturbed(Model):
+    """A step during which processes outside the stack and the generator took CPU measured the
+    machine, not the pipeline: it is played again, and named if it stays disturbed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    other_cores: float = Field(gt=0)  # mean over the step's window; 1.0 = one core
+    retries: int = Field(ge=0)
+
+
+class CapacityConfig(Model):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    service_level: ServiceLevel
+    search: Searches
+    disturbed: Disturbed
+
+
+class ConfigError(ValueError):
+    """A capacity file that cannot be used; names the file and every offending field."""
+
+
+def load_config(path: Path = LIMITS_FILE) -> CapacityConfig:
+    try:
+        return yamlpos.load_model(path, CapacityConfig)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

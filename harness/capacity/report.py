@@ -1,0 +1,291 @@
+"""What `bench capacity` found (capacity.json), the ratios to the ceilings, and the last capacity of this
+machine that capacity-relative rates resolve from."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+
+from facts import paths, topology
+from harness import generator_cost
+from harness.capacity.config import ALL_LIMITS, Model, SearchSettings, ServiceLevel
+from harness.capacity.search import SearchResult
+from harness.capacity.step import Step
+from harness.ceilings import Ceiling
+from loadtests.profile import Capacities
+
+SCHEMA = 1
+
+
+class TracingCost(Model):
+    """The CPU step played with one tracing setting: what tracing costs each component."""
+
+    setting: str  # "off", or the share of traces kept
+    cpu_seconds_per_1000: dict[str, float] = Field(default_factory=dict)
+    api_p50_seconds: float | None = None
+    api_p99_seconds: float | None = None
+    held: bool = True
+
+    @classmethod
+    def of(cls, setting: str, st: Step) -> TracingCost:
+        return cls(setting=setting, cpu_seconds_per_1000=st.cpu_seconds_per_1000, api_p50_seconds=st.api_p50_seconds,
+                   api_p99_seconds=st.api_p99_seconds, held=st.verdict(ALL_LIMITS) == "held")  # fmt: skip
+
+    def services(self) -> float | None:
+        """CPU seconds per 1,000 of the pipeline's own processes (the generator and the rest left out)."""
+        own = [v for n, v in self.cpu_seconds_per_1000.items() if n in topology.SERVICES]
+        return sum(own) if own else None
+
+
+class PipelineCapacity(Model):
+    pipeline: str
+    capacity: SearchResult  # every limit: for async this is the delivery (sustainable) capacity
+    acceptance: SearchResult | None = None  # async: API p99 and errors only (what the API accepts)
+    cpu_rate: float  # the fixed rate CPU per 1,000 reactions was read at
+    cpu_seconds_per_1000: dict[str, float] = Field(default_factory=dict)  # per 1,000 acknowledged
+    cpu_step_held: bool = True  # False: that step broke its service level (errors inflate the figure)
+    steps: list[Step] = Field(default_factory=list)  # every step measured, in order
+    tracing_costs: list[TracingCost] = Field(default_factory=list)  # the CPU step under each tracing setting
+
+
+class Ratio(Model):
+    name: str
+    numerator: str
+    denominator: str
+    value: float | None
+    text: str
+
+
+class GeneratorOnHealthz(Model):
+    """The load generator alone on GET /healthz (the service's cheapest answer), next to wrk there."""
+
+    rate: float  # offered, open loop
+    cpu_seconds_per_1000: float | None
+    lag_p99_seconds: float | None
+    wrk_cpu_seconds_per_1000: float | None
+    # Its sleeps per request, what one wakeup cost beside it (harness/wakeup_probe.py), and wrk's sleeps:
+    # an open loop wakes for each arrival and each answer, wrk's closed loop hardly ever sleeps.
+    wakeups_per_request: float | None = None
+    wakeup_cpu_seconds: float | None = None
+    wrk_wakeups_per_request: float | None = None
+    wake_interval_seconds: float | None = None  # the generator's --wake-interval (None: written before it had one)
+    # The control at the same rate: wrk paced to the rate the generator achieved (its cost per request
+    # is lowest saturating the server, far above this rate). None: written before it was measured, or
+    # the generator had no answer to calibrate it with.
+    achieved_per_second: float | None = None
+    paced_wrk: Ceiling | None = None
+
+    def times_wrk(self) -> float | None:
+        g, w = self.cpu_seconds_per_1000, self.wrk_cpu_seconds_per_1000
+        return g / w if g is not None and w else None
+
+    def times_paced_wrk(self) -> float | None:
+        if self.paced_wrk is None or self.achieved_per_second is None:
+            return None
+        return generator_cost.paced_ratio(
+            self.cpu_seconds_per_1000, self.achieved_per_second,
+            self.paced_wrk.cpu_seconds_per_1000, self.paced_wrk.per_second,
+        )  # fmt: skip
+
+    def at_wrk_wakeups_seconds_per_1000(self) -> float | None:
+        """CPU per 1,000 requests less the wakeups beyond wrk's (CPU-s per 1,000 = ms per request)."""
+        each = self.wakeup_cpu_seconds
+        return generator_cost.at_wrk_wakeups(
+            self.cpu_seconds_per_1000, self.wakeups_per_request, self.wrk_wakeups_per_request,
+            None if each is None else each * 1000,
+        )  # fmt: skip
+
+
+class GeneratorFigures(Model):
+    """The load generator seen through the same steps: how fast it kept up, what it costs."""
+
+    kept_up_max_rate: float | None  # highest step rate where it did not fall behind
+    fell_behind_min_rate: float | None  # lowest step rate where it did
+    cpu_seconds_per_1000: float | None  # at the fixed CPU rate (async)
+    wrk_cpu_seconds_per_1000: float | None  # wrk on the same POST (async)
+    # Reports written before the generator could send GET /healthz say so in text.
+    healthz: GeneratorOnHealthz | str = "not measured"
+    # The same on GET /healthz at the highest capacity this run found (async's acceptance, as a rule):
+    # the top of the range its cost and lag are held to, where its fixed per-second work weighs least.
+    # None: written before it was measured, a run without ceilings, or no capacity above the CPU steps' rate.
+    at_top: GeneratorOnHealthz | None = None
+
+
+class CapacityReport(Model):
+    schema_version: int = SCHEMA
+    run_id: str
+    hostname: str
+    cpus: int | None
+    runtime: str = "native"
+    quick: bool
+    tracing: str = "1"  # the search's tracing setting (reports older than the setting traced every reaction)
+    started_unix: float
+    finished_unix: float = 0.0
+    service_level: ServiceLevel
+    search: SearchSettings
+    pipelines: dict[str, PipelineCapacity] = Field(default_factory=dict)
+    ceilings: list[Ceiling] = Field(default_factory=list)
+    ratios: list[Ratio] = Field(default_factory=list)
+    generator: GeneratorFigures | None = None
+    # Notification replicas and sync's balancer (harness/replicas.py); 1/none: the single stack.
+    replicas: int = 1
+    balancer: str = "none"
+    scaling_note: str | None = None  # why these figures cannot show scaling, when the machine cannot
+
+    def capacities(self) -> dict[str, float]:
+        """The rates capacity-relative profiles may name: `<pipeline>` (every limit) and, for
+        async, `async.acceptance`. Only rates that held; a generator-bound one is a lower bound."""
+        out: dict[str, float] = {}
+        for name, pc in self.pipelines.items():
+            if pc.capacity.rate is not None:
+                out[name] = pc.capacity.rate
+            if pc.acceptance is not None and pc.acceptance.rate is not None:
+                out[f"{name}.acceptance"] = pc.acceptance.rate
+        return out
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+
+def last_file(runtime: str = "native", host: str | None = None) -> Path:
+    """The last capacity of this machine and stack kind."""
+    return paths.state_dir() / f"capacity-{host or platform.node()}-{runtime}.json"
+
+
+def load_report(path: Path) -> CapacityReport:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read a capacity result: {e}") from None
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA:
+        raise ValueError(f"{path}: not a capacity result of schema {SCHEMA}")
+    try:
+        return CapacityReport.model_validate(data)
+    except ValidationError as e:
+        raise ValueError(f"{path}: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
+
+
+def last_capacities(runtime: str = "native") -> Capacities | None:
+    """What `make_plan(capacities=...)` resolves "0.3 x sync" from; None when never measured here.
+    A stack kind `bench capacity` cannot search (compose) uses the native stack's of this machine."""
+    for path in dict.fromkeys((last_file(runtime), last_file("native"))):
+        if path.exists():
+            return capacities_from(path)
+    return None
+
+
+def capacities_from(path: Path) -> Capacities:
+    """The capacities of one capacity.json (ValueError naming the file when it is not one)."""
+    report = load_report(path)
+    return Capacities(rates=report.capacities(), source=str(path), tracing=report.tracing)
+
+
+def ratios(report: CapacityReport) -> list[Ratio]:
+    """Each capacity over what it is built on (and the HTTP POST over the cheapest endpoint)."""
+    ceiling = {c.name: c.per_second for c in report.ceilings}
+    # (name, numerator label, numerator, denominator label, ceiling name)
+    rows: list[tuple[str, str, float | None, str, str]] = []
+    for name, pc in report.pipelines.items():
+        rows.append(
+            (f"{name}.http", f"{name} capacity", pc.capacity.rate, f"wrk POST ({name})", f"http.wrk.post.{name}")
+        )
+        if name.startswith("sync"):
+            rows.append((f"{name}.grpc", f"{name} capacity", pc.capacity.rate, "gRPC Notify loop", "grpc.notify"))
+            rows.append((f"{name}.grpc_bare", f"{name} capacity", pc.capacity.rate, "bare gRPC", "grpc.bare"))
+    if (a := report.pipelines.get("async")) is not None:
+        acc, dlv = (a.acceptance.rate if a.acceptance else None), a.capacity.rate
+        rows += [
+            ("async.acceptance.aiokafka", "async acceptance", acc, "aiokafka produce", "kafka.produce.aiokafka"),
+            ("async.acceptance.java", "async acceptance", acc, "ProducerPerformance", "kafka.produce.java"),
+            ("async.delivery.aiokafka", "async delivery", dlv, "aiokafka consume", "kafka.consume.aiokafka"),
+            ("async.delivery.java", "async delivery", dlv, "ConsumerPerformance", "kafka.consume.java"),
+        ]
+    post = ceiling.get("http.wrk.post.async")
+    rows.append(("http.post_vs_healthz", "wrk POST (async)", post, "wrk GET /healthz", "http.wrk.healthz"))
+    out = []
+    for name, num_label, num, den_label, den_name in rows:
+        den = ceiling.get(den_name)
+        value = num / den if num is not None and den else None
+        text = f"{name}: {num_label} / {den_label} = " + ("-" if value is None else f"{value:.3g}")
+        out.append(Ratio(name=name, numerator=num_label, denominator=den_label, value=value, text=text))
+    return out
+
+
+def top_rate(report: CapacityReport, start_rate: float) -> float | None:
+    """The highest capacity (or async acceptance) the searches found, when above the CPU steps' rate
+    `start_rate`: where the generator is measured again, on GET /healthz, next to wrk."""
+    top = max(report.capacities().values(), default=None)
+    return top if top is not None and top > start_rate else None
+
+
+def generator_figures(
+    report: CapacityReport, healthz: GeneratorOnHealthz | None, at_top: GeneratorOnHealthz | None = None
+) -> GeneratorFigures:
+    steps = [st for pc in report.pipelines.values() for st in pc.steps]
+    kept = [st.rate for st in steps if not st.generator_reasons]
+    behind = [st.rate for st in steps if st.generator_reasons]
+    gen_cpu = wrk_cpu = None
+    if (a := report.pipelines.get("async")) is not None:
+        first = next((st for st in a.steps if st.rate == a.cpu_rate), None)
+        if first is not None and first.sent:
+            loadgen = first.cpu_cores.get("loadgen")
+            gen_cpu = loadgen * first.seconds / first.sent * 1000 if loadgen is not None else None
+    for c in report.ceilings:
+        if c.name == "http.wrk.post.async":
+            wrk_cpu = c.cpu_seconds_per_1000
+    return GeneratorFigures(
+        kept_up_max_rate=max(kept, default=None),
+        fell_behind_min_rate=min(behind, default=None),
+        cpu_seconds_per_1000=gen_cpu,
+        wrk_cpu_seconds_per_1000=wrk_cpu,
+        healthz=healthz if healthz is not None else "not measured (no ceilings in this run)",
+        at_top=at_top,
+    )
+
+
+def print_report(report: CapacityReport) -> None:
+    print(f"\ncapacity on {report.hostname} ({report.cpus} CPUs), service level: API p99 < "
+          f"{report.service_level.api_p99_seconds * 1000:g} ms, errors < {report.service_level.error_ratio:.2%}, "
+          f"async backlog growth < {report.service_level.backlog_growth_ratio:.0%} of the rate")  # fmt: skip
+    for name, pc in report.pipelines.items():
+        print(f"  {name:<15} {pc.capacity.summary()}")
+        if pc.acceptance is not None:
+            print(f"  {name + ' accepts':<15} {pc.acceptance.summary()}")
+    print("ceilings:")
+    for c in report.ceilings:
+        value = "failed: " + (c.error or "") if c.per_second is None else f"{c.per_second:>10,.0f}/s"
+        print(f"  {c.name:<24} {value}")
+    print("ratios:")
+    for r in report.ratios:
+        print(f"  {r.text}")
+    print(f"CPU seconds per 1,000 reactions (at {report.search.start_rate:g}/s):")
+    for name, pc in report.pipelines.items():
+        note = "" if pc.cpu_step_held else "  (that step broke its service level)"
+        print(f"  {name:<15} " + "  ".join(f"{n} {v:.2f}" for n, v in sorted(pc.cpu_seconds_per_1000.items())) + note)
+    print(f"what tracing costs (the search traced: {report.tracing}), CPU seconds per 1,000 of the services:")
+    for name, pc in report.pipelines.items():
+        costs = "  ".join(f"{c.setting}: {number(c.services())}" for c in pc.tracing_costs)
+        print(f"  {name:<15} {costs or '-'}")
+    if (g := report.generator) is not None:
+        cost = f"CPU s per 1,000 requests {number(g.cpu_seconds_per_1000)} vs wrk {number(g.wrk_cpu_seconds_per_1000)}"
+        print(f"generator: kept up to {g.kept_up_max_rate}/s, fell behind from {g.fell_behind_min_rate}/s; {cost}")
+        for h, which in ((g.healthz, "the CPU steps' rate"), (g.at_top, "the run's top capacity")):
+            if isinstance(h, GeneratorOnHealthz):
+                lag = None if h.lag_p99_seconds is None else h.lag_p99_seconds * 1000
+                print(f"  at {which}, on GET /healthz at {h.rate:.0f}/s: {number(h.cpu_seconds_per_1000)} ms CPU per "
+                      f"request, {times(h.times_wrk())} wrk at its max, {times(h.times_paced_wrk())} wrk paced to "
+                      f"the rate, lag p99 {number(lag)} ms")  # fmt: skip
+
+
+def number(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def times(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}x"
