@@ -31,7 +31,7 @@ The generator wakes at most every `wake_interval_seconds` of harness/limits/gene
 the cells; `--wake-intervals 0 0.002 ...` measures each of those instead (0: it wakes for every
 arrival and every answer), to see what batching its wakeups saves and what it costs in lag.
 
-It prints one table (and writes it as JSON with `--json`): the figures the README quotes.
+It prints one table (and writes it as JSON with `--json`): the figures the README and PERFORMANCE.md quote.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ Which requests are traced is drawn once, where a request enters the system witho
 (the reaction API: `setup(..., edge=True)`), and a request not drawn runs with instrumentation
 suppressed: no span is started, no attribute gathered, no context sent on. Entered for every request,
 the instrumentations cost the services 1.2-1.7x their CPU on requests they did not keep (run
-20261130-232712-capacity, README). The services behind the edge trace a request only when its
+20261130-232712-capacity, PERFORMANCE.md). The services behind the edge trace a request only when its
 caller's context says it was sampled (`gate_middleware`, `sampled_call`, `span`). What an untraced
 request still passes through: the gRPC client interceptor, which returns at once but costs grpc.aio
 an extra task per call (~20 us), and aiohttp's client trace hooks, which return at once.
