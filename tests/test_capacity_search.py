@@ -255,11 +255,11 @@ def test_the_generator_is_measured_again_at_the_highest_capacity_found_above_the
     assert top_rate(report, sync_rate) is None
     # async's acceptance above every capacity: that is the top
     accepted = SearchResult(limits=["api.p99"], rate=sync_rate + 300, broke_at=None, bound="search-limit",
-                                     reasons=[])  # fmt: skip
+                            reasons=[])  # fmt: skip
     held = SearchResult(limits=list(ALL_LIMITS), rate=sync_rate + 100, broke_at=None, bound="pipeline",
-                                 reasons=[])  # fmt: skip
+                        reasons=[])  # fmt: skip
     report.pipelines["async"] = PipelineCapacity(pipeline="async", capacity=held, acceptance=accepted,
-                                                          cpu_rate=100)  # fmt: skip
+                                                 cpu_rate=100)  # fmt: skip
     assert top_rate(report, 100) == sync_rate + 300
     # nothing held anywhere: no top to measure at
     nothing = SearchResult(limits=list(ALL_LIMITS), rate=None, broke_at=100, bound="pipeline", reasons=["x"])
@@ -415,7 +415,7 @@ def test_async_capacity_is_never_above_its_acceptance_every_play_must_hold() -> 
         _played(925, ok, replay=True),  # the acceptance search: 925/s, confirmed
     ]  # fmt: skip
     full = SearchResult(limits=list(ALL_LIMITS), rate=1150, broke_at=1200, bound="pipeline",
-                                 reasons=["API p99 200 ms > 100 ms"], confirmed=1)  # fmt: skip
+                        reasons=["API p99 200 ms > 100 ms"], confirmed=1)  # fmt: skip
     accepted = full.model_copy(update={"limits": list(ACCEPTANCE_LIMITS), "rate": 925, "broke_at": 950})
     capped = held_on_every_play(full, accepted, plays)
     assert (capped.rate, capped.broke_at, capped.confirmed, capped.lowered_from) == (925, 950, 1, 1150)
@@ -440,7 +440,7 @@ def test_async_capacity_is_never_above_its_acceptance_every_play_must_hold() -> 
 def test_a_search_rate_every_play_held_stands_and_one_that_broke_on_a_later_play_does_not() -> None:
     ok = 0.02
     full = SearchResult(limits=list(ALL_LIMITS), rate=1150, broke_at=1200, bound="pipeline",
-                                 reasons=["API p99 200 ms > 100 ms"], confirmed=1)  # fmt: skip
+                        reasons=["API p99 200 ms > 100 ms"], confirmed=1)  # fmt: skip
     base = [_played(800, ok), _played(1100, ok), _played(1150, ok), _played(1150, ok, replay=True),
             _played(1200, 0.2)]  # fmt: skip
     # the acceptance search found less, but no play at or below 1,150/s broke: nothing contradicts it
