@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.capacity.ceilings import Ceiling, parse_consumer_performance, parse_producer_performance, parse_wrk
 from harness.capacity.command import scales_runs
 from harness.capacity.config import (
     ACCEPTANCE_LIMITS,
@@ -24,7 +25,6 @@ from harness.capacity.report import CapacityReport, PipelineCapacity, last_capac
 from harness.capacity.runner import StepRunner, _not_started
 from harness.capacity.search import SearchResult, held_on_every_play, search
 from harness.capacity.step import Step, judge, slope
-from harness.ceilings import Ceiling, parse_consumer_performance, parse_producer_performance, parse_wrk
 from tests.synthetic_run import write_capacity
 
 LEVEL = ServiceLevel(api_p99_seconds=0.1, error_ratio=0.001, backlog_growth_ratio=0.02)

@@ -1,4 +1,4 @@
-"""The Kafka tools' ceilings (harness/ceilings.py) with the JVM faked: the command each one runs and
+"""The Kafka tools' ceilings (harness/capacity/ceilings.py) with the JVM faked: the command each one runs and
 what it makes of the tool's answer. No Java, no broker."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from facts import topology
-from harness import ceilings
+from harness.capacity import ceilings
 
 LIBS = Path("/cache/kafka-tools/libs")
 PRODUCER_OUT = "50000 records sent, 25000.0 records/sec (1.2 MB/sec), 3.1 ms avg latency, 90.0 ms max latency\n"

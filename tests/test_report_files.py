@@ -194,6 +194,7 @@ def test_claims_that_hold_by_design_say_so_and_are_counted_apart(written: tuple[
 
 
 def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
+    from harness.capacity.ceilings import Ceiling
     from harness.capacity.config import load_config
     from harness.capacity.report import (
         CapacityReport,
@@ -203,7 +204,6 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
         TracingCost,
     )
     from harness.capacity.search import SearchResult
-    from harness.ceilings import Ceiling
 
     config = load_config()
     found = SearchResult(limits=["api.p99"], rate=300.0, broke_at=350.0, bound="pipeline", reasons=["API p99 165 ms"])

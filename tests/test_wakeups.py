@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from facts.topology import HEALTHZ_PATH
-from harness import ceilings, cpu, generator_cost, wakeup_probe
-from harness.ceilings import Ceiling
-from harness.generator_cost import Figure
+from harness.capacity import ceilings, cpu, generator_cost, wakeup_probe
+from harness.capacity.ceilings import Ceiling
+from harness.capacity.generator_cost import Figure
 
 SLEEPER = "import sys, time\nfor _ in range(int(sys.argv[1])): time.sleep(0.002)\ninput()\n"
 

@@ -20,5 +20,8 @@ load profiles' capacity-relative rates ("0.3 x sync") are resolved from.
 The modules, bottom up: config (the service level and search settings, harness/limits/capacity.yaml),
 step (one measured window and its verdict), search (the doubling, bisection and replays, no stack),
 report (capacity.json and what it derives), runner (plays a step on the real stack), command
-(`bench capacity`: the searches, the tracing costs and the ceilings on one stack).
+(`bench capacity`: the searches, the tracing costs and the ceilings on one stack). What the
+capacities are divided by: cpu (CPU per process tree, from /proc), ceilings (wrk, bare grpc.aio
+with bare_grpc_server, Kafka's own tools and bare aiokafka loops), generator_cost (the load
+generator's CPU per request next to wrk's, with wakeup_probe pricing one wakeup beside it).
 """

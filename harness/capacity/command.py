@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from facts import paths, topology
-from harness import ceilings, generator_cost, measured_tracing
+from harness import measured_tracing
+from harness.capacity import ceilings, generator_cost
+from harness.capacity.ceilings import Ceiling
 from harness.capacity.config import (
     ACCEPTANCE_LIMITS,
     ALL_LIMITS,
@@ -36,7 +38,6 @@ from harness.capacity.report import (
 from harness.capacity.runner import StepRunner
 from harness.capacity.search import held_on_every_play, search
 from harness.capacity.step import Step
-from harness.ceilings import Ceiling
 from harness.measured_tracing import tracing_of
 from harness.progress import Progress
 from harness.sampling import drain

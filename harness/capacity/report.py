@@ -10,11 +10,11 @@ from pathlib import Path
 from pydantic import Field, ValidationError
 
 from facts import paths, topology
-from harness import generator_cost
+from harness.capacity import generator_cost
+from harness.capacity.ceilings import Ceiling
 from harness.capacity.config import ALL_LIMITS, Model, SearchSettings, ServiceLevel
 from harness.capacity.search import SearchResult
 from harness.capacity.step import Step
-from harness.ceilings import Ceiling
 from loadtests.profile import Capacities
 
 SCHEMA = 1
@@ -66,7 +66,7 @@ class GeneratorOnHealthz(Model):
     cpu_seconds_per_1000: float | None
     lag_p99_seconds: float | None
     wrk_cpu_seconds_per_1000: float | None
-    # Its sleeps per request, what one wakeup cost beside it (harness/wakeup_probe.py), and wrk's sleeps:
+    # Its sleeps per request, what one wakeup cost beside it (harness/capacity/wakeup_probe.py), and wrk's sleeps:
     # an open loop wakes for each arrival and each answer, wrk's closed loop hardly ever sleeps.
     wakeups_per_request: float | None = None
     wakeup_cpu_seconds: float | None = None

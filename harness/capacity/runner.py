@@ -12,8 +12,8 @@ import yaml
 from facts import quantiles
 from harness import generator_health, sink
 from harness.capacity.config import ALL_LIMITS, Disturbed, SearchSettings, ServiceLevel
+from harness.capacity.cpu import CpuSnapshot
 from harness.capacity.step import Step, judge, slope
-from harness.cpu import CpuSnapshot
 from harness.loadgen import LoadRun
 from harness.progress import Progress
 from harness.sampling import drain, sample_backlog

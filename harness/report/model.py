@@ -9,7 +9,8 @@ from pathlib import Path
 
 from facts import topology
 from facts.measures import LEDGER_COUNTS, NO_VALUE, TRACE_HOPS, fmt
-from harness import generator_cost, measured_tracing, simplicity
+from harness import measured_tracing, simplicity
+from harness.capacity import generator_cost
 from harness.capacity import report as capacity_report
 from harness.claims import Judgement, Verdict
 from harness.memory import ProcessMemory

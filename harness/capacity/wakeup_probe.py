@@ -6,13 +6,13 @@ together and its thread sleeps about once every 3 requests. There a wakeup costs
 microseconds of CPU whatever the process does once awake (a loop that does nothing but
 `gevent.sleep(0.001)`: 40-65 us per wakeup on an idle machine, 20-30 us beside a CPU-bound process
 on the same core, 37-56 us beside the generator and the stack), so at moderate rates the wakeups,
-not the requests, are most of an open-loop generator's CPU. `harness.generator_cost` runs this
+not the requests, are most of an open-loop generator's CPU. `harness.capacity.generator_cost` runs this
 probe beside the generator, over the same window, and takes the wakeups beyond `wrk`'s off the
 generator's CPU per request at the probe's price. That price is an estimate either way: a probe
 wakeup runs a whole `gevent.sleep` (a timer, two greenlet switches), an answer's wakeup a callback,
 but the generator's touches more memory.
 
-    python -m harness.wakeup_probe --seconds 5 --hz 500 [--start-at UNIX]   # one JSON line
+    python -m harness.capacity.wakeup_probe --seconds 5 --hz 500 [--start-at UNIX]   # one JSON line
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def start(seconds: float, hz: float = DEFAULT_HZ, at: float | None = None) -> su
     over by then) or from as soon as it is up: `result()` its answer."""
     when = [] if at is None else ["--start-at", repr(at)]
     return subprocess.Popen(
-        [sys.executable, "-m", "harness.wakeup_probe", "--seconds", str(seconds), "--hz", str(hz), *when],
+        [sys.executable, "-m", "harness.capacity.wakeup_probe", "--seconds", str(seconds), "--hz", str(hz), *when],
         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, preexec_fn=set_pdeathsig,
     )  # fmt: skip
 
@@ -87,7 +87,7 @@ def probe(seconds: float, hz: float, start_at: float | None = None) -> WakeupCos
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.wakeup_probe", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m harness.capacity.wakeup_probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--hz", type=float, default=DEFAULT_HZ, help="wakeups per second asked for")
     p.add_argument("--start-at", type=float, help="Unix time to start measuring at (default: at once)")

@@ -1,6 +1,6 @@
 """A bare grpc.aio Notification server that answers at once (no delivery, no metrics, no tracing):
 the gRPC ceiling of this machine for the sync hop's message, run by `bench capacity` in a process
-of its own. `python -m harness.bare_grpc_server` prints its port, then serves until terminated."""
+of its own. `python -m harness.capacity.bare_grpc_server` prints its port, then serves until terminated."""
 
 from __future__ import annotations
 

@@ -308,11 +308,11 @@ def grpc_notify(seconds: float, concurrency: int = 64, cpu_of: Callable[[], floa
 
 
 def grpc_bare(seconds: float, concurrency: int = 64) -> Ceiling:
-    """The same loop against a server that answers at once (harness/bare_grpc_server.py, its own
+    """The same loop against a server that answers at once (harness/capacity/bare_grpc_server.py, its own
     process, no Toxiproxy): what grpc.aio itself carries on this machine, both ends in Python."""
     name, tool = "grpc.bare", "grpc.aio unary loop"
     what = f"Notify to a bare grpc.aio server that answers at once (no delivery), {concurrency} calls in flight"
-    cmd = [sys.executable, "-m", "harness.bare_grpc_server"]
+    cmd = [sys.executable, "-m", "harness.capacity.bare_grpc_server"]
     try:
         server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=set_pdeathsig)
     except OSError as e:

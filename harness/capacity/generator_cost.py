@@ -1,7 +1,7 @@
 """What the load generator costs next to `wrk`, on the same endpoint, in the same run.
 
     .venv/bin/bench up --pipeline async
-    .venv/bin/python -m harness.generator_cost --rates 500 1000 1500 --max --processes 1 2
+    .venv/bin/python -m harness.capacity.generator_cost --rates 500 1000 1500 --max --processes 1 2
     .venv/bin/bench down
 
 Against a running stack (the reaction service's POST), it measures:
@@ -22,7 +22,7 @@ Against a running stack (the reaction service's POST), it measures:
   window (after `--warmup`, so the Python start-up is not charged to the requests), the achieved
   rate, and the schedule lag (intended -> actual start) p50/p99/max of every request of the run.
 
-With every generator run, `harness.wakeup_probe` measures beside it, over the same window, what one
+With every generator run, `harness.capacity.wakeup_probe` measures beside it, over the same window, what one
 wakeup costs, and the table counts each tool's sleeps per request. "@wrk wake" is the generator's
 CPU per request less the wakeups it needs beyond those of wrk at its max, at the probe's price: what
 it would cost if it slept as seldom as that wrk, an estimate of their work per request compared.
@@ -49,8 +49,9 @@ import yaml
 
 from facts import quantiles
 from facts.topology import HEALTHZ_PATH
-from harness import ceilings, cpu, generator_health, wakeup_probe
-from harness.ceilings import POST_PATH, Ceiling
+from harness import generator_health
+from harness.capacity import ceilings, cpu, wakeup_probe
+from harness.capacity.ceilings import POST_PATH, Ceiling
 from harness.loadgen import LoadRun
 from loadtests.reaction import ENDPOINTS
 
@@ -80,7 +81,7 @@ class Figure:
     machine_cores: float | None = None  # the whole machine's busy cores over the window
     wake_interval_ms: float | None = None  # the generator's --wake-interval (None: wrk)
     wakeups_per_request: float | None = None  # the tool's sleeps (voluntary switches) per request
-    ms_per_wakeup: float | None = None  # CPU of one wakeup, from the probe beside it (harness/wakeup_probe.py)
+    ms_per_wakeup: float | None = None  # CPU of one wakeup, from the probe beside it (harness/capacity/wakeup_probe.py)
     # CPU per request less the wakeups it needs beyond wrk's (an open loop wakes for each arrival and
     # each answer; wrk's connections wait on the server together), and its ratio to wrk's CPU per request
     at_wrk_wakeups_ms: float | None = None
@@ -314,7 +315,7 @@ def table(figures: list[Figure]) -> str:
         "x wrk: to wrk at its max (closed loop); x paced: to wrk paced to the rate the generator achieved;\n"
         "wake ms: the generator's --wake-interval (0: it wakes for every arrival and answer);\n"
         "lag in ms (intended -> actual start, every request of the run); machine: busy cores, all processes;\n"
-        "wake/req: sleeps per request; ms/wake: CPU of one wakeup (harness.wakeup_probe beside the generator);\n"
+        "wake/req: sleeps per request; ms/wake: CPU of one wakeup (the wakeup probe beside the generator);\n"
         "@wrk wake: CPU ms per request less the wakeups beyond wrk's (wake/req - wrk's) x ms/wake, then x wrk"
     )
     rows += [f"{g.tool} at {f(g.offered_per_second, '.0f')}/s: {g.note}" for g in figures if g.note]
@@ -326,7 +327,7 @@ def _row(g: Figure) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.generator_cost", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m harness.capacity.generator_cost", description=__doc__.split("\n\n")[0])
     p.add_argument("--rates", type=float, nargs="*", default=[500.0, 1000.0, 1500.0], help="fixed open-loop rates")
     p.add_argument("--max", action="store_true", help=f"also at max: {MAX_OVER_WRK}x wrk's rate, cap {WRK_CONNECTIONS}")
     p.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="Locust process counts to measure")
