@@ -9,6 +9,8 @@ import time
 from harness import kafka_admin, sink
 from harness.progress import Progress
 
+POLL_SECONDS = 0.5  # the drain's reads of the backlog and the sink
+
 
 def sample_backlog() -> int | None:
     try:
@@ -52,19 +54,20 @@ class Sampler:
 def drain(
     timeout: float, progress: Progress, settle: float, series: list[tuple[float, int | None]] | None = None
 ) -> tuple[float, int | None]:
-    """Wait until Kafka's backlog is empty and the sink has stopped moving for `settle` seconds."""
+    """Wait until Kafka's backlog is empty and the sink has received nothing for `settle` seconds, by
+    the sink's own clock: a quiet spell that began before this call counts, so a drain right after
+    another (the next cell's, before its reset) ends at once. (seconds until the last delivery,
+    the backlog left: 0 when drained)."""
     t0 = time.monotonic()
-    last_raw, still_since = -1, time.monotonic()
     backlog: int | None = None
     while time.monotonic() - t0 < timeout:
         backlog = sample_backlog()
         if series is not None:
             series.append((time.time(), backlog))
-        raw = sink.stats()["raw"]
-        if raw != last_raw:
-            last_raw, still_since = raw, time.monotonic()
-        if backlog == 0 and time.monotonic() - still_since >= settle:
-            return time.monotonic() - t0 - settle, 0
-        progress.show("drain", time.monotonic() - t0, f"backlog {backlog}  sink raw {raw}")
-        time.sleep(0.5)
+        stats = sink.stats()
+        idle = float(stats["idle_seconds"])
+        if backlog == 0 and idle >= settle:
+            return max(0.0, time.monotonic() - t0 - idle), 0
+        progress.show("drain", time.monotonic() - t0, f"backlog {backlog}  sink raw {stats['raw']}")
+        time.sleep(POLL_SECONDS if backlog != 0 else min(POLL_SECONDS, settle - idle))
     return time.monotonic() - t0, backlog

@@ -28,6 +28,21 @@ def _sample(name: str, labels: dict[str, str] | None = None) -> float:
     return metrics.PUSHSINK_REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
+def test_the_ledger_says_how_long_it_has_been_quiet() -> None:
+    now = [100.0]
+    ledger = DeliveryLog(clock=lambda: now[0])
+    now[0] = 103.0
+    assert ledger.idle_seconds() == 3.0  # since the start: nothing came
+    ledger.record("a", created_unix_nanos=1, now_unix_nanos=2)
+    now[0] = 104.5
+    assert ledger.idle_seconds() == 1.5  # since the last delivery
+    ledger.record("a", created_unix_nanos=1, now_unix_nanos=3)  # a redelivery moves it too
+    assert ledger.idle_seconds() == 0.0
+    now[0] = 110.0
+    ledger.reset()
+    assert ledger.idle_seconds() == 0.0
+
+
 def test_ledger_counts_first_and_redeliveries() -> None:
     ledger = DeliveryLog()
     assert ledger.record("a", created_unix_nanos=10, now_unix_nanos=100) is True
@@ -53,13 +68,13 @@ def test_write_snapshot_is_atomic_json(tmp_path: Path) -> None:
     assert [p.name for p in target.parent.iterdir()] == ["ledger.json"]  # no temp file left
 
 
-async def _with_client(test: Any) -> None:
-    async with TestClient(TestServer(create_app())) as client:
+async def _with_client(test: Any, ledger: DeliveryLog | None) -> None:
+    async with TestClient(TestServer(create_app(ledger))) as client:
         await test(client)
 
 
-def run(test: Any) -> None:
-    asyncio.run(_with_client(test))
+def run(test: Any, ledger: DeliveryLog | None = None) -> None:
+    asyncio.run(_with_client(test, ledger))
 
 
 def test_push_requires_idempotency_key() -> None:
@@ -85,9 +100,9 @@ def test_push_rejects_bad_bodies() -> None:
             resp = await client.post("/push", data=body, headers=headers)
             assert resp.status == 400, body
             assert (await resp.json())["field"] == field, body
-        assert (await (await client.get("/stats")).json()) == {"raw": 0, "unique": 0}
+        assert (await (await client.get("/stats")).json()) == {"raw": 0, "unique": 0, "idle_seconds": 0.0}
 
-    run(test)
+    run(test, DeliveryLog(clock=lambda: 7.0))
 
 
 def test_push_counts_first_and_redelivery_and_ledger_endpoints(tmp_path: Path) -> None:
@@ -122,12 +137,15 @@ def test_push_counts_first_and_redelivery_and_ledger_endpoints(tmp_path: Path) -
         assert json.loads(path.read_text()) == ledger
         assert (await client.post("/dump", json={})).status == 400
 
+        now[0] += 2.5
+        assert await (await client.get("/stats")).json() == {"raw": 3, "unique": 1, "idle_seconds": 2.5}
         resp = await client.post("/reset")
         assert await resp.json() == {"raw": 0, "unique": 0}
-        assert await (await client.get("/stats")).json() == {"raw": 0, "unique": 0}
+        assert await (await client.get("/stats")).json() == {"raw": 0, "unique": 0, "idle_seconds": 0.0}
         assert _sample("pushsink_ledger_keys") == 0
 
-    run(test)
+    now = [50.0]
+    run(test, DeliveryLog(clock=lambda: now[0]))
 
 
 def test_unknown_pipeline_header_is_labelled_unknown() -> None:

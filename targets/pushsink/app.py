@@ -79,7 +79,8 @@ async def stream_dump(request: web.Request) -> web.StreamResponse:
 
 
 async def get_stats(request: web.Request) -> web.Response:
-    return web.json_response(request.app[LEDGER].stats())
+    ledger = request.app[LEDGER]
+    return web.json_response({**ledger.stats(), "idle_seconds": round(ledger.idle_seconds(), 3)})
 
 
 async def reset(request: web.Request) -> web.Response:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -101,9 +102,11 @@ class Delivery:
 class DeliveryLog:
     """reaction id -> its first delivery and how many came; the sink's whole state."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._deliveries: dict[str, Delivery] = {}
         self._raw = 0
+        self._clock = clock
+        self._changed = clock()  # when the last delivery (or reset) came: what a drain waits on
 
     @property
     def raw(self) -> int:
@@ -116,6 +119,7 @@ class DeliveryLog:
     def record(self, key: str, created_unix_nanos: int, now_unix_nanos: int) -> bool:
         """Count one delivery of `key`; True when it is the first one."""
         self._raw += 1
+        self._changed = self._clock()
         entry = self._deliveries.get(key)
         if entry is not None:
             entry.count += 1
@@ -129,6 +133,12 @@ class DeliveryLog:
     def reset(self) -> None:
         self._deliveries.clear()
         self._raw = 0
+        self._changed = self._clock()
+
+    def idle_seconds(self) -> float:
+        """Seconds since the last delivery or reset (or the sink's start): the sink's own clock, so a
+        quiet spell that began before someone started watching counts whole."""
+        return self._clock() - self._changed
 
     def stats(self) -> dict[str, int]:
         return {"raw": self._raw, "unique": self.unique}
