@@ -19,7 +19,7 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
     shipped = capacity_config.load_config()
     short = shipped.search.quick.model_copy(
         update={"start_rate": 50, "max_rate": 100, "warmup_seconds": 1, "measure_seconds": 2, "resolution": 0.5,
-                "min_step": 20, "drain_seconds": 15, "ceiling_seconds": 1}
+                "min_step": 20, "drain_seconds": 15, "ceiling_seconds": 1, "generator_seconds": 3}
     )  # fmt: skip
     config = shipped.model_copy(update={"search": shipped.search.model_copy(update={"quick": short})})
     before, before_tracing = stack.pipeline, stack.tracing

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.capacity.ceilings import Ceiling, parse_consumer_performance, parse_producer_performance, parse_wrk
-from harness.capacity.command import scales_runs
+from harness.capacity.command import measure_tracing_costs, scales_runs
 from harness.capacity.config import (
     ACCEPTANCE_LIMITS,
     ALL_LIMITS,
@@ -30,7 +30,7 @@ from tests.synthetic_run import write_capacity
 LEVEL = ServiceLevel(api_p99_seconds=0.1, error_ratio=0.001, backlog_growth_ratio=0.02)
 SETTINGS = SearchSettings(
     start_rate=100, max_rate=6400, warmup_seconds=1, measure_seconds=1, resolution=0.05, min_step=5,
-    drain_seconds=1, ceiling_seconds=1,
+    drain_seconds=1, ceiling_seconds=1, generator_seconds=1,
 )  # fmt: skip
 
 
@@ -218,6 +218,14 @@ def test_a_bad_file_names_the_file_and_the_field(tmp_path: Path) -> None:
     assert "service_level.error_ratio" in message
     assert "search.quick.resolutoin" in message  # the typo
     assert "search.quick.resolution" in message  # and the field it left missing
+
+
+def test_search_settings_written_before_generator_seconds_read_as_they_were_played() -> None:
+    older = SETTINGS.model_dump(exclude={"generator_seconds"})
+    assert SearchSettings.model_validate({**older, "ceiling_seconds": 3}).generator_seconds == 5.0  # max(3, 5)
+    assert SearchSettings.model_validate({**older, "ceiling_seconds": 10}).generator_seconds == 10.0
+    with pytest.raises(ValueError, match="generator_seconds"):  # nothing to derive it from: missing
+        SearchSettings.model_validate({**older, "ceiling_seconds": "x"})
 
 
 def test_an_unreadable_file(tmp_path: Path) -> None:
@@ -460,3 +468,52 @@ def test_a_search_rate_every_play_held_stands_and_one_that_broke_on_a_later_play
     shaky = [_played(1150, ok), _played(1150, 0.2, replay=True)]
     none = held_on_every_play(full, same, shaky)
     assert (none.rate, none.broke_at, none.confirmed) == (None, 1150, 0) and none.summary().startswith("nothing held")
+
+
+# -- what tracing costs: one restart a setting --------------------------------------------------
+
+
+class TracingStack:
+    """What measure_tracing_costs drives: the services' restarts, logged with each step played."""
+
+    def __init__(self, pipeline: str) -> None:
+        self.pipeline, self.tracing = pipeline, "0.1"
+        self.log: list[str] = []
+
+    def use_tracing(self, tracing: object) -> None:
+        self.tracing = str(tracing)
+        self.log.append(f"restart {tracing}")
+
+
+class TracingRunner:
+    def __init__(self, stack: TracingStack) -> None:
+        self.s, self.stack = SETTINGS, stack
+        self.steps = {(p, 100.0): fake_step(100, pipeline=p) for p in ("sync", "async")}
+
+    def measure_once(self, pipeline: str, rate: float, label: str) -> Step:
+        self.stack.pipeline = pipeline  # the runner switches the reaction service's pipeline as needed
+        self.stack.log.append(f"{pipeline} {label}")
+        return fake_step(rate, pipeline=pipeline, api_p99=0.2 if label == "tracing-1" else 0.01)
+
+
+def test_tracing_costs_restart_the_services_once_a_setting_and_switch_pipelines_least(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.capacity import command
+
+    monkeypatch.setattr(command, "tracing_of", lambda setting: setting)
+    stack = TracingStack("async")  # where the last search left it
+    costs = measure_tracing_costs(TracingRunner(stack), ["sync", "async"], "0.1", ["off", "0.1", "0", "1"])  # type: ignore[arg-type]
+    assert stack.log == [
+        "restart off", "async tracing-off", "sync tracing-off",
+        "restart 0", "sync tracing-0", "async tracing-0",
+        "restart 1", "async tracing-1", "sync tracing-1",
+        "restart 0.1",  # left with the search's setting
+    ]  # fmt: skip
+    assert stack.tracing == "0.1"
+    for p in ("sync", "async"):  # the search's own step first, then the others in the file's order
+        assert [c.setting for c in costs[p]] == ["0.1", "off", "0", "1"]
+        assert [c.held for c in costs[p]] == [True, True, True, False]  # each cost is its own step's
+    unchanged = TracingStack("sync")
+    only = measure_tracing_costs(TracingRunner(unchanged), ["sync"], "off", ["off"])  # type: ignore[arg-type]
+    assert unchanged.log == [] and [c.setting for c in only["sync"]] == ["off"]  # nothing else: no restart

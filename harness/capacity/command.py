@@ -74,15 +74,22 @@ def measure_pipeline(runner: StepRunner, pipeline: str) -> PipelineCapacity:
     )
 
 
-def measure_tracing_costs(runner: StepRunner, pipeline: str, search: str, overhead: Sequence[str]) -> list[TracingCost]:
-    """The CPU step (the search's start rate) under the search's tracing, then under each other setting;
-    the services are restarted for each and left with the search's setting."""
+def measure_tracing_costs(
+    runner: StepRunner, pipelines: Sequence[str], search: str, overhead: Sequence[str]
+) -> dict[str, list[TracingCost]]:
+    """Each pipeline's CPU step (the search's start rate) under the search's tracing, then under each
+    other setting. The services restart once a setting, every pipeline is played under it (each
+    setting starting on the pipeline the last one ended on, so the reaction service switches least),
+    and they are left with the search's setting."""
     rate = float(runner.s.start_rate)
-    costs = [TracingCost.of(search, runner.steps[(pipeline, rate)])]
+    costs = {p: [TracingCost.of(search, runner.steps[(p, rate)])] for p in pipelines}
     others = [o for o in dict.fromkeys(overhead) if o != search]
+    order = sorted(pipelines, key=lambda p: p != runner.stack.pipeline)  # the running pipeline first
     for setting in others:
         runner.stack.use_tracing(tracing_of(setting))
-        costs.append(TracingCost.of(setting, runner.measure_once(pipeline, rate, f"tracing-{setting}")))
+        for p in order:
+            costs[p].append(TracingCost.of(setting, runner.measure_once(p, rate, f"tracing-{setting}")))
+        order.reverse()
     if others:
         runner.stack.use_tracing(tracing_of(search))
     return costs
@@ -94,7 +101,7 @@ def measure_generator_on_healthz(
     """The load generator at `rate` on GET /healthz: its CPU per request where the service costs least,
     next to wrk at its max there (`wrk`) and wrk paced to the rate it achieved."""
     warmup = 3.0  # Python's start-up, not charged to the requests
-    measured = max(s.ceiling_seconds, 5.0)
+    measured = s.generator_seconds
     fig = generator_cost.measure_generator(rate, 1, warmup + measured, warmup, work, endpoint="healthz")
     paced = generator_cost.paced_control(fig, measured, "healthz", wrk_bin)
     print(f"  generator on GET /healthz at {rate:.0f}/s: {fig.cpu_ms_per_request} ms CPU per request, "
@@ -195,8 +202,10 @@ def run_capacity(
         runner = StepRunner(st, run_dir / "steps", config.service_level, s, config.disturbed)
         for p in pipelines:
             report.pipelines[p] = measure_pipeline(runner, p)
-            report.pipelines[p].tracing_costs = measure_tracing_costs(runner, p, setting, measured.overhead)
             report.write(run_dir / "capacity.json")
+        for p, costs in measure_tracing_costs(runner, pipelines, setting, measured.overhead).items():
+            report.pipelines[p].tracing_costs = costs
+        report.write(run_dir / "capacity.json")
         if with_ceilings:
             nonlocal healthz, at_top  # the generator at the CPU steps' rate (its cost there) and at the top
             report.ceilings, healthz, at_top = measure_ceilings(
