@@ -2,8 +2,9 @@
 
 Both lead with the machine the figures were measured on and "The article's claims, measured"; the
 verdict rules are data (harness/claims.yaml), judged by harness/claims.py. The rows of every table
-are computed once (model.py) and laid out twice (markdown.py, html.py; charts.py and svgchart.py
-draw the page's charts). browser.py renders the page in headless Chromium for a screenshot.
+are computed once (model.py; the capacity section, from capacity.json, in capacity_section.py) and
+laid out twice (markdown.py, html.py; charts.py and svgchart.py draw the page's charts). browser.py
+renders the page in headless Chromium for a screenshot.
 """
 
 from __future__ import annotations

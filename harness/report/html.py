@@ -12,10 +12,9 @@ from collections.abc import Iterable, Sequence
 from html import escape
 
 from facts.measures import LEDGER_COUNTS, NO_VALUE
+from harness.report.capacity_section import CAPACITY_COLUMNS, CEILING_COLUMNS, TRACING_COST_COLUMNS
 from harness.report.charts import memory_charts, scenario_charts
 from harness.report.model import (
-    CAPACITY_COLUMNS,
-    CEILING_COLUMNS,
     COST_COLUMNS,
     COSTS_TEXT,
     MEMORY_COLUMNS,
@@ -23,7 +22,6 @@ from harness.report.model import (
     RATE_COLUMNS,
     TRACE_COLUMNS,
     TRACES_TEXT,
-    TRACING_COST_COLUMNS,
     ClaimRow,
     MemoryTable,
     Rows,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from facts.measures import LEDGER_COUNTS, NO_VALUE
+from harness.report.capacity_section import CAPACITY_COLUMNS, CEILING_COLUMNS, TRACING_COST_COLUMNS, CapacityRows
 from harness.report.model import (
-    CAPACITY_COLUMNS,
-    CEILING_COLUMNS,
     COST_COLUMNS,
     COSTS_TEXT,
     MEMORY_COLUMNS,
@@ -15,8 +14,6 @@ from harness.report.model import (
     RATE_COLUMNS,
     TRACE_COLUMNS,
     TRACES_TEXT,
-    TRACING_COST_COLUMNS,
-    CapacityRows,
     ClaimRow,
     HypothesisRow,
     MemoryTable,
