@@ -70,6 +70,12 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
         "async.acceptance.aiokafka",
         "async.delivery.java",
     }
+    # each capacity that held has its CPU bound, read from the services at that rate, beside its ratios
+    bounds = {b.name: b for b in report.cpu_bounds}
+    for name, rate in report.capacities().items():
+        assert bounds[name].rate == rate and bounds[name].per_second > 0, (name, bounds)
+    bare = next(r for r in report.ratios if r.name == "sync.grpc_bare")
+    assert ("sync" in bounds) == (bare.most is not None)
     assert report.generator is not None
     healthz = report.generator.healthz  # the generator alone on GET /healthz, beside wrk there
     assert isinstance(healthz, capacity_report.GeneratorOnHealthz), healthz

@@ -21,7 +21,16 @@ from harness.capacity.config import (
     ServiceLevel,
     load_config,
 )
-from harness.capacity.report import CapacityReport, PipelineCapacity, last_capacities, last_file, ratios, top_rate
+from harness.capacity.report import (
+    CapacityReport,
+    PipelineCapacity,
+    cpu_bounds,
+    last_capacities,
+    last_file,
+    print_report,
+    ratios,
+    top_rate,
+)
 from harness.capacity.runner import StepRunner, _not_started
 from harness.capacity.search import SearchResult, held_on_every_play, search
 from harness.capacity.step import Step, judge, slope
@@ -253,6 +262,92 @@ def _report() -> CapacityReport:
     )  # fmt: skip
     report.ratios = ratios(report)
     return report
+
+
+def test_the_printed_ceilings_line_up_whatever_their_names(capsys: pytest.CaptureFixture[str]) -> None:
+    report = _report()
+    report.ceilings = [
+        Ceiling(name="grpc.bare", tool="t", what="w", per_second=4901.0),
+        Ceiling(name="http.wrk.post.sync-resilient", tool="wrk", what="w", per_second=1175.0),
+    ]
+    print_report(report)
+    out = capsys.readouterr().out.splitlines()
+    rows = out[out.index("ceilings:") + 1 : out.index("ceilings:") + 3]
+    assert [r.split()[0] for r in rows] == ["grpc.bare", "http.wrk.post.sync-resilient"]
+    assert rows[0].index("4,901/s") + len("4,901") == rows[1].index("1,175/s") + len("1,175")  # one column
+
+
+def _costed(rate: float, per_1000: dict[str, float], *, api_p99: float = 0.01, pipeline: str = "sync") -> Step:
+    st = fake_step(rate, api_p99=api_p99, pipeline=pipeline)
+    st.cpu_seconds_per_1000 = per_1000
+    return st
+
+
+def _bounded(steps: list[Step]) -> CapacityReport:
+    """`_report()` whose sync capacity (650/s) was played as `steps`, with bare gRPC at 4,000/s."""
+    report = _report()
+    report.pipelines["sync"].steps = steps
+    report.ceilings.append(Ceiling(name="grpc.bare", tool="t", what="w", per_second=4000.0))
+    report.cpu_bounds = cpu_bounds(report)
+    report.ratios = ratios(report)
+    return report
+
+
+def test_the_cpu_bound_is_read_at_the_capacity_from_the_services_alone() -> None:
+    fixed = {"reaction": 1.0, "notification": 1.5, "pushsink": 0.5, "toxiproxy": 0.4, "loadgen": 0.3, "other": 9.0}
+    steps = [
+        _costed(100, {k: 3 * v for k, v in fixed.items()}),  # the CPU step: fixed costs weigh more there
+        _costed(650, {**fixed, "pushsink": 5.0}),  # an earlier play that held: the last one is read
+        _costed(650, fixed),
+        _costed(650, {**fixed, "pushsink": 7.0}, api_p99=0.5),  # broke: not read
+        _costed(700, {**fixed, "pushsink": 6.0}, api_p99=0.5),
+    ]
+    report = _bounded(steps)
+    (bound,) = report.cpu_bounds
+    assert bound.name == "sync" and bound.rate == 650
+    assert bound.components == ["notification", "pushsink", "reaction"]  # not Toxiproxy, the generator, the rest
+    assert bound.cpu_seconds_per_1000 == pytest.approx(3.0)
+    assert bound.per_second == pytest.approx(2 * 1000 / 3.0)
+    bare = next(r for r in report.ratios if r.name == "sync.grpc_bare")
+    assert bare.value == pytest.approx(650 / 4000)
+    assert bare.most == pytest.approx(666.7 / 4000, rel=1e-3)
+    assert "(at most 0.167 at its CPU bound)" in bare.text
+
+
+@pytest.mark.parametrize(("services_ms", "reachable"), [(3.0, False), (0.8, True)])
+def test_the_cpu_bound_says_whether_half_the_bare_ceiling_is_within_reach(services_ms: float, reachable: bool) -> None:
+    """The rule can go either way: cheap enough services put 0.5 of bare gRPC within the CPU bound."""
+    third = services_ms / 3
+    report = _bounded([_costed(650, {"reaction": third, "notification": third, "pushsink": third})])
+    bare = next(r for r in report.ratios if r.name == "sync.grpc_bare")
+    assert bare.most is not None and (bare.most >= 0.5) is reachable
+
+
+def test_no_cpu_bound_without_every_service_read_or_a_held_play_at_the_capacity() -> None:
+    assert _bounded([_costed(650, {"reaction": 1.0, "notification": 1.5})]).cpu_bounds == []
+    assert _bounded([_costed(650, {"reaction": 1, "notification": 1, "pushsink": 1}, api_p99=0.5)]).cpu_bounds == []
+    report = _bounded([])
+    assert all(r.most is None and "at most" not in r.text for r in report.ratios)
+
+
+def test_replicas_count_in_the_cpu_bound_and_acceptance_is_bound_by_the_reaction_service_alone() -> None:
+    report = _report()
+    per_1000 = {"reaction": 1.0, "notification": 1.0, "notification-2": 0.5, "pushsink": 0.5, "kafka": 2.0}
+    steps = [_costed(500, per_1000, pipeline="async"), _costed(800, {**per_1000, "reaction": 0.8}, pipeline="async")]
+    report.pipelines = {
+        "async": PipelineCapacity(
+            pipeline="async", cpu_rate=100, steps=steps,
+            capacity=SearchResult(limits=list(ALL_LIMITS), rate=500, broke_at=550, bound="pipeline", reasons=["p"]),
+            acceptance=SearchResult(
+                limits=list(ACCEPTANCE_LIMITS), rate=800, broke_at=850, bound="pipeline", reasons=["p"]
+            ),
+        )
+    }  # fmt: skip
+    bounds = {b.name: b for b in cpu_bounds(report)}
+    assert bounds["async"].components == ["notification", "notification-2", "pushsink", "reaction"]
+    assert bounds["async"].cpu_seconds_per_1000 == pytest.approx(3.0)
+    assert bounds["async.acceptance"].components == ["reaction"] and bounds["async.acceptance"].rate == 800
+    assert bounds["async.acceptance"].per_second == pytest.approx(2 * 1000 / 0.8)
 
 
 def test_the_generator_is_measured_again_at_the_highest_capacity_found_above_the_cpu_steps() -> None:

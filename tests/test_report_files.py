@@ -197,7 +197,9 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
     from harness.capacity.ceilings import Ceiling
     from harness.capacity.config import load_config
     from harness.capacity.report import (
+        CPU_BOUNDS,
         CapacityReport,
+        CpuBound,
         GeneratorFigures,
         GeneratorOnHealthz,
         PipelineCapacity,
@@ -231,11 +233,16 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
                                       wakeup_cpu_seconds=0.00004, wrk_wakeups_per_request=0.02),
         ),
     )  # fmt: skip
+    cap.cpu_bounds = [CpuBound(name="sync", rate=300, components=["pushsink", "reaction"], cpu_seconds_per_1000=2.5,
+                               cpus=2, per_second=800)]  # fmt: skip
     root = write_run(tmp_path / "run", article_cells())
     cap.write(root / "capacity.json")
-    _, md_path = report.write(root)
+    html_path, md_path = report.write(root)
     md = md_path.read_text()
     assert "## Capacity and ceilings" in md
+    bound_text = "sync: pushsink, reaction took 2.50 CPU-ms a reaction at 300/s: 2 cores carry at most 800/s"
+    assert f"{CPU_BOUNDS}\n\n- {bound_text}" in md
+    assert f"<li>{bound_text}</li>" in html_path.read_text()
     assert "| sync | 300/s |" in md and "broke at 350/s: API p99 165 ms" in md
     assert "| **async** | 400/s |" in md and "GENERATOR-BOUND at 450/s" in md  # never the pipeline's: in bold/red
     assert "reaction 1.40" in md

@@ -28,6 +28,7 @@ from harness.capacity.report import (
     GeneratorOnHealthz,
     PipelineCapacity,
     TracingCost,
+    cpu_bounds,
     generator_figures,
     last_file,
     number,
@@ -223,6 +224,7 @@ def run_capacity(
         assert open_stack is not None
         with open_stack(run_dir / "stack", pipelines[0], tracing_of(setting)) as st:
             body(st)
+    report.cpu_bounds = cpu_bounds(report)
     report.ratios = ratios(report)
     report.generator = generator_figures(report, healthz, at_top)
     report.finished_unix = time.time()

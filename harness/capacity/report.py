@@ -12,7 +12,7 @@ from pydantic import Field, ValidationError
 from facts import paths, topology
 from harness.capacity import generator_cost
 from harness.capacity.ceilings import Ceiling
-from harness.capacity.config import ALL_LIMITS, Model, SearchSettings, ServiceLevel
+from harness.capacity.config import ACCEPTANCE_LIMITS, ALL_LIMITS, Model, SearchSettings, ServiceLevel
 from harness.capacity.search import SearchResult
 from harness.capacity.step import Step
 from loadtests.profile import Capacities
@@ -51,12 +51,34 @@ class PipelineCapacity(Model):
     tracing_costs: list[TracingCost] = Field(default_factory=list)  # the CPU step under each tracing setting
 
 
+CPU_BOUNDS = "CPU bounds (the most the cores could carry, spent on these services alone):"
+
+
+class CpuBound(Model):
+    """The most the machine's cores could carry were they spent on `components` alone, at what each
+    reaction cost them at the capacity found: a rate no tuning of the rest (generator, broker, proxies)
+    can pass without making these components cheaper."""
+
+    name: str  # "<pipeline>" (every limit) or "<pipeline>.acceptance"
+    rate: float  # the step the costs were read at (the capacity, held)
+    components: list[str]
+    cpu_seconds_per_1000: float  # of `components` together, per 1,000 acknowledged
+    cpus: int
+    per_second: float  # cpus * 1000 / cpu_seconds_per_1000
+
+    @property
+    def text(self) -> str:
+        return (f"{self.name}: {', '.join(self.components)} took {self.cpu_seconds_per_1000:.2f} CPU-ms a reaction "
+                f"at {self.rate:.0f}/s: {self.cpus} cores carry at most {self.per_second:,.0f}/s")  # fmt: skip
+
+
 class Ratio(Model):
     name: str
     numerator: str
     denominator: str
     value: float | None
     text: str
+    most: float | None = None  # the same ratio at the numerator's CPU bound (None: none, or written before it)
 
 
 class GeneratorOnHealthz(Model):
@@ -129,6 +151,7 @@ class CapacityReport(Model):
     pipelines: dict[str, PipelineCapacity] = Field(default_factory=dict)
     ceilings: list[Ceiling] = Field(default_factory=list)
     ratios: list[Ratio] = Field(default_factory=list)
+    cpu_bounds: list[CpuBound] = Field(default_factory=list)
     generator: GeneratorFigures | None = None
     # Notification replicas and sync's balancer (harness/replicas.py); 1/none: the single stack.
     replicas: int = 1
@@ -186,34 +209,77 @@ def capacities_from(path: Path) -> Capacities:
     return Capacities(rates=report.capacities(), source=str(path), tracing=report.tracing)
 
 
-def ratios(report: CapacityReport) -> list[Ratio]:
-    """Each capacity over what it is built on (and the HTTP POST over the cheapest endpoint)."""
-    ceiling = {c.name: c.per_second for c in report.ceilings}
-    # (name, numerator label, numerator, denominator label, ceiling name)
-    rows: list[tuple[str, str, float | None, str, str]] = []
+def held_step(pc: PipelineCapacity, rate: float | None, limits: tuple[str, ...]) -> Step | None:
+    """The last play at `rate` that held under `limits` and has CPU figures (None: no such play)."""
+    plays = [st for st in pc.steps if st.rate == rate and st.cpu_seconds_per_1000 and st.verdict(limits) == "held"]
+    return plays[-1] if plays else None
+
+
+def _is(key: str, component: str) -> bool:
+    """`key` is `component` or one of its replicas (`notification-2`, harness/replicas.py)."""
+    return key == component or (key.startswith(component + "-") and key[len(component) + 1 :].isdigit())
+
+
+def cpu_bounds(report: CapacityReport) -> list[CpuBound]:
+    """Each capacity's CPU bound. Every reaction crosses the three services, and the reaction service
+    accepts it (what the acceptance is bound by). Their costs are read at the capacity found, where the
+    fixed per-second work weighs least, nothing else is counted and each may use every core: generous,
+    though not a proof, since a reaction may cost a little less still above the capacity."""
+    edge = topology.component_of(topology.REACTION_HTTP_PORT) or "reaction"
+    out: list[CpuBound] = []
     for name, pc in report.pipelines.items():
-        rows.append(
-            (f"{name}.http", f"{name} capacity", pc.capacity.rate, f"wrk POST ({name})", f"http.wrk.post.{name}")
-        )
+        wanted: list[tuple[str, float | None, tuple[str, ...], list[str]]] = [
+            (name, pc.capacity.rate, ALL_LIMITS, list(topology.SERVICES))
+        ]
+        if pc.acceptance is not None:
+            wanted.append((f"{name}.acceptance", pc.acceptance.rate, ACCEPTANCE_LIMITS, [edge]))
+        for label, rate, limits, components in wanted:
+            st = held_step(pc, rate, limits)
+            if st is None or rate is None or not report.cpus:
+                continue
+            read = {k: v for k, v in st.cpu_seconds_per_1000.items() if any(_is(k, c) for c in components)}
+            if any(c not in read for c in components) or sum(read.values()) <= 0:
+                continue  # a component unread: no bound rather than a loose one
+            cost = sum(read.values())
+            out.append(CpuBound(name=label, rate=rate, components=sorted(read), cpu_seconds_per_1000=cost,
+                                cpus=report.cpus, per_second=report.cpus * 1000 / cost))  # fmt: skip
+    return out
+
+
+def ratios(report: CapacityReport) -> list[Ratio]:
+    """Each capacity over what it is built on (and the HTTP POST over the cheapest endpoint), and
+    each also at its CPU bound (`cpu_bounds`): the most it could be with these services' costs."""
+    ceiling = {c.name: c.per_second for c in report.ceilings}
+    bound = {b.name: b.per_second for b in report.cpu_bounds}
+    # (name, numerator label, numerator, its CPU bound, denominator label, ceiling name)
+    rows: list[tuple[str, str, float | None, float | None, str, str]] = []
+    for name, pc in report.pipelines.items():
+        rate, most = pc.capacity.rate, bound.get(name)
+        rows.append((f"{name}.http", f"{name} capacity", rate, most, f"wrk POST ({name})", f"http.wrk.post.{name}"))
         if name.startswith("sync"):
-            rows.append((f"{name}.grpc", f"{name} capacity", pc.capacity.rate, "gRPC Notify loop", "grpc.notify"))
-            rows.append((f"{name}.grpc_bare", f"{name} capacity", pc.capacity.rate, "bare gRPC", "grpc.bare"))
+            rows.append((f"{name}.grpc", f"{name} capacity", rate, most, "gRPC Notify loop", "grpc.notify"))
+            rows.append((f"{name}.grpc_bare", f"{name} capacity", rate, most, "bare gRPC", "grpc.bare"))
     if (a := report.pipelines.get("async")) is not None:
         acc, dlv = (a.acceptance.rate if a.acceptance else None), a.capacity.rate
+        acc_most, dlv_most = bound.get("async.acceptance"), bound.get("async")
         rows += [
-            ("async.acceptance.aiokafka", "async acceptance", acc, "aiokafka produce", "kafka.produce.aiokafka"),
-            ("async.acceptance.java", "async acceptance", acc, "ProducerPerformance", "kafka.produce.java"),
-            ("async.delivery.aiokafka", "async delivery", dlv, "aiokafka consume", "kafka.consume.aiokafka"),
-            ("async.delivery.java", "async delivery", dlv, "ConsumerPerformance", "kafka.consume.java"),
-        ]
+            ("async.acceptance.aiokafka", "async acceptance", acc, acc_most, "aiokafka produce",
+             "kafka.produce.aiokafka"),
+            ("async.acceptance.java", "async acceptance", acc, acc_most, "ProducerPerformance", "kafka.produce.java"),
+            ("async.delivery.aiokafka", "async delivery", dlv, dlv_most, "aiokafka consume", "kafka.consume.aiokafka"),
+            ("async.delivery.java", "async delivery", dlv, dlv_most, "ConsumerPerformance", "kafka.consume.java"),
+        ]  # fmt: skip
     post = ceiling.get("http.wrk.post.async")
-    rows.append(("http.post_vs_healthz", "wrk POST (async)", post, "wrk GET /healthz", "http.wrk.healthz"))
+    rows.append(("http.post_vs_healthz", "wrk POST (async)", post, None, "wrk GET /healthz", "http.wrk.healthz"))
     out = []
-    for name, num_label, num, den_label, den_name in rows:
+    for name, num_label, num, num_most, den_label, den_name in rows:
         den = ceiling.get(den_name)
         value = num / den if num is not None and den else None
+        most = num_most / den if num_most is not None and den else None
         text = f"{name}: {num_label} / {den_label} = " + ("-" if value is None else f"{value:.3g}")
-        out.append(Ratio(name=name, numerator=num_label, denominator=den_label, value=value, text=text))
+        if most is not None:
+            text += f" (at most {most:.3g} at its CPU bound)"
+        out.append(Ratio(name=name, numerator=num_label, denominator=den_label, value=value, text=text, most=most))
     return out
 
 
@@ -258,9 +324,13 @@ def print_report(report: CapacityReport) -> None:
         if pc.acceptance is not None:
             print(f"  {name + ' accepts':<15} {pc.acceptance.summary()}")
     print("ceilings:")
+    width = max((len(c.name) for c in report.ceilings), default=0)  # http.wrk.post.sync-resilient is 28
     for c in report.ceilings:
         value = "failed: " + (c.error or "") if c.per_second is None else f"{c.per_second:>10,.0f}/s"
-        print(f"  {c.name:<24} {value}")
+        print(f"  {c.name:<{width}} {value}")
+    print(CPU_BOUNDS)
+    for b in report.cpu_bounds:
+        print(f"  {b.text}")
     print("ratios:")
     for r in report.ratios:
         print(f"  {r.text}")

@@ -28,6 +28,7 @@ class CapacityRows:
     generator: str
     tracing: str = ""  # the search's tracing setting, in words
     tracing_costs: tuple[tuple[str, ...], ...] = ()  # pipeline, setting, services' CPU, x off, per component, p50
+    cpu_bounds: tuple[str, ...] = ()  # the most the cores could carry at the services' CPU a reaction
 
 
 CAPACITY_COLUMNS = ("pipeline", "capacity", "acceptance", "how the search ended")
@@ -127,6 +128,7 @@ def capacity_rows(path: Path) -> CapacityRows | None:
             for c in report.ceilings
         ),
         ratios=tuple(r.text for r in report.ratios),
+        cpu_bounds=tuple(b.text for b in report.cpu_bounds),
         cpu=tuple(
             (name, f"{pc.cpu_rate:.0f}/s", ", ".join(f"{k} {v:.2f}" for k, v in pc.cpu_seconds_per_1000.items()))
             for name, pc in report.pipelines.items()

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from html import escape
 
 from facts.measures import LEDGER_COUNTS, NO_VALUE
+from harness.capacity.report import CPU_BOUNDS
 from harness.report.capacity_section import CAPACITY_COLUMNS, CEILING_COLUMNS, TRACING_COST_COLUMNS
 from harness.report.charts import memory_charts, scenario_charts
 from harness.report.model import (
@@ -175,6 +176,8 @@ def capacity_section(rows: Rows) -> str:
         + table(list(CAPACITY_COLUMNS), pipelines, raw=True)
         + table(list(CEILING_COLUMNS), [list(x) for x in c.ceilings])
         + "<ul>" + "".join(f"<li>{escape(r)}</li>" for r in c.ratios) + "</ul>"
+        + (f'<p class="note">{escape(CPU_BOUNDS)}</p><ul>' + "".join(f"<li>{escape(b)}</li>" for b in c.cpu_bounds)
+           + "</ul>" if c.cpu_bounds else "")
         + table(["pipeline", "at", "CPU seconds per 1,000 reactions"], [list(x) for x in c.cpu])
         + f'<p class="note">{escape(c.generator)}</p>'
         + (f"<h4>What tracing costs ({escape(c.tracing)}; each pipeline's CPU step replayed)</h4>"

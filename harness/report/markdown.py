@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from facts.measures import LEDGER_COUNTS, NO_VALUE
+from harness.capacity.report import CPU_BOUNDS
 from harness.report.capacity_section import CAPACITY_COLUMNS, CEILING_COLUMNS, TRACING_COST_COLUMNS, CapacityRows
 from harness.report.model import (
     COST_COLUMNS,
@@ -83,6 +84,8 @@ def capacity_section(rows: Rows) -> list[str]:
         *table(CEILING_COLUMNS, c.ceilings),
         "",
         *(f"- {r}" for r in c.ratios),
+        *(["", CPU_BOUNDS, ""] if c.cpu_bounds else []),
+        *(f"- {b}" for b in c.cpu_bounds),
         "",
         *table(["pipeline", "at", "CPU seconds per 1,000 reactions"], c.cpu),
         "",
