@@ -23,6 +23,7 @@ from harness.capacity.config import (
 )
 from harness.capacity.report import (
     CapacityReport,
+    GeneratorFigures,
     PipelineCapacity,
     cpu_bounds,
     last_capacities,
@@ -275,6 +276,17 @@ def test_the_printed_ceilings_line_up_whatever_their_names(capsys: pytest.Captur
     rows = out[out.index("ceilings:") + 1 : out.index("ceilings:") + 3]
     assert [r.split()[0] for r in rows] == ["grpc.bare", "http.wrk.post.sync-resilient"]
     assert rows[0].index("4,901/s") + len("4,901") == rows[1].index("1,175/s") + len("1,175")  # one column
+
+
+def test_the_printed_generator_line_says_where_it_never_fell_behind(capsys: pytest.CaptureFixture[str]) -> None:
+    report = _report()
+    report.generator = GeneratorFigures(kept_up_max_rate=800.0, fell_behind_min_rate=None, cpu_seconds_per_1000=0.27,
+                                        wrk_cpu_seconds_per_1000=0.015)  # fmt: skip
+    print_report(report)
+    assert "generator: kept up to 800/s, fell behind at no step; CPU s per 1,000" in capsys.readouterr().out
+    report.generator.fell_behind_min_rate = 1600.0
+    print_report(report)
+    assert "generator: kept up to 800/s, fell behind from 1600/s;" in capsys.readouterr().out
 
 
 def _costed(rate: float, per_1000: dict[str, float], *, api_p99: float = 0.01, pipeline: str = "sync") -> Step:

@@ -344,7 +344,9 @@ def print_report(report: CapacityReport) -> None:
         print(f"  {name:<15} {costs or '-'}")
     if (g := report.generator) is not None:
         cost = f"CPU s per 1,000 requests {number(g.cpu_seconds_per_1000)} vs wrk {number(g.wrk_cpu_seconds_per_1000)}"
-        print(f"generator: kept up to {g.kept_up_max_rate}/s, fell behind from {g.fell_behind_min_rate}/s; {cost}")
+        kept = "no step" if g.kept_up_max_rate is None else f"{g.kept_up_max_rate:.0f}/s"
+        behind = "at no step" if g.fell_behind_min_rate is None else f"from {g.fell_behind_min_rate:.0f}/s"
+        print(f"generator: kept up to {kept}, fell behind {behind}; {cost}")
         for h, which in ((g.healthz, "the CPU steps' rate"), (g.at_top, "the run's top capacity")):
             if isinstance(h, GeneratorOnHealthz):
                 lag = None if h.lag_p99_seconds is None else h.lag_p99_seconds * 1000
