@@ -35,6 +35,7 @@ def cmd_provision(_args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from harness.measured_tracing import tracing_of
     from harness.stack import Stack
 
     state = _state_file()
@@ -49,8 +50,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         with supervisor.terminating_signals():
             stack = Stack(
-                work, args.pipeline, detached=not args.foreground, state_file=state, replicas=_replicas(args)
-            ).up()
+                work, args.pipeline, detached=not args.foreground, state_file=state, replicas=_replicas(args),
+                tracing=tracing_of(args.tracing),
+            ).up()  # fmt: skip
             _print_up(args.pipeline, work)
             if not stack.replicas.default:
                 print(f"  topology       {stack.replicas.describe()}")
@@ -290,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
         subs[name] = sp
     subs["up"].add_argument("--pipeline", choices=topology.PIPELINES, default="async")
     subs["up"].add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops all")
+    subs["up"].add_argument(
+        "--tracing", type=_tracing_setting, metavar="off|RATIO", default="1",
+        help="the services' tracing: off, or the share of traces kept (default 1: every reaction, to browse in "
+        "Jaeger; the runs' is harness/limits/tracing.yaml's)",
+    )  # fmt: skip
     for name in ("up", "run", "capacity"):
         _add_replica_arguments(subs[name])
     from harness.plan import QUICK_SECONDS  # imported here, not at start-up

@@ -75,13 +75,20 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def port_owner(port: int) -> str:
-    """Who listens on `port`, as 'pid N (name)', or 'an unknown process'."""
+def listener_pid(port: int) -> int | None:
+    """The pid listening on TCP `port`, None when nothing does (or it cannot be told)."""
     with contextlib.suppress(psutil.Error):
         for c in psutil.net_connections(kind="tcp"):
             if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid:
-                with contextlib.suppress(psutil.Error):
-                    return f"pid {c.pid} ({' '.join(psutil.Process(c.pid).cmdline()[:3])})"
+                return int(c.pid)
+    return None
+
+
+def port_owner(port: int) -> str:
+    """Who listens on `port`, as 'pid N (name)', or 'an unknown process'."""
+    if (pid := listener_pid(port)) is not None:
+        with contextlib.suppress(psutil.Error):
+            return f"pid {pid} ({' '.join(psutil.Process(pid).cmdline()[:3])})"
     return "an unknown process"
 
 

@@ -11,10 +11,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from facts import topology
-from harness.supervisor import port_in_use
+from harness.supervisor import listener_pid, port_in_use
 from tests import stackclient as sc
 
 pytestmark = [pytest.mark.stack, pytest.mark.own_stack]
@@ -63,10 +64,16 @@ def start_foreground(env: dict[str, str]) -> subprocess.Popen[str]:
 
 def test_up_then_down_leaves_nothing(env: dict[str, str]) -> None:
     assert busy_ports() == {}, "ports busy before the test"
-    up = subprocess.run([*BENCH, "up", "--pipeline", "sync"], env=env, capture_output=True, text=True, timeout=300)
+    up = subprocess.run(
+        [*BENCH, "up", "--pipeline", "sync", "--tracing", "0.1"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert up.returncode == 0, up.stdout + up.stderr
     answer = sc.post_reactions(1)[0]
     assert answer.status == 200, answer
+    # the services run with the tracing asked for (the default, every reaction, passes no flag)
+    for name in topology.SERVICES:
+        pid = listener_pid(topology.SCRAPE_TARGETS[name])
+        assert pid is not None and " --trace-sample-ratio 0.1" in " ".join(psutil.Process(pid).cmdline()), name
     down = subprocess.run([*BENCH, "down"], env=env, capture_output=True, text=True, timeout=120)
     assert down.returncode == 0
     for name in ("reaction", "notification", "pushsink", "kafka", "toxiproxy", "prometheus"):
