@@ -23,5 +23,6 @@ report (capacity.json and what it derives), runner (plays a step on the real sta
 (`bench capacity`: the searches, the tracing costs and the ceilings on one stack). What the
 capacities are divided by: cpu (CPU per process tree, from /proc), ceilings (wrk, bare grpc.aio
 with bare_grpc_server, Kafka's own tools and bare aiokafka loops), generator_cost (the load
-generator's CPU per request next to wrk's, with wakeup_probe pricing one wakeup beside it).
+generator's CPU per request next to wrk's, with wakeup_probe pricing one wakeup beside it), and
+service_profile (where each service's CPU goes under wrk, by py-spy).
 """

@@ -1,0 +1,95 @@
+"""Where the services' CPU goes (harness/capacity/service_profile.py): py-spy's stacks folded by layer."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from facts import topology
+from harness.capacity import service_profile as sp
+
+SITE = "/venv/lib/python3.11/site-packages"
+OURS = str(sp.ROOT / "targets/notification/delivery.py")
+RAW = "\n".join([
+    "main (<frozen runpy>:1);run (/py/lib/python3.11/asyncio/runners.py:118) 40",
+    f"run (/py/lib/python3.11/asyncio/runners.py:118);deliver ({OURS}:9);post ({SITE}/aiohttp/client.py:3) 25",
+    f"run (/py/lib/python3.11/asyncio/runners.py:118);deliver ({OURS}:9) 5",
+    f"_intercept ({SITE}/opentelemetry/instrumentation/grpc/_aio_server.py:1);Notify ({OURS}:4);"
+    f"observe ({SITE}/prometheus_client/metrics.py:683) 10",
+    f"worker ({SITE}/opentelemetry/sdk/_shared_internal/__init__.py:2);dumps (/py/lib/python3.11/json/encoder.py:9) 12",
+    "run (/py/lib/python3.11/threading.py:982) 3",
+    " 5",  # a thread without a Python frame
+])  # fmt: skip
+
+
+def test_a_frame_is_in_the_layer_of_its_file() -> None:
+    assert sp.layer(OURS) == "ours"
+    assert sp.layer(f"{SITE}/opentelemetry/instrumentation/grpc/_aio_server.py") == "OpenTelemetry"  # not gRPC
+    assert sp.layer(f"{SITE}/grpc/aio/_call.py") == "gRPC"
+    assert sp.layer(f"{SITE}/yarl/_url.py") == "aiohttp"
+    assert sp.layer("/py/lib/python3.11/asyncio/runners.py") == "native"  # the C it called, uvloop's included
+    assert sp.layer("/py/lib/python3.11/json/encoder.py") == "standard library"
+    assert sp.layer("<frozen runpy>") == "standard library"
+    assert sp.layer(f"{SITE}/psutil/__init__.py") == "other"
+    assert sp.frame_file(f"deliver ({OURS}:9)") == OURS
+    assert sp.frame_file("<lambda> (a (b).py:3)") == "a (b).py"
+
+
+def test_samples_are_shared_by_the_innermost_frame_and_by_what_is_anywhere_in_the_stack(tmp_path: Path) -> None:
+    raw = tmp_path / "notification.txt"
+    raw.write_text(RAW + "\n")
+    p = sp.read_raw("notification", raw, "0.1")
+    assert p.samples == 100 and sum(p.by_layer.values()) == 100
+    assert p.by_layer == {"ours": 5, "OpenTelemetry": 0, "gRPC": 0, "aiohttp": 25, "aiokafka": 0,
+                          "prometheus_client": 10, "native": 48, "standard library": 12, "other": 0}  # fmt: skip
+    assert p.anywhere == {"ours": 40, "OpenTelemetry": 22}
+    table = sp.table([p])
+    assert table.splitlines()[1].split()[:4] == ["notification", "10%", "of", "reactions"]
+    assert " 48% " in table  # native, of 100 samples
+
+
+def test_a_line_that_is_not_a_stack_names_the_file_and_line(tmp_path: Path) -> None:
+    raw = tmp_path / "reaction.txt"
+    raw.write_text(RAW + "\nrun (x.py:1);half a line\n")
+    with pytest.raises(ValueError, match=re.escape(f"{raw}:8: not a py-spy raw stack line")):
+        sp.read_raw("reaction", raw)
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--trace-sample-ratio", "0.25"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_the_tracing_a_service_runs_with_is_read_from_its_command_line(sleeper: subprocess.Popen[bytes]) -> None:
+    assert sp.tracing_setting(sleeper.pid) == "0.25"
+
+
+def test_without_a_stack_it_says_what_to_start_and_exits_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sp.supervisor, "listener_pid", lambda port: None)  # nothing listens, stack up or not
+    assert sp.main(["--seconds", "1"]) == 1
+    assert "no process listens on 127.0.0.1:8080 (reaction): start the stack with `bench up`" in capsys.readouterr().err
+
+
+@pytest.mark.stack
+def test_every_service_is_sampled_under_wrk_on_the_real_stack(stack: Any, tmp_path: Path) -> None:
+    profiles, wrk = sp.profile(2, 100, 8, tmp_path)
+    assert wrk.per_second is not None and wrk.per_second > 0
+    assert [p.service for p in profiles] == list(topology.SERVICES)
+    for p in profiles:
+        assert p.samples > 0 and sum(p.by_layer.values()) == p.samples, p
+        assert p.anywhere["ours"] > 0, p  # every service ran our handlers under the load
+        assert p.tracing == "1"  # the session's stack traces every reaction (the services' default)
+        assert (tmp_path / f"{p.service}.txt").exists()
+    reaction = profiles[0]
+    assert reaction.by_layer["aiohttp"] > 0  # it serves HTTP
