@@ -56,8 +56,8 @@ CPU_BOUNDS = "CPU bounds (the most the cores could carry, spent on these service
 
 class CpuBound(Model):
     """The most the machine's cores could carry were they spent on `components` alone, at what each
-    reaction cost them at the capacity found: a rate no tuning of the rest (generator, broker, proxies)
-    can pass without making these components cheaper."""
+    reaction cost them at the capacity found: about as far as tuning the rest (generator, broker,
+    proxies) could take the capacity without making these components cheaper."""
 
     name: str  # "<pipeline>" (every limit) or "<pipeline>.acceptance"
     rate: float  # the step the costs were read at (the capacity, held)
@@ -225,7 +225,7 @@ def cpu_bounds(report: CapacityReport) -> list[CpuBound]:
     accepts it (what the acceptance is bound by). Their costs are read at the capacity found, where the
     fixed per-second work weighs least, nothing else is counted and each may use every core: generous,
     though not a proof, since a reaction may cost a little less still above the capacity."""
-    edge = topology.component_of(topology.REACTION_HTTP_PORT) or "reaction"
+    edge = topology.PORT_COMPONENT[topology.REACTION_HTTP_PORT]
     out: list[CpuBound] = []
     for name, pc in report.pipelines.items():
         wanted: list[tuple[str, float | None, tuple[str, ...], list[str]]] = [
