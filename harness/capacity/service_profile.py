@@ -9,9 +9,10 @@ loop, as the ceilings), and `py-spy record --nonblocking` samples each service o
 (it never pauses them). py-spy shows Python frames only: time in C (uvloop, grpc's core, sockets) is
 counted at the Python frame that called it, the event loop's run or a thread's. Each service's
 samples are shared out by the layer of the innermost frame (`LAYERS`; a stack without a Python frame,
-a thread only C code runs, is native) and, since a layer's work
-calls into others, also by what is anywhere in the stack: our code (targets/, protos/) and
-OpenTelemetry (what tracing costs at the stack's sampling ratio). Prints one table; `--out` keeps
+a thread only C code runs, is native) and, since a layer's work calls into others, also by what is
+anywhere above the event loop's (or a thread's) run: our code (targets/, protos/), and OpenTelemetry
+above our innermost frame (what tracing costs at the stack's sampling ratio, its wrappers around our
+handlers left out). Prints one table; `--out` keeps
 py-spy's raw stacks per service (flamegraph input) and the table as JSON.
 """
 
@@ -88,6 +89,11 @@ class Profile:
         return count / self.samples if self.samples else 0.0
 
 
+def _above(layers: list[str], name: str) -> list[str]:
+    """The layers above the innermost `name` (all of them without one)."""
+    return layers[len(layers) - layers[::-1].index(name) :] if name in layers else layers
+
+
 def read_raw(service: str, path: Path, tracing: str = "1") -> Profile:
     """A py-spy `--format raw` file (one `frame;frame;... count` line per stack), folded by layer."""
     leaf: Counter[str] = Counter()
@@ -101,9 +107,15 @@ def read_raw(service: str, path: Path, tracing: str = "1") -> Profile:
         # No frame at all: a thread that never ran Python (a C library's own), all native.
         layers = [layer(frame_file(f)) for f in stack.split(";")] if stack else ["native"]
         leaf[layers[-1]] += int(count)
-        for name in ANYWHERE:
-            if name in layers:
-                anywhere[name] += int(count)
+        # Below the innermost loop's or thread's run is how the process started (our __main__ is
+        # under every sample of its main thread): only what runs above it counts as anywhere.
+        above = _above(layers, "native")
+        if "ours" in above:
+            anywhere["ours"] += int(count)
+        # OpenTelemetry's wrappers (the gRPC interceptor, the server middleware) sit under our handlers
+        # whether the request is traced or not: only what runs above our innermost frame is its work.
+        if "OpenTelemetry" in _above(above, "ours"):
+            anywhere["OpenTelemetry"] += int(count)
     return Profile(
         service, tracing, sum(leaf.values()), {n: leaf[n] for n in LAYERS}, {n: anywhere[n] for n in ANYWHERE}
     )
