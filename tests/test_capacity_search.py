@@ -287,6 +287,11 @@ def test_the_printed_generator_line_says_where_it_never_fell_behind(capsys: pyte
     report.generator.fell_behind_min_rate = 1600.0
     print_report(report)
     assert "generator: kept up to 800/s, fell behind from 1600/s;" in capsys.readouterr().out
+    report.generator.kept_up_max_rate = None
+    print_report(report)
+    out = capsys.readouterr().out
+    assert "generator: kept up at no step, fell behind from 1600/s;" in out
+    assert "CPU bounds" not in out  # no bound, no heading
 
 
 def _costed(rate: float, per_1000: dict[str, float], *, api_p99: float = 0.01, pipeline: str = "sync") -> Step:
@@ -324,6 +329,9 @@ def test_the_cpu_bound_is_read_at_the_capacity_from_the_services_alone() -> None
     assert bare.value == pytest.approx(650 / 4000)
     assert bare.most == pytest.approx(666.7 / 4000, rel=1e-3)
     assert "(at most 0.167 at its CPU bound)" in bare.text
+    report.ceilings.append(Ceiling(name="http.wrk.post.sync", tool="wrk", what="w", per_second=700.0))  # the last
+    http = next(r for r in ratios(report) if r.name == "sync.http")  # wrk's POST is the whole stack's: no bound
+    assert http.value == pytest.approx(650 / 700) and http.most is None and "at most" not in http.text
 
 
 @pytest.mark.parametrize(("services_ms", "reachable"), [(3.0, False), (0.8, True)])
@@ -340,6 +348,10 @@ def test_no_cpu_bound_without_every_service_read_or_a_held_play_at_the_capacity(
     assert _bounded([_costed(650, {"reaction": 1, "notification": 1, "pushsink": 1}, api_p99=0.5)]).cpu_bounds == []
     report = _bounded([])
     assert all(r.most is None and "at most" not in r.text for r in report.ratios)
+    report = _bounded([_costed(650, {"reaction": 1, "notification": 1, "pushsink": 1})])
+    assert report.cpu_bounds and (report.pipelines["sync"].capacity.rate == 650)
+    report.cpus = None  # the machine's CPU count unknown
+    assert cpu_bounds(report) == []
 
 
 def test_replicas_count_in_the_cpu_bound_and_acceptance_is_bound_by_the_reaction_service_alone() -> None:
@@ -355,6 +367,9 @@ def test_replicas_count_in_the_cpu_bound_and_acceptance_is_bound_by_the_reaction
             ),
         )
     }  # fmt: skip
+    report.replicas = 3
+    assert {b.name for b in cpu_bounds(report)} == {"async.acceptance"}  # notification-3 unread: no bound
+    report.replicas = 2
     bounds = {b.name: b for b in cpu_bounds(report)}
     assert bounds["async"].components == ["notification", "notification-2", "pushsink", "reaction"]
     assert bounds["async"].cpu_seconds_per_1000 == pytest.approx(3.0)

@@ -240,7 +240,7 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
     html_path, md_path = report.write(root)
     md = md_path.read_text()
     assert "## Capacity and ceilings" in md
-    bound_text = "sync: pushsink, reaction took 2.50 CPU-ms a reaction at 300/s: 2 cores carry at most 800/s"
+    bound_text = "sync: pushsink, reaction took 2.50 CPU-s per 1,000 reactions at 300/s: 2 cores carry at most 800/s"
     assert f"{CPU_BOUNDS}\n\n- {bound_text}" in md
     assert f"<li>{bound_text}</li>" in html_path.read_text()
     assert "| sync | 300/s |" in md and "broke at 350/s: API p99 165 ms" in md

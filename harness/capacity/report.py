@@ -12,7 +12,7 @@ from pydantic import Field, ValidationError
 from facts import paths, topology
 from harness.capacity import generator_cost
 from harness.capacity.ceilings import Ceiling
-from harness.capacity.config import ACCEPTANCE_LIMITS, ALL_LIMITS, Model, SearchSettings, ServiceLevel
+from harness.capacity.config import ALL_LIMITS, Model, SearchSettings, ServiceLevel
 from harness.capacity.search import SearchResult
 from harness.capacity.step import Step
 from loadtests.profile import Capacities
@@ -68,8 +68,9 @@ class CpuBound(Model):
 
     @property
     def text(self) -> str:
-        return (f"{self.name}: {', '.join(self.components)} took {self.cpu_seconds_per_1000:.2f} CPU-ms a reaction "
-                f"at {self.rate:.0f}/s: {self.cpus} cores carry at most {self.per_second:,.0f}/s")  # fmt: skip
+        took = f"took {self.cpu_seconds_per_1000:.2f} CPU-s per 1,000 reactions at {self.rate:.0f}/s"
+        most = f"{self.cpus} cores carry at most {self.per_second:,.0f}/s"
+        return f"{self.name}: {', '.join(self.components)} {took}: {most}"
 
 
 class Ratio(Model):
@@ -209,40 +210,39 @@ def capacities_from(path: Path) -> Capacities:
     return Capacities(rates=report.capacities(), source=str(path), tracing=report.tracing)
 
 
-def held_step(pc: PipelineCapacity, rate: float | None, limits: tuple[str, ...]) -> Step | None:
-    """The last play at `rate` that held under `limits` and has CPU figures (None: no such play)."""
-    plays = [st for st in pc.steps if st.rate == rate and st.cpu_seconds_per_1000 and st.verdict(limits) == "held"]
+def held_step(pc: PipelineCapacity, result: SearchResult) -> Step | None:
+    """The last play at `result`'s rate that held under its limits and has CPU figures (None: none)."""
+    plays = [
+        st for st in pc.steps
+        if st.rate == result.rate and st.cpu_seconds_per_1000 and st.verdict(result.limits) == "held"
+    ]  # fmt: skip
     return plays[-1] if plays else None
 
 
-def _is(key: str, component: str) -> bool:
-    """`key` is `component` or one of its replicas (`notification-2`, harness/replicas.py)."""
-    return key == component or (key.startswith(component + "-") and key[len(component) + 1 :].isdigit())
-
-
 def cpu_bounds(report: CapacityReport) -> list[CpuBound]:
-    """Each capacity's CPU bound. Every reaction crosses the three services, and the reaction service
-    accepts it (what the acceptance is bound by). Their costs are read at the capacity found, where the
-    fixed per-second work weighs least, nothing else is counted and each may use every core: generous,
-    though not a proof, since a reaction may cost a little less still above the capacity."""
-    edge = topology.PORT_COMPONENT[topology.REACTION_HTTP_PORT]
+    """Each capacity's CPU bound. Every reaction crosses the three services (every notification
+    replica), and the reaction service accepts it (what the acceptance is bound by). Their costs are
+    read at the capacity found, where the fixed per-second work weighs least, nothing else is counted
+    and each may use every core: generous, though not a proof, since a reaction may cost a little less
+    still above the capacity."""
+    replicas = [topology.notification_replica(n).process for n in range(1, report.replicas + 1)]
+    services = sorted({*topology.SERVICES, *replicas})
+    edge = [topology.PORT_COMPONENT[topology.REACTION_HTTP_PORT]]
     out: list[CpuBound] = []
     for name, pc in report.pipelines.items():
-        wanted: list[tuple[str, float | None, tuple[str, ...], list[str]]] = [
-            (name, pc.capacity.rate, ALL_LIMITS, list(topology.SERVICES))
-        ]
+        wanted = [(name, pc.capacity, services)]
         if pc.acceptance is not None:
-            wanted.append((f"{name}.acceptance", pc.acceptance.rate, ACCEPTANCE_LIMITS, [edge]))
-        for label, rate, limits, components in wanted:
-            st = held_step(pc, rate, limits)
-            if st is None or rate is None or not report.cpus:
+            wanted.append((f"{name}.acceptance", pc.acceptance, edge))
+        for label, result, components in wanted:
+            st = held_step(pc, result)
+            if st is None or result.rate is None or not report.cpus:
                 continue
-            read = {k: v for k, v in st.cpu_seconds_per_1000.items() if any(_is(k, c) for c in components)}
-            if any(c not in read for c in components) or sum(read.values()) <= 0:
+            if any(c not in st.cpu_seconds_per_1000 for c in components):
                 continue  # a component unread: no bound rather than a loose one
-            cost = sum(read.values())
-            out.append(CpuBound(name=label, rate=rate, components=sorted(read), cpu_seconds_per_1000=cost,
-                                cpus=report.cpus, per_second=report.cpus * 1000 / cost))  # fmt: skip
+            cost = sum(st.cpu_seconds_per_1000[c] for c in components)
+            if cost > 0:
+                out.append(CpuBound(name=label, rate=result.rate, components=components, cpu_seconds_per_1000=cost,
+                                    cpus=report.cpus, per_second=report.cpus * 1000 / cost))  # fmt: skip
     return out
 
 
@@ -255,7 +255,8 @@ def ratios(report: CapacityReport) -> list[Ratio]:
     rows: list[tuple[str, str, float | None, float | None, str, str]] = []
     for name, pc in report.pipelines.items():
         rate, most = pc.capacity.rate, bound.get(name)
-        rows.append((f"{name}.http", f"{name} capacity", rate, most, f"wrk POST ({name})", f"http.wrk.post.{name}"))
+        # Not beside wrk's POST: that is the whole stack's at its max, the bound the services' alone.
+        rows.append((f"{name}.http", f"{name} capacity", rate, None, f"wrk POST ({name})", f"http.wrk.post.{name}"))
         if name.startswith("sync"):
             rows.append((f"{name}.grpc", f"{name} capacity", rate, most, "gRPC Notify loop", "grpc.notify"))
             rows.append((f"{name}.grpc_bare", f"{name} capacity", rate, most, "bare gRPC", "grpc.bare"))
@@ -328,7 +329,8 @@ def print_report(report: CapacityReport) -> None:
     for c in report.ceilings:
         value = "failed: " + (c.error or "") if c.per_second is None else f"{c.per_second:>10,.0f}/s"
         print(f"  {c.name:<{width}} {value}")
-    print(CPU_BOUNDS)
+    if report.cpu_bounds:
+        print(CPU_BOUNDS)
     for b in report.cpu_bounds:
         print(f"  {b.text}")
     print("ratios:")
@@ -344,9 +346,9 @@ def print_report(report: CapacityReport) -> None:
         print(f"  {name:<15} {costs or '-'}")
     if (g := report.generator) is not None:
         cost = f"CPU s per 1,000 requests {number(g.cpu_seconds_per_1000)} vs wrk {number(g.wrk_cpu_seconds_per_1000)}"
-        kept = "no step" if g.kept_up_max_rate is None else f"{g.kept_up_max_rate:.0f}/s"
+        kept = "at no step" if g.kept_up_max_rate is None else f"to {g.kept_up_max_rate:.0f}/s"
         behind = "at no step" if g.fell_behind_min_rate is None else f"from {g.fell_behind_min_rate:.0f}/s"
-        print(f"generator: kept up to {kept}, fell behind {behind}; {cost}")
+        print(f"generator: kept up {kept}, fell behind {behind}; {cost}")
         for h, which in ((g.healthz, "the CPU steps' rate"), (g.at_top, "the run's top capacity")):
             if isinstance(h, GeneratorOnHealthz):
                 lag = None if h.lag_p99_seconds is None else h.lag_p99_seconds * 1000
