@@ -7,10 +7,12 @@ notification, reaction. Stopping goes in reverse. A failed start stops what alre
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import shutil
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +43,18 @@ class Tracing:
         if self.sample_ratio != 1.0:
             flags += ["--trace-sample-ratio", repr(self.sample_ratio)]
         return flags
+
+    @classmethod
+    def from_argv(cls, argv: Sequence[str]) -> Tracing:
+        """What `argv()` told a service, read back from its command line."""
+        flags = dict(itertools.pairwise(argv))
+        ratio = flags.get("--trace-sample-ratio")
+        return cls(enabled=flags.get("--tracing") != "off", sample_ratio=1.0 if ratio is None else float(ratio))
+
+    @property
+    def setting(self) -> str:
+        """As harness/measured_tracing.py reads a setting: "off", or the share of reactions traced."""
+        return f"{self.sample_ratio:g}" if self.enabled else "off"
 
 
 def jaeger_config(max_traces: int = jaeger.MAX_TRACES) -> dict[str, object]:

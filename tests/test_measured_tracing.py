@@ -23,6 +23,13 @@ def test_settings_are_off_or_a_share_of_traces() -> None:
             tracing_of(bad)
 
 
+@pytest.mark.parametrize("setting", ["off", "0.1", "0.004", "0", "1"])
+def test_a_services_command_line_gives_back_its_setting(setting: str) -> None:
+    told = tracing_of(setting)
+    argv = ["python", "-m", "targets.reaction", "--pipeline", "sync", *told.argv()]
+    assert Tracing.from_argv(argv) == told and Tracing.from_argv(argv).setting == setting
+
+
 def test_the_shipped_file_is_valid_and_a_bad_setting_names_its_field(tmp_path: Path) -> None:
     shipped = measured_tracing.load()
     assert tracing_of(shipped.sample).enabled and "off" in shipped.overhead

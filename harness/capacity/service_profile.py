@@ -5,27 +5,29 @@
     .venv/bin/bench down
 
 Against a running stack, `wrk` sends the reaction service's POST as fast as it answers (a closed
-loop, as the ceilings), and `py-spy record --nonblocking` samples each service over the same window
-(it never pauses them). py-spy shows Python frames only: time in C (uvloop, grpc's core, sockets) is
-counted at the Python frame that called it, the event loop's run or a thread's. Each service's
-samples are shared out by the layer of the innermost frame (`LAYERS`; a stack without a Python frame,
-a thread only C code runs, is native) and, since a layer's work calls into others, also by what is
-anywhere above the event loop's (or a thread's) run: our code (targets/, protos/), and OpenTelemetry
-above our innermost frame (what tracing costs at the stack's sampling ratio, its wrappers around our
-handlers left out). Prints one table; `--out` keeps
-py-spy's raw stacks per service (flamegraph input) and the table as JSON.
+loop, 16 connections by default), and `py-spy record --nonblocking` samples each service over the
+same window without pausing it (py-spy reads other processes' memory: root, or ptrace allowed by
+kernel.yama.ptrace_scope; with notification replicas, the first is sampled). py-spy shows Python
+frames only: time in C (uvloop, grpc's core, sockets) is counted at the Python frame that called
+it, the event loop's run or a thread's: the "native" layer. Each service's samples are shared out
+by the layer of the innermost frame (`LAYERS`; a stack without a Python frame, a thread only C
+code runs, is native) and, since a layer's work calls into others, also inclusively (`INCLUSIVE`):
+the samples with our code (targets/, protos/) above the event loop's or a thread's run, and those
+with OpenTelemetry above our innermost frame (what tracing costs at the stack's sampling ratio,
+its wrappers around our handlers, traced or not, left out). Prints one table; `--out` keeps
+py-spy's raw stacks per service (collapsed stacks: flamegraph.pl or speedscope) and profile.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ import psutil
 from facts import topology
 from harness import measured_tracing, provision, supervisor
 from harness.capacity import ceilings
+from harness.stack import Tracing
 
 ROOT = Path(__file__).resolve().parents[2]
 OURS = tuple(str(ROOT / d) + "/" for d in ("targets", "protos"))
@@ -47,28 +50,38 @@ LIBRARIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("prometheus_client", ("/prometheus_client/",)),
 )
 # Frames that stand for the C code they called: the event loop's run (uvloop's callbacks and I/O,
-# grpc's core polled from it) and a thread's run (a thread in C).
-NATIVE = ("/asyncio/runners.py", "/asyncio/base_events.py", "/threading.py")
+# grpc's core polled from it) and a thread's run (a thread in C). Other functions of these files
+# (an Event.set, a call_soon) are the standard library's.
+NATIVE = {
+    "asyncio/runners.py": ("Runner.run", "run"),
+    "asyncio/base_events.py": (
+        "BaseEventLoop.run_forever",
+        "BaseEventLoop.run_until_complete",
+        "BaseEventLoop._run_once",
+    ),
+    "threading.py": ("Thread.run", "Thread._bootstrap_inner", "Thread._bootstrap"),
+}
 LAYERS = ("ours", *(name for name, _ in LIBRARIES), "native", "standard library", "other")
-ANYWHERE = ("ours", "OpenTelemetry")  # the layers also counted wherever they are in a stack
+INCLUSIVE = ("ours", "OpenTelemetry")  # also counted with what they call
 
 
-def frame_file(frame: str) -> str:
-    """The file of one py-spy frame, `function (file:line)` ('' for a frame without one)."""
+def frame_parts(frame: str) -> tuple[str, str]:
+    """(function, file) of one py-spy frame, `function (file:line)`; ('', '') for one without."""
     if not frame.endswith(")") or " (" not in frame:
-        return ""
-    where = frame[frame.index(" (") + 2 : -1]  # a function name has no space, a path may
-    return where.rsplit(":", 1)[0] if ":" in where else where
+        return "", ""
+    cut = frame.index(" (")  # a function name has no space, a path may
+    where = frame[cut + 2 : -1]
+    return frame[:cut], where.rsplit(":", 1)[0] if ":" in where else where
 
 
-def layer(path: str) -> str:
-    """The layer of a frame's file."""
+def layer(path: str, function: str = "") -> str:
+    """The layer of a frame: its file's, or native for a loop's or a thread's run."""
     if path.startswith(OURS):
         return "ours"
     for name, markers in LIBRARIES:
         if any(m in path for m in markers):
             return name
-    if path.endswith(NATIVE):
+    if any(path.endswith("/" + f) and function in runs for f, runs in NATIVE.items()):
         return "native"
     if ("/lib/python3" in path and "/site-packages/" not in path) or path.startswith("<frozen"):
         return "standard library"
@@ -77,13 +90,13 @@ def layer(path: str) -> str:
 
 @dataclass
 class Profile:
-    """One service's samples, by the leaf frame's layer and by what is anywhere in the stack."""
+    """One service's samples, by the innermost frame's layer and inclusively (`INCLUSIVE`)."""
 
     service: str
-    tracing: str = "1"  # as harness/measured_tracing.py writes it: "off" or the share of reactions traced
+    tracing: str  # as harness/measured_tracing.py reads it: "off", or the share of reactions traced
     samples: int = 0
     by_layer: dict[str, int] = field(default_factory=dict)
-    anywhere: dict[str, int] = field(default_factory=dict)
+    inclusive: dict[str, int] = field(default_factory=dict)
 
     def share(self, count: int) -> float:
         return count / self.samples if self.samples else 0.0
@@ -94,10 +107,10 @@ def _above(layers: list[str], name: str) -> list[str]:
     return layers[len(layers) - layers[::-1].index(name) :] if name in layers else layers
 
 
-def read_raw(service: str, path: Path, tracing: str = "1") -> Profile:
+def read_raw(service: str, path: Path, tracing: str) -> Profile:
     """A py-spy `--format raw` file (one `frame;frame;... count` line per stack), folded by layer."""
     leaf: Counter[str] = Counter()
-    anywhere: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -105,19 +118,19 @@ def read_raw(service: str, path: Path, tracing: str = "1") -> Profile:
         if not count.isdigit():
             raise ValueError(f"{path}:{number}: not a py-spy raw stack line ('frame;frame;... count'): {line[:80]!r}")
         # No frame at all: a thread that never ran Python (a C library's own), all native.
-        layers = [layer(frame_file(f)) for f in stack.split(";")] if stack else ["native"]
+        layers = [layer(*reversed(frame_parts(f))) for f in stack.split(";")] if stack else ["native"]
         leaf[layers[-1]] += int(count)
         # Below the innermost loop's or thread's run is how the process started (our __main__ is
-        # under every sample of its main thread): only what runs above it counts as anywhere.
+        # under every sample of its main thread): only what runs above it counts.
         above = _above(layers, "native")
         if "ours" in above:
-            anywhere["ours"] += int(count)
+            inclusive["ours"] += int(count)
         # OpenTelemetry's wrappers (the gRPC interceptor, the server middleware) sit under our handlers
         # whether the request is traced or not: only what runs above our innermost frame is its work.
         if "OpenTelemetry" in _above(above, "ours"):
-            anywhere["OpenTelemetry"] += int(count)
+            inclusive["OpenTelemetry"] += int(count)
     return Profile(
-        service, tracing, sum(leaf.values()), {n: leaf[n] for n in LAYERS}, {n: anywhere[n] for n in ANYWHERE}
+        service, tracing, sum(leaf.values()), {n: leaf[n] for n in LAYERS}, {n: inclusive[n] for n in INCLUSIVE}
     )
 
 
@@ -128,26 +141,26 @@ def service_pids() -> dict[str, int]:
         port = topology.SCRAPE_TARGETS[name]
         pid = supervisor.listener_pid(port)
         if pid is None:
-            raise RuntimeError(f"no process listens on {topology.addr(port)} ({name}): start the stack with `bench up`")
+            raise RuntimeError(
+                f"no process listens on {topology.addr(port)} ({name}), or not one of this user's: "
+                "start the stack with `bench up`"
+            )
         pids[name] = pid
     return pids
 
 
 def tracing_setting(pid: int) -> str:
-    """The tracing a service was started with, from its command line (harness/stack.py's `Tracing.argv`
-    passes only what differs from the services' default: on, every reaction)."""
-    argv = psutil.Process(pid).cmdline()
-    flags = dict(itertools.pairwise(argv))
-    if flags.get("--tracing") == "off":
-        return "off"
-    return flags.get("--trace-sample-ratio", "1")
+    """The tracing a service was started with, read back from its command line."""
+    return Tracing.from_argv(psutil.Process(pid).cmdline()).setting
 
 
 def py_spy() -> Path:
-    found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not Path(found).exists():
+    """The venv's py-spy, the version pyproject.toml pins (another on PATH only without it)."""
+    ours = Path(sys.executable).with_name("py-spy")
+    found = ours if ours.exists() else Path(shutil.which("py-spy") or ours)
+    if not found.exists():
         raise RuntimeError("py-spy is not installed: `make venv` installs it (pyproject.toml)")
-    return Path(found)
+    return found
 
 
 def _record(spy: Path, pid: int, seconds: float, rate: int, to: Path) -> subprocess.Popen[str]:
@@ -168,7 +181,7 @@ def profile(seconds: float, rate: int, connections: int, out: Path) -> tuple[lis
         daemon=True,
     )
     load.start()
-    threading.Event().wait(1.0)  # wrk connected and the services busy before sampling starts
+    time.sleep(1.0)  # wrk connected and the services busy before sampling starts
     spies = {name: _record(spy, pid, seconds, rate, out / f"{name}.txt") for name, pid in pids.items()}
     failures = []
     try:
@@ -190,10 +203,10 @@ def profile(seconds: float, rate: int, connections: int, out: Path) -> tuple[lis
 
 
 def table(profiles: list[Profile]) -> str:
-    heads = ["service", "tracing", "samples", *LAYERS, *(f"{n} anywhere" for n in ANYWHERE)]
+    heads = ["service", "tracing", "samples", *LAYERS, *(f"{n} inclusive" for n in INCLUSIVE)]
     rows = [
         [p.service, measured_tracing.words(p.tracing), str(p.samples),
-         *(f"{p.share(p.by_layer[n]):.0%}" for n in LAYERS), *(f"{p.share(p.anywhere[n]):.0%}" for n in ANYWHERE)]
+         *(f"{p.share(p.by_layer[n]):.0%}" for n in LAYERS), *(f"{p.share(p.inclusive[n]):.0%}" for n in INCLUSIVE)]
         for p in profiles
     ]  # fmt: skip
     widths = [max(len(r[i]) for r in [heads, *rows]) for i in range(len(heads))]
