@@ -35,7 +35,7 @@ def cmd_provision(_args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from harness.measured_tracing import tracing_of
+    from harness.measured_tracing import tracing_of, words
     from harness.stack import Stack
 
     state = _state_file()
@@ -54,6 +54,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 tracing=tracing_of(args.tracing),
             ).up()  # fmt: skip
             _print_up(args.pipeline, work)
+            print(f"  tracing        {words(args.tracing)}")
             if not stack.replicas.default:
                 print(f"  topology       {stack.replicas.describe()}")
             if not args.foreground:

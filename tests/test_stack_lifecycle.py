@@ -68,6 +68,7 @@ def test_up_then_down_leaves_nothing(env: dict[str, str]) -> None:
         [*BENCH, "up", "--pipeline", "sync", "--tracing", "0.1"], env=env, capture_output=True, text=True, timeout=300
     )
     assert up.returncode == 0, up.stdout + up.stderr
+    assert "tracing        10% of reactions" in up.stdout
     answer = sc.post_reactions(1)[0]
     assert answer.status == 200, answer
     # the services run with the tracing asked for (the default, every reaction, passes no flag)
