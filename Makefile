@@ -55,9 +55,10 @@ up: setup ## start the stack in the background (PIPELINE=sync|sync-resilient|asy
 down: ## stop everything `make up` started
 	@if [ -x $(BIN)/bench ]; then $(BIN)/bench down; fi
 
-# The default matrix, every cell at 0.4 of its scenario's length, one repetition: about 39 s a cell
-# on the 2-core VM (run 20261130-053911; 24 s of load, the rest switching pipelines, draining,
-# joining the ledger and reading traces), about 18 minutes for the 27 cells (half length: 22).
+# The default matrix, every cell at 0.4 of its scenario's length, one repetition: about 37 s a cell
+# on the 2-core VM (run 20261203-071851; 24 s of load, the rest switching pipelines, draining,
+# joining the ledger and reading traces), about 17 minutes for the 27 cells (half length: 22, run
+# 20261130-053911).
 # Intervals then come from time blocks within each cell. REPEAT=2 or 3 gives intervals over
 # repetitions (that many times as long); TIME_SCALE=1 plays the scenarios at full length.
 REPEAT ?= 1
