@@ -46,7 +46,7 @@ th, td { border-bottom: 1px solid var(--line); padding: 5px 9px; text-align: lef
 th { background: var(--soft); font-weight: 600; white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .bad { color: #b71c1c; font-weight: 600; } code { font-size: 12px; background: var(--soft); padding: 1px 4px;
-border-radius: 3px; } .values { font-size: 12px; color: #33414f; white-space: nowrap; }
+border-radius: 3px; } .values { font-size: 12px; color: #33414f; min-width: 200px; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-weight: 600; font-size: 12px;
          white-space: nowrap; }
 .confirmed, .pass { background: #e3f4e5; color: #1b5e20; } .refuted, .fail { background: #fde7e7; color: #b71c1c; }
