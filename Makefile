@@ -14,7 +14,7 @@ ifeq ($(filter $(RUNTIME),native compose),)
 $(error RUNTIME must be native or compose, got '$(RUNTIME)')
 endif
 
-.PHONY: help setup doctor venv stubs provision capacity soak bench bench-replicas bench-quick test test-unit lint up down clean
+.PHONY: help setup doctor venv stubs provision capacity soak bench bench-replicas bench-quick profile test test-unit lint up down clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -96,6 +96,15 @@ bench-replicas: setup ## the replicated topology's scenarios (2 replicas; REPEAT
 
 bench-quick: setup ## a shorter matrix (30 s per cell) for CI, and its report
 	@$(MAKE) --no-print-directory bench BENCH_ARGS="--quick $(BENCH_ARGS)"
+
+# Where each service's CPU goes (harness/capacity/service_profile.py): a stack of its own, traced as
+# the runs are unless TRACING says otherwise, wrk on the POST and py-spy on the three services for
+# 20 s; the table, and the raw stacks in runs/profile-<pipeline>/. The stack goes down at the end,
+# on an error or on Ctrl-C.
+profile: setup ## where each service's CPU goes under wrk, by py-spy (PIPELINE=sync|sync-resilient|async, TRACING=off|RATIO)
+	$(BIN)/bench up --pipeline $(or $(PIPELINE),sync) \
+		--tracing $(or $(TRACING),$$($(BIN)/python -c 'from harness.measured_tracing import load; print(load().sample)'))
+	@trap '$(BIN)/bench down' EXIT; $(BIN)/python -m harness.capacity.service_profile --out runs/profile-$(or $(PIPELINE),sync)
 endif
 
 lint: venv stubs ## ruff and mypy

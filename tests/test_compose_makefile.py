@@ -54,6 +54,18 @@ def test_native_is_the_default_and_unchanged() -> None:
     assert ".venv/bin/bench up --pipeline sync" in dry_run("up", "PIPELINE=sync")
 
 
+def test_profile_brings_its_own_stack_traced_as_the_runs_unless_told() -> None:
+    profile = dry_run("profile")
+    assert ".venv/bin/bench up --pipeline sync" in profile
+    assert (
+        "--tracing $(.venv/bin/python -c 'from harness.measured_tracing import load; print(load().sample)')" in profile
+    )
+    assert "trap '.venv/bin/bench down' EXIT; .venv/bin/python -m harness.capacity.service_profile" in profile
+    told = dry_run("profile", "PIPELINE=async", "TRACING=off")
+    assert ".venv/bin/bench up --pipeline async" in told and "--tracing off" in told
+    assert "--out runs/profile-async" in told
+
+
 def test_unknown_switch_values_fail() -> None:
     for args in (["RUNTIME=podman"], ["RUNTIME=compose", "KAFKA=two"]):
         out = subprocess.run(["make", "-n", "up", *args], cwd=REPO, capture_output=True, text=True)
