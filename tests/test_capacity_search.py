@@ -230,12 +230,25 @@ def test_a_bad_file_names_the_file_and_the_field(tmp_path: Path) -> None:
     assert "search.quick.resolution" in message  # and the field it left missing
 
 
-def test_search_settings_written_before_generator_seconds_read_as_they_were_played() -> None:
-    older = SETTINGS.model_dump(exclude={"generator_seconds"})
-    assert SearchSettings.model_validate({**older, "ceiling_seconds": 3}).generator_seconds == 5.0  # max(3, 5)
-    assert SearchSettings.model_validate({**older, "ceiling_seconds": 10}).generator_seconds == 10.0
-    with pytest.raises(ValueError, match="generator_seconds"):  # nothing to derive it from: missing
-        SearchSettings.model_validate({**older, "ceiling_seconds": "x"})
+def test_capacity_files_written_before_generator_seconds_read_as_they_were_played(tmp_path: Path) -> None:
+    older = _report().model_dump(mode="json")
+    del older["search"]["generator_seconds"]
+    for ceiling, played in ((3, 5.0), (10, 10.0)):  # max(ceiling_seconds, 5)
+        older["search"]["ceiling_seconds"] = ceiling
+        assert CapacityReport.model_validate(older).search.generator_seconds == played
+    older["search"]["ceiling_seconds"] = "x"  # nothing to derive it from: the usual errors
+    with pytest.raises(ValueError, match="ceiling_seconds"):
+        CapacityReport.model_validate(older)
+
+
+def test_capacity_yaml_must_name_generator_seconds(tmp_path: Path) -> None:
+    """The rule for old capacity.json files is not capacity.yaml's: there a missing setting is an error."""
+    text = LIMITS_FILE.read_text()
+    assert "    generator_seconds: 5\n" in text
+    bad = tmp_path / "capacity.yaml"
+    bad.write_text(text.replace("    generator_seconds: 5\n", ""))
+    with pytest.raises(ConfigError, match=r"search\.quick\.generator_seconds"):
+        load_config(bad)
 
 
 def test_an_unreadable_file(tmp_path: Path) -> None:
@@ -520,6 +533,28 @@ def test_a_disturbed_step_is_played_again_and_named_if_it_stays_disturbed(capsys
 
     once = Replaying([0.05])
     assert once.measure_once("sync", 200, "tracing-off").played == 1 and once.labels == ["tracing-off"]
+
+
+class Remembering(StepRunner):
+    """A runner whose plays are fake steps breaking API p99 where asked; it notes, at each play, the last
+    step the runner had seen: what decides whether the reaction service restarts first."""
+
+    def __init__(self, slow: set[float]) -> None:
+        super().__init__(None, Path("."), LEVEL, SETTINGS, Disturbed(other_cores=0.9, retries=0))
+        self.slow = slow
+        self.seen: list[float | None] = []
+
+    def _play(self, pipeline: str, rate: float, label: str = "") -> Step:
+        self.seen.append(None if self._last is None else self._last.rate)
+        return fake_step(rate, api_p99=0.5 if rate in self.slow else 0.01)
+
+
+def test_every_play_counts_as_the_last_one_tracing_steps_included() -> None:
+    runner = Remembering(slow={800})
+    runner.measure("sync", 800)  # broke: the next play restarts the reaction service
+    runner.measure_once("sync", 100, "tracing-off")  # held
+    runner.measure_once("sync", 100, "tracing-0")
+    assert runner.seen == [None, 800, 100]  # the second tracing step follows the first, not the broken one
 
 
 def test_the_shipped_disturbance_rule_loads() -> None:

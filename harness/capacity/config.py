@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness import yamlpos
 
@@ -43,15 +42,6 @@ class SearchSettings(Model):
     ceiling_seconds: float = Field(gt=0)
     generator_seconds: float = Field(gt=0)  # the load generator alone on GET /healthz, wrk paced beside it
     confirm: int = Field(default=0, ge=0)  # replays of the found capacity; one that breaks sends the search lower
-
-    @model_validator(mode="before")
-    @classmethod
-    def _before_generator_seconds(cls, data: Any) -> Any:
-        """capacity.json written before `generator_seconds` was a setting: it was max(ceiling_seconds, 5)."""
-        ceiling = data.get("ceiling_seconds") if isinstance(data, dict) else None
-        if isinstance(ceiling, int | float) and "generator_seconds" not in data:  # else: the usual errors
-            return {**data, "generator_seconds": max(float(ceiling), 5.0)}
-        return data
 
 
 class Searches(Model):

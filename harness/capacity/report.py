@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from facts import paths, topology
 from harness.capacity import generator_cost
@@ -158,6 +159,19 @@ class CapacityReport(Model):
     replicas: int = 1
     balancer: str = "none"
     scaling_note: str | None = None  # why these figures cannot show scaling, when the machine cannot
+
+    @model_validator(mode="before")
+    @classmethod
+    def _before_generator_seconds(cls, data: Any) -> Any:
+        """Files written before `generator_seconds` was a setting: it was max(ceiling_seconds, 5).
+        (Here, not on SearchSettings: capacity.yaml must name it.)"""
+        search = data.get("search") if isinstance(data, dict) else None
+        if not isinstance(search, dict) or "generator_seconds" in search:
+            return data
+        ceiling = search.get("ceiling_seconds")
+        if isinstance(ceiling, int | float):  # else: the usual errors
+            return {**data, "search": {**search, "generator_seconds": max(float(ceiling), 5.0)}}
+        return data
 
     def capacities(self) -> dict[str, float]:
         """The rates capacity-relative profiles may name: `<pipeline>` (every limit) and, for

@@ -44,7 +44,6 @@ class StepRunner:
 
     def _searched(self, st: Step) -> Step:
         self.order.append(st)
-        self._last = st
         verdict = st.verdict(ALL_LIMITS) + (" (replay)" if st.replay else "")
         why = "; ".join(st.why(ALL_LIMITS)) or "within the service level"
         cores = " ".join(f"{n}={c:.2f}" for n, c in sorted(st.cpu_cores.items()))
@@ -74,6 +73,7 @@ class StepRunner:
             if play <= d.retries:
                 print(f"  {pipeline:<14} {rate:7.0f}/s  disturbed: other processes took {other:.2f} cores "
                       f"(> {d.other_cores:g}); played again", flush=True)  # fmt: skip
+        self._last = st  # every play, searched or not: the next one restarts the reaction service after a break
         return st
 
     def _play(self, pipeline: str, rate: float, label: str = "") -> Step:
