@@ -92,7 +92,7 @@ def run_cell(
     if stack.pipeline != cell.pipeline:
         stack.use_pipeline(cell.pipeline)
     # Leftovers of the previous cell (a late redelivery, a sync retry) must land before the sink resets.
-    sampling.drain(cell.scenario.drain_timeout, progress, settle=2.0)
+    sampling.drain(cell.scenario.drain_timeout, progress, settle=2.0, quiet_before=True)
     sink.reset()
     dlq_before = kafka_admin.end_offsets(topology.TOPIC_DEAD_LETTER)
 

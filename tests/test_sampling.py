@@ -50,14 +50,23 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     return w
 
 
-def drain(timeout: float = 30.0, settle: float = 2.0) -> tuple[float, int | None]:
-    return sampling.drain(timeout, Progress("test", timeout), settle=settle)
+def drain(timeout: float = 30.0, settle: float = 2.0, quiet_before: bool = False) -> tuple[float, int | None]:
+    return sampling.drain(timeout, Progress("test", timeout), settle=settle, quiet_before=quiet_before)
 
 
-def test_a_quiet_spell_that_began_before_the_drain_counts_whole(world: World) -> None:
+def test_before_a_reset_a_quiet_spell_that_began_before_the_drain_counts_whole(world: World) -> None:
     world.deliveries = [90.0]  # the last delivery 10 s ago: the previous cell's drain already waited
-    assert drain() == (0.0, 0)
+    assert drain(quiet_before=True) == (0.0, 0)
     assert world.sleeps == []
+
+
+def test_after_a_load_the_sink_must_stay_quiet_settle_seconds_from_the_call(world: World) -> None:
+    """Its faults just undone, a delivery retried with backoff may still land after a long quiet."""
+    world.deliveries = [90.0, 101.5]  # quiet for 10 s, then a retry lands 1.5 s into the drain
+    seconds, left = drain(settle=2.0)
+    assert left == 0
+    assert world.now >= 101.5 + 2.0  # it saw the retry, and waited for the quiet after it
+    assert seconds == pytest.approx(1.5)
 
 
 def test_the_drain_waits_for_the_backlog_then_for_the_sink_to_be_quiet(world: World) -> None:
@@ -72,7 +81,7 @@ def test_the_drain_waits_for_the_backlog_then_for_the_sink_to_be_quiet(world: Wo
 
 def test_a_sink_that_just_started_is_not_yet_quiet(world: World) -> None:
     world.sink_started = 99.5  # restarted half a second ago, nothing since
-    drain(settle=2.0)
+    drain(settle=2.0, quiet_before=True)
     assert world.now == pytest.approx(101.5)
 
 
