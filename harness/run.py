@@ -148,7 +148,7 @@ def run_cell(
     backlog_series = sampler.series
     if proc.returncode != 0:
         progress.event(f"locust exited with {proc.returncode}; see {out / 'locust.log'}")
-    _, left = sampling.drain(cell.scenario.drain_timeout, progress, settle=2.0, series=backlog_series)
+    left = sampling.drain(cell.scenario.drain_timeout, progress, settle=2.0, series=backlog_series)
     dead_letters = kafka_admin.read_since(topology.TOPIC_DEAD_LETTER, dlq_before)
     result = assemble(
         cell, load, timeline, started_unix, proc.returncode, left, backlog_series, limits, dead_letters, disturbance,

@@ -54,13 +54,12 @@ class Sampler:
 def drain(
     timeout: float, progress: Progress, settle: float, series: list[tuple[float, int | None]] | None = None,
     *, quiet_before: bool = False,
-) -> tuple[float, int | None]:  # fmt: skip
+) -> int | None:  # fmt: skip
     """Wait until Kafka's backlog is empty and the sink has received nothing for `settle` seconds, by
     the sink's own clock. With `quiet_before`, a quiet spell that began before this call counts: a
     drain before a sink reset, right after the previous cell's drain, then ends at once. Without it
     (after a load, its faults just undone: retries may still be on their way), the sink must stay
-    quiet `settle` seconds from the call on. (seconds until the last delivery, the backlog left: 0
-    when drained)."""
+    quiet `settle` seconds from the call on. Returns the backlog left: 0 when drained."""
     t0 = time.monotonic()
     backlog: int | None = None
     while time.monotonic() - t0 < timeout:
@@ -72,7 +71,7 @@ def drain(
         if not quiet_before:
             idle = min(idle, time.monotonic() - t0)
         if backlog == 0 and idle >= settle:
-            return max(0.0, time.monotonic() - t0 - idle), 0
+            return 0
         progress.show("drain", time.monotonic() - t0, f"backlog {backlog}  sink raw {stats['raw']}")
         time.sleep(POLL_SECONDS if backlog != 0 else min(POLL_SECONDS, settle - idle))
-    return time.monotonic() - t0, backlog
+    return backlog

@@ -84,7 +84,7 @@ class StepRunner:
         if self.stack.pipeline != pipeline or (last is not None and last.verdict(ALL_LIMITS) != "held"):
             self.stack.use_pipeline(pipeline)
         progress = Progress(f"capacity {pipeline} {rate:.0f}/s", s.warmup_seconds + s.measure_seconds)
-        _, left = drain(s.drain_seconds, progress, settle=1.0, quiet_before=True)
+        left = drain(s.drain_seconds, progress, settle=1.0, quiet_before=True)
         sink.reset()
         folder = self.out_dir / pipeline / (f"{rate:.0f}" + (f"-{label}" if label else ""))
         folder.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 A Content-Security-Policy forbids every network fetch, so a stray external reference fails
 loudly (a console error the browser test catches) instead of silently needing the internet.
-The tables are the report's rows (model.py), the same ones report.md lays out.
+The tables are the report's rows (model.py, and capacity_section.py for the capacity section), the
+same ones report.md lays out.
 """
 
 from __future__ import annotations
