@@ -645,7 +645,7 @@ class TracingStack:
 class TracingRunner:
     def __init__(self, stack: TracingStack) -> None:
         self.s, self.stack = SETTINGS, stack
-        self.steps = {(p, 100.0): fake_step(100, pipeline=p) for p in ("sync", "async")}
+        self.steps = {(p, 100.0): fake_step(100, pipeline=p, api_p99=0.05) for p in ("sync", "async")}
 
     def measure_once(self, pipeline: str, rate: float, label: str) -> Step:
         self.stack.pipeline = pipeline  # the runner switches the reaction service's pipeline as needed
@@ -662,15 +662,17 @@ def test_tracing_costs_restart_the_services_once_a_setting_and_switch_pipelines_
     stack = TracingStack("async")  # where the last search left it
     costs = measure_tracing_costs(TracingRunner(stack), ["sync", "async"], "0.1", ["off", "0.1", "0", "1"])  # type: ignore[arg-type]
     assert stack.log == [
-        "restart off", "async tracing-off", "sync tracing-off",
-        "restart 0", "sync tracing-0", "async tracing-0",
-        "restart 1", "async tracing-1", "sync tracing-1",
+        "async tracing-0.1", "sync tracing-0.1",  # the search's setting again, in this phase: no restart
+        "restart off", "sync tracing-off", "async tracing-off",
+        "restart 0", "async tracing-0", "sync tracing-0",
+        "restart 1", "sync tracing-1", "async tracing-1",
         "restart 0.1",  # left with the search's setting
     ]  # fmt: skip
     assert stack.tracing == "0.1"
-    for p in ("sync", "async"):  # the search's own step first, then the others in the file's order
+    for p in ("sync", "async"):  # the search's setting first, then the others in the file's order
         assert [c.setting for c in costs[p]] == ["0.1", "off", "0", "1"]
         assert [c.held for c in costs[p]] == [True, True, True, False]  # each cost is its own step's
+        assert costs[p][0].api_p99_seconds != 0.05  # played again, not the search's step (api p99 0.05)
     unchanged = TracingStack("sync")
     only = measure_tracing_costs(TracingRunner(unchanged), ["sync"], "off", ["off"])  # type: ignore[arg-type]
     assert unchanged.log == [] and [c.setting for c in only["sync"]] == ["off"]  # nothing else: no restart

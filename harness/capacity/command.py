@@ -79,20 +79,24 @@ def measure_tracing_costs(
     runner: StepRunner, pipelines: Sequence[str], search: str, overhead: Sequence[str]
 ) -> dict[str, list[TracingCost]]:
     """Each pipeline's CPU step (the search's start rate) under the search's tracing, then under each
-    other setting. The services restart once a setting, every pipeline is played under it (each
-    setting starting on the pipeline the last one ended on, so the reaction service switches least),
-    and they are left with the search's setting."""
+    other setting, all played in this one phase: the search's own first step, minutes older, would be
+    a control measured at another time. The services restart once a setting, every pipeline is played
+    under it (each setting starting on the pipeline the last one ended on, so the reaction service
+    switches least), and they are left with the search's setting. Without another setting there is
+    nothing to compare: the search's own step is the figure."""
     rate = float(runner.s.start_rate)
-    costs = {p: [TracingCost.of(search, runner.steps[(p, rate)])] for p in pipelines}
     others = [o for o in dict.fromkeys(overhead) if o != search]
+    if not others:
+        return {p: [TracingCost.of(search, runner.steps[(p, rate)])] for p in pipelines}
+    costs: dict[str, list[TracingCost]] = {p: [] for p in pipelines}
     order = sorted(pipelines, key=lambda p: p != runner.stack.pipeline)  # the running pipeline first
-    for setting in others:
-        runner.stack.use_tracing(tracing_of(setting))
+    for setting in [search, *others]:
+        if setting != search:  # the services run the search's setting already
+            runner.stack.use_tracing(tracing_of(setting))
         for p in order:
             costs[p].append(TracingCost.of(setting, runner.measure_once(p, rate, f"tracing-{setting}")))
         order.reverse()
-    if others:
-        runner.stack.use_tracing(tracing_of(search))
+    runner.stack.use_tracing(tracing_of(search))
     return costs
 
 
