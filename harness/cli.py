@@ -53,8 +53,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 work, args.pipeline, detached=not args.foreground, state_file=state, replicas=_replicas(args),
                 tracing=tracing_of(args.tracing),
             ).up()  # fmt: skip
-            _print_up(args.pipeline, work)
-            print(f"  tracing        {words(args.tracing)}")
+            _print_up(args.pipeline, work, words(args.tracing))
             if not stack.replicas.default:
                 print(f"  topology       {stack.replicas.describe()}")
             if not args.foreground:
@@ -78,7 +77,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             stack.down()
 
 
-def _print_up(pipeline: str, work: Path) -> None:
+def _print_up(pipeline: str, work: Path, tracing: str) -> None:
     print(f"stack up, pipeline {pipeline}; logs in {work / 'logs'}")
     print(f"  reaction API   {topology.url(topology.REACTION_HTTP_PORT, '/v1/posts/{post_id}/reactions')}")
     print(f"  OpenAPI        {topology.url(topology.REACTION_HTTP_PORT, '/openapi.json')}")
@@ -86,6 +85,7 @@ def _print_up(pipeline: str, work: Path) -> None:
     print(f"  Prometheus     {topology.url(topology.PROMETHEUS_PORT)}")
     print(f"  Toxiproxy API  {topology.url(topology.TOXIPROXY_API_PORT, '/proxies')}")
     print(f"  Jaeger (traces) {topology.url(topology.JAEGER_QUERY_HTTP_PORT, '/search')}")
+    print(f"  tracing        {tracing}")
 
 
 def cmd_down(_args: argparse.Namespace) -> int:
