@@ -38,8 +38,10 @@ def load_limits(path: Path = LIMITS_FILE) -> DisturbanceLimits:
 
 
 def _busy(t: Any) -> float:
-    idle = t.idle + getattr(t, "iowait", 0.0)
-    return float(sum(t) - idle - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0))  # guest is in user
+    """CPU seconds processes on this machine used: guest time is already in user, and steal is the
+    hypervisor's (counted on its own), used by no process here."""
+    not_used = t.idle + getattr(t, "iowait", 0.0) + getattr(t, "steal", 0.0)
+    return float(sum(t) - not_used - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0))
 
 
 class MachineWatch:

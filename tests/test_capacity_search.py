@@ -466,8 +466,11 @@ def test_a_busy_machine_is_named_in_the_reason() -> None:
     step = fake_step(800, api_p99=0.3).model_copy(
         update={"cpu_cores": {"reaction": 0.4, "other": 1.1}, "played": 3, "disturbed": True}
     )
-    assert step.why(ALL_LIMITS)[-1] == "the machine was busy with other processes (1.10 cores, 3 plays)"
+    # a capacity.json from before the disturbance was recorded: other processes were all it looked at
+    assert step.why(ALL_LIMITS)[-1] == "the machine was busy: other processes took 1.10 cores (3 plays)"
     assert step.verdict(ALL_LIMITS) == "broke"  # said, not judged
+    stolen = step.model_copy(update={"disturbance": ["the hypervisor withheld 0.30 cores (> 0.1)"]})
+    assert stolen.why(ALL_LIMITS)[-1] == "the machine was busy: the hypervisor withheld 0.30 cores (> 0.1) (3 plays)"
 
 
 def test_a_generator_that_did_not_start_is_generator_bound(tmp_path: Path) -> None:
@@ -504,17 +507,18 @@ def test_only_a_capacity_measured_with_the_runs_tracing_becomes_the_last_one() -
 
 
 class Replaying(StepRunner):
-    """A runner whose plays are fake steps with the given CPU of other processes, one per play."""
+    """A runner whose plays are fake steps with the given cores of other processes (and of steal),
+    one per play."""
 
-    def __init__(self, others: list[float], retries: int = 2) -> None:
-        super().__init__(None, Path("."), LEVEL, SETTINGS, Disturbed(other_cores=0.1, retries=retries))
-        self.others = others
+    def __init__(self, others: list[float], retries: int = 2, steal: list[float] | None = None) -> None:
+        super().__init__(None, Path("."), LEVEL, SETTINGS, Disturbed(other_cores=0.1, steal_cores=0.1, retries=retries))
+        self.others, self.steal = others, steal or [0.0] * len(others)
         self.labels: list[str] = []
 
     def _play(self, pipeline: str, rate: float, label: str = "") -> Step:
         self.labels.append(label)
         st = fake_step(rate)
-        st.cpu_cores["other"] = self.others[len(self.labels) - 1]
+        st.cpu_cores |= {"other": self.others[len(self.labels) - 1], "steal": self.steal[len(self.labels) - 1]}
         return st
 
 
@@ -528,8 +532,16 @@ def test_a_disturbed_step_is_played_again_and_named_if_it_stays_disturbed(capsys
     busy = Replaying([0.3, 0.25, 0.2])
     st = busy.measure("sync", 400)
     assert (st.played, st.disturbed, len(busy.labels)) == (3, True, 3)  # 1 + 2 retries, then named
-    assert st.why(ALL_LIMITS) == ["the machine was busy with other processes (0.20 cores, 3 plays)"]
+    assert st.why(ALL_LIMITS) == ["the machine was busy: other processes took 0.20 cores (> 0.1) (3 plays)"]
     assert busy.measure("sync", 400) is st  # memoized: the search never plays it a fourth time
+
+    # steal is the hypervisor's, named as such; below its own limit it disturbs nothing
+    stolen = Replaying([0.02, 0.02], retries=1, steal=[0.3, 0.4])
+    st = stolen.measure("sync", 400)
+    assert (st.played, st.disturbed) == (2, True)
+    assert st.why(ALL_LIMITS) == ["the machine was busy: the hypervisor withheld 0.40 cores (> 0.1) (2 plays)"]
+    assert "disturbed: the hypervisor withheld 0.30 cores (> 0.1); played again" in capsys.readouterr().out
+    assert Replaying([0.02], steal=[0.08]).measure("sync", 400).played == 1
 
     once = Replaying([0.05])
     assert once.measure_once("sync", 200, "tracing-off").played == 1 and once.labels == ["tracing-off"]
@@ -540,7 +552,7 @@ class Remembering(StepRunner):
     step the runner had seen: what decides whether the reaction service restarts first."""
 
     def __init__(self, slow: set[float]) -> None:
-        super().__init__(None, Path("."), LEVEL, SETTINGS, Disturbed(other_cores=0.9, retries=0))
+        super().__init__(None, Path("."), LEVEL, SETTINGS, Disturbed(other_cores=0.9, steal_cores=0.9, retries=0))
         self.slow = slow
         self.seen: list[float | None] = []
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -60,3 +63,36 @@ def test_a_claim_that_reads_a_disturbed_cell_is_inconclusive_and_the_report_says
         if (h.pipeline, h.scenario) == ("sync", "push-slow")
     ]
     assert row.warnings == ("disturbed: processes outside the stack took 50% of the CPU (limit 20%)",)
+
+
+class Times(NamedTuple):  # psutil.cpu_times()'s fields on Linux
+    user: float
+    nice: float
+    system: float
+    idle: float
+    iowait: float
+    irq: float
+    softirq: float
+    steal: float
+    guest: float
+    guest_nice: float
+
+
+def test_steal_is_the_hypervisor_s_not_processes_outside_the_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    readings = itertools.count()
+
+    def cpu_times() -> object:  # only steal grows: the host ran someone else, no process here ran
+        n = next(readings)
+        return Times(user=10.0, nice=0.0, system=5.0, idle=100.0 + n, iowait=0.0, irq=0.0, softirq=0.0,
+                     steal=3.0 * n, guest=1.0, guest_nice=0.0)  # fmt: skip
+
+    monkeypatch.setattr(disturbance.psutil, "cpu_times", cpu_times)
+    watch = disturbance.MachineWatch(LIMITS, interval=0.01)
+    monkeypatch.setattr(watch, "_ours", lambda: 0.0)
+    watch.start()
+    while len(watch.samples) < 3:
+        time.sleep(0.01)
+    d = watch.stop()
+    assert d.outside_cpu_share_max == 0.0
+    assert d.steal_share_mean is not None and d.steal_share_mean > LIMITS.steal_share
+    assert d.flagged == [f"the hypervisor stole {d.steal_share_mean:.0%} of the CPU (limit 10%)"]

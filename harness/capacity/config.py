@@ -52,13 +52,24 @@ class Searches(Model):
 
 
 class Disturbed(Model):
-    """A step during which processes outside the stack and the generator took CPU measured the
-    machine, not the pipeline: it is played again, and named if it stays disturbed."""
+    """A step during which processes outside the stack, the generator and the harness took CPU, or
+    the hypervisor withheld it, measured the machine, not the pipeline: it is played again, and
+    named if it stays disturbed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    other_cores: float = Field(gt=0)  # mean over the step's window; 1.0 = one core
+    other_cores: float = Field(gt=0)  # means over the step's window; 1.0 = one core
+    steal_cores: float = Field(gt=0)
     retries: int = Field(ge=0)
+
+    def why(self, other: float, steal: float) -> list[str]:
+        """What disturbed a step that saw `other` and `steal` cores; empty when nothing did."""
+        reasons = []
+        if other > self.other_cores:
+            reasons.append(f"other processes took {other:.2f} cores (> {self.other_cores:g})")
+        if steal > self.steal_cores:
+            reasons.append(f"the hypervisor withheld {steal:.2f} cores (> {self.steal_cores:g})")
+        return reasons
 
 
 class CapacityConfig(Model):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -74,20 +75,42 @@ def tree_wakeups(pid: int) -> int | None:
     return None if total is None else int(total)
 
 
-MACHINE = "(machine)"  # every CPU's busy time, whoever used it
+MACHINE = "(machine)"  # every CPU's busy time on this machine, whoever used it
+STOLEN = "(stolen)"  # the hypervisor's steal: time the CPUs were withheld, used by no process here
+# A step's entries that are no component of the pipeline: the load generator, this process
+# (the harness, without its descendants: they are the stack), the rest of the machine, and steal.
+LOADGEN, HARNESS, OTHER, STEAL = "loadgen", "harness", "other", "steal"
+NOT_THE_PIPELINE = (LOADGEN, HARNESS, OTHER, STEAL)
 
 
-def machine_busy_seconds() -> float | None:
-    """Busy CPU seconds of the whole machine since boot (/proc/stat: all but idle and iowait)."""
+PROC_STAT = Path("/proc/stat")
+
+
+def _proc_stat_ticks() -> list[int] | None:
+    """The first line's ticks: user nice system idle iowait irq softirq steal guest guest_nice."""
     try:
-        with open("/proc/stat", encoding="ascii") as f:
+        with PROC_STAT.open(encoding="ascii") as f:
             first = f.readline().split()
     except OSError:
         return None
-    ticks = [int(v) for v in first[1:]]
+    return [int(v) for v in first[1:]]
+
+
+def machine_busy_seconds() -> float | None:
+    """Busy CPU seconds of the whole machine since boot (/proc/stat: user, nice, system, irq and
+    softirq; not idle, iowait or steal, which no process here used)."""
+    ticks = _proc_stat_ticks()
+    if ticks is None:
+        return None
+    # guest time is already counted in user/nice: the first seven fields, then no steal (the eighth)
     idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-    # guest time is already counted in user/nice: only the first eight fields
-    return (sum(ticks[:8]) - idle) / _TICKS
+    return (sum(ticks[:7]) - idle) / _TICKS
+
+
+def machine_steal_seconds() -> float | None:
+    """CPU seconds the hypervisor withheld from this machine since boot (/proc/stat's steal)."""
+    ticks = _proc_stat_ticks()
+    return None if ticks is None else (ticks[7] if len(ticks) > 7 else 0) / _TICKS
 
 
 @dataclass(frozen=True)
@@ -98,18 +121,25 @@ class CpuSnapshot:
     seconds: Mapping[str, float]
 
     @classmethod
-    def take(cls, pids: Mapping[str, int], at: float) -> CpuSnapshot:
+    def take(cls, pids: Mapping[str, int], at: float, alone: Mapping[str, int] | None = None) -> CpuSnapshot:
+        """`pids` with their descendants, `alone` without (a process whose descendants are in `pids`)."""
         seconds = {name: s for name, pid in pids.items() if (s := tree_cpu_seconds(pid)) is not None}
+        seconds |= {name: s for name, pid in (alone or {}).items() if (s := process_cpu_seconds(pid)) is not None}
         if (busy := machine_busy_seconds()) is not None:
             seconds[MACHINE] = busy
+        if (stolen := machine_steal_seconds()) is not None:
+            seconds[STOLEN] = stolen
         return cls(at, seconds)
 
     @staticmethod
     def with_other(per_component: Mapping[str, float]) -> dict[str, float]:
-        """The machine's entry replaced by "other": what processes outside `pids` used."""
-        out = {n: v for n, v in per_component.items() if n != MACHINE}
+        """The machine's entries replaced by OTHER, what processes outside the snapshot's used, and
+        STEAL, what the hypervisor withheld."""
+        out = {n: v for n, v in per_component.items() if n not in (MACHINE, STOLEN)}
         if MACHINE in per_component:
-            out["other"] = max(0.0, per_component[MACHINE] - sum(out.values()))
+            out[OTHER] = max(0.0, per_component[MACHINE] - sum(out.values()))
+        if STOLEN in per_component:
+            out[STEAL] = per_component[STOLEN]
         return out
 
     def cores_since(self, earlier: CpuSnapshot) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import yaml
 from facts import quantiles
 from harness import generator_health, sink
 from harness.capacity.config import ALL_LIMITS, Disturbed, SearchSettings, ServiceLevel
-from harness.capacity.cpu import CpuSnapshot
+from harness.capacity.cpu import HARNESS, LOADGEN, OTHER, STEAL, CpuSnapshot
 from harness.capacity.step import Step, judge, slope
 from harness.loadgen import LoadRun
 from harness.progress import Progress
@@ -61,18 +62,17 @@ class StepRunner:
         return st
 
     def _play_undisturbed(self, pipeline: str, rate: float, label: str = "") -> Step:
-        """The step, played again while processes outside the stack took more CPU than allowed."""
+        """The step, played again while the machine was disturbed (capacity.yaml's `disturbed`)."""
         d = self.disturbed
         for play in range(1, d.retries + 2):
             st = self._play(pipeline, rate, "-".join(filter(None, (label, f"play{play}" if play > 1 else ""))))
             st.played = play
-            other = st.cpu_cores.get("other", 0.0)
-            st.disturbed = other > d.other_cores
+            why = d.why(st.cpu_cores.get(OTHER, 0.0), st.cpu_cores.get(STEAL, 0.0))
+            st.disturbed, st.disturbance = bool(why), why
             if not st.disturbed:
                 break
             if play <= d.retries:
-                print(f"  {pipeline:<14} {rate:7.0f}/s  disturbed: other processes took {other:.2f} cores "
-                      f"(> {d.other_cores:g}); played again", flush=True)  # fmt: skip
+                print(f"  {pipeline:<14} {rate:7.0f}/s  disturbed: {'; '.join(why)}; played again", flush=True)
         self._last = st  # every play, searched or not: the next one restarts the reaction service after a break
         return st
 
@@ -108,15 +108,15 @@ class StepRunner:
                 return _not_started(pipeline, rate, s.measure_seconds, folder / "locust.log")
             w0, w1 = epoch + s.warmup_seconds, epoch + duration
             _sleep_until(w0)
-            pids = {**self.component_pids(), "loadgen": proc.pid}
-            cpu0 = CpuSnapshot.take(pids, time.monotonic())
+            pids, alone = {**self.component_pids(), LOADGEN: proc.pid}, {HARNESS: os.getpid()}
+            cpu0 = CpuSnapshot.take(pids, time.monotonic(), alone)
             unique0 = _sink_unique()
             backlog: list[tuple[float, float]] = []
             while time.time() < w1:
                 if watch_backlog and (b := sample_backlog()) is not None:
                     backlog.append((time.time(), float(b)))
                 _sleep_until(min(w1, time.time() + 1.0))
-            cpu1 = CpuSnapshot.take(pids, time.monotonic())
+            cpu1 = CpuSnapshot.take(pids, time.monotonic(), alone)
             unique1 = _sink_unique()
             if watch_backlog and (b := sample_backlog()) is not None:
                 backlog.append((time.time(), float(b)))

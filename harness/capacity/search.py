@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from harness.capacity.config import ALL_LIMITS, Model, SearchSettings
+from harness.capacity.cpu import NOT_THE_PIPELINE
 from harness.capacity.step import Step, Verdict
 
 
@@ -45,7 +46,7 @@ class SearchResult(Model):
         return f"{held}; {kind} {self.broke_at:.0f}/s: {'; '.join(self.reasons)}" + (f" [cores: {cpu}]" if cpu else "")
 
 
-def busiest(cores: Mapping[str, float], exclude: Iterable[str] = ("loadgen", "other")) -> str | None:
+def busiest(cores: Mapping[str, float], exclude: Iterable[str] = NOT_THE_PIPELINE) -> str | None:
     skip = set(exclude)
     stack = {n: c for n, c in cores.items() if n not in skip}
     return max(stack, key=lambda n: stack[n]) if stack else None

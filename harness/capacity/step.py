@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from harness.capacity.config import API_P99, BACKLOG, ERROR_RATIO, Model, ServiceLevel
+from harness.capacity.cpu import OTHER
 
 Verdict = Literal["held", "broke", "generator-bound"]
 
@@ -43,7 +44,8 @@ class Step(Model):
     backlog_growth_per_second: float | None = None  # least-squares slope over the window
     delivered_per_second: float | None = None  # unique first deliveries at the sink
     drained_before: bool = True  # the previous step's backlog was gone when this one started
-    # per component (1.0 = one core), "loadgen" (Locust and its workers) and "other" (the rest of the machine)
+    # per component (1.0 = one core), then cpu.NOT_THE_PIPELINE: "loadgen" (Locust and its workers),
+    # "harness" (this process alone), "other" (the rest of the machine) and "steal" (the hypervisor's)
     cpu_cores: dict[str, float] = Field(default_factory=dict)
     cpu_seconds_per_1000: dict[str, float] = Field(default_factory=dict)  # per 1,000 acknowledged
     breaches: list[Breach] = Field(default_factory=list)  # from the intended start
@@ -52,6 +54,7 @@ class Step(Model):
     played: int = 1  # times played: a disturbed step is played again (capacity.yaml's `disturbed`)
     replay: bool = False  # a rate played again to confirm it held (capacity.yaml's `confirm`)
     disturbed: bool = False  # still disturbed at its last play: its verdict says so
+    disturbance: list[str] = Field(default_factory=list)  # what disturbed that play (capacity.yaml's `disturbed`)
 
     def verdict(self, limits: Iterable[str]) -> Verdict:
         wanted = set(limits)
@@ -67,10 +70,9 @@ class Step(Model):
         if self.generator_reasons:
             reasons += [f"generator: {r}" for r in self.generator_reasons]
         if self.disturbed:
-            reasons.append(
-                f"the machine was busy with other processes ({self.cpu_cores.get('other', 0.0):.2f} cores, "
-                f"{self.played} plays)"
-            )
+            # a file written before `disturbance` was recorded: other processes were all it looked at
+            what = "; ".join(self.disturbance) or f"other processes took {self.cpu_cores.get(OTHER, 0.0):.2f} cores"
+            reasons.append(f"the machine was busy: {what} ({self.played} plays)")
         return reasons
 
 
