@@ -25,6 +25,7 @@ from harness.capacity.report import (
     CapacityReport,
     GeneratorFigures,
     PipelineCapacity,
+    TracingCost,
     cpu_bounds,
     last_capacities,
     last_file,
@@ -672,19 +673,28 @@ def test_tracing_costs_restart_the_services_once_a_setting_and_switch_pipelines_
 
     monkeypatch.setattr(command, "tracing_of", lambda setting: setting)
     stack = TracingStack("async")  # where the last search left it
-    costs = measure_tracing_costs(TracingRunner(stack), ["sync", "async"], "0.1", ["off", "0.1", "0", "1"])  # type: ignore[arg-type]
+    kept: list[dict[str, list[str]]] = []  # the costs handed out after each setting, as they stood then
+
+    def keep(costs: dict[str, list[TracingCost]]) -> None:
+        kept.append({p: [c.setting for c in of_p] for p, of_p in costs.items()})
+        stack.log.append("kept")
+
+    costs = measure_tracing_costs(TracingRunner(stack), ["sync", "async"], "0.1", ["off", "0.1", "0", "1"], keep)  # type: ignore[arg-type]
     assert stack.log == [
-        "async tracing-0.1", "sync tracing-0.1",  # the search's setting again, in this phase: no restart
-        "restart off", "sync tracing-off", "async tracing-off",
-        "restart 0", "async tracing-0", "sync tracing-0",
-        "restart 1", "sync tracing-1", "async tracing-1",
+        "async tracing-0.1", "sync tracing-0.1", "kept",  # the search's setting again, in this phase: no restart
+        "restart off", "sync tracing-off", "async tracing-off", "kept",
+        "restart 0", "async tracing-0", "sync tracing-0", "kept",
+        "restart 1", "sync tracing-1", "async tracing-1", "kept",
         "restart 0.1",  # left with the search's setting
     ]  # fmt: skip
+    assert kept[0] == {"sync": ["0.1"], "async": ["0.1"]} and kept[-1]["sync"] == ["0.1", "off", "0", "1"]
     assert stack.tracing == "0.1"
     for p in ("sync", "async"):  # the search's setting first, then the others in the file's order
         assert [c.setting for c in costs[p]] == ["0.1", "off", "0", "1"]
         assert [c.held for c in costs[p]] == [True, True, True, False]  # each cost is its own step's
         assert costs[p][0].api_p99_seconds != 0.05  # played again, not the search's step (api p99 0.05)
     unchanged = TracingStack("sync")
-    only = measure_tracing_costs(TracingRunner(unchanged), ["sync"], "off", ["off"])  # type: ignore[arg-type]
+    kept.clear()
+    only = measure_tracing_costs(TracingRunner(unchanged), ["sync"], "off", ["off"], keep)  # type: ignore[arg-type]
     assert unchanged.log == [] and [c.setting for c in only["sync"]] == ["off"]  # nothing else: no restart
+    assert kept == [{"sync": ["off"]}]

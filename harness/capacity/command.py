@@ -76,18 +76,22 @@ def measure_pipeline(runner: StepRunner, pipeline: str) -> PipelineCapacity:
 
 
 def measure_tracing_costs(
-    runner: StepRunner, pipelines: Sequence[str], search: str, overhead: Sequence[str]
-) -> dict[str, list[TracingCost]]:
+    runner: StepRunner, pipelines: Sequence[str], search: str, overhead: Sequence[str],
+    after_each: Callable[[dict[str, list[TracingCost]]], None] = lambda _: None,
+) -> dict[str, list[TracingCost]]:  # fmt: skip
     """Each pipeline's CPU step (the search's start rate) under the search's tracing, then under each
     other setting, all played in this one phase: the search's own first step, minutes older, would be
     a control measured at another time. The services restart once a setting, every pipeline is played
     under it (each setting starting on the pipeline the last one ended on, so the reaction service
     switches least), and they are left with the search's setting. Without another setting there is
-    nothing to compare: the search's own step is the figure."""
+    nothing to compare: the search's own step is the figure. `after_each` gets the costs so far after
+    each setting (an interrupted phase keeps what it measured)."""
     rate = float(runner.s.start_rate)
     others = [o for o in dict.fromkeys(overhead) if o != search]
     if not others:
-        return {p: [TracingCost.of(search, runner.steps[(p, rate)])] for p in pipelines}
+        only = {p: [TracingCost.of(search, runner.steps[(p, rate)])] for p in pipelines}
+        after_each(only)
+        return only
     costs: dict[str, list[TracingCost]] = {p: [] for p in pipelines}
     order = sorted(pipelines, key=lambda p: p != runner.stack.pipeline)  # the running pipeline first
     for setting in [search, *others]:
@@ -96,6 +100,7 @@ def measure_tracing_costs(
         for p in order:
             costs[p].append(TracingCost.of(setting, runner.measure_once(p, rate, f"tracing-{setting}")))
         order.reverse()
+        after_each(costs)
     runner.stack.use_tracing(tracing_of(search))
     return costs
 
@@ -208,9 +213,13 @@ def run_capacity(
         for p in pipelines:
             report.pipelines[p] = measure_pipeline(runner, p)
             report.write(run_dir / "capacity.json")
-        for p, costs in measure_tracing_costs(runner, pipelines, setting, measured.overhead).items():
-            report.pipelines[p].tracing_costs = costs
-        report.write(run_dir / "capacity.json")
+
+        def keep(costs: dict[str, list[TracingCost]]) -> None:
+            for p, of_p in costs.items():
+                report.pipelines[p].tracing_costs = list(of_p)
+            report.write(run_dir / "capacity.json")
+
+        measure_tracing_costs(runner, pipelines, setting, measured.overhead, keep)
         if with_ceilings:
             nonlocal healthz, at_top  # the generator at the CPU steps' rate (its cost there) and at the top
             report.ceilings, healthz, at_top = measure_ceilings(
