@@ -3,9 +3,9 @@ load average, sampled once a second on a thread of its own.
 
 "Ours" is the harness process and every process under it: the stack's components, Locust and its
 workers are all its descendants. Everything else that burned CPU meanwhile (a package being
-installed, another job on the machine) is outside, and so is the hypervisor's steal. A cell whose
-outside share passed the limit (data: harness/limits/disturbance.yaml) is flagged, and no verdict
-rests on it.
+installed, another job on the machine) is outside. The hypervisor's steal (a neighbour on the host)
+is no process's here: it has its own share and limit. A cell past either limit (data:
+harness/limits/disturbance.yaml) is flagged, and no verdict rests on it.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from chaos.toxiproxy import ToxiproxyClient
 from facts import paths, topology, versions
 from harness import kafka_admin, memory, sampling, sink, supervisor, traces
 from harness.assemble import assemble
+from harness.capacity.cpu import HARNESS, LOADGEN
 from harness.disturbance import MachineWatch
 from harness.loadgen import LoadRun
 from harness.measured_tracing import ReadBack
@@ -169,9 +170,6 @@ def run_cell(
     return result
 
 
-HARNESS = "harness"  # this process alone: its tree is the whole stack
-
-
 def _pids(stack: RunnableStack, loadgen: int) -> Callable[[], dict[str, int]]:
     """What the memory watch reads, asked at every reading (a restarted component has another
     pid): every component the stack's supervisor runs, the load generator and the harness."""
@@ -180,7 +178,7 @@ def _pids(stack: RunnableStack, loadgen: int) -> Callable[[], dict[str, int]]:
     def pids() -> dict[str, int]:
         # A copy first: the main thread restarts components meanwhile (dict() of a dict is atomic).
         running = dict(getattr(sup, "running", {}))
-        return {**{name: r.pid for name, r in running.items()}, "loadgen": loadgen, HARNESS: os.getpid()}
+        return {**{name: r.pid for name, r in running.items()}, LOADGEN: loadgen, HARNESS: os.getpid()}
 
     return pids
 

@@ -52,6 +52,7 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(stack: Any
         # and what no component used: the harness alone, other processes, the hypervisor's steal
         assert {"reaction", "notification", "kafka", "pushsink", "loadgen", "harness", "other", "steal"} <= components
         assert set(pc.cpu_seconds_per_1000) >= {"reaction", "notification"}
+        assert "harness" in pc.cpu_seconds_per_1000 and "steal" not in pc.cpu_seconds_per_1000  # no process had it
         # the CPU step under the search's tracing, then with tracing off, on with no reaction traced, and
         # on for every reaction (harness/limits/tracing.yaml's `overhead`)
         costs = {c.setting: c for c in pc.tracing_costs}

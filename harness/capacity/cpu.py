@@ -77,8 +77,9 @@ def tree_wakeups(pid: int) -> int | None:
 
 MACHINE = "(machine)"  # every CPU's busy time on this machine, whoever used it
 STOLEN = "(stolen)"  # the hypervisor's steal: time the CPUs were withheld, used by no process here
-# A step's entries that are no component of the pipeline: the load generator, this process
-# (the harness, without its descendants: they are the stack), the rest of the machine, and steal.
+# What a step (and a cell's memory watch) measures besides the stack's components: the load generator,
+# this process (the harness, read without its descendants: they are the stack), then the rest of the
+# machine and the hypervisor's steal. None of them is the pipeline.
 LOADGEN, HARNESS, OTHER, STEAL = "loadgen", "harness", "other", "steal"
 NOT_THE_PIPELINE = (LOADGEN, HARNESS, OTHER, STEAL)
 
