@@ -21,6 +21,7 @@ import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness import yamlpos
+from harness.capacity import cpu
 from harness.result import Disturbance
 
 LIMITS_FILE = Path(__file__).resolve().parent / "limits" / "disturbance.yaml"
@@ -37,6 +38,13 @@ def load_limits(path: Path = LIMITS_FILE) -> DisturbanceLimits:
     return yamlpos.load_model(path, DisturbanceLimits)
 
 
+def _cpu_times(cpus: set[int]) -> Any:
+    """psutil's CPU times summed over `cpus` (on a host shared through a cpuset, the other CPUs'
+    work is not the machine this run has)."""
+    rows = [t for n, t in enumerate(psutil.cpu_times(percpu=True)) if n in cpus]
+    return type(rows[0])(*map(sum, zip(*rows, strict=True)))
+
+
 def _busy(t: Any) -> float:
     """CPU seconds processes on this machine used: guest time is already in user, and steal is the
     hypervisor's (counted on its own), used by no process here."""
@@ -51,7 +59,8 @@ class MachineWatch:
         self.limits = limits or load_limits()
         self.root = psutil.Process(root_pid or os.getpid())
         self.interval = interval
-        self.cpus = psutil.cpu_count() or 1
+        self.our_cpus = cpu.our_cpus()
+        self.cpus = len(self.our_cpus)
         self.samples: list[tuple[float, float, float]] = []  # (outside share, steal share, load average)
         self._seen: dict[tuple[int, float], float] = {}  # (pid, create time) -> CPU seconds at the last sample
         self._since = time.time()
@@ -75,14 +84,14 @@ class MachineWatch:
 
     def _loop(self) -> None:
         self._ours()  # the baseline: what our processes had used before the cell
-        cpu, wall = psutil.cpu_times(), time.monotonic()
+        times, wall = _cpu_times(self.our_cpus), time.monotonic()
         while not self._stop.wait(self.interval):
-            cpu2, ours, wall2 = psutil.cpu_times(), self._ours(), time.monotonic()
+            times2, ours, wall2 = _cpu_times(self.our_cpus), self._ours(), time.monotonic()
             capacity = self.cpus * (wall2 - wall)
-            outside = max(0.0, _busy(cpu2) - _busy(cpu) - ours)
-            steal = getattr(cpu2, "steal", 0.0) - getattr(cpu, "steal", 0.0)
+            outside = max(0.0, _busy(times2) - _busy(times) - ours)
+            steal = getattr(times2, "steal", 0.0) - getattr(times, "steal", 0.0)
             self.samples.append((min(1.0, outside / capacity), min(1.0, steal / capacity), os.getloadavg()[0]))
-            cpu, wall = cpu2, wall2
+            times, wall = times2, wall2
 
     def start(self) -> MachineWatch:
         self._thread.start()

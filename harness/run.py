@@ -25,6 +25,7 @@ from chaos.toxiproxy import ToxiproxyClient
 from facts import paths, topology, versions
 from harness import kafka_admin, memory, sampling, sink, supervisor, traces
 from harness.assemble import assemble
+from harness.capacity import cpu
 from harness.capacity.cpu import HARNESS, LOADGEN
 from harness.disturbance import MachineWatch
 from harness.loadgen import LoadRun
@@ -62,7 +63,7 @@ def machine(runtime: str) -> Machine:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return Machine(
         hostname=platform.node(),
-        cpus=os.cpu_count(),
+        cpus=cpu.usable_cpus(),
         memory_gib=round(mem, 1),
         platform=platform.platform(),
         python=platform.python_version(),

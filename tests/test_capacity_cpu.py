@@ -16,15 +16,65 @@ from harness.capacity.cpu import MACHINE, STOLEN, CpuSnapshot
 from harness.capacity.search import busiest
 
 
-def test_steal_is_not_busy_time_of_this_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_steal_is_not_busy_time_and_other_cpus_are_not_ours(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stat = tmp_path / "stat"
     hz = os.sysconf("SC_CLK_TCK")
-    # user nice system idle iowait irq softirq steal guest guest_nice, in ticks
-    ticks = [3, 1, 2, 50, 4, 1, 1, 7, 2, 0]
-    stat.write_text("cpu  " + " ".join(str(t * hz) for t in ticks) + "\ncpu0 0 0 0 0 0 0 0 0 0 0\n")
+    # user nice system idle iowait irq softirq steal guest guest_nice, in ticks; cpu1 and cpu3 are another tenant's
+    ours, theirs = [3, 1, 2, 50, 4, 1, 1, 7, 2, 0], [90, 0, 9, 1, 0, 0, 0, 40, 0, 0]
+
+    def line(name: str, ticks: list[int]) -> str:
+        return f"{name} " + " ".join(str(t * hz) for t in ticks) + "\n"
+
+    total = [2 * a + 2 * b for a, b in zip(ours, theirs, strict=True)]  # the aggregate line: all four
+    stat.write_text(line("cpu ", total) + line("cpu0", ours) + line("cpu1", theirs) + line("cpu2", ours)
+                    + line("cpu3", theirs) + "intr 12345 0 0\n")  # fmt: skip
     monkeypatch.setattr(cpu, "PROC_STAT", stat)
-    assert cpu.machine_busy_seconds() == 8.0  # user + nice + system + irq + softirq (guest is in user)
-    assert cpu.machine_steal_seconds() == 7.0
+    monkeypatch.setattr(cpu, "our_cpus", lambda: {0, 2})  # a cpuset of two CPUs of four
+    assert cpu.machine_busy_seconds() == 16.0  # user + nice + system + irq + softirq (guest is in user), twice
+    assert cpu.machine_steal_seconds() == 14.0
+
+
+def cgroups(root: Path, lines: str, files: dict[str, str]) -> None:
+    (root / "proc").mkdir()
+    (root / "proc" / "cgroup").write_text(lines)
+    for name, text in files.items():
+        (root / "sys" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "sys" / name).write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("lines", "files", "quota"),
+    [
+        # cgroup v2: the group's own limit, or a tighter one on an ancestor
+        ("0::/ci/job\n", {"ci/job/cpu.max": "200000 100000\n", "ci/cpu.max": "max 100000\n"}, 2.0),
+        ("0::/ci/job\n", {"ci/job/cpu.max": "max 100000\n", "ci/cpu.max": "150000 100000\n"}, 1.5),
+        ("0::/\n", {"cpu.max": "max 100000\n"}, None),  # the root: no quota
+        # cgroup v1: the cpu controller's hierarchy; inside a container its mount is the group itself
+        ("4:cpu,cpuacct:/docker/abc\n1:memory:/docker/abc\n",
+         {"cpu,cpuacct/cpu.cfs_quota_us": "300000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 3.0),
+        ("1:cpu:/\n", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ],
+)  # fmt: skip
+def test_a_cgroup_quota_is_read_from_the_group_and_its_ancestors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lines: str, files: dict[str, str], quota: float | None
+) -> None:
+    cgroups(tmp_path, lines, files)
+    monkeypatch.setattr(cpu, "PROC_CGROUP", tmp_path / "proc" / "cgroup")
+    monkeypatch.setattr(cpu, "CGROUP_ROOT", tmp_path / "sys")
+    assert cpu.cgroup_cpu_quota() == quota
+
+
+@pytest.mark.parametrize(("affinity", "quota", "usable"), [(64, 2.0, 2), (64, 1.5, 2), (4, 8.0, 4), (2, None, 2)])
+def test_usable_cpus_are_the_affinity_capped_by_the_quota(
+    monkeypatch: pytest.MonkeyPatch, affinity: int, quota: float | None, usable: int
+) -> None:
+    monkeypatch.setattr(cpu, "our_cpus", lambda: set(range(affinity)))
+    monkeypatch.setattr(cpu, "cgroup_cpu_quota", lambda: quota)
+    assert cpu.usable_cpus() == usable
+
+
+def test_this_machine_s_usable_cpus_are_its_affinity_at_most() -> None:
+    assert 1 <= cpu.usable_cpus() <= len(os.sched_getaffinity(0))
 
 
 def test_what_no_component_used_is_other_processes_and_steal_apart() -> None:

@@ -81,12 +81,14 @@ class Times(NamedTuple):  # psutil.cpu_times()'s fields on Linux
 def test_steal_is_the_hypervisor_s_not_processes_outside_the_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     readings = itertools.count()
 
-    def cpu_times() -> object:  # only steal grows: the host ran someone else, no process here ran
+    def cpu_times(percpu: bool = False) -> object:  # only steal grows: the host ran someone else
+        assert percpu, "the watch reads the CPUs it may run on, one by one"
         n = next(readings)
-        return Times(user=10.0, nice=0.0, system=5.0, idle=100.0 + n, iowait=0.0, irq=0.0, softirq=0.0,
-                     steal=3.0 * n, guest=1.0, guest_nice=0.0)  # fmt: skip
+        return [Times(user=10.0, nice=0.0, system=5.0, idle=100.0 + n, iowait=0.0, irq=0.0, softirq=0.0,
+                     steal=3.0 * n, guest=1.0, guest_nice=0.0)]  # fmt: skip
 
     monkeypatch.setattr(disturbance.psutil, "cpu_times", cpu_times)
+    monkeypatch.setattr(disturbance.cpu, "our_cpus", lambda: {0})
     watch = disturbance.MachineWatch(LIMITS, interval=0.01)
     monkeypatch.setattr(watch, "_ours", lambda: 0.0)
     watch.start()

@@ -3,7 +3,6 @@ written to runs/<id>/capacity.json and to this machine's last capacity."""
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
 import time
@@ -13,7 +12,7 @@ from typing import Any
 
 from facts import paths, topology
 from harness import measured_tracing
-from harness.capacity import ceilings, generator_cost
+from harness.capacity import ceilings, cpu, generator_cost
 from harness.capacity.ceilings import Ceiling
 from harness.capacity.config import (
     ACCEPTANCE_LIMITS,
@@ -196,7 +195,7 @@ def run_capacity(
     run_dir.mkdir(parents=True, exist_ok=True)
     measured = measured_tracing.load()
     setting = tracing or measured.sample
-    report = CapacityReport(run_id=run_id, hostname=platform.node(), cpus=os.cpu_count(), quick=quick,
+    report = CapacityReport(run_id=run_id, hostname=platform.node(), cpus=cpu.usable_cpus(), quick=quick,
                             tracing=setting, started_unix=time.time(), service_level=config.service_level,
                             search=s)  # fmt: skip
     wrk_bin = provision.locate().wrk
@@ -288,7 +287,7 @@ def main(pipelines: Sequence[str], quick: bool, replicas: Any = None, tracing: s
                     tracing=tracing,
                 )  # fmt: skip
             else:
-                note = scaling_note(os.cpu_count(), replicas.count)
+                note = scaling_note(cpu.usable_cpus(), replicas.count)
                 if note:
                     print(f"bench capacity: {note}", flush=True)
                 report = run_capacity(

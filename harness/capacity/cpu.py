@@ -8,6 +8,7 @@ takes its CPU along, so read a snapshot before and after a window and take the d
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -85,20 +86,79 @@ NOT_THE_PIPELINE = (LOADGEN, HARNESS, OTHER, STEAL)
 
 
 PROC_STAT = Path("/proc/stat")
+PROC_CGROUP = Path("/proc/self/cgroup")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def our_cpus() -> set[int]:
+    """The CPUs this process may run on (a cpuset, `taskset`); every CPU where that is unknown."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return set(range(os.cpu_count() or 1))
+
+
+def _quota(text: str) -> float | None:
+    """CPUs a cgroup's quota allows: cgroup v2's cpu.max ("200000 100000", "max 100000"), or v1's
+    quota and period joined by a space ("-1 100000": none)."""
+    fields = text.split()
+    if len(fields) != 2 or fields[0] in ("max", "-1"):
+        return None
+    quota, period = int(fields[0]), int(fields[1])
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def cgroup_cpu_quota() -> float | None:
+    """The tightest CPU quota on this process's cgroup and its ancestors (a container's `--cpus`),
+    in CPUs; None without one. Inside a container the hierarchy is mounted at its own group, which
+    /proc/self/cgroup may still name by the host's path: the ancestors' files include it."""
+    try:
+        lines = PROC_CGROUP.read_text(encoding="ascii").splitlines()
+    except OSError:
+        return None
+    quotas: list[float] = []
+    files: tuple[str, ...]
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2: cpu.max
+            mount, files = CGROUP_ROOT, ("cpu.max",)
+        elif "cpu" in controllers.split(","):  # cgroup v1: the cpu controller's quota and period
+            mount, files = CGROUP_ROOT / controllers, ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+        else:
+            continue
+        for group in (Path(path), *Path(path).parents):
+            paths = [mount / group.relative_to("/") / f for f in files]
+            if all(p.is_file() for p in paths):
+                text = " ".join(p.read_text(encoding="ascii").strip() for p in paths)
+                quotas += [q] if (q := _quota(text)) is not None else []
+    return min(quotas) if quotas else None
+
+
+def usable_cpus() -> int:
+    """CPUs this process's tree may use: its affinity, capped by a cgroup quota (rounded up: 1.5 CPUs
+    let two run part of the time). os.cpu_count() counts the host's: in a container limited to 2 of
+    64, a bound computed on it would be 32 times too high."""
+    cpus = len(our_cpus())
+    quota = cgroup_cpu_quota()
+    return max(1, min(cpus, math.ceil(quota))) if quota is not None else cpus
 
 
 def _proc_stat_ticks() -> list[int] | None:
-    """The first line's ticks: user nice system idle iowait irq softirq steal guest guest_nice."""
+    """Ticks of the CPUs this process may run on, summed: user nice system idle iowait irq softirq
+    steal guest guest_nice (/proc/stat's "cpuN" lines: on a host shared through a cpuset, the other
+    CPUs' work is not ours to count)."""
+    mine = our_cpus()
     try:
         with PROC_STAT.open(encoding="ascii") as f:
-            first = f.readline().split()
+            lines = [line.split() for line in f if line.startswith("cpu") and not line.startswith("cpu ")]
     except OSError:
         return None
-    return [int(v) for v in first[1:]]
+    rows = [[int(v) for v in row[1:]] for row in lines if int(row[0][3:]) in mine]
+    return [sum(col) for col in zip(*rows, strict=True)] if rows else None
 
 
 def machine_busy_seconds() -> float | None:
-    """Busy CPU seconds of the whole machine since boot (/proc/stat: user, nice, system, irq and
+    """Busy CPU seconds of this process's CPUs since boot (/proc/stat: user, nice, system, irq and
     softirq; not idle, iowait or steal, which no process here used)."""
     ticks = _proc_stat_ticks()
     if ticks is None:
@@ -109,7 +169,7 @@ def machine_busy_seconds() -> float | None:
 
 
 def machine_steal_seconds() -> float | None:
-    """CPU seconds the hypervisor withheld from this machine since boot (/proc/stat's steal)."""
+    """CPU seconds the hypervisor withheld from this process's CPUs since boot (/proc/stat's steal)."""
     ticks = _proc_stat_ticks()
     return None if ticks is None else (ticks[7] if len(ticks) > 7 else 0) / _TICKS
 
