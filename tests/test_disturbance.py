@@ -63,6 +63,11 @@ def test_a_claim_that_reads_a_disturbed_cell_is_inconclusive_and_the_report_says
         if (h.pipeline, h.scenario) == ("sync", "push-slow")
     ]
     assert row.warnings == ("disturbed: processes outside the stack took 50% of the CPU (limit 20%)",)
+    # the run's header says how many cells a busy machine disturbed, its machine table how busy it was
+    rows = model.rows(run, list(judged.values()))
+    assert rows.machine_summary.endswith(f"; 1 of {len(cells)} cells disturbed by a busy machine (see machine)")
+    assert dict(rows.machine)["during the run"].startswith(f"1 of {len(cells)} cells disturbed (1 measured);")
+    assert "processes outside the stack up to 50%" in dict(rows.machine)["during the run"]
 
 
 class Times(NamedTuple):  # psutil.cpu_times()'s fields on Linux

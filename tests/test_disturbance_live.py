@@ -20,6 +20,7 @@ from chaos.engine import ChaosMetrics
 from harness import claims, run
 from harness import result as result_model
 from harness.plan import make_plan
+from harness.report import model
 from tests.synthetic_run import CAPACITIES
 
 pytestmark = pytest.mark.stack
@@ -62,3 +63,6 @@ def test_a_cpu_burner_outside_the_stack_flags_the_cell(stack: Any, tmp_path: Pat
     judged = {j.claim.id: j for j in claims.judge_all(loaded)}
     assert judged["sync-caller-blocked"].verdict == "inconclusive"
     assert "sync--push-slow was disturbed" in judged["sync-caller-blocked"].reason
+    rows = model.rows(loaded, list(judged.values()))  # the report's header and machine table say so
+    assert rows.machine_summary.endswith("; 1 of 1 cells disturbed by a busy machine (see machine)")
+    assert dict(rows.machine)["during the run"].startswith("1 of 1 cells disturbed;")

@@ -259,9 +259,26 @@ def scenario_row(run: Run, scenario: str) -> ScenarioRow:
     )
 
 
-def machine_rows(machine: Machine | None) -> tuple[tuple[str, str], ...]:
+def machine_during(cells: Sequence[CellResult]) -> str | None:
+    """What else the machine did while the cells ran (harness/disturbance.py), over the run; None
+    where nothing was measured (compose)."""
+    measured = [c.disturbance for c in cells if c.disturbance.measured]
+    if not measured:
+        return None
+    flagged = sum(bool(d.flagged) for d in measured)
+    steal = max(d.steal_share_mean or 0.0 for d in measured)
+    outside = max(d.outside_cpu_share_mean or 0.0 for d in measured)
+    unmeasured = f" ({len(measured)} measured)" if len(measured) < len(cells) else ""
+    return (
+        f"{flagged} of {len(cells)} cells disturbed{unmeasured}; a cell's mean CPU share taken by the "
+        f"hypervisor's steal up to {steal:.0%}, by processes outside the stack up to {outside:.0%}"
+    )
+
+
+def machine_rows(machine: Machine | None, cells: Sequence[CellResult] = ()) -> tuple[tuple[str, str], ...]:
+    during = machine_during(cells)
     if machine is None:
-        return (("machine", NO_MACHINE),)
+        return (("machine", NO_MACHINE), *((("during the run", during),) if during else ()))
     rows = [
         ("host", machine.hostname),
         ("CPUs", str(machine.cpus)),
@@ -272,16 +289,22 @@ def machine_rows(machine: Machine | None) -> tuple[tuple[str, str], ...]:
         ("Toxiproxy", machine.toxiproxy),
     ]
     rows += [(f"{name} (doctor)", str(v)) for name, v in machine.versions.items() if name != "python"]
+    rows += [("during the run", during)] if during else []
     return tuple(rows)
 
 
-def machine_summary(machine: Machine | None) -> str:
-    """One line: where the figures were measured."""
+def machine_summary(machine: Machine | None, cells: Sequence[CellResult] = ()) -> str:
+    """One line: where the figures were measured (and how many cells a busy machine disturbed)."""
+    disturbed = sum(bool(c.disturbance.flagged) for c in cells)
+    busy = f"; {disturbed} of {len(cells)} cells disturbed by a busy machine (see machine)" if disturbed else ""
     if machine is None:
-        return f"machine {NO_MACHINE}"
+        return f"machine {NO_MACHINE}{busy}"
     tools = [f"Python {machine.python}", f"Kafka {machine.kafka}", f"Toxiproxy {machine.toxiproxy}"]
     tools += [f"{k.capitalize()} {v}" for k, v in machine.versions.items() if k in ("java", "go", "prometheus")]
-    return f"{machine.hostname}: {machine.cpus} CPUs, {machine.memory_gib} GiB, {machine.platform}; {', '.join(tools)}"
+    return (
+        f"{machine.hostname}: {machine.cpus} CPUs, {machine.memory_gib} GiB, {machine.platform}; {', '.join(tools)}"
+        + busy
+    )
 
 
 COST_COLUMNS = ("pipeline", "processes", "network hops", "configuration keys", "lines of its own code", "its code")
@@ -405,12 +428,12 @@ def rows(run: Run, judgements: Sequence[Judgement]) -> Rows:
     return Rows(
         run_id=run.run_id,
         root=run.root,
-        machine_summary=machine_summary(run.machine),
+        machine_summary=machine_summary(run.machine, run.cells),
         intervals_text=(
             f"Values in brackets are 95 % intervals ({run.interval_method()}); a verdict is confirmed or "
             "refuted only when the rule holds, or fails, across the whole interval, else inconclusive."
         ),
-        machine=machine_rows(run.machine),
+        machine=machine_rows(run.machine, run.cells),
         counts=counts,
         claims=tuple(claim_row(j) for j in judgements),
         hypotheses=tuple(hypothesis_row(c) for c in run.cells),
