@@ -76,7 +76,7 @@ def tree_wakeups(pid: int) -> int | None:
     return None if total is None else int(total)
 
 
-MACHINE = "(machine)"  # every CPU's busy time on this machine, whoever used it
+MACHINE = "(machine)"  # the busy time of the CPUs this process may use, whoever used it
 STOLEN = "(stolen)"  # the hypervisor's steal: time the CPUs were withheld, used by no process here
 # What a step (and a cell's memory watch) measures besides the stack's components: the load generator,
 # this process (the harness, read without its descendants: they are the stack), then the rest of the
