@@ -15,7 +15,6 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,7 +29,7 @@ LIMITS_FILE = Path(__file__).resolve().parent / "limits" / "disturbance.yaml"
 class DisturbanceLimits(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    outside_cpu_share: float = Field(gt=0, le=1)  # of all the machine's CPU, mean over the cell
+    outside_cpu_share: float = Field(gt=0, le=1)  # of the CPUs the harness may use, mean over the cell
     steal_share: float = Field(gt=0, le=1)
 
 
@@ -38,18 +37,10 @@ def load_limits(path: Path = LIMITS_FILE) -> DisturbanceLimits:
     return yamlpos.load_model(path, DisturbanceLimits)
 
 
-def _cpu_times(cpus: set[int]) -> Any:
-    """psutil's CPU times summed over `cpus` (on a host shared through a cpuset, the other CPUs'
-    work is not the machine this run has)."""
-    rows = [t for n, t in enumerate(psutil.cpu_times(percpu=True)) if n in cpus]
-    return type(rows[0])(*map(sum, zip(*rows, strict=True)))
-
-
-def _busy(t: Any) -> float:
-    """CPU seconds processes on this machine used: guest time is already in user, and steal is the
-    hypervisor's (counted on its own), used by no process here."""
-    not_used = t.idle + getattr(t, "iowait", 0.0) + getattr(t, "steal", 0.0)
-    return float(sum(t) - not_used - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0))
+def _busy_and_stolen() -> tuple[float, float] | None:
+    """CPU seconds the processes on the harness's CPUs used, and the hypervisor withheld from them."""
+    busy, stolen = cpu.machine_busy_seconds(), cpu.machine_steal_seconds()
+    return None if busy is None or stolen is None else (busy, stolen)
 
 
 class MachineWatch:
@@ -59,8 +50,7 @@ class MachineWatch:
         self.limits = limits or load_limits()
         self.root = psutil.Process(root_pid or os.getpid())
         self.interval = interval
-        self.our_cpus = cpu.our_cpus()
-        self.cpus = len(self.our_cpus)
+        self.cpus = len(cpu.our_cpus())  # the CPUs cpu.machine_*_seconds read
         self.samples: list[tuple[float, float, float]] = []  # (outside share, steal share, load average)
         self._seen: dict[tuple[int, float], float] = {}  # (pid, create time) -> CPU seconds at the last sample
         self._since = time.time()
@@ -84,14 +74,15 @@ class MachineWatch:
 
     def _loop(self) -> None:
         self._ours()  # the baseline: what our processes had used before the cell
-        times, wall = _cpu_times(self.our_cpus), time.monotonic()
+        before, wall = _busy_and_stolen(), time.monotonic()
         while not self._stop.wait(self.interval):
-            times2, ours, wall2 = _cpu_times(self.our_cpus), self._ours(), time.monotonic()
-            capacity = self.cpus * (wall2 - wall)
-            outside = max(0.0, _busy(times2) - _busy(times) - ours)
-            steal = getattr(times2, "steal", 0.0) - getattr(times, "steal", 0.0)
-            self.samples.append((min(1.0, outside / capacity), min(1.0, steal / capacity), os.getloadavg()[0]))
-            times, wall = times2, wall2
+            now, ours, wall2 = _busy_and_stolen(), self._ours(), time.monotonic()
+            if before is not None and now is not None:  # /proc/stat unreadable: no sample, never a wrong one
+                capacity = self.cpus * (wall2 - wall)
+                outside = max(0.0, now[0] - before[0] - ours)
+                stolen = max(0.0, now[1] - before[1])
+                self.samples.append((min(1.0, outside / capacity), min(1.0, stolen / capacity), os.getloadavg()[0]))
+            before, wall = now, wall2
 
     def start(self) -> MachineWatch:
         self._thread.start()

@@ -167,7 +167,8 @@ class Windows(_Model):
 
 
 class Disturbance(_Model):
-    """What else the machine did during the cell (harness/disturbance.py); shares of all its CPU."""
+    """What else the machine did during the cell (harness/disturbance.py); shares of the CPUs the
+    harness may use (harness/capacity/cpu.py)."""
 
     measured: bool  # False where the harness cannot tell its own processes (compose)
     samples: int = 0

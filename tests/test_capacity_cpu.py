@@ -53,6 +53,8 @@ def cgroups(root: Path, lines: str, files: dict[str, str]) -> None:
         ("4:cpu,cpuacct:/docker/abc\n1:memory:/docker/abc\n",
          {"cpu,cpuacct/cpu.cfs_quota_us": "300000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 3.0),
         ("1:cpu:/\n", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        # a malformed line or file tells nothing, and stops nothing
+        ("garbage\n0::/ci\n", {"ci/cpu.max": "lots 100000\n", "cpu.max": "100000 100000\n"}, 1.0),
     ],
 )  # fmt: skip
 def test_a_cgroup_quota_is_read_from_the_group_and_its_ancestors(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 
@@ -66,38 +65,20 @@ def test_a_claim_that_reads_a_disturbed_cell_is_inconclusive_and_the_report_says
     # the run's header says how many cells a busy machine disturbed, its machine table how busy it was
     rows = model.rows(run, list(judged.values()))
     assert rows.machine_summary.endswith(f"; 1 of {len(cells)} cells disturbed by a busy machine (see machine)")
-    assert dict(rows.machine)["during the run"].startswith(f"1 of {len(cells)} cells disturbed (1 measured);")
+    assert dict(rows.machine)["during the run"].startswith(f"of {len(cells)} cells (1 measured), 1 disturbed;")
     assert "processes outside the stack up to 50%" in dict(rows.machine)["during the run"]
-
-
-class Times(NamedTuple):  # psutil.cpu_times()'s fields on Linux
-    user: float
-    nice: float
-    system: float
-    idle: float
-    iowait: float
-    irq: float
-    softirq: float
-    steal: float
-    guest: float
-    guest_nice: float
 
 
 def test_steal_is_the_hypervisor_s_not_processes_outside_the_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     readings = itertools.count()
-
-    def cpu_times(percpu: bool = False) -> object:  # only steal grows: the host ran someone else
-        assert percpu, "the watch reads the CPUs it may run on, one by one"
-        n = next(readings)
-        return [Times(user=10.0, nice=0.0, system=5.0, idle=100.0 + n, iowait=0.0, irq=0.0, softirq=0.0,
-                     steal=3.0 * n, guest=1.0, guest_nice=0.0)]  # fmt: skip
-
-    monkeypatch.setattr(disturbance.psutil, "cpu_times", cpu_times)
-    monkeypatch.setattr(disturbance.cpu, "our_cpus", lambda: {0})
+    # only steal grows (three seconds a reading): the host ran someone else, no process here ran
+    monkeypatch.setattr(disturbance.cpu, "machine_busy_seconds", lambda: 15.0)
+    monkeypatch.setattr(disturbance.cpu, "machine_steal_seconds", lambda: 3.0 * next(readings))
     watch = disturbance.MachineWatch(LIMITS, interval=0.01)
     monkeypatch.setattr(watch, "_ours", lambda: 0.0)
     watch.start()
     while len(watch.samples) < 3:
+        assert watch._thread.is_alive(), "the watch's thread died"
         time.sleep(0.01)
     d = watch.stop()
     assert d.outside_cpu_share_max == 0.0

@@ -65,4 +65,4 @@ def test_a_cpu_burner_outside_the_stack_flags_the_cell(stack: Any, tmp_path: Pat
     assert "sync--push-slow was disturbed" in judged["sync-caller-blocked"].reason
     rows = model.rows(loaded, list(judged.values()))  # the report's header and machine table say so
     assert rows.machine_summary.endswith("; 1 of 1 cells disturbed by a busy machine (see machine)")
-    assert dict(rows.machine)["during the run"].startswith("1 of 1 cells disturbed;")
+    assert dict(rows.machine)["during the run"].startswith("of 1 cells, 1 disturbed;")

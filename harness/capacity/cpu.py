@@ -119,7 +119,10 @@ def cgroup_cpu_quota() -> float | None:
     quotas: list[float] = []
     files: tuple[str, ...]
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        fields = line.split(":", 2)  # hierarchy-ID:controllers:path
+        if len(fields) != 3 or not fields[2].startswith("/"):
+            continue
+        _, controllers, path = fields
         if controllers == "":  # cgroup v2: cpu.max
             mount, files = CGROUP_ROOT, ("cpu.max",)
         elif "cpu" in controllers.split(","):  # cgroup v1: the cpu controller's quota and period
@@ -127,17 +130,18 @@ def cgroup_cpu_quota() -> float | None:
         else:
             continue
         for group in (Path(path), *Path(path).parents):
-            paths = [mount / group.relative_to("/") / f for f in files]
-            if all(p.is_file() for p in paths):
-                text = " ".join(p.read_text(encoding="ascii").strip() for p in paths)
+            try:  # a file unreadable or malformed tells nothing: a figure to record, never a reason to stop
+                text = " ".join((mount / group.relative_to("/") / f).read_text(encoding="ascii") for f in files)
                 quotas += [q] if (q := _quota(text)) is not None else []
+            except (OSError, ValueError):
+                continue
     return min(quotas) if quotas else None
 
 
 def usable_cpus() -> int:
     """CPUs this process's tree may use: its affinity, capped by a cgroup quota (rounded up: 1.5 CPUs
-    let two run part of the time). os.cpu_count() counts the host's: in a container limited to 2 of
-    64, a bound computed on it would be 32 times too high."""
+    let two run part of the time, so a CPU bound on it is an "at most" still). os.cpu_count() counts
+    the host's: in a container limited to 2 of 64, a bound computed on it would be 32 times too high."""
     cpus = len(our_cpus())
     quota = cgroup_cpu_quota()
     return max(1, min(cpus, math.ceil(quota))) if quota is not None else cpus

@@ -268,10 +268,10 @@ def machine_during(cells: Sequence[CellResult]) -> str | None:
     flagged = sum(bool(d.flagged) for d in measured)
     steal = max(d.steal_share_mean or 0.0 for d in measured)
     outside = max(d.outside_cpu_share_mean or 0.0 for d in measured)
-    unmeasured = f" ({len(measured)} measured)" if len(measured) < len(cells) else ""
+    of = f"of {len(cells)} cells ({len(measured)} measured)" if len(measured) < len(cells) else f"of {len(cells)} cells"
     return (
-        f"{flagged} of {len(cells)} cells disturbed{unmeasured}; a cell's mean CPU share taken by the "
-        f"hypervisor's steal up to {steal:.0%}, by processes outside the stack up to {outside:.0%}"
+        f"{of}, {flagged} disturbed; a cell's mean CPU share taken by the hypervisor's steal up to "
+        f"{steal:.0%}, by processes outside the stack up to {outside:.0%}"
     )
 
 
