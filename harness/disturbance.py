@@ -37,12 +37,6 @@ def load_limits(path: Path = LIMITS_FILE) -> DisturbanceLimits:
     return yamlpos.load_model(path, DisturbanceLimits)
 
 
-def _busy_and_stolen() -> tuple[float, float] | None:
-    """CPU seconds the processes on the harness's CPUs used, and the hypervisor withheld from them."""
-    busy, stolen = cpu.machine_busy_seconds(), cpu.machine_steal_seconds()
-    return None if busy is None or stolen is None else (busy, stolen)
-
-
 class MachineWatch:
     """Samples the machine every `interval` seconds until stopped; `disturbance()` sums it up."""
 
@@ -50,7 +44,7 @@ class MachineWatch:
         self.limits = limits or load_limits()
         self.root = psutil.Process(root_pid or os.getpid())
         self.interval = interval
-        self.cpus = len(cpu.our_cpus())  # the CPUs cpu.machine_*_seconds read
+        self.cpus = len(cpu.our_cpus())  # the CPUs cpu.machine_seconds reads
         self.samples: list[tuple[float, float, float]] = []  # (outside share, steal share, load average)
         self._seen: dict[tuple[int, float], float] = {}  # (pid, create time) -> CPU seconds at the last sample
         self._since = time.time()
@@ -74,9 +68,9 @@ class MachineWatch:
 
     def _loop(self) -> None:
         self._ours()  # the baseline: what our processes had used before the cell
-        before, wall = _busy_and_stolen(), time.monotonic()
+        before, wall = cpu.machine_seconds(), time.monotonic()
         while not self._stop.wait(self.interval):
-            now, ours, wall2 = _busy_and_stolen(), self._ours(), time.monotonic()
+            now, ours, wall2 = cpu.machine_seconds(), self._ours(), time.monotonic()
             if before is not None and now is not None:  # /proc/stat unreadable: no sample, never a wrong one
                 capacity = self.cpus * (wall2 - wall)
                 outside = max(0.0, now[0] - before[0] - ours)

@@ -30,8 +30,9 @@ def test_steal_is_not_busy_time_and_other_cpus_are_not_ours(tmp_path: Path, monk
                     + line("cpu3", theirs) + "intr 12345 0 0\n")  # fmt: skip
     monkeypatch.setattr(cpu, "PROC_STAT", stat)
     monkeypatch.setattr(cpu, "our_cpus", lambda: {0, 2})  # a cpuset of two CPUs of four
-    assert cpu.machine_busy_seconds() == 16.0  # user + nice + system + irq + softirq (guest is in user), twice
-    assert cpu.machine_steal_seconds() == 14.0
+    # busy: user + nice + system + irq + softirq (guest is in user), twice; then steal, twice
+    assert cpu.machine_seconds() == (16.0, 14.0)
+    assert cpu.machine_busy_seconds() == 16.0
 
 
 def cgroups(root: Path, lines: str, files: dict[str, str]) -> None:

@@ -72,8 +72,7 @@ def test_a_claim_that_reads_a_disturbed_cell_is_inconclusive_and_the_report_says
 def test_steal_is_the_hypervisor_s_not_processes_outside_the_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     readings = itertools.count()
     # only steal grows (three seconds a reading): the host ran someone else, no process here ran
-    monkeypatch.setattr(disturbance.cpu, "machine_busy_seconds", lambda: 15.0)
-    monkeypatch.setattr(disturbance.cpu, "machine_steal_seconds", lambda: 3.0 * next(readings))
+    monkeypatch.setattr(disturbance.cpu, "machine_seconds", lambda: (15.0, 3.0 * next(readings)))
     watch = disturbance.MachineWatch(LIMITS, interval=0.01)
     monkeypatch.setattr(watch, "_ours", lambda: 0.0)
     watch.start()

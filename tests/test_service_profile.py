@@ -45,8 +45,8 @@ def test_a_frame_is_in_the_layer_of_its_file() -> None:
     assert sp.layer("/py/lib/python3.11/json/encoder.py") == "standard library"
     assert sp.layer("<frozen runpy>") == "standard library"
     assert sp.layer(f"{SITE}/psutil/__init__.py") == "other"
-    assert sp.frame_parts(f"Deliverer.deliver ({OURS}:9)") == ("Deliverer.deliver", OURS)
-    assert sp.frame_parts("<lambda> (a (b).py:3)") == ("<lambda>", "a (b).py")
+    assert sp.frame_parts(f"Deliverer.deliver ({OURS}:9)") == (OURS, "Deliverer.deliver")
+    assert sp.frame_parts("<lambda> (a (b).py:3)") == ("a (b).py", "<lambda>")
 
 
 def test_samples_are_shared_by_the_innermost_frame_and_inclusively(tmp_path: Path) -> None:

@@ -161,21 +161,22 @@ def _proc_stat_ticks() -> list[int] | None:
     return [sum(col) for col in zip(*rows, strict=True)] if rows else None
 
 
-def machine_busy_seconds() -> float | None:
-    """Busy CPU seconds of this process's CPUs since boot (/proc/stat: user, nice, system, irq and
-    softirq; not idle, iowait or steal, which no process here used)."""
+def machine_seconds() -> tuple[float, float] | None:
+    """(busy, stolen) CPU seconds of this process's CPUs since boot, from one read of /proc/stat:
+    busy is user, nice, system, irq and softirq (not idle, iowait or steal, which no process here
+    used); stolen is the hypervisor's steal."""
     ticks = _proc_stat_ticks()
     if ticks is None:
         return None
     # guest time is already counted in user/nice: the first seven fields, then no steal (the eighth)
     idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-    return (sum(ticks[:7]) - idle) / _TICKS
+    return (sum(ticks[:7]) - idle) / _TICKS, (ticks[7] if len(ticks) > 7 else 0) / _TICKS
 
 
-def machine_steal_seconds() -> float | None:
-    """CPU seconds the hypervisor withheld from this process's CPUs since boot (/proc/stat's steal)."""
-    ticks = _proc_stat_ticks()
-    return None if ticks is None else (ticks[7] if len(ticks) > 7 else 0) / _TICKS
+def machine_busy_seconds() -> float | None:
+    """Busy CPU seconds of this process's CPUs since boot (`machine_seconds`' first)."""
+    read = machine_seconds()
+    return None if read is None else read[0]
 
 
 @dataclass(frozen=True)
@@ -190,10 +191,8 @@ class CpuSnapshot:
         """`pids` with their descendants, `alone` without (a process whose descendants are in `pids`)."""
         seconds = {name: s for name, pid in pids.items() if (s := tree_cpu_seconds(pid)) is not None}
         seconds |= {name: s for name, pid in (alone or {}).items() if (s := process_cpu_seconds(pid)) is not None}
-        if (busy := machine_busy_seconds()) is not None:
-            seconds[MACHINE] = busy
-        if (stolen := machine_steal_seconds()) is not None:
-            seconds[STOLEN] = stolen
+        if (machine := machine_seconds()) is not None:
+            seconds[MACHINE], seconds[STOLEN] = machine
         return cls(at, seconds)
 
     @staticmethod

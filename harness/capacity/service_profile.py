@@ -66,12 +66,13 @@ INCLUSIVE = ("ours", "OpenTelemetry")  # also counted with what they call
 
 
 def frame_parts(frame: str) -> tuple[str, str]:
-    """(function, file) of one py-spy frame, `function (file:line)`; ('', '') for one without."""
+    """(file, function) of one py-spy frame, `function (file:line)`, as `layer` takes them; ('', '')
+    for one without."""
     if not frame.endswith(")") or " (" not in frame:
         return "", ""
     cut = frame.index(" (")  # a function name has no space, a path may
     where = frame[cut + 2 : -1]
-    return frame[:cut], where.rsplit(":", 1)[0] if ":" in where else where
+    return where.rsplit(":", 1)[0] if ":" in where else where, frame[:cut]
 
 
 def layer(path: str, function: str = "") -> str:
@@ -118,7 +119,7 @@ def read_raw(service: str, path: Path, tracing: str) -> Profile:
         if not count.isdigit():
             raise ValueError(f"{path}:{number}: not a py-spy raw stack line ('frame;frame;... count'): {line[:80]!r}")
         # No frame at all: a thread that never ran Python (a C library's own), all native.
-        layers = [layer(*reversed(frame_parts(f))) for f in stack.split(";")] if stack else ["native"]
+        layers = [layer(*frame_parts(f)) for f in stack.split(";")] if stack else ["native"]
         leaf[layers[-1]] += int(count)
         # Below the innermost loop's or thread's run is how the process started (our __main__ is
         # under every sample of its main thread): only what runs above it counts.
