@@ -231,7 +231,7 @@ def test_a_bad_file_names_the_file_and_the_field(tmp_path: Path) -> None:
     assert "search.quick.resolution" in message  # and the field it left missing
 
 
-def test_capacity_files_written_before_generator_seconds_read_as_they_were_played(tmp_path: Path) -> None:
+def test_capacity_files_written_before_generator_seconds_read_as_they_were_played() -> None:
     older = _report().model_dump(mode="json")
     del older["search"]["generator_seconds"]
     for ceiling, played in ((3, 5.0), (10, 10.0)):  # max(ceiling_seconds, 5)
