@@ -130,9 +130,12 @@ def terminate_group(r: Running, grace: float = 10.0) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(r.pid, sig)  # pid == pgid: each component leads its own session
+        # Only those outside the group get it apart: a second SIGTERM reaching a service after its
+        # handler was removed (targets/runtime.py) kills it mid-shutdown (no LeaveGroup, no flush).
         for m in members:
-            with contextlib.suppress(psutil.Error):
-                m.send_signal(sig)
+            with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+                if os.getpgid(m.pid) != r.pid:
+                    m.send_signal(sig)
         _gone, alive = psutil.wait_procs(members, timeout=grace if sig == signal.SIGTERM else 5)
         if not alive:
             break

@@ -178,3 +178,46 @@ def test_ctrl_c_stops_a_harness_started_with_sigint_ignored() -> None:
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 42
+
+
+HELPED = """\
+import subprocess, sys, time
+from pathlib import Path
+
+# A helper of its own in another session, as Kafka's or Locust's may start.
+helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+Path(sys.argv[1]).write_text(str(helper.pid))
+time.sleep(120)
+"""
+
+
+def test_stopping_a_component_sends_each_of_its_processes_one_sigterm(
+    sup: Supervisor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service removes its SIGTERM handler once it starts shutting down (targets/runtime.py): a
+    second SIGTERM landing after that kills it mid-shutdown, its Kafka consumer never leaving its
+    group. Whether it lands after is a race, so the signals are counted as sent, not as felt."""
+    import os
+    import signal
+
+    pid_file = tmp_path / "helper.pid"
+    sup.start(ComponentSpec("helped", [sys.executable, "-c", HELPED, str(pid_file)], [], ready=pid_file.exists))
+    component, helper = sup.running["helped"].pid, int(pid_file.read_text())
+    groups = {p: os.getpgid(p) for p in (component, helper)}
+    assert groups[helper] != groups[component]
+    sent: list[tuple[int, int]] = []  # (pid, signal) as each process receives it
+    real_killpg, real_send = os.killpg, psutil.Process.send_signal
+
+    def killpg(pgid: int, sig: int) -> None:
+        sent.extend((p, sig) for p, g in groups.items() if g == pgid)
+        real_killpg(pgid, sig)
+
+    def send_signal(self: psutil.Process, sig: int) -> None:
+        sent.append((self.pid, sig))
+        real_send(self, sig)
+
+    monkeypatch.setattr(os, "killpg", killpg)
+    monkeypatch.setattr(psutil.Process, "send_signal", send_signal)
+    sup.stop("helped")
+    assert sorted(sent) == sorted([(component, signal.SIGTERM), (helper, signal.SIGTERM)])
+    assert not psutil.pid_exists(helper) or psutil.Process(helper).status() == psutil.STATUS_ZOMBIE
