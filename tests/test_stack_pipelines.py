@@ -197,3 +197,19 @@ def test_toxiproxy_schedules_its_goroutines_on_one_thread(stack: Any) -> None:
         text = response.read().decode()
     gauge = [line.split()[-1] for line in text.splitlines() if line.startswith("go_sched_gomaxprocs_threads ")]
     assert gauge == [toxiproxy_facts.ENVIRONMENT["GOMAXPROCS"]]
+
+
+def test_a_restarted_notification_service_shuts_down_whole(stack: Any) -> None:
+    """A restart (here use_tracing's) lets the service finish its shutdown: its consumer leaves the
+    group, so the next one is assigned at once instead of after the old member's session timeout.
+    A second SIGTERM used to kill it half-way, about every other time: three restarts, all whole."""
+    log = stack.sup.log_dir / f"{topology.notification_replica(1).process}.log"
+
+    def count(text: str) -> int:
+        return log.read_text(errors="replace").count(text)
+
+    stopped, left = count("targets.notification: stopped"), count("LeaveGroup request succeeded")
+    for _ in range(3):
+        stack.use_tracing(stack.tracing)  # the same flags: only the restart
+    assert count("targets.notification: stopped") - stopped == 3
+    assert count("LeaveGroup request succeeded") - left == 3  # aiokafka's own line
