@@ -1,8 +1,10 @@
-"""Small HTTP helpers the stack tests share: post reactions, read the push sink, query Prometheus."""
+"""Small helpers the stack tests share: post reactions, read the push sink, query Prometheus, and the
+run limits of a cell whose traces are not what its test reads."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 import urllib.parse
@@ -15,6 +17,8 @@ import aiohttp
 
 from facts import topology
 from harness import sink
+from harness.measured_tracing import ReadBack
+from harness.run_limits import RunLimits
 
 API = topology.url(topology.REACTION_HTTP_PORT)
 PROM = topology.url(topology.PROMETHEUS_PORT)
@@ -76,3 +80,11 @@ def prom_query(expr: str) -> list[dict[str, Any]]:
     assert data["status"] == "success", data
     result: list[dict[str, Any]] = data["data"]["result"]
     return result
+
+
+def traces_in_windows() -> RunLimits:
+    """The run's limits, its traces read back as a long cell's are (tracing.yaml's read_back): in
+    two windows of 0.5 s, not every reaction's, a few seconds less a cell."""
+    limits = RunLimits.load()
+    windows = ReadBack(max_seconds=1.0, windows=2)
+    return dataclasses.replace(limits, tracing=limits.tracing.model_copy(update={"read_back": windows}))

@@ -21,6 +21,7 @@ from harness import claims, run
 from harness import result as result_model
 from harness.plan import make_plan
 from harness.report import model
+from tests import stackclient as sc
 from tests.synthetic_run import CAPACITIES
 
 pytestmark = pytest.mark.stack
@@ -51,7 +52,8 @@ def test_a_cpu_burner_outside_the_stack_flags_the_cell(stack: Any, tmp_path: Pat
                 break
             time.sleep(0.05)
         burner = int(pid_file.read_text())
-        result = run.run_cell(stack, cell, tmp_path / "run", ChaosMetrics(CollectorRegistry()), processes=1)
+        metrics, limits = ChaosMetrics(CollectorRegistry()), sc.traces_in_windows()
+        result = run.run_cell(stack, cell, tmp_path / "run", metrics, processes=1, limits=limits)
     finally:
         with contextlib.suppress(ProcessLookupError, ValueError, FileNotFoundError):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)

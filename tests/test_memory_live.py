@@ -13,6 +13,7 @@ from chaos.engine import ChaosMetrics
 from harness import result as result_model
 from harness import run
 from harness.plan import make_plan
+from tests import stackclient as sc
 from tests.synthetic_run import CAPACITIES
 
 pytestmark = pytest.mark.stack
@@ -21,7 +22,9 @@ pytestmark = pytest.mark.stack
 def test_a_cell_reads_every_process_s_memory(stack: Any, tmp_path: Path) -> None:
     seconds = 30.0  # after the warm-up, enough readings for a verdict
     (cell,) = make_plan(["async"], ["baseline"], seconds, capacities=CAPACITIES).cells
-    result = run.run_cell(stack, cell, tmp_path / "run", ChaosMetrics(CollectorRegistry()), processes=1)
+    result = run.run_cell(
+        stack, cell, tmp_path / "run", ChaosMetrics(CollectorRegistry()), processes=1, limits=sc.traces_in_windows()
+    )
     mem = result.memory
     assert mem.measured and mem.interval_seconds and mem.warmup_seconds is not None
     components = set(stack.sup.running)

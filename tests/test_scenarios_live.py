@@ -18,10 +18,10 @@ from prometheus_client import CollectorRegistry
 from chaos.engine import ChaosMetrics
 from harness import result as result_model
 from harness import run
-from harness.measured_tracing import ReadBack
 from harness.plan import make_plan
 from harness.result import CellResult
 from harness.run_limits import RunLimits
+from tests import stackclient as sc
 from tests.synthetic_run import CAPACITIES
 
 pytestmark = pytest.mark.stack
@@ -37,12 +37,7 @@ def cell(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str,
     out_root: Path = tmp_path_factory.mktemp("cells")
     metrics = ChaosMetrics(CollectorRegistry())
     cache: dict[tuple[str, str], Result] = {}
-    whole = RunLimits.load()
-    # Only the baseline's traces are asserted whole: the other cells read theirs as a long cell's
-    # are (tracing.yaml's read_back), in two windows of 0.5 s, a few seconds less each.
-    in_windows = dataclasses.replace(
-        whole, tracing=whole.tracing.model_copy(update={"read_back": ReadBack(max_seconds=1.0, windows=2)})
-    )
+    whole, in_windows = RunLimits.load(), sc.traces_in_windows()  # only the baseline's are asserted whole
 
     def get(pipeline: str, scenario: str) -> Result:
         if (pipeline, scenario) not in cache:
@@ -174,7 +169,7 @@ def test_a_rate_far_above_the_generator_s_ceiling_is_flagged_and_fails(stack: An
     # 6,000/s with room for only 300 unanswered requests (the async service answers about 2,000/s):
     # the generator cannot send its schedule. Ahead of the stack (autogroup nice) and with its
     # in-flight cap as long as its timeout, it kept up with 6,000/s for 2 s, hence the small cap.
-    limits = RunLimits.load()
+    limits = sc.traces_in_windows()  # its traces are read as a long cell's are, in two windows of 0.5 s
     small_cap = limits.generator.model_copy(update={"in_flight_seconds": 0.05, "min_in_flight": 100})
     profile = tmp_path / "flood.yaml"
     profile.write_text("name: flood\ndescription: far above one generator\nkind: steady\nrate: 6000\nduration: 2\n")
@@ -184,11 +179,9 @@ def test_a_rate_far_above_the_generator_s_ceiling_is_flagged_and_fails(stack: An
         'hypothesis:\n  "*": [{metric: lost, op: "==", value: 0}]\n'
     )
     (the_cell,) = make_plan(["async"], [str(scenario)], capacities=CAPACITIES).cells
-    # And its traces are read as a long cell's are: in two windows of 0.5 s spread over the load.
-    in_windows = limits.tracing.model_copy(update={"read_back": ReadBack(max_seconds=1.0, windows=2)})
     r = run.run_cell(
         stack, the_cell, tmp_path / "run", ChaosMetrics(CollectorRegistry()), processes=1,
-        limits=dataclasses.replace(limits, generator=small_cap, tracing=in_windows),
+        limits=dataclasses.replace(limits, generator=small_cap),
     )  # fmt: skip
     assert r.traces is not None and r.traces.windows == 2
     assert 0 < r.traces.traced <= r.traces.reactions < r.ledger.attempted  # those sent in the windows only
