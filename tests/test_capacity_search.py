@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.capacity.ceilings import Ceiling, parse_consumer_performance, parse_producer_performance, parse_wrk
+from harness.capacity.ceilings import Ceiling
+from harness.capacity.ceilings_http import parse_wrk
+from harness.capacity.ceilings_kafka import parse_consumer_performance, parse_producer_performance
 from harness.capacity.command import measure_tracing_costs, scales_runs
 from harness.capacity.config import (
     ACCEPTANCE_LIMITS,

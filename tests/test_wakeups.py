@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from facts.topology import HEALTHZ_PATH
-from harness.capacity import ceilings, cpu, generator_cost, wakeup_probe
+from harness.capacity import ceilings_http, cpu, generator_cost, wakeup_probe
 from harness.capacity.ceilings import Ceiling
 from harness.capacity.generator_cost import Figure
 
@@ -110,19 +110,19 @@ def test_wrk_paced_to_the_rate_is_a_control_only_if_it_achieved_about_that_rate(
 def test_wrk_paced_to_the_generator_is_paced_to_the_rate_it_achieved_with_its_answer_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls: list[tuple[str, str, bool, ceilings.Pace]] = []
+    calls: list[tuple[str, str, bool, ceilings_http.Pace]] = []
 
-    def fake(wrk_bin: Path, name: str, path: str, seconds: float, *, post: bool, pace: ceilings.Pace) -> Ceiling:
+    def fake(wrk_bin: Path, name: str, path: str, seconds: float, *, post: bool, pace: ceilings_http.Pace) -> Ceiling:
         calls.append((name, path, post, pace))
         return Ceiling(name=name, tool="wrk", what="w", per_second=480.0, count=4800, cpu_seconds_per_1000=0.05,
                        wakeups_per_request=1.2345)  # fmt: skip
 
-    monkeypatch.setattr(ceilings, "wrk_paced", fake)
+    monkeypatch.setattr(ceilings_http, "wrk_paced", fake)
     generator = figure()  # offered 500/s
     generator.achieved_per_second = 490.0
     generator.latency_mean_ms = 2.5
     row = generator_cost.measure_paced(generator, 10.0, "reactions")
-    assert calls == [("http.wrk.reactions.paced", ceilings.POST_PATH, True, ceilings.Pace(490.0, 0.0025))]
+    assert calls == [("http.wrk.reactions.paced", ceilings_http.POST_PATH, True, ceilings_http.Pace(490.0, 0.0025))]
     assert row is not None and (row.tool, row.offered_per_second, row.achieved_per_second) == (
         "wrk paced",
         490.0,
@@ -140,7 +140,7 @@ def test_a_failed_paced_wrk_is_no_row_and_says_why(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     failed = Ceiling(name="p", tool="wrk", what="w", per_second=None, error="wrk exited 1: boom")
-    monkeypatch.setattr(ceilings, "wrk_paced", lambda *a, **k: failed)
+    monkeypatch.setattr(ceilings_http, "wrk_paced", lambda *a, **k: failed)
     generator = figure()
     generator.latency_mean_ms = 2.5
     assert generator_cost.measure_paced(generator, 10.0, "reactions") is None
@@ -152,7 +152,7 @@ def test_a_paced_wrk_played_twice_says_so_under_its_row_and_the_table(
 ) -> None:
     replayed = Ceiling(name="p", tool="wrk", what="w", per_second=500.0, count=5000, cpu_seconds_per_1000=0.05,
                        detail="played twice: paced with answers of 9.0 ms\nit achieved 560/s")  # fmt: skip
-    monkeypatch.setattr(ceilings, "wrk_paced", lambda *a, **k: replayed)
+    monkeypatch.setattr(ceilings_http, "wrk_paced", lambda *a, **k: replayed)
     generator = figure()
     generator.latency_mean_ms = 9.0
     row = generator_cost.measure_paced(generator, 10.0, "reactions")

@@ -21,8 +21,9 @@ The modules, bottom up: config (the service level and search settings, harness/l
 step (one measured window and its verdict), search (the doubling, bisection and replays, no stack),
 report (capacity.json and what it derives), runner (plays a step on the real stack), command
 (`bench capacity`: the searches, the tracing costs and the ceilings on one stack). What the
-capacities are divided by: cpu (CPU per process tree, from /proc), ceilings (wrk, bare grpc.aio
-with bare_grpc_server, Kafka's own tools and bare aiokafka loops), generator_cost (the load
+capacities are divided by: cpu (CPU per process tree, from /proc), ceilings (what one is), measured
+by ceilings_http (wrk), ceilings_grpc (bare grpc.aio loops, with bare_grpc_server) and ceilings_kafka
+(Kafka's own tools and bare aiokafka loops), generator_cost (the load
 generator's CPU per request next to wrk's, with wakeup_probe pricing one wakeup beside it), and
 service_profile (where each service's CPU goes under wrk, by py-spy).
 """

@@ -12,7 +12,7 @@ from typing import Any
 
 from facts import paths, topology
 from harness import measured_tracing
-from harness.capacity import ceilings, cpu, generator_cost
+from harness.capacity import ceilings, ceilings_grpc, ceilings_http, ceilings_kafka, cpu, generator_cost
 from harness.capacity.ceilings import Ceiling
 from harness.capacity.config import (
     ACCEPTANCE_LIMITS,
@@ -149,25 +149,25 @@ def measure_ceilings(
         return c
 
     print("ceilings", flush=True)
-    healthz = note(ceilings.wrk(wrk_bin, "http.wrk.healthz", topology.HEALTHZ_PATH, secs, post=False))
+    healthz = note(ceilings_http.wrk(wrk_bin, "http.wrk.healthz", topology.HEALTHZ_PATH, secs, post=False))
     generator = measure_generator_on_healthz(generator_rate, s, work, healthz, wrk_bin)
     at_top = None if top is None else measure_generator_on_healthz(top, s, work, healthz, wrk_bin)
     for p in pipelines:  # the POST's cost depends on the pipeline behind it
         if stack.pipeline != p:
             stack.use_pipeline(p)
         drain(s.drain_seconds, Progress(f"ceiling wrk {p}", secs), settle=1.0)
-        note(ceilings.wrk(wrk_bin, f"http.wrk.post.{p}", ceilings.POST_PATH, secs, post=True))
+        note(ceilings_http.wrk(wrk_bin, f"http.wrk.post.{p}", ceilings_http.POST_PATH, secs, post=True))
     drain(s.drain_seconds, Progress("ceilings", secs), settle=1.0)
     if any(p.startswith("sync") for p in pipelines):
-        note(ceilings.grpc_notify(secs))
-        note(ceilings.grpc_bare(secs))
+        note(ceilings_grpc.grpc_notify(secs))
+        note(ceilings_grpc.grpc_bare(secs))
     if "async" in pipelines:
-        ceilings.ensure_topic()
+        ceilings_kafka.ensure_topic()
         records = 50_000 if secs < 5 else 300_000
-        note(ceilings.aiokafka_produce(secs))
-        note(ceilings.producer_performance(records, ceilings.record_size(), timeout=60 + secs))
-        note(ceilings.consumer_performance(records, timeout=30 + secs))
-        note(ceilings.aiokafka_consume(secs))
+        note(ceilings_kafka.aiokafka_produce(secs))
+        note(ceilings_kafka.producer_performance(records, ceilings.record_size(), timeout=60 + secs))
+        note(ceilings_kafka.consumer_performance(records, timeout=30 + secs))
+        note(ceilings_kafka.aiokafka_consume(secs))
     return out, generator, at_top
 
 

@@ -7,7 +7,7 @@
 Against a running stack (the reaction service's POST), it measures:
 - `wrk -t1 -c64` (closed loop, keep-alive) with a Lua script for the POST: requests per second and
   CPU per request of wrk itself (its rusage at exit);
-- wrk paced to the rate the generator achieved at each fixed rate (`ceilings.wrk_paced`: each
+- wrk paced to the rate the generator achieved at each fixed rate (`ceilings_http.wrk_paced`: each
   connection waits a random delay before each request), calibrated with the generator's mean answer
   time there: the same tool at the same rate. wrk costs least per request at its max, when the
   server is saturated and its connections wait on it together; at a fixed rate below that,
@@ -50,12 +50,13 @@ import yaml
 from facts import quantiles
 from facts.topology import HEALTHZ_PATH
 from harness import generator_health
-from harness.capacity import ceilings, cpu, wakeup_probe
-from harness.capacity.ceilings import POST_PATH, Ceiling
+from harness.capacity import ceilings_http, cpu, wakeup_probe
+from harness.capacity.ceilings import Ceiling
+from harness.capacity.ceilings_http import POST_PATH
 from harness.loadgen import LoadRun
 from loadtests.reaction import ENDPOINTS
 
-WRK_CONNECTIONS = ceilings.WRK_CONNECTIONS
+WRK_CONNECTIONS = ceilings_http.WRK_CONNECTIONS
 IN_FLIGHT_CAP = 1000  # the generator's in-flight cap at a fixed rate: high enough never to miss an arrival
 PACED_RATE_TOLERANCE = 0.1  # wrk paced is a control only within this of the generator's achieved rate
 MAX_OVER_WRK = 1.3  # "max": offer this much more than wrk's closed-loop rate
@@ -156,7 +157,7 @@ def _target(endpoint: str) -> tuple[str, bool]:
 def measure_wrk(seconds: float, endpoint: str = "reactions") -> Figure:
     """wrk at its max (closed loop)."""
     path, post = _target(endpoint)
-    c = ceilings.wrk(_wrk_bin(), f"http.wrk.{endpoint}", path, seconds, post=post)
+    c = ceilings_http.wrk(_wrk_bin(), f"http.wrk.{endpoint}", path, seconds, post=post)
     fig = wrk_figure(c, f"wrk -t1 -c{WRK_CONNECTIONS}", None)
     if fig is None:
         raise SystemExit(f"wrk failed: {c.error}")
@@ -169,8 +170,10 @@ def paced_control(generator: Figure, seconds: float, endpoint: str, wrk_bin: Pat
     if generator.latency_mean_ms is None or generator.achieved_per_second <= 0:
         return None
     path, post = _target(endpoint)
-    pace = ceilings.Pace(generator.achieved_per_second, generator.latency_mean_ms / 1000)
-    return ceilings.wrk_paced(wrk_bin or _wrk_bin(), f"http.wrk.{endpoint}.paced", path, seconds, post=post, pace=pace)
+    pace = ceilings_http.Pace(generator.achieved_per_second, generator.latency_mean_ms / 1000)
+    return ceilings_http.wrk_paced(
+        wrk_bin or _wrk_bin(), f"http.wrk.{endpoint}.paced", path, seconds, post=post, pace=pace
+    )
 
 
 def wrk_figure(c: Ceiling, tool: str, offered: float | None) -> Figure | None:

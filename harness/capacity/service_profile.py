@@ -36,7 +36,7 @@ import psutil
 
 from facts import topology
 from harness import measured_tracing, provision, supervisor
-from harness.capacity import ceilings
+from harness.capacity import ceilings, ceilings_http
 from harness.stack import Tracing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,7 +177,9 @@ def profile(seconds: float, rate: int, connections: int, out: Path) -> tuple[lis
     done: list[ceilings.Ceiling] = []
     load = threading.Thread(
         target=lambda: done.append(
-            ceilings.wrk(wrk_bin, "http.wrk.post", ceilings.POST_PATH, seconds + 2, post=True, connections=connections)
+            ceilings_http.wrk(
+                wrk_bin, "http.wrk.post", ceilings_http.POST_PATH, seconds + 2, post=True, connections=connections
+            )
         ),
         daemon=True,
     )
@@ -232,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         except (RuntimeError, ValueError, provision.ProvisionError, subprocess.TimeoutExpired) as e:
             print(f"service_profile: {e}", file=sys.stderr)
             return 1
-        print(f"wrk POST {ceilings.POST_PATH}: {wrk.per_second or 0:,.0f}/s ({wrk.what}); py-spy at {args.rate}/s")
+        print(f"wrk POST {ceilings_http.POST_PATH}: {wrk.per_second or 0:,.0f}/s ({wrk.what}); py-spy at {args.rate}/s")
         print(table(profiles))
         if args.out:
             figures = {"wrk": wrk.model_dump(), "profiles": [asdict(x) for x in profiles]}
