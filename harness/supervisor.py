@@ -120,7 +120,8 @@ def _alive(r: Running) -> psutil.Process | None:
 
 
 def terminate_group(r: Running, grace: float = 10.0) -> None:
-    """SIGTERM the component's process group, then SIGKILL what is left after `grace` seconds."""
+    """SIGTERM the component's process group, then SIGKILL what is left after `grace` seconds. Each
+    process gets each signal once: the group's through the group, a member that left it on its own."""
     proc = _alive(r)
     if proc is None:
         return
@@ -130,19 +131,36 @@ def terminate_group(r: Running, grace: float = 10.0) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(r.pid, sig)  # pid == pgid: each component leads its own session
-        # Only those outside the group get it apart: a second SIGTERM reaching a service after its
-        # handler was removed (targets/runtime.py) kills it mid-shutdown (no LeaveGroup, no flush).
+        # Never twice: a service removes its SIGTERM handler once it starts shutting down
+        # (targets/runtime.py), and a second SIGTERM then kills it half-way (no LeaveGroup, no flush).
         for m in members:
             with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
                 if os.getpgid(m.pid) != r.pid:
                     m.send_signal(sig)
-        _gone, alive = psutil.wait_procs(members, timeout=grace if sig == signal.SIGTERM else 5)
-        if not alive:
+        members = _wait_gone(members, grace if sig == signal.SIGTERM else 5)
+        if not members:
             break
-        members = alive
     # Reap our own child so it does not linger as a zombie.
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(r.pid, os.WNOHANG)
+
+
+def _wait_gone(members: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Those still running after up to `timeout` seconds. A zombie is gone: an orphan's waits for
+    PID 1 to reap it (seconds here, never in a container without an init), our child's for us."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [m for m in members if _running(m)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 class Supervisor:

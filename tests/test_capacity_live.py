@@ -22,7 +22,7 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(
     # What tracing costs, with one other setting than the search's: each setting is one restart and a
     # step per pipeline through the same code; tracing.yaml's three would add four steps (~30 s).
     measured = measured_tracing.load()
-    monkeypatch.setattr(measured_tracing, "load", lambda: measured.model_copy(update={"overhead": ["off"]}))
+    monkeypatch.setattr(measured_tracing, "load", lambda *_: measured.model_copy(update={"overhead": ["off"]}))
     short = shipped.search.quick.model_copy(
         update={"start_rate": 50, "max_rate": 100, "warmup_seconds": 1, "measure_seconds": 2, "resolution": 0.5,
                 "min_step": 20, "drain_seconds": 15, "ceiling_seconds": 1, "generator_seconds": 3}

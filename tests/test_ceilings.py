@@ -1,5 +1,6 @@
-"""The Kafka tools' ceilings (harness/capacity/ceilings_kafka.py) with the JVM faked: the command each one runs and
-what it makes of the tool's answer. No Java, no broker."""
+"""The ceilings' measurements (harness/capacity/ceilings_*.py): the Kafka tools with the JVM faked and wrk
+faked, the command each one runs and what it makes of the tool's answer; the bare gRPC loop for real,
+against its own server. No Java, no broker, no stack."""
 
 from __future__ import annotations
 

@@ -200,16 +200,22 @@ def test_toxiproxy_schedules_its_goroutines_on_one_thread(stack: Any) -> None:
 
 
 def test_a_restarted_notification_service_shuts_down_whole(stack: Any) -> None:
-    """A restart (here use_tracing's) lets the service finish its shutdown: its consumer leaves the
-    group, so the next one is assigned at once instead of after the old member's session timeout.
-    A second SIGTERM used to kill it half-way, about every other time: three restarts, all whole."""
+    """A restart (here use_tracing's) lets the service finish its shutdown, its consumer leaving the
+    group (harness/supervisor.py's terminate_group says why it did not always): three, all whole."""
     log = stack.sup.log_dir / f"{topology.notification_replica(1).process}.log"
 
     def count(text: str) -> int:
         return log.read_text(errors="replace").count(text)
 
     stopped, left = count("targets.notification: stopped"), count("LeaveGroup request succeeded")
-    for _ in range(3):
+    joined = count("Joined group")  # the service the stack started has long since joined
+    for restart in range(3):
+        if restart:  # a consumer leaves only a group it joined, and the service is ready before it joins
+            deadline = time.monotonic() + 60
+            while count("Joined group") == joined and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert count("Joined group") > joined, "the restarted consumer never joined its group"
+            joined = count("Joined group")
         stack.use_tracing(stack.tracing)  # the same flags: only the restart
     assert count("targets.notification: stopped") - stopped == 3
-    assert count("LeaveGroup request succeeded") - left == 3  # aiokafka's own line
+    assert count("LeaveGroup request succeeded") - left >= 3  # aiokafka's own line (a session's restart adds one)

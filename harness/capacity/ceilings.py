@@ -59,11 +59,6 @@ def sample_event() -> reaction_pb2.ReactionEvent:
     )
 
 
-def record_size() -> int:
-    """Bytes of one serialized ReactionEvent: the Kafka tools' --record-size."""
-    return len(sample_event().SerializeToString())
-
-
 def failed(name: str, tool: str, what: str, error: BaseException | str) -> Ceiling:
     return Ceiling(name=name, tool=tool, what=what, per_second=None, error=str(error) or type(error).__name__)
 

@@ -28,6 +28,12 @@ from harness.capacity.ceilings import Ceiling, failed, run_with_rusage, sample_e
 
 CEILING_TOPIC = "capacity.ceiling"
 
+
+def record_size() -> int:
+    """Bytes of one serialized ReactionEvent: the Kafka tools' --record-size."""
+    return len(sample_event().SerializeToString())
+
+
 _TOOLS_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>sync-async-bench</groupId><artifactId>kafka-tools</artifactId><version>1</version>

@@ -12,7 +12,7 @@ from typing import Any
 
 from facts import paths, topology
 from harness import measured_tracing
-from harness.capacity import ceilings, ceilings_grpc, ceilings_http, ceilings_kafka, cpu, generator_cost
+from harness.capacity import ceilings_grpc, ceilings_http, ceilings_kafka, cpu, generator_cost
 from harness.capacity.ceilings import Ceiling
 from harness.capacity.config import (
     ACCEPTANCE_LIMITS,
@@ -165,7 +165,7 @@ def measure_ceilings(
         ceilings_kafka.ensure_topic()
         records = 50_000 if secs < 5 else 300_000
         note(ceilings_kafka.aiokafka_produce(secs))
-        note(ceilings_kafka.producer_performance(records, ceilings.record_size(), timeout=60 + secs))
+        note(ceilings_kafka.producer_performance(records, ceilings_kafka.record_size(), timeout=60 + secs))
         note(ceilings_kafka.consumer_performance(records, timeout=30 + secs))
         note(ceilings_kafka.aiokafka_consume(secs))
     return out, generator, at_top
