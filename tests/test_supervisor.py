@@ -217,3 +217,26 @@ def test_stopping_a_component_sends_each_of_its_processes_one_sigterm(
     sup.stop("helped")
     # no SIGKILL either: the helper, an orphan once the component is gone, is gone as a zombie
     assert sorted(sent) == sorted([(component, signal.SIGTERM), (helper, signal.SIGTERM)])
+
+
+def test_a_zombie_that_is_not_our_child_counts_as_gone() -> None:
+    """`bench down` stops the detached `bench up`'s orphans: one that exited stays a zombie until PID 1
+    reaps it (never, in a container without an init), and waiting for it to go would wait the grace out."""
+    from harness.supervisor import _wait_gone
+
+    parent_code = (  # starts a child and never reaps it: the child, once it exits, is a zombie not ours
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'pass'])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = psutil.Process(int(parent.stdout.readline()))
+        while child.status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.05)
+        assert _wait_gone([child], timeout=60) == []
+    finally:
+        parent.kill()
+        parent.wait()
