@@ -90,6 +90,27 @@ def offsets(topic: str = topology.TOPIC_REACTIONS, group: str = topology.CONSUME
     raise AssertionError("unreachable")
 
 
+async def _group(group: str) -> tuple[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=3000)
+    try:
+        await admin.start()
+        (response,) = await admin.describe_consumer_groups([group])
+        (described,) = response.to_object()["groups"]
+        return described["state"], len(described["members"])
+    finally:
+        await admin.close()
+
+
+def group_settled(members: int, group: str = topology.CONSUMER_GROUP) -> bool:
+    """Whether the consumer group is Stable with `members` members: every consumer has joined, and
+    no rebalance waits on a member that went without leaving (until its session expires)."""
+    try:
+        state, count = asyncio.run(asyncio.wait_for(_group(group), 5))
+    except (KafkaError, OSError, TimeoutError, ValueError):
+        return False
+    return state == "Stable" and count == members
+
+
 def backlog(topic: str = topology.TOPIC_REACTIONS, group: str = topology.CONSUMER_GROUP) -> int:
     """Messages produced but not yet committed by the consumer group (the async pipeline's queue)."""
     end, done = offsets(topic, group)

@@ -272,6 +272,10 @@ class Stack:
         if self.replicas.has_haproxy:  # sync must not open on servers HAProxy still holds down
             balancer = self.sup.specs[HAPROXY]
             wait_until(balancer.ready, balancer.ready_timeout, "HAProxy: every replica UP again")
+        # A service is ready before its consumer joins, and a consumer gone without leaving the group
+        # holds it until its session expires: what is measured next would see no consumption.
+        consumers = self.replicas.count
+        wait_until(lambda: kafka_admin.group_settled(consumers), 60, "the notification consumers back in their group")
         self.sup.start(self.reaction_spec(self.pipeline))
 
     def down(self) -> None:

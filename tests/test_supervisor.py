@@ -110,14 +110,25 @@ def test_a_stack_restart_starts_from_a_fresh_spec_without_waiting(tmp_path: Path
 
 
 @pytest.mark.parametrize("count", [1, 3])
-def test_use_tracing_restarts_every_notification_replica(tmp_path: Path, count: int) -> None:
+def test_use_tracing_restarts_every_notification_replica(
+    tmp_path: Path, count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """All three services restart with the new flags, every replica included; with HAProxy in front,
-    the reaction service starts only once HAProxy sees every replica UP again."""
+    the reaction service starts only once HAProxy sees every replica UP again, and in every case once
+    the consumer group holds every replica's consumer and nothing else."""
+    from harness import kafka_admin
     from harness.replicas import HAPROXY, Replicas
     from harness.stack import Stack, Tracing
 
     events: list[str] = []
     balancer_probes = iter([False, False, True])
+    group_probes = iter([False, True])
+
+    def group_settled(members: int) -> bool:
+        events.append(f"probe group of {members}")
+        return next(group_probes)
+
+    monkeypatch.setattr(kafka_admin, "group_settled", group_settled)
 
     def balancer_ready() -> bool:
         events.append("probe haproxy")
@@ -150,6 +161,8 @@ def test_use_tracing_restarts_every_notification_replica(tmp_path: Path, count: 
         "start pushsink",
         *(f"start {n}" for n in notifications),
         *probes,
+        f"probe group of {count}",
+        f"probe group of {count}",
         "start reaction",
     ]
     assert set(sup.argv) == {"pushsink", "reaction", *notifications}
