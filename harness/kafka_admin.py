@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -23,13 +23,19 @@ from facts import topology
 BOOTSTRAP = os.environ.get("SYNC_ASYNC_BENCH_KAFKA_BOOTSTRAP") or topology.addr(topology.KAFKA_INTERNAL_PORT)
 
 
-async def _list_topics() -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=3000)
+@contextlib.asynccontextmanager
+async def _admin(request_timeout_ms: int) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=request_timeout_ms)
     try:
         await admin.start()
-        return list(await admin.list_topics())
+        yield admin
     finally:
         await admin.close()
+
+
+async def _list_topics() -> list[str]:
+    async with _admin(3000) as admin:
+        return list(await admin.list_topics())
 
 
 def ready(timeout: float = 2.0) -> bool:
@@ -42,19 +48,19 @@ def ready(timeout: float = 2.0) -> bool:
     return True
 
 
-async def _create_topics(partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10000)
-    try:
-        await admin.start()
-        for name in (topology.TOPIC_REACTIONS, topology.TOPIC_DEAD_LETTER):
+async def _create_topics(names: Sequence[str], partitions: int) -> None:
+    async with _admin(10000) as admin:
+        for name in names:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([NewTopic(name, partitions, replication_factor=1)])
-    finally:
-        await admin.close()
 
 
-def create_topics(partitions: int = topology.TOPIC_PARTITIONS) -> None:
-    asyncio.run(_create_topics(partitions))
+PIPELINE_TOPICS = (topology.TOPIC_REACTIONS, topology.TOPIC_DEAD_LETTER)
+
+
+def create_topics(partitions: int = topology.TOPIC_PARTITIONS, names: Sequence[str] = PIPELINE_TOPICS) -> None:
+    """The topics (the pipeline's by default), each left as it is where it exists already."""
+    asyncio.run(_create_topics(names, partitions))
 
 
 async def _offsets(topic: str, group: str) -> tuple[int, int]:
@@ -91,14 +97,10 @@ def offsets(topic: str = topology.TOPIC_REACTIONS, group: str = topology.CONSUME
 
 
 async def _group(group: str) -> tuple[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=3000)
-    try:
-        await admin.start()
+    async with _admin(3000) as admin:
         (response,) = await admin.describe_consumer_groups([group])
         (described,) = response.to_object()["groups"]
         return described["state"], len(described["members"])
-    finally:
-        await admin.close()
 
 
 def group_settled(members: int, group: str = topology.CONSUMER_GROUP) -> bool:

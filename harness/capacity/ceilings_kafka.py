@@ -6,7 +6,6 @@ topic of their own."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import shutil
 import subprocess
@@ -17,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 
 from facts import topology
 from facts.paths import cache_dir
@@ -69,18 +66,8 @@ def kafka_tools_libs() -> Path:
     return libs
 
 
-async def _ensure_topic(name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_admin.BOOTSTRAP, request_timeout_ms=10000)
-    try:
-        await admin.start()
-        with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics([NewTopic(name, partitions, replication_factor=1)])
-    finally:
-        await admin.close()
-
-
 def ensure_topic(name: str = CEILING_TOPIC, partitions: int = topology.TOPIC_PARTITIONS) -> None:
-    asyncio.run(_ensure_topic(name, partitions))
+    kafka_admin.create_topics(partitions, names=(name,))
 
 
 def parse_producer_performance(text: str) -> tuple[int, float]:
