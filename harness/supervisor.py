@@ -121,13 +121,17 @@ def _alive(r: Running) -> psutil.Process | None:
 
 def terminate_group(r: Running, grace: float = 10.0) -> None:
     """SIGTERM the component's process group, then SIGKILL what is left after `grace` seconds. Each
-    process gets each signal once: the group's through the group, a member that left it on its own."""
+    process gets each signal once: the group's through the group, a member that left it on its own.
+    A group whose leader is gone is still stopped: what it left behind is what would hold the ports."""
     proc = _alive(r)
-    if proc is None:
+    found = [proc] if proc is not None else _left_in_group(r)
+    if not found:
         return
-    members = [proc]
-    with contextlib.suppress(psutil.Error):
-        members += proc.children(recursive=True)
+    every = {p.pid: p for p in found}
+    for p in found:
+        with contextlib.suppress(psutil.Error):
+            every.update((c.pid, c) for c in p.children(recursive=True))
+    members = list(every.values())
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(r.pid, sig)  # pid == pgid: each component leads its own session
@@ -143,6 +147,26 @@ def terminate_group(r: Running, grace: float = 10.0) -> None:
     # Reap our own child so it does not linger as a zombie.
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(r.pid, os.WNOHANG)
+
+
+def _left_in_group(r: Running) -> list[psutil.Process]:
+    """The members of the component's process group when its leader is gone (exited, or a zombie):
+    a child it started that did not follow it stays in the group and still holds its ports. The
+    group is named by the leader's pid, which the kernel gives no new process while the group has
+    members: a process of another start time holding that pid means the group is empty."""
+    try:
+        if abs(psutil.Process(r.pid).create_time() - r.create_time) >= 1.0:
+            return []
+    except psutil.NoSuchProcess:
+        pass  # reaped: its group may still have members
+    except psutil.Error:
+        return []
+    left = []
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if p.pid != r.pid and os.getpgid(p.pid) == r.pid and _running(p):
+                left.append(p)
+    return left
 
 
 def _wait_gone(members: list[psutil.Process], timeout: float) -> list[psutil.Process]:

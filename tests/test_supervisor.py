@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -253,3 +254,47 @@ def test_a_zombie_that_is_not_our_child_counts_as_gone() -> None:
     finally:
         parent.kill()
         parent.wait()
+
+
+# A component that leaves a child behind in its process group: it writes the child's pid, then exits
+# once told to (the test's flag file). The child never learns its parent died (no death signal of its own).
+LEAVES_A_CHILD = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+with open(sys.argv[1] + ".partial", "w") as f:
+    f.write(str(child.pid))
+os.rename(sys.argv[1] + ".partial", sys.argv[1])
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.parametrize("reaped", [False, True], ids=["leader-a-zombie", "leader-reaped"])
+def test_stopping_a_component_whose_leader_is_gone_stops_what_it_left_in_its_group(
+    sup: Supervisor, tmp_path: Path, reaped: bool
+) -> None:
+    pid_file, exit_flag = tmp_path / "child.pid", tmp_path / "exit"
+    argv = [sys.executable, "-c", LEAVES_A_CHILD, str(pid_file), str(exit_flag)]
+    leader = sup.start(ComponentSpec("leaves", argv, [], ready=pid_file.exists)).pid
+    child = psutil.Process(int(pid_file.read_text()))
+    assert os.getpgid(child.pid) == leader
+    exit_flag.touch()
+    if reaped:
+        os.waitpid(leader, 0)
+    else:
+        while psutil.Process(leader).status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.05)
+    try:
+        sup.stop("leaves")
+        assert not _still_running(child), "the child the component left in its group outlived the stop"
+    finally:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
+def _still_running(p: psutil.Process) -> bool:
+    """A zombie is stopped: an orphan's waits for PID 1 to reap it."""
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
