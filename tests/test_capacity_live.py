@@ -10,6 +10,7 @@ import pytest
 from harness import measured_tracing
 from harness.capacity import command as capacity_command
 from harness.capacity import config as capacity_config
+from harness.capacity import generator_cost
 from harness.capacity import report as capacity_report
 
 pytestmark = pytest.mark.stack
@@ -118,3 +119,10 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(
         assert at_top.times_wrk() is not None and at_top.lag_p99_seconds is not None
     else:
         assert at_top is None, top
+    # and at its max beside wrk at its max, both saturating the server: offered more than wrk achieved,
+    # with no more in flight than wrk's connections, and no paced control (wrk at its max is the control)
+    at_max = report.generator.at_max
+    assert at_max is not None and at_max.in_flight_cap == generator_cost.WRK_CONNECTIONS
+    assert at_max.rate > ceilings["http.wrk.healthz"].per_second
+    assert at_max.achieved_per_second is not None and at_max.achieved_per_second > 0
+    assert at_max.times_wrk() is not None and at_max.paced_wrk is None

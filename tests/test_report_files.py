@@ -231,6 +231,8 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
             at_top=GeneratorOnHealthz(rate=1900, cpu_seconds_per_1000=0.04, lag_p99_seconds=0.0035,
                                       wrk_cpu_seconds_per_1000=0.01, wakeups_per_request=0.2,
                                       wakeup_cpu_seconds=0.00004, wrk_wakeups_per_request=0.02),
+            at_max=GeneratorOnHealthz(rate=19500, cpu_seconds_per_1000=0.029, lag_p99_seconds=0.0038,
+                                      wrk_cpu_seconds_per_1000=0.013, achieved_per_second=14855, in_flight_cap=64),
         ),
     )  # fmt: skip
     cap.cpu_bounds = [CpuBound(name="sync", rate=300, components=["pushsink", "reaction"], cpu_seconds_per_1000=2.5,
@@ -246,13 +248,18 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
     assert "| sync | 300/s |" in md and "broke at 350/s: API p99 165 ms" in md
     assert "| **async** | 400/s |" in md and "GENERATOR-BOUND at 450/s" in md  # never the pipeline's: in bold/red
     assert "reaction 1.40" in md
-    assert "vs wrk 0.014; kept up to 800/s; on GET /healthz at 200/s: 0.20 vs wrk 0.010 (20x), lag p99 1.2 ms" in md
+    assert "vs wrk 0.014; kept up to 800/s; on GET /healthz at 200/s: 0.200 vs wrk 0.010 (20x), lag p99 1.2 ms" in md
     # of its 0.20 ms a request, the 1.48 wakeups beyond wrk's at 40 us explain 0.0592: 0.141 left, 14.1x wrk's 0.010
     assert "1.50 wakeups per request (wrk 0.02) at 40 us each: 0.141 with wrk's wakeups (14.1x)" in md
     # and again at the highest capacity of the run, where its fixed per-second work weighs least
     assert (
-        "; at the run's top capacity, on GET /healthz at 1900/s: 0.04 vs wrk 0.010 (4x), lag p99 3.5 ms; "
+        "; at the run's top capacity, on GET /healthz at 1900/s: 0.040 vs wrk 0.010 (4.0x), lag p99 3.5 ms; "
         "0.20 wakeups per request (wrk 0.02) at 40 us each: 0.033 with wrk's wakeups (3.3x)"
+    ) in md
+    # and at its max beside wrk at its max, both saturating the server: the rate it achieved, not the one offered
+    assert (
+        "; on GET /healthz at its max (14855/s, at most 64 in flight as wrk's connections): 0.029 vs wrk 0.013 "
+        "(2.2x), lag p99 3.8 ms"
     ) in md
     # what tracing costs: the services' CPU per setting over tracing off (the generator left out)
     assert "| sync | 1% of reactions | 1.40 | x1.40 | reaction 1.40 |" in md
@@ -263,7 +270,7 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
     assert isinstance(healthz, GeneratorOnHealthz)
     healthz.wake_interval_seconds = 0.003
     cap.write(root / "capacity.json")
-    assert "on GET /healthz at 200/s, waking at most every 3 ms: 0.20 vs wrk" in report.write(root)[1].read_text()
+    assert "on GET /healthz at 200/s, waking at most every 3 ms: 0.200 vs wrk" in report.write(root)[1].read_text()
     # wrk paced to the generator's rate is the control at that rate, unless it could not achieve it
     healthz.achieved_per_second = 199.0
     healthz.paced_wrk = Ceiling(name="http.wrk.healthz.paced", tool="wrk", what="w", per_second=205.0,

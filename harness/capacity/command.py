@@ -25,6 +25,7 @@ from harness.capacity.config import (
 from harness.capacity.report import (
     CapacityReport,
     GeneratorOnHealthz,
+    OnHealthz,
     PipelineCapacity,
     TracingCost,
     cpu_bounds,
@@ -105,15 +106,19 @@ def measure_tracing_costs(
 
 
 def measure_generator_on_healthz(
-    rate: float, s: SearchSettings, work: Path, wrk: Ceiling, wrk_bin: Path
+    rate: float, s: SearchSettings, work: Path, wrk: Ceiling, wrk_bin: Path, at_max: bool = False
 ) -> GeneratorOnHealthz:
     """The load generator at `rate` on GET /healthz: its CPU per request where the service costs least,
-    next to wrk at its max there (`wrk`) and wrk paced to the rate it achieved."""
+    next to wrk at its max there (`wrk`) and wrk paced to the rate it achieved. `at_max`: `rate` is
+    above what the server answers and at most as many requests as wrk's connections are in flight, so
+    the generator runs at its max (wrk at its max is the control: no paced one)."""
     warmup = 3.0  # Python's start-up, not charged to the requests
     measured = s.generator_seconds
-    fig = generator_cost.measure_generator(rate, 1, warmup + measured, warmup, work, endpoint="healthz")
-    paced = generator_cost.paced_control(fig, measured, "healthz", wrk_bin)
-    print(f"  generator on GET /healthz at {rate:.0f}/s: {fig.cpu_ms_per_request} ms CPU per request, "
+    cap = generator_cost.WRK_CONNECTIONS if at_max else generator_cost.IN_FLIGHT_CAP
+    fig = generator_cost.measure_generator(rate, 1, warmup + measured, warmup, work, cap, endpoint="healthz")
+    paced = None if at_max else generator_cost.paced_control(fig, measured, "healthz", wrk_bin)
+    print(f"  generator on GET /healthz at {'its max, ' if at_max else ''}{rate:.0f}/s offered, "
+          f"{fig.achieved_per_second:.0f}/s achieved: {fig.cpu_ms_per_request} ms CPU per request, "
           f"{fig.wakeups_per_request} wakeups per request at {fig.ms_per_wakeup} ms, lag p99 {fig.lag_p99_ms} ms "
           f"(wrk {number(wrk.cpu_seconds_per_1000)} ms, {number(wrk.wakeups_per_request)} wakeups; paced to the rate "
           f"{number(paced.cpu_seconds_per_1000 if paced else None)} ms, "
@@ -130,15 +135,17 @@ def measure_generator_on_healthz(
         wakeup_cpu_seconds=None if fig.ms_per_wakeup is None else fig.ms_per_wakeup / 1000,
         wrk_wakeups_per_request=wrk.wakeups_per_request,
         wake_interval_seconds=None if fig.wake_interval_ms is None else fig.wake_interval_ms / 1000,
+        in_flight_cap=cap if at_max else None,
     )
 
 
 def measure_ceilings(
     stack: Any, pipelines: Sequence[str], s: SearchSettings, wrk_bin: Path, work: Path, generator_rate: float,
     top: float | None = None,
-) -> tuple[list[Ceiling], GeneratorOnHealthz, GeneratorOnHealthz | None]:  # fmt: skip
+) -> tuple[list[Ceiling], OnHealthz]:  # fmt: skip
     """Every bare ceiling, each bounded by `s.ceiling_seconds` (the Kafka tools by a record count), and
-    the load generator on the cheapest endpoint at `generator_rate` and, when given, at `top`."""
+    the load generator on the cheapest endpoint at `generator_rate`, at `top` when given, and at its
+    max (beside wrk at its max, unless that failed)."""
     secs = s.ceiling_seconds
     out: list[Ceiling] = []
 
@@ -152,6 +159,10 @@ def measure_ceilings(
     healthz = note(ceilings_http.wrk(wrk_bin, "http.wrk.healthz", topology.HEALTHZ_PATH, secs, post=False))
     generator = measure_generator_on_healthz(generator_rate, s, work, healthz, wrk_bin)
     at_top = None if top is None else measure_generator_on_healthz(top, s, work, healthz, wrk_bin)
+    at_max = None
+    if healthz.per_second:
+        above = round(healthz.per_second * generator_cost.MAX_OVER_WRK, -1)
+        at_max = measure_generator_on_healthz(above, s, work, healthz, wrk_bin, at_max=True)
     for p in pipelines:  # the POST's cost depends on the pipeline behind it
         if stack.pipeline != p:
             stack.use_pipeline(p)
@@ -168,7 +179,7 @@ def measure_ceilings(
         note(ceilings_kafka.producer_performance(records, ceilings_kafka.record_size(), timeout=60 + secs))
         note(ceilings_kafka.consumer_performance(records, timeout=30 + secs))
         note(ceilings_kafka.aiokafka_consume(secs))
-    return out, generator, at_top
+    return out, OnHealthz(generator, at_top, at_max)
 
 
 def scales_runs(setting: str, runs_tracing: str) -> bool:
@@ -201,8 +212,7 @@ def run_capacity(
     wrk_bin = provision.locate().wrk
     print(f"capacity run {run_id} -> {run_dir}", flush=True)
 
-    healthz: GeneratorOnHealthz | None = None
-    at_top: GeneratorOnHealthz | None = None
+    on_healthz: OnHealthz | None = None
 
     def body(st: Any) -> None:
         st.toxiproxy.reset()
@@ -220,8 +230,8 @@ def run_capacity(
 
         measure_tracing_costs(runner, pipelines, setting, measured.overhead, keep)
         if with_ceilings:
-            nonlocal healthz, at_top  # the generator at the CPU steps' rate (its cost there) and at the top
-            report.ceilings, healthz, at_top = measure_ceilings(
+            nonlocal on_healthz
+            report.ceilings, on_healthz = measure_ceilings(
                 st, pipelines, s, wrk_bin, run_dir / "generator", s.start_rate, top_rate(report, s.start_rate)
             )
 
@@ -238,7 +248,7 @@ def run_capacity(
             body(st)
     report.cpu_bounds = cpu_bounds(report)
     report.ratios = ratios(report)
-    report.generator = generator_figures(report, healthz, at_top)
+    report.generator = generator_figures(report, on_healthz)
     report.finished_unix = time.time()
     report.write(run_dir / "capacity.json")
     remember = remember and scales_runs(setting, measured.sample)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -101,6 +101,9 @@ class GeneratorOnHealthz(Model):
     # the generator had no answer to calibrate it with.
     achieved_per_second: float | None = None
     paced_wrk: Ceiling | None = None
+    # At its max: offered more than wrk achieves, with at most this many requests in flight (wrk's
+    # connections), so both saturate the server. None: at a fixed rate, never capped.
+    in_flight_cap: int | None = None
 
     def times_wrk(self) -> float | None:
         g, w = self.cpu_seconds_per_1000, self.wrk_cpu_seconds_per_1000
@@ -136,6 +139,17 @@ class GeneratorFigures(Model):
     # the top of the range its cost and lag are held to, where its fixed per-second work weighs least.
     # None: written before it was measured, a run without ceilings, or no capacity above the CPU steps' rate.
     at_top: GeneratorOnHealthz | None = None
+    # The same at its max beside wrk at its max, both saturating the server: the like-for-like comparison
+    # of what a request costs each. None: written before it was measured, or a run without ceilings.
+    at_max: GeneratorOnHealthz | None = None
+
+
+class OnHealthz(NamedTuple):
+    """The generator's runs on GET /healthz in one capacity run (GeneratorFigures says what each is for)."""
+
+    steps_rate: GeneratorOnHealthz
+    top: GeneratorOnHealthz | None
+    max: GeneratorOnHealthz | None
 
 
 class CapacityReport(Model):
@@ -305,9 +319,7 @@ def top_rate(report: CapacityReport, start_rate: float) -> float | None:
     return top if top is not None and top > start_rate else None
 
 
-def generator_figures(
-    report: CapacityReport, healthz: GeneratorOnHealthz | None, at_top: GeneratorOnHealthz | None = None
-) -> GeneratorFigures:
+def generator_figures(report: CapacityReport, on_healthz: OnHealthz | None) -> GeneratorFigures:
     steps = [st for pc in report.pipelines.values() for st in pc.steps]
     kept = [st.rate for st in steps if not st.generator_reasons]
     behind = [st.rate for st in steps if st.generator_reasons]
@@ -325,8 +337,9 @@ def generator_figures(
         fell_behind_min_rate=min(behind, default=None),
         cpu_seconds_per_1000=gen_cpu,
         wrk_cpu_seconds_per_1000=wrk_cpu,
-        healthz=healthz if healthz is not None else "not measured (no ceilings in this run)",
-        at_top=at_top,
+        healthz=on_healthz.steps_rate if on_healthz is not None else "not measured (no ceilings in this run)",
+        at_top=None if on_healthz is None else on_healthz.top,
+        at_max=None if on_healthz is None else on_healthz.max,
     )
 
 
@@ -369,6 +382,10 @@ def print_report(report: CapacityReport) -> None:
                 print(f"  at {which}, on GET /healthz at {h.rate:.0f}/s: {number(h.cpu_seconds_per_1000)} ms CPU per "
                       f"request, {times(h.times_wrk())} wrk at its max, {times(h.times_paced_wrk())} wrk paced to "
                       f"the rate, lag p99 {number(lag)} ms")  # fmt: skip
+        if (h := g.at_max) is not None:
+            print(f"  at its max, on GET /healthz ({h.achieved_per_second or 0:.0f}/s, at most {h.in_flight_cap} in "
+                  f"flight): {number(h.cpu_seconds_per_1000)} ms CPU per request, {times(h.times_wrk())} wrk at "
+                  "its max")  # fmt: skip
 
 
 def number(v: float | None) -> str:

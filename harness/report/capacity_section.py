@@ -65,10 +65,15 @@ def _healthz(h: capacity_report.GeneratorOnHealthz | str, where: str = "") -> st
     x = h.times_wrk()
     lag = NO_VALUE if h.lag_p99_seconds is None else f"{h.lag_p99_seconds * 1000:.1f} ms"
     wake = "" if h.wake_interval_seconds is None else f", waking at most every {h.wake_interval_seconds * 1000:g} ms"
+    at = (
+        f"at {_rate(h.rate)}"
+        if h.in_flight_cap is None
+        else f"at its max ({_rate(h.achieved_per_second)}, at most {h.in_flight_cap} in flight as wrk's connections)"
+    )
     text = (
-        f"; {where}on GET /healthz at {_rate(h.rate)}{wake}: {h.cpu_seconds_per_1000 or 0:.2f} vs wrk "
+        f"; {where}on GET /healthz {at}{wake}: {h.cpu_seconds_per_1000 or 0:.3f} vs wrk "
         f"{h.wrk_cpu_seconds_per_1000 or 0:.3f}"
-        + (f" ({x:.0f}x)" if x is not None else "")
+        + (f" ({_times(x)})" if x is not None else "")
         + _paced(h)
         + f", lag p99 {lag}"
     )
@@ -81,6 +86,11 @@ def _healthz(h: capacity_report.GeneratorOnHealthz | str, where: str = "") -> st
         f"{h.wakeup_cpu_seconds * 1e6:.0f} us each: {like:.3f} with wrk's wakeups"
         + (f" ({like / w:.1f}x)" if w else "")
     )
+
+
+def _times(x: float) -> str:
+    """A ratio to wrk: to one decimal where that decides a target (within 3x), whole beyond 10."""
+    return f"{x:.0f}x" if x >= 10 else f"{x:.1f}x"
 
 
 def _paced(h: capacity_report.GeneratorOnHealthz) -> str:
@@ -140,5 +150,6 @@ def capacity_rows(path: Path) -> CapacityRows | None:
             f"{g.wrk_cpu_seconds_per_1000 or 0:.3f}; kept up to {_rate(g.kept_up_max_rate)}"
             + _healthz(g.healthz)
             + ("" if g.at_top is None else _healthz(g.at_top, "at the run's top capacity, "))
+            + ("" if g.at_max is None else _healthz(g.at_max))
         ),
     )
