@@ -26,6 +26,7 @@ from pathlib import Path
 from facts import comparison, measures, topology
 from harness import expr, noise, result, yamlpos
 from harness.result import Run
+from harness.text_table import text_table
 
 DEFAULT_FILE = Path(__file__).resolve().parent / "thresholds" / "default.yaml"
 EXIT_OK, EXIT_CROSSED, EXIT_USAGE = 0, 1, 2
@@ -250,11 +251,7 @@ def table(rows: list[Row]) -> list[list[str]]:
 
 
 def render_text(rows: list[Row]) -> str:
-    t = table(rows)
-    widths = [max(len(line[i]) for line in t) for i in range(len(t[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in t]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(table(rows), rule=True)
 
 
 def render_markdown(rows: list[Row]) -> str:

@@ -293,6 +293,7 @@ def _sleep_until(unix: float) -> None:
 
 
 def table(figures: list[Figure]) -> str:
+    # Fixed widths, not harness.text_table's: main prints each row as it is measured, under a head printed first.
     head = (
         f"{'tool':<20} {'proc':>4} {'wake ms':>7} {'offered/s':>9} {'achieved/s':>10} {'requests':>8} {'CPU s':>7} "
         f"{'CPU ms/req':>10} {'x wrk':>6} {'x paced':>7} {'wake/req':>8} {'ms/wake':>7} {'@wrk wake':>9} {'x wrk':>5} "

@@ -38,6 +38,7 @@ from facts import topology
 from harness import measured_tracing, provision, supervisor
 from harness.capacity import ceilings, ceilings_http
 from harness.stack import Tracing
+from harness.text_table import text_table
 
 ROOT = Path(__file__).resolve().parents[2]
 OURS = tuple(str(ROOT / d) + "/" for d in ("targets", "protos"))
@@ -212,10 +213,7 @@ def table(profiles: list[Profile]) -> str:
          *(f"{p.share(p.by_layer[n]):.0%}" for n in LAYERS), *(f"{p.share(p.inclusive[n]):.0%}" for n in INCLUSIVE)]
         for p in profiles
     ]  # fmt: skip
-    widths = [max(len(r[i]) for r in [heads, *rows]) for i in range(len(heads))]
-    lines = [[c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))] for r in
-             [heads, *rows]]  # fmt: skip
-    return "\n".join("  ".join(line) for line in lines)
+    return text_table([heads, *rows], numbers_right=True)
 
 
 def main(argv: list[str] | None = None) -> int:
