@@ -66,22 +66,20 @@ def create_topics(partitions: int = topology.TOPIC_PARTITIONS, names: Sequence[s
 async def _offsets(topic: str, group: str) -> tuple[int, int]:
     """(sum of end offsets, sum of the group's committed offsets) over the topic's partitions."""
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, request_timeout_ms=5000)
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=5000)
     try:
         await consumer.start()
-        await admin.start()
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer._client.force_metadata_update()
+        async with _admin(5000) as admin:
             parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        ends = await consumer.end_offsets(tps)
-        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-        done = sum(meta.offset for tp, meta in committed.items() if meta is not None and meta.offset >= 0)
-        return sum(ends.values()), done
+            if not parts:
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            ends = await consumer.end_offsets(tps)
+            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+            done = sum(meta.offset for tp, meta in committed.items() if meta is not None and meta.offset >= 0)
+            return sum(ends.values()), done
     finally:
         await consumer.stop()
-        await admin.close()
 
 
 def offsets(topic: str = topology.TOPIC_REACTIONS, group: str = topology.CONSUMER_GROUP) -> tuple[int, int]:

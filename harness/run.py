@@ -26,7 +26,6 @@ from facts import paths, topology, versions
 from harness import kafka_admin, memory, sampling, sink, supervisor, traces
 from harness.assemble import assemble
 from harness.capacity import cpu
-from harness.capacity.cpu import HARNESS, LOADGEN
 from harness.disturbance import MachineWatch
 from harness.loadgen import LoadRun
 from harness.measured_tracing import ReadBack
@@ -115,7 +114,7 @@ def run_cell(
     # What else the machine does meanwhile; in containers our processes are not ours to see.
     watch = MachineWatch(limits.disturbance).start() if measure_machine else None
     memory_watch = (
-        memory.MemoryWatch(_pids(stack, proc.pid), limits.memory.interval_seconds, alone=(HARNESS,)).start()
+        memory.MemoryWatch(_pids(stack, proc.pid), limits.memory.interval_seconds, alone=(cpu.HARNESS,)).start()
         if measure_machine
         else None
     )
@@ -179,7 +178,7 @@ def _pids(stack: RunnableStack, loadgen: int) -> Callable[[], dict[str, int]]:
     def pids() -> dict[str, int]:
         # A copy first: the main thread restarts components meanwhile (dict() of a dict is atomic).
         running = dict(getattr(sup, "running", {}))
-        return {**{name: r.pid for name, r in running.items()}, LOADGEN: loadgen, HARNESS: os.getpid()}
+        return {**{name: r.pid for name, r in running.items()}, cpu.LOADGEN: loadgen, cpu.HARNESS: os.getpid()}
 
     return pids
 

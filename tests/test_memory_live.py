@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from chaos.engine import ChaosMetrics
 from harness import result as result_model
 from harness import run
+from harness.capacity import cpu
 from harness.plan import make_plan
 from tests import stackclient as sc
 from tests.synthetic_run import CAPACITIES
@@ -30,7 +31,7 @@ def test_a_cell_reads_every_process_s_memory(stack: Any, tmp_path: Path) -> None
     components = set(stack.sup.running)
     assert {"kafka", "toxiproxy", "prometheus", "jaeger", "pushsink", "notification", "reaction"} <= components
     by_name = {p.process: p for p in mem.processes}
-    assert set(by_name) == components | {"loadgen", run.HARNESS}
+    assert set(by_name) == components | {cpu.LOADGEN, cpu.HARNESS}
     expected = int(seconds / mem.interval_seconds) // 2  # at least half the readings the load had time for
     for name, p in by_name.items():
         assert len(p.series) >= expected, (name, len(p.series))

@@ -259,13 +259,18 @@ def scenario_row(run: Run, scenario: str) -> ScenarioRow:
     )
 
 
+def disturbed_cells(cells: Sequence[CellResult]) -> int:
+    """Cells a busy machine disturbed (harness/disturbance.py flagged them)."""
+    return sum(bool(c.disturbance.flagged) for c in cells)
+
+
 def machine_during(cells: Sequence[CellResult]) -> str | None:
     """What else the machine did while the cells ran (harness/disturbance.py), over the run; None
     where nothing was measured (compose)."""
     measured = [c.disturbance for c in cells if c.disturbance.measured]
     if not measured:
         return None
-    flagged = sum(bool(d.flagged) for d in measured)
+    flagged = disturbed_cells(cells)
     steal = max(d.steal_share_mean or 0.0 for d in measured)
     outside = max(d.outside_cpu_share_mean or 0.0 for d in measured)
     of = f"of {len(cells)} cells ({len(measured)} measured)" if len(measured) < len(cells) else f"of {len(cells)} cells"
@@ -295,7 +300,7 @@ def machine_rows(machine: Machine | None, cells: Sequence[CellResult] = ()) -> t
 
 def machine_summary(machine: Machine | None, cells: Sequence[CellResult] = ()) -> str:
     """One line: where the figures were measured (and how many cells a busy machine disturbed)."""
-    disturbed = sum(bool(c.disturbance.flagged) for c in cells)
+    disturbed = disturbed_cells(cells)
     busy = f"; {disturbed} of {len(cells)} cells disturbed by a busy machine (see machine)" if disturbed else ""
     if machine is None:
         return f"machine {NO_MACHINE}{busy}"
