@@ -13,6 +13,7 @@ import ctypes
 import errno
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from facts import topology
 from facts.probe import Pending
 
 PR_SET_PDEATHSIG = 1
+COMPONENT_TOKEN = "SAB_COMPONENT_TOKEN"
 
 
 class StartError(RuntimeError):
@@ -58,6 +60,9 @@ class Running:
     ports: list[int]
     log: str
     create_time: float
+    # In the component's environment (COMPONENT_TOKEN), so inherited by what it starts: how a stop
+    # knows a process of its group is ours once the leader is gone. "": a state file from before it.
+    token: str = ""
 
 
 def set_pdeathsig() -> None:
@@ -120,9 +125,11 @@ def _alive(r: Running) -> psutil.Process | None:
 
 
 def terminate_group(r: Running, grace: float = 10.0) -> None:
-    """SIGTERM the component's process group, then SIGKILL what is left after `grace` seconds. Each
-    process gets each signal once: the group's through the group, a member that left it on its own.
-    A group whose leader is gone is still stopped: what it left behind is what would hold the ports."""
+    """SIGTERM the component's processes, then SIGKILL what is left after `grace` seconds (SIGCONT first:
+    a paused process cannot act on SIGTERM). Each process gets each signal once: through the group
+    while its leader runs, a member that left the group on its own. A group whose leader is gone is
+    still stopped, each member that carries the component's token signalled by itself: what it left
+    behind would hold its ports, and a group's number is free for reuse once its members are gone."""
     proc = _alive(r)
     found = [proc] if proc is not None else _left_in_group(r)
     if not found:
@@ -132,15 +139,12 @@ def terminate_group(r: Running, grace: float = 10.0) -> None:
         with contextlib.suppress(psutil.Error):
             every.update((c.pid, c) for c in p.children(recursive=True))
     members = list(every.values())
+    by_group = proc is not None
+    _signal(r, members, signal.SIGCONT, by_group)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(r.pid, sig)  # pid == pgid: each component leads its own session
         # Never twice: a service removes its SIGTERM handler once it starts shutting down
         # (targets/runtime.py), and a second SIGTERM then kills it half-way (no LeaveGroup, no flush).
-        for m in members:
-            with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
-                if os.getpgid(m.pid) != r.pid:
-                    m.send_signal(sig)
+        _signal(r, members, sig, by_group and any(_in_group(m, r.pid) for m in members))
         members = _wait_gone(members, grace if sig == signal.SIGTERM else 5)
         if not members:
             break
@@ -149,22 +153,35 @@ def terminate_group(r: Running, grace: float = 10.0) -> None:
         os.waitpid(r.pid, os.WNOHANG)
 
 
-def _left_in_group(r: Running) -> list[psutil.Process]:
-    """The members of the component's process group when its leader is gone (exited, or a zombie):
-    a child it started that did not follow it stays in the group and still holds its ports. The
-    group is named by the leader's pid, which the kernel gives no new process while the group has
-    members: a process of another start time holding that pid means the group is empty."""
+def _signal(r: Running, members: list[psutil.Process], sig: int, by_group: bool) -> None:
+    """`sig` to each of `members` once: through the group (pid == pgid: each component leads its own
+    session) when `by_group`, then each member outside it by itself."""
+    if by_group:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(r.pid, sig)
+    for m in members:
+        with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+            if not (by_group and _in_group(m, r.pid)):
+                m.send_signal(sig)
+
+
+def _in_group(p: psutil.Process, pgid: int) -> bool:
     try:
-        if abs(psutil.Process(r.pid).create_time() - r.create_time) >= 1.0:
-            return []
-    except psutil.NoSuchProcess:
-        pass  # reaped: its group may still have members
-    except psutil.Error:
+        return os.getpgid(p.pid) == pgid
+    except OSError:
+        return False
+
+
+def _left_in_group(r: Running) -> list[psutil.Process]:
+    """The members of the component's process group when its leader is gone (exited, or a zombie): a
+    child it started that did not follow it. Only those carrying its token: once the group is empty
+    its number may name another's group."""
+    if not r.token:
         return []
     left = []
     for p in psutil.process_iter():
         with contextlib.suppress(psutil.Error, OSError):
-            if p.pid != r.pid and os.getpgid(p.pid) == r.pid and _running(p):
+            if p.pid != r.pid and _in_group(p, r.pid) and _running(p) and p.environ().get(COMPONENT_TOKEN) == r.token:
                 left.append(p)
     return left
 
@@ -216,7 +233,8 @@ class Supervisor:
             raise StartError(f"component {spec.name!r} is already running")
         check_ports_free(spec)
         log = self.log_dir / f"{spec.name}.log"
-        env = dict(os.environ, **spec.env)
+        token = secrets.token_hex(8)
+        env = dict(os.environ, **spec.env, **{COMPONENT_TOKEN: token})
         with open(log, "ab") as out:
             out.write(f"\n=== start {time.strftime('%H:%M:%S')}: {' '.join(spec.argv)}\n".encode())
             out.flush()
@@ -234,7 +252,7 @@ class Supervisor:
             except OSError as e:
                 raise StartError(f"cannot start {spec.name!r} ({spec.argv[0]}): {e}") from e
         proc = psutil.Process(popen.pid)
-        r = Running(spec.name, popen.pid, spec.argv, [p.port for p in spec.ports], str(log), proc.create_time())
+        r = Running(spec.name, popen.pid, spec.argv, [p.port for p in spec.ports], str(log), proc.create_time(), token)
         self.running[spec.name] = r
         self.specs[spec.name] = spec
         self._popen[spec.name] = popen
@@ -308,9 +326,6 @@ class Supervisor:
 
     def stop_all(self) -> None:
         for name in reversed(list(self.running)):
-            # SIGCONT first: a paused process cannot act on SIGTERM.
-            with contextlib.suppress(StartError):
-                self.signal(name, signal.SIGCONT)
             self.stop(name)
         if self.state_file is not None:
             self.state_file.unlink(missing_ok=True)
@@ -324,9 +339,6 @@ def stop_from_state(state_file: Path) -> list[str]:
     stopped = []
     for raw in reversed(data.get("components", [])):
         r = Running(**raw)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if _alive(r) is not None:
-                os.killpg(r.pid, signal.SIGCONT)
         terminate_group(r)
         stopped.append(r.name)
     state_file.unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -229,8 +230,9 @@ def test_stopping_a_component_sends_each_of_its_processes_one_sigterm(
     monkeypatch.setattr(os, "killpg", killpg)
     monkeypatch.setattr(psutil.Process, "send_signal", send_signal)
     sup.stop("helped")
-    # no SIGKILL either: the helper, an orphan once the component is gone, is gone as a zombie
-    assert sorted(sent) == sorted([(component, signal.SIGTERM), (helper, signal.SIGTERM)])
+    # SIGCONT first (a paused process cannot act on SIGTERM), then SIGTERM, each once; no SIGKILL: the
+    # helper, an orphan once the component is gone, is gone as a zombie
+    assert sorted(sent) == sorted([(p, sig) for p in (component, helper) for sig in (signal.SIGCONT, signal.SIGTERM)])
 
 
 def test_a_zombie_that_is_not_our_child_counts_as_gone() -> None:
@@ -257,24 +259,31 @@ def test_a_zombie_that_is_not_our_child_counts_as_gone() -> None:
 
 
 # A component that leaves a child behind in its process group: it writes the child's pid, then exits
-# once told to (the test's flag file). The child never learns its parent died (no death signal of its own).
+# once told to (the test's flag file). The child never learns its parent died (no death signal of its
+# own); on SIGTERM it writes its own flag file and exits, as a service shuts down.
 LEAVES_A_CHILD = """
 import os, subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+child = subprocess.Popen([sys.executable, "-c", sys.argv[3], sys.argv[1] + ".term"])
 with open(sys.argv[1] + ".partial", "w") as f:
     f.write(str(child.pid))
 os.rename(sys.argv[1] + ".partial", sys.argv[1])
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.05)
 """
+SHUTS_DOWN_ON_SIGTERM = """
+import signal, sys, time
+def term(*_):
+    open(sys.argv[1], "w").close()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, term)
+time.sleep(120)
+"""
 
 
-@pytest.mark.parametrize("reaped", [False, True], ids=["leader-a-zombie", "leader-reaped"])
-def test_stopping_a_component_whose_leader_is_gone_stops_what_it_left_in_its_group(
-    sup: Supervisor, tmp_path: Path, reaped: bool
-) -> None:
+def _left_behind(sup: Supervisor, tmp_path: Path, reaped: bool) -> tuple[int, psutil.Process, Path]:
+    """Start such a component and let its leader exit: (leader pid, the child left, the child's SIGTERM flag)."""
     pid_file, exit_flag = tmp_path / "child.pid", tmp_path / "exit"
-    argv = [sys.executable, "-c", LEAVES_A_CHILD, str(pid_file), str(exit_flag)]
+    argv = [sys.executable, "-c", LEAVES_A_CHILD, str(pid_file), str(exit_flag), SHUTS_DOWN_ON_SIGTERM]
     leader = sup.start(ComponentSpec("leaves", argv, [], ready=pid_file.exists)).pid
     child = psutil.Process(int(pid_file.read_text()))
     assert os.getpgid(child.pid) == leader
@@ -282,11 +291,39 @@ def test_stopping_a_component_whose_leader_is_gone_stops_what_it_left_in_its_gro
     if reaped:
         os.waitpid(leader, 0)
     else:
+        deadline = time.monotonic() + 60
         while psutil.Process(leader).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the leader did not exit"
             time.sleep(0.05)
+    return leader, child, Path(str(pid_file) + ".term")
+
+
+@pytest.mark.parametrize("reaped", [False, True], ids=["leader-a-zombie", "leader-reaped"])
+def test_stopping_a_component_whose_leader_is_gone_stops_what_it_left_in_its_group(
+    sup: Supervisor, tmp_path: Path, reaped: bool
+) -> None:
+    _, child, term_flag = _left_behind(sup, tmp_path, reaped)
+    child.suspend()  # paused (a chaos pause): it can act on SIGTERM only once continued
     try:
-        sup.stop("leaves")
+        sup.stop("leaves", grace=3)
         assert not _still_running(child), "the child the component left in its group outlived the stop"
+        assert term_flag.exists(), "the child did not shut down on SIGTERM (paused through the grace: SIGKILLed)"
+    finally:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
+def test_a_group_left_behind_without_the_components_token_is_not_ours(sup: Supervisor, tmp_path: Path) -> None:
+    """Once a group is empty its number may name another's group: only the token tells ours."""
+    from harness.supervisor import terminate_group
+
+    _, child, _ = _left_behind(sup, tmp_path, reaped=True)
+    try:
+        r = sup.running["leaves"]
+        terminate_group(dataclasses.replace(r, token="another start's"), grace=1)
+        assert _still_running(child), "a process of the same group number but not of this start was stopped"
+        sup.stop("leaves", grace=3)
+        assert not _still_running(child)
     finally:
         with contextlib.suppress(psutil.Error):
             child.kill()
