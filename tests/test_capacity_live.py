@@ -123,6 +123,7 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(
     # with no more in flight than wrk's connections, and no paced control (wrk at its max is the control)
     at_max = report.generator.at_max
     assert at_max is not None and at_max.in_flight_cap == generator_cost.WRK_CONNECTIONS
-    assert at_max.rate > ceilings["http.wrk.healthz"].per_second
-    assert at_max.achieved_per_second is not None and at_max.achieved_per_second > 0
+    # far above a fixed rate of the CPU steps: wrk's 64 connections on GET /healthz answer thousands a second
+    assert at_max.achieved_per_second is not None and healthz.achieved_per_second is not None
+    assert at_max.achieved_per_second > 4 * healthz.achieved_per_second
     assert at_max.times_wrk() is not None and at_max.paced_wrk is None

@@ -102,7 +102,8 @@ class GeneratorOnHealthz(Model):
     achieved_per_second: float | None = None
     paced_wrk: Ceiling | None = None
     # At its max: offered more than wrk achieves, with at most this many requests in flight (wrk's
-    # connections), so both saturate the server. None: at a fixed rate, never capped.
+    # connections), so both saturate the server and the arrivals beyond the cap are missed. None: at
+    # a fixed rate, its cap far above what the rate keeps in flight.
     in_flight_cap: int | None = None
 
     def times_wrk(self) -> float | None:
@@ -140,7 +141,8 @@ class GeneratorFigures(Model):
     # None: written before it was measured, a run without ceilings, or no capacity above the CPU steps' rate.
     at_top: GeneratorOnHealthz | None = None
     # The same at its max beside wrk at its max, both saturating the server: the like-for-like comparison
-    # of what a request costs each. None: written before it was measured, or a run without ceilings.
+    # of what a request costs each. None: written before it was measured, a run without ceilings, or wrk
+    # on GET /healthz failed (nothing to offer more than).
     at_max: GeneratorOnHealthz | None = None
 
 
