@@ -1,9 +1,10 @@
 """Process supervision: start with readiness probes, stop whole process groups, leave nothing behind.
 
 Each component runs in its own session (process group), so a stop reaches every process it
-forked. Attached children also get PR_SET_PDEATHSIG=SIGKILL: if the harness itself dies (kill -9,
-crash) the kernel kills them, so no orphan outlives it. `bench up` starts detached components
-instead and records them in a state file for `bench down`.
+forked; what it left behind once its leader is gone carries its start's token (terminate_group).
+Attached children also get PR_SET_PDEATHSIG=SIGKILL: if the harness itself dies (kill -9, crash)
+the kernel kills them, so no orphan outlives it. `bench up` starts detached components instead and
+records them in a state file for `bench down`.
 """
 
 from __future__ import annotations
@@ -126,24 +127,17 @@ def _alive(r: Running) -> psutil.Process | None:
 
 def terminate_group(r: Running, grace: float = 10.0) -> None:
     """SIGTERM the component's processes, then SIGKILL what is left after `grace` seconds (SIGCONT first:
-    a paused process cannot act on SIGTERM). Each process gets each signal once: through the group
-    while its leader runs, a member that left the group on its own. A group whose leader is gone is
-    still stopped, each member that carries the component's token signalled by itself: what it left
-    behind would hold its ports, and a group's number is free for reuse once its members are gone."""
-    proc = _alive(r)
-    found = [proc] if proc is not None else _left_in_group(r)
-    if not found:
+    a paused process cannot act on SIGTERM). Each process gets each signal once (`_signal`). A component
+    whose leader is gone is still stopped: what it left behind would hold its ports."""
+    members, by_group = _members(r)
+    if not members:
         return
-    every = {p.pid: p for p in found}
-    for p in found:
-        with contextlib.suppress(psutil.Error):
-            every.update((c.pid, c) for c in p.children(recursive=True))
-    members = list(every.values())
-    by_group = proc is not None
     _signal(r, members, signal.SIGCONT, by_group)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         # Never twice: a service removes its SIGTERM handler once it starts shutting down
         # (targets/runtime.py), and a second SIGTERM then kills it half-way (no LeaveGroup, no flush).
+        # SIGKILL through the group only while a member is still in it: an empty group's number may be
+        # another's by then.
         _signal(r, members, sig, by_group and any(_in_group(m, r.pid) for m in members))
         members = _wait_gone(members, grace if sig == signal.SIGTERM else 5)
         if not members:
@@ -153,9 +147,23 @@ def terminate_group(r: Running, grace: float = 10.0) -> None:
         os.waitpid(r.pid, os.WNOHANG)
 
 
+def _members(r: Running) -> tuple[list[psutil.Process], bool]:
+    """The component's processes, and whether to signal them through its group: while its leader runs,
+    the leader and every descendant (through the group, pid == pgid: each component leads its own
+    session); once it is gone (exited, or a zombie), every process that carries this start's token and
+    their descendants, one by one: a group's number is free for reuse once its members are gone."""
+    leader = _alive(r)
+    found = [leader] if leader is not None else _left_behind(r)
+    every = {p.pid: p for p in found}
+    for p in found:
+        with contextlib.suppress(psutil.Error):
+            every.update((c.pid, c) for c in p.children(recursive=True))
+    return list(every.values()), leader is not None
+
+
 def _signal(r: Running, members: list[psutil.Process], sig: int, by_group: bool) -> None:
-    """`sig` to each of `members` once: through the group (pid == pgid: each component leads its own
-    session) when `by_group`, then each member outside it by itself."""
+    """`sig` to each of `members` once: through the group when `by_group`, then each member outside
+    it by itself."""
     if by_group:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(r.pid, sig)
@@ -172,16 +180,16 @@ def _in_group(p: psutil.Process, pgid: int) -> bool:
         return False
 
 
-def _left_in_group(r: Running) -> list[psutil.Process]:
-    """The members of the component's process group when its leader is gone (exited, or a zombie): a
-    child it started that did not follow it. Only those carrying its token: once the group is empty
-    its number may name another's group."""
+def _left_behind(r: Running) -> list[psutil.Process]:
+    """What a start whose leader is gone left running: the processes carrying its token in their
+    environment (random per start: never another's), in its group or not. A state file from before
+    the token has none, and nothing is taken for its."""
     if not r.token:
         return []
     left = []
     for p in psutil.process_iter():
         with contextlib.suppress(psutil.Error, OSError):
-            if p.pid != r.pid and _in_group(p, r.pid) and _running(p) and p.environ().get(COMPONENT_TOKEN) == r.token:
+            if p.pid != r.pid and _running(p) and p.environ().get(COMPONENT_TOKEN) == r.token:
                 left.append(p)
     return left
 
@@ -312,12 +320,12 @@ class Supervisor:
         self._save()
 
     def signal(self, name: str, sig: signal.Signals) -> None:
-        """Deliver a fault signal (SIGKILL, SIGSTOP, SIGCONT) to the whole component."""
+        """Deliver a fault signal (SIGKILL, SIGSTOP, SIGCONT) to each of the component's processes once."""
         r = self.running.get(name)
         if r is None:
             raise StartError(f"component {name!r} is not running")
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(r.pid, sig)
+        members, by_group = _members(r)
+        _signal(r, members, sig, by_group)
         if sig == signal.SIGKILL:
             popen = self._popen.get(name)
             if popen is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -206,17 +207,10 @@ time.sleep(120)
 """
 
 
-def test_stopping_a_component_sends_each_of_its_processes_one_sigterm(
-    sup: Supervisor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Why once matters: terminate_group's comment. Whether a second SIGTERM lands after the service
-    removed its handler is a race, so the signals are counted as sent, not as felt."""
-    pid_file = tmp_path / "helper.pid"
-    sup.start(ComponentSpec("helped", [sys.executable, "-c", HELPED, str(pid_file)], [], ready=pid_file.exists))
-    component, helper = sup.running["helped"].pid, int(pid_file.read_text())
-    groups = {p: os.getpgid(p) for p in (component, helper)}
-    assert groups[helper] != groups[component]
-    sent: list[tuple[int, int]] = []  # (pid, signal) as each process receives it
+def _count_signals(monkeypatch: pytest.MonkeyPatch, groups: dict[int, int]) -> list[tuple[int, int]]:
+    """(pid, signal) in the order each of `groups`' processes (pid -> its group) is sent one, through
+    its group or by itself."""
+    sent: list[tuple[int, int]] = []
     real_killpg, real_send = os.killpg, psutil.Process.send_signal
 
     def killpg(pgid: int, sig: int) -> None:
@@ -229,10 +223,31 @@ def test_stopping_a_component_sends_each_of_its_processes_one_sigterm(
 
     monkeypatch.setattr(os, "killpg", killpg)
     monkeypatch.setattr(psutil.Process, "send_signal", send_signal)
+    return sent
+
+
+def _each_once(sent: list[tuple[int, int]], pids: tuple[int, ...], *sigs: int) -> bool:
+    """Each of `pids` got each of `sigs` exactly once, in that order, and nothing else."""
+    return sorted(sent) == sorted((p, s) for p in pids for s in sigs) and all(
+        [s for q, s in sent if q == p] == list(sigs) for p in pids
+    )
+
+
+def test_stopping_a_component_sends_each_of_its_processes_one_sigterm(
+    sup: Supervisor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Why once matters: terminate_group's comment. Whether a second SIGTERM lands after the service
+    removed its handler is a race, so the signals are counted as sent, not as felt."""
+    pid_file = tmp_path / "helper.pid"
+    sup.start(ComponentSpec("helped", [sys.executable, "-c", HELPED, str(pid_file)], [], ready=pid_file.exists))
+    component, helper = sup.running["helped"].pid, int(pid_file.read_text())
+    groups = {p: os.getpgid(p) for p in (component, helper)}
+    assert groups[helper] != groups[component]
+    sent = _count_signals(monkeypatch, groups)
     sup.stop("helped")
     # SIGCONT first (a paused process cannot act on SIGTERM), then SIGTERM, each once; no SIGKILL: the
     # helper, an orphan once the component is gone, is gone as a zombie
-    assert sorted(sent) == sorted([(p, sig) for p in (component, helper) for sig in (signal.SIGCONT, signal.SIGTERM)])
+    assert _each_once(sent, (component, helper), signal.SIGCONT, signal.SIGTERM), sent
 
 
 def test_a_zombie_that_is_not_our_child_counts_as_gone() -> None:
@@ -258,12 +273,15 @@ def test_a_zombie_that_is_not_our_child_counts_as_gone() -> None:
         parent.wait()
 
 
-# A component that leaves a child behind in its process group: it writes the child's pid, then exits
-# once told to (the test's flag file). The child never learns its parent died (no death signal of its
-# own); on SIGTERM it writes its own flag file and exits, as a service shuts down.
+# A component that leaves a child behind in its process group: it writes the child's pid once the
+# child is ready, then exits when told to (the test's flag file). The child never learns its parent
+# died (no death signal of its own); on SIGTERM it writes its own flag file and exits, as a service
+# shuts down.
 LEAVES_A_CHILD = """
 import os, subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-c", sys.argv[3], sys.argv[1] + ".term"])
+child = subprocess.Popen([sys.executable, "-c", sys.argv[3], sys.argv[1]], start_new_session=sys.argv[4] == "own")
+while not os.path.exists(sys.argv[1] + ".handled"):  # its SIGTERM handler is in place
+    time.sleep(0.05)
 with open(sys.argv[1] + ".partial", "w") as f:
     f.write(str(child.pid))
 os.rename(sys.argv[1] + ".partial", sys.argv[1])
@@ -273,20 +291,25 @@ while not os.path.exists(sys.argv[2]):
 SHUTS_DOWN_ON_SIGTERM = """
 import signal, sys, time
 def term(*_):
-    open(sys.argv[1], "w").close()
+    open(sys.argv[1] + ".term", "w").close()
     sys.exit(0)
 signal.signal(signal.SIGTERM, term)
+open(sys.argv[1] + ".handled", "w").close()
 time.sleep(120)
 """
 
 
-def _left_behind(sup: Supervisor, tmp_path: Path, reaped: bool) -> tuple[int, psutil.Process, Path]:
-    """Start such a component and let its leader exit: (leader pid, the child left, the child's SIGTERM flag)."""
+def _left_behind(
+    sup: Supervisor, tmp_path: Path, reaped: bool, own_session: bool = False
+) -> tuple[int, psutil.Process, Path]:
+    """Start such a component and let its leader exit: (leader pid, the child left, the child's SIGTERM
+    flag). `own_session`: the child left the component's group (a session of its own)."""
     pid_file, exit_flag = tmp_path / "child.pid", tmp_path / "exit"
     argv = [sys.executable, "-c", LEAVES_A_CHILD, str(pid_file), str(exit_flag), SHUTS_DOWN_ON_SIGTERM]
+    argv.append("own" if own_session else "group")
     leader = sup.start(ComponentSpec("leaves", argv, [], ready=pid_file.exists)).pid
     child = psutil.Process(int(pid_file.read_text()))
-    assert os.getpgid(child.pid) == leader
+    assert (os.getpgid(child.pid) == leader) != own_session
     exit_flag.touch()
     if reaped:
         os.waitpid(leader, 0)
@@ -300,14 +323,32 @@ def _left_behind(sup: Supervisor, tmp_path: Path, reaped: bool) -> tuple[int, ps
 
 @pytest.mark.parametrize("reaped", [False, True], ids=["leader-a-zombie", "leader-reaped"])
 def test_stopping_a_component_whose_leader_is_gone_stops_what_it_left_in_its_group(
-    sup: Supervisor, tmp_path: Path, reaped: bool
+    sup: Supervisor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reaped: bool
 ) -> None:
-    _, child, term_flag = _left_behind(sup, tmp_path, reaped)
+    leader, child, term_flag = _left_behind(sup, tmp_path, reaped)
     child.suspend()  # paused (a chaos pause): it can act on SIGTERM only once continued
     try:
-        sup.stop("leaves", grace=3)
+        sent = _count_signals(monkeypatch, {child.pid: leader})
+        sup.stop("leaves", grace=10)
         assert not _still_running(child), "the child the component left in its group outlived the stop"
         assert term_flag.exists(), "the child did not shut down on SIGTERM (paused through the grace: SIGKILLed)"
+        assert _each_once(sent, (child.pid,), signal.SIGCONT, signal.SIGTERM), sent
+    finally:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
+def test_what_left_the_group_before_its_leader_died_is_still_the_components(sup: Supervisor, tmp_path: Path) -> None:
+    """A fault signal and the stop reach it by the start's token: through the group they would not."""
+    _, child, term_flag = _left_behind(sup, tmp_path, reaped=True, own_session=True)
+    try:
+        sup.signal("leaves", signal.SIGSTOP)  # a chaos pause
+        deadline = time.monotonic() + 60
+        while child.status() != psutil.STATUS_STOPPED:
+            assert time.monotonic() < deadline, "the pause did not reach the process that left the group"
+            time.sleep(0.05)
+        sup.stop("leaves", grace=10)
+        assert not _still_running(child) and term_flag.exists()
     finally:
         with contextlib.suppress(psutil.Error):
             child.kill()
@@ -322,8 +363,27 @@ def test_a_group_left_behind_without_the_components_token_is_not_ours(sup: Super
         r = sup.running["leaves"]
         terminate_group(dataclasses.replace(r, token="another start's"), grace=1)
         assert _still_running(child), "a process of the same group number but not of this start was stopped"
-        sup.stop("leaves", grace=3)
+        sup.stop("leaves")
         assert not _still_running(child)
+    finally:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
+def test_a_state_file_from_before_the_token_loads_and_takes_nothing_left_behind(
+    sup: Supervisor, tmp_path: Path
+) -> None:
+    """`bench down` after an upgrade: the old state file has no token; its leader gone, nothing of the
+    group is taken for its own."""
+    from harness.supervisor import stop_from_state
+
+    _, child, _ = _left_behind(sup, tmp_path, reaped=True)
+    try:
+        old = {k: v for k, v in dataclasses.asdict(sup.running["leaves"]).items() if k != "token"}
+        state = tmp_path / "state.json"
+        state.write_text(json.dumps({"components": [old]}))
+        assert stop_from_state(state) == ["leaves"] and not state.exists()
+        assert _still_running(child)
     finally:
         with contextlib.suppress(psutil.Error):
             child.kill()
