@@ -89,7 +89,11 @@ def _print_up(pipeline: str, work: Path, tracing: str) -> None:
 
 
 def cmd_down(_args: argparse.Namespace) -> int:
-    stopped = supervisor.stop_from_state(_state_file())
+    try:
+        stopped = supervisor.stop_from_state(_state_file())
+    except supervisor.StartError as e:
+        print(f"bench down: {e}", file=sys.stderr)
+        return 1
     print(f"stopped: {', '.join(stopped)}" if stopped else "nothing recorded as running")
     return 0
 

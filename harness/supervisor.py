@@ -20,7 +20,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import psutil
@@ -340,17 +340,42 @@ class Supervisor:
 
 
 def stop_from_state(state_file: Path) -> list[str]:
-    """Stop what a detached `bench up` recorded; returns the names it stopped."""
+    """Stop what a detached `bench up` recorded; returns the names it stopped. A file it cannot read
+    is a StartError naming it and what is wrong, before anything is stopped (and it is kept)."""
     if not state_file.exists():
         return []
-    data = json.loads(state_file.read_text())
+    recorded = read_state(state_file)
     stopped = []
-    for raw in reversed(data.get("components", [])):
-        r = Running(**raw)
+    for r in reversed(recorded):
         terminate_group(r)
         stopped.append(r.name)
     state_file.unlink(missing_ok=True)
     return stopped
+
+
+def read_state(state_file: Path) -> list[Running]:
+    """The components a state file records. Fields this version does not know (a newer one wrote it)
+    are ignored; a field it needs that is missing or of the wrong kind is an error naming it."""
+    try:
+        data = json.loads(state_file.read_text())
+        raws = data["components"]
+        if not isinstance(raws, list):
+            raise TypeError("components is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise StartError(f"{state_file}: not a state file of `bench up` ({type(e).__name__}: {e})") from None
+    known = {f.name for f in fields(Running)}
+    recorded = []
+    for i, raw in enumerate(raws):
+        try:
+            r = Running(**{k: v for k, v in raw.items() if k in known})
+            if not isinstance(r.pid, int) or isinstance(r.pid, bool) or r.pid <= 1:
+                raise TypeError(f"pid {r.pid!r} is not a process id")
+            if not isinstance(r.create_time, int | float):
+                raise TypeError(f"create_time {r.create_time!r} is not a time")
+        except (TypeError, AttributeError) as e:
+            raise StartError(f"{state_file}: components[{i}]: {e}") from None
+        recorded.append(r)
+    return recorded
 
 
 @contextlib.contextmanager

@@ -395,3 +395,45 @@ def _still_running(p: psutil.Process) -> bool:
         return p.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_state_file_a_newer_version_wrote_is_read_and_stopped(tmp_path: Path) -> None:
+    from harness.supervisor import stop_from_state
+
+    state = tmp_path / "stack.json"
+    up = Supervisor(tmp_path / "logs", state_file=state, detached=True)
+    flag = tmp_path / "ready"
+    flag.touch()
+    sleeper = psutil.Process(up.start(flag_spec(flag)).pid)
+    data = json.loads(state.read_text())
+    data["components"][0]["cgroup"] = "/bench/sleeper"  # a field this version does not know
+    state.write_text(json.dumps(data))
+    try:
+        assert stop_from_state(state) == ["sleeper"] and not state.exists()
+        assert not _still_running(sleeper)
+    finally:
+        up.stop_all()
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("{not json", "not a state file of `bench up` (JSONDecodeError"),
+        ('{"stack": []}', "not a state file of `bench up` (KeyError"),
+        ('{"components": [{"name": "kafka"}]}', "components[0]: "),
+        ('{"components": [{"name": "kafka", "pid": 0, "argv": [], "ports": [], "log": "", "create_time": 1.0}]}',
+         "components[0]: pid 0 is not a process id"),
+    ],
+)  # fmt: skip
+def test_bench_down_names_the_state_file_it_cannot_read_and_keeps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], text: str, says: str
+) -> None:
+    from harness import cli
+
+    monkeypatch.setenv("SYNC_ASYNC_BENCH_STATE", str(tmp_path))
+    state = tmp_path / "stack.json"
+    state.write_text(text)
+    assert cli.main(["down"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"bench down: {state}: ") and says in err, err
+    assert state.read_text() == text
