@@ -344,7 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="native: start the stack here; compose: drive the one `docker compose up` started (compose/README.md)",
     )
     cap = subs["capacity"]
-    cap.add_argument("--pipeline", choices=[*topology.PIPELINES, "all"], default="all")
+    cap.add_argument(
+        "--pipeline", choices=[*topology.PIPELINES, "all"], default="all", help="the pipeline to search (default: all)"
+    )
     cap.add_argument(
         "--quick", action="store_true", help="short steps, coarse bisection (harness/limits/capacity.yaml)"
     )

@@ -126,4 +126,6 @@ def test_a_short_capacity_search_has_a_rate_a_reason_and_the_ceilings(
     # far above a fixed rate of the CPU steps: wrk's 64 connections on GET /healthz answer thousands a second
     assert at_max.achieved_per_second is not None and healthz.achieved_per_second is not None
     assert at_max.achieved_per_second > 4 * healthz.achieved_per_second
+    assert at_max.wrk_per_second == ceilings["http.wrk.healthz"].per_second  # both rates, side by side
+    assert at_max.lag_p99_seconds is None  # the arrivals beyond its cap are missed: no schedule kept
     assert at_max.times_wrk() is not None and at_max.paced_wrk is None

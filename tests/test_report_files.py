@@ -232,7 +232,8 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
                                       wrk_cpu_seconds_per_1000=0.01, wakeups_per_request=0.2,
                                       wakeup_cpu_seconds=0.00004, wrk_wakeups_per_request=0.02),
             at_max=GeneratorOnHealthz(rate=19500, cpu_seconds_per_1000=0.029, lag_p99_seconds=0.0038,
-                                      wrk_cpu_seconds_per_1000=0.013, achieved_per_second=14855, in_flight_cap=64),
+                                      wrk_cpu_seconds_per_1000=0.013, achieved_per_second=14855, in_flight_cap=64,
+                                      wrk_per_second=15015),
         ),
     )  # fmt: skip
     cap.cpu_bounds = [CpuBound(name="sync", rate=300, components=["pushsink", "reaction"], cpu_seconds_per_1000=2.5,
@@ -258,7 +259,8 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
     ) in md
     # and at its max beside wrk at its max, both saturating the server: the rate it achieved, not the one offered
     assert (
-        "; on GET /healthz at its max (14855/s, at most 64 in flight as wrk's connections): 0.029 vs wrk 0.013 (2.2x)"
+        "; on GET /healthz at its max (14855/s, wrk 15015/s; at most 64 in flight as wrk's connections): 0.029 vs wrk "
+        "0.013 (2.2x)"
     ) in md
     assert "lag p99 3.8 ms" not in md  # of the requests it started, the rest missed: no schedule kept
     # what tracing costs: the services' CPU per setting over tracing off (the generator left out)

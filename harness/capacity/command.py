@@ -133,8 +133,9 @@ def measure_generator_on_healthz(
         paced_wrk=paced,
         rate=rate,
         cpu_seconds_per_1000=fig.cpu_ms_per_request,  # ms per request = CPU-s per 1,000
-        lag_p99_seconds=None if fig.lag_p99_ms is None else fig.lag_p99_ms / 1000,
+        lag_p99_seconds=None if at_max or fig.lag_p99_ms is None else fig.lag_p99_ms / 1000,
         wrk_cpu_seconds_per_1000=wrk.cpu_seconds_per_1000,
+        wrk_per_second=wrk.per_second,
         wakeups_per_request=fig.wakeups_per_request,
         wakeup_cpu_seconds=None if fig.ms_per_wakeup is None else fig.ms_per_wakeup / 1000,
         wrk_wakeups_per_request=wrk.wakeups_per_request,

@@ -102,9 +102,10 @@ class GeneratorOnHealthz(Model):
     achieved_per_second: float | None = None
     paced_wrk: Ceiling | None = None
     # At its max: offered more than wrk achieves, with at most this many requests in flight (wrk's
-    # connections), so both saturate the server and the arrivals beyond the cap are missed. None: at
-    # a fixed rate, its cap far above what the rate keeps in flight.
+    # connections), the arrivals beyond the cap missed (so no lag p99: those it started keep no
+    # schedule). None: at a fixed rate, its cap far above what the rate keeps in flight.
     in_flight_cap: int | None = None
+    wrk_per_second: float | None = None  # what wrk at its max achieved there (None: written before it was kept)
 
     def times_wrk(self) -> float | None:
         g, w = self.cpu_seconds_per_1000, self.wrk_cpu_seconds_per_1000
@@ -385,8 +386,9 @@ def print_report(report: CapacityReport) -> None:
                       f"request, {times(h.times_wrk())} wrk at its max, {times(h.times_paced_wrk())} wrk paced to "
                       f"the rate, lag p99 {number(lag)} ms")  # fmt: skip
         if (h := g.at_max) is not None:
-            print(f"  at its max, on GET /healthz ({h.achieved_per_second or 0:.0f}/s, at most {h.in_flight_cap} in "
-                  f"flight): {number(h.cpu_seconds_per_1000)} ms CPU per request, {times(h.times_wrk())} wrk at "
+            print(f"  at its max, on GET /healthz ({h.achieved_per_second or 0:.0f}/s, wrk "
+                  f"{h.wrk_per_second or 0:.0f}/s; at most {h.in_flight_cap} in flight): "
+                  f"{number(h.cpu_seconds_per_1000)} ms CPU per request, {times(h.times_wrk())} wrk at "
                   "its max")  # fmt: skip
 
 

@@ -68,15 +68,15 @@ def _healthz(h: capacity_report.GeneratorOnHealthz | str, where: str = "") -> st
     at = (
         f"at {_rate(h.rate)}"
         if h.in_flight_cap is None
-        else f"at its max ({_rate(h.achieved_per_second)}, at most {h.in_flight_cap} in flight as wrk's connections)"
+        else f"at its max ({_rate(h.achieved_per_second)}, wrk {_rate(h.wrk_per_second)}; at most {h.in_flight_cap} "
+        "in flight as wrk's connections)"
     )
     text = (
         f"; {where}on GET /healthz {at}{wake}: {h.cpu_seconds_per_1000 or 0:.3f} vs wrk "
         f"{h.wrk_cpu_seconds_per_1000 or 0:.3f}"
         + (f" ({_times(x)})" if x is not None else "")
         + _paced(h)
-        # at its max the arrivals beyond the cap are missed: the lag of those it started keeps no schedule
-        + (f", lag p99 {lag}" if h.in_flight_cap is None else "")
+        + (f", lag p99 {lag}" if h.in_flight_cap is None else "")  # at its max: none (GeneratorOnHealthz)
     )
     like = h.at_wrk_wakeups_seconds_per_1000()
     if like is None or h.wakeups_per_request is None or h.wakeup_cpu_seconds is None:
