@@ -228,7 +228,10 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"bench capacity: {e}", file=sys.stderr)
         return EXIT_USAGE
-    if args.if_missing and replicas.default:
+    if args.if_missing and not replicas.default:
+        print(f"bench capacity: --if-missing measures anyway with {replicas.count} replicas (such a capacity is "
+              "never kept as this machine's, so there is none to reuse)", file=sys.stderr)  # fmt: skip
+    elif args.if_missing:
         try:
             known = report.last_capacities()
         except ValueError as e:
@@ -352,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cap.add_argument(
         "--if-missing", action="store_true",
-        help="measure only when this machine has no capacity of these pipelines yet (what `make bench` does)",
+        help="measure only when this machine has no capacity of these pipelines yet (what `make bench` does); "
+        "with --replicas above 1 it always measures: such a capacity is never kept as the machine's",
     )  # fmt: skip
     cap.add_argument(
         "--tracing", type=_tracing_setting, metavar="off|RATIO",

@@ -502,6 +502,9 @@ def test_if_missing_reuses_this_machine_s_capacity_and_measures_only_without_one
     assert cli.main(["capacity", "--if-missing", "--quick"]) == 0
     assert len(measured) == 1 and "last capacity is used (sync 250/s" in capsys.readouterr().out
     assert cli.main(["capacity", "--quick"]) == 0 and len(measured) == 2  # without the flag: always
+    # with replicas a capacity is never kept as the machine's: the flag measures anyway, and says so
+    assert cli.main(["capacity", "--if-missing", "--quick", "--replicas", "2", "--balancer", "haproxy"]) == 0
+    assert len(measured) == 3 and "--if-missing measures anyway with 2 replicas" in capsys.readouterr().err
 
 
 def test_only_a_capacity_measured_with_the_runs_tracing_becomes_the_last_one() -> None:
