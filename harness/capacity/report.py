@@ -141,9 +141,9 @@ class GeneratorFigures(Model):
     # the top of the range its cost and lag are held to, where its fixed per-second work weighs least.
     # None: written before it was measured, a run without ceilings, or no capacity above the CPU steps' rate.
     at_top: GeneratorOnHealthz | None = None
-    # The same at its max beside wrk at its max, both saturating the server: the like-for-like comparison
-    # of what a request costs each. None: written before it was measured, a run without ceilings, or wrk
-    # on GET /healthz failed (nothing to offer more than).
+    # The same at its max beside wrk at its max, each tool at its own (the generator's may be below the
+    # server's): the like-for-like comparison of what a request costs each. None: written before it was
+    # measured, a run without ceilings, or wrk on GET /healthz failed (nothing to offer more than).
     at_max: GeneratorOnHealthz | None = None
 
 
