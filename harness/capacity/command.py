@@ -166,8 +166,8 @@ def measure_ceilings(
     at_top = None if top is None else measure_generator_on_healthz(top, s, work, healthz, wrk_bin)
     at_max = None
     if healthz.per_second:
-        above = round(healthz.per_second * generator_cost.MAX_OVER_WRK, -1)
-        at_max = measure_generator_on_healthz(above, s, work, healthz, wrk_bin, at_max=True)
+        offer = generator_cost.max_offer(healthz.per_second)
+        at_max = measure_generator_on_healthz(offer, s, work, healthz, wrk_bin, at_max=True)
     for p in pipelines:  # the POST's cost depends on the pipeline behind it
         if stack.pipeline != p:
             stack.use_pipeline(p)

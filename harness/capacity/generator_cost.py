@@ -63,6 +63,12 @@ MAX_OVER_WRK = 1.3  # "max": offer this much more than wrk's closed-loop rate
 PROBE_LEAD_SECONDS = 1.5  # the wakeup probe's Python start-up, before the measured window
 
 
+def max_offer(wrk_per_second: float) -> float:
+    """The open-loop rate of a run at the generator's max (its in-flight cap: WRK_CONNECTIONS): more
+    than wrk at its max achieved, so the cap, not the schedule, bounds what it sends."""
+    return float(round(wrk_per_second * MAX_OVER_WRK, -1))
+
+
 @dataclass
 class Figure:
     tool: str
@@ -354,8 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     # (offered rate, in-flight cap, label when not the default): each fixed rate, then max
     runs: list[tuple[float, int, str | None]] = [(rate, IN_FLIGHT_CAP, None) for rate in args.rates]
     if args.max:
-        max_rate = round(wrk_fig.achieved_per_second * MAX_OVER_WRK, -1)
-        runs.append((max_rate, WRK_CONNECTIONS, f"locust (max, cap {WRK_CONNECTIONS})"))
+        runs.append((max_offer(wrk_fig.achieved_per_second), WRK_CONNECTIONS, f"locust (max, cap {WRK_CONNECTIONS})"))
     paced: dict[float, Figure | None] = {}  # wrk paced to each fixed rate, once
     with tempfile.TemporaryDirectory(prefix="generator-cost-") as tmp:
         for processes in args.processes:
