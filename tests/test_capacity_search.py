@@ -33,6 +33,7 @@ from harness.capacity.report import (
     last_file,
     print_report,
     ratios,
+    times,
     top_rate,
 )
 from harness.capacity.runner import StepRunner, _not_started
@@ -308,6 +309,11 @@ def test_the_printed_generator_line_says_where_it_never_fell_behind(capsys: pyte
     out = capsys.readouterr().out
     assert "generator: kept up at no step, fell behind from 1600/s;" in out
     assert "CPU bounds" not in out  # no bound, no heading
+
+
+def test_a_ratio_prints_one_way_in_the_printout_and_the_report() -> None:
+    # one decimal where it decides a target (within 3x), whole from 10x up; "-" when not measured
+    assert [times(v) for v in (None, 2.96, 3.04, 9.94, 10.0, 32.4)] == ["-", "3.0x", "3.0x", "9.9x", "10x", "32x"]
 
 
 def _costed(rate: float, per_1000: dict[str, float], *, api_p99: float = 0.01, pipeline: str = "sync") -> Step:

@@ -251,7 +251,7 @@ def test_the_capacity_the_run_used_is_shown_beside_it(tmp_path: Path) -> None:
     assert "reaction 1.40" in md
     assert "vs wrk 0.014; kept up to 800/s; on GET /healthz at 200/s: 0.200 vs wrk 0.010 (20x), lag p99 1.2 ms" in md
     # of its 0.20 ms a request, the 1.48 wakeups beyond wrk's at 40 us explain 0.0592: 0.141 left, 14.1x wrk's 0.010
-    assert "1.50 wakeups per request (wrk 0.02) at 40 us each: 0.141 with wrk's wakeups (14.1x)" in md
+    assert "1.50 wakeups per request (wrk 0.02) at 40 us each: 0.141 with wrk's wakeups (14x)" in md
     # and again at the highest capacity of the run, where its fixed per-second work weighs least
     assert (
         "; at the run's top capacity, on GET /healthz at 1900/s: 0.040 vs wrk 0.010 (4.0x), lag p99 3.5 ms; "

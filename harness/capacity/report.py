@@ -397,4 +397,8 @@ def number(v: float | None) -> str:
 
 
 def times(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1f}x"
+    """A ratio such as the generator's CPU per request to wrk's: one decimal where it decides a target
+    (within 3x), whole from 10x up; the printout and the report both format ratios here."""
+    if v is None:
+        return "-"
+    return f"{v:.0f}x" if v >= 10 else f"{v:.1f}x"

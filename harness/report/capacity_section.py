@@ -74,7 +74,7 @@ def _healthz(h: capacity_report.GeneratorOnHealthz | str, where: str = "") -> st
     text = (
         f"; {where}on GET /healthz {at}{wake}: {h.cpu_seconds_per_1000 or 0:.3f} vs wrk "
         f"{h.wrk_cpu_seconds_per_1000 or 0:.3f}"
-        + (f" ({_times(x)})" if x is not None else "")
+        + (f" ({capacity_report.times(x)})" if x is not None else "")
         + _paced(h)
         + (f", lag p99 {lag}" if h.in_flight_cap is None else "")  # at its max: none (GeneratorOnHealthz)
     )
@@ -85,13 +85,8 @@ def _healthz(h: capacity_report.GeneratorOnHealthz | str, where: str = "") -> st
     return text + (
         f"; {h.wakeups_per_request:.2f} wakeups per request (wrk {h.wrk_wakeups_per_request:.2f}) at "
         f"{h.wakeup_cpu_seconds * 1e6:.0f} us each: {like:.3f} with wrk's wakeups"
-        + (f" ({like / w:.1f}x)" if w else "")
+        + (f" ({capacity_report.times(like / w)})" if w else "")
     )
-
-
-def _times(x: float) -> str:
-    """A ratio to wrk: to one decimal where that decides a target (within 3x), whole beyond 10."""
-    return f"{x:.0f}x" if x >= 10 else f"{x:.1f}x"
 
 
 def _paced(h: capacity_report.GeneratorOnHealthz) -> str:
@@ -105,7 +100,7 @@ def _paced(h: capacity_report.GeneratorOnHealthz) -> str:
     per_second, cpu_per_1000 = figures
     x = h.times_paced_wrk()
     if x is not None:
-        ratio = f" ({x:.1f}x)"
+        ratio = f" ({capacity_report.times(x)})"
     elif h.achieved_per_second and not generator_cost.same_rate(h.achieved_per_second, per_second):
         ratio = f" (no control: it achieved {per_second:.0f}/s, the generator {h.achieved_per_second:.0f}/s)"
     else:
