@@ -37,7 +37,7 @@ $(STUBS): protos/reaction.proto $(STAMP)
 
 stubs: $(STUBS)
 
-setup: ## provision everything: venv, stubs, Kafka jars, Toxiproxy, Jaeger, Prometheus, HAProxy, wrk (idempotent, cached)
+setup: ## provision everything: venv, stubs, Kafka jars, Toxiproxy, Jaeger, Prometheus, HAProxy, wrk, Chromium (idempotent, cached)
 	@$(PYTHON) -m harness.doctor --fix-hint
 	@$(MAKE) --no-print-directory venv stubs
 	$(BIN)/bench provision

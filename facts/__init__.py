@@ -1,6 +1,8 @@
 """The ground floor: facts every part of the bench shares, and nothing else.
 
 Ports, hosts and names (topology), pinned versions, where files live (paths), the Kafka broker's
-settings, HTTP/TCP probes and quantiles. It imports nothing of the project, so the services,
-the load generator, chaos, dashboards, compose and the harness can all stand on it.
+settings (kafka_broker), how Jaeger and Toxiproxy run (jaeger, toxiproxy), HTTP/TCP probes,
+quantiles, the metric vocabulary (measures) and the comparison operators (comparison). It imports
+nothing of the project, so the services, the load generator, chaos, dashboards, compose and the
+harness can all stand on it.
 """

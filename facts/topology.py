@@ -1,7 +1,8 @@
 """The one place for every port, proxy, topic and component name of the stack.
 
 Everything listens on 127.0.0.1. The native supervisor, Prometheus' scrape config, the chaos
-engine and compose/ all read these values; nothing else writes a port number down.
+engine and compose/ all read these values; nothing else writes a port number down (but for
+compose's Grafana and Locust web ports, which exist only in containers: compose/generate.py).
 """
 
 from __future__ import annotations

@@ -276,7 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     commands: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
         "doctor": ("check the prerequisites and say how to fix a missing one", cmd_doctor),
-        "provision": ("fetch/build Kafka, Toxiproxy, Jaeger; install Prometheus, HAProxy, wrk", cmd_provision),
+        "provision": (
+            "fetch/build Kafka, Toxiproxy, Jaeger; install Prometheus, HAProxy, wrk, Chromium; reserve ports",
+            cmd_provision,
+        ),
         "up": ("start the whole stack (detached unless --foreground)", cmd_up),
         "down": ("stop the stack `bench up` started", cmd_down),
         "run": ("run pipelines through scenarios; writes runs/<id>/<pipeline>--<scenario>/result.json", cmd_run),

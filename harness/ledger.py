@@ -2,8 +2,8 @@
 
 attempted     every id the load generator sent
 acknowledged  the client got a 2xx
-failed        a definite error (4xx/5xx)
-unknown       no answer (timeout, connection error)
+failed        a definite answer that it was not taken: a 4xx/5xx other than 504, or a refused connection
+unknown       maybe taken: a 504 (the service gave up waiting, not the work), a timeout or a reset
 delivered     attempted ids that reached the push sink (unique)
 redeliveries  raw deliveries minus unique ones (at-least-once at work)
 lost          acknowledged but never delivered: the one thing a pipeline must never do

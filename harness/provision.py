@@ -1,5 +1,6 @@
-"""`bench provision`: Kafka jars, toxiproxy-server, Jaeger, Prometheus, HAProxy and wrk, each pinned
-(Debian's packages: Debian's version) and cached per version.
+"""`bench provision`: Kafka jars, toxiproxy-server, Jaeger, Prometheus, HAProxy, wrk and Chromium, each
+pinned (Debian's packages: Debian's version) and cached per version; and the stack's fixed ports kept
+out of the kernel's ephemeral range (`reserve_ports`).
 
 Idempotent: an artifact whose marker file exists is not fetched again. Everything is rebuilt from
 nothing on a fresh machine; nothing here depends on what was installed by hand.

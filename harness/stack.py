@@ -1,7 +1,8 @@
 """The native stack: which components run, with what arguments, in what order.
 
 Order: Prometheus, Toxiproxy (then its proxies), Jaeger, Kafka (then topics), push sink,
-notification, reaction. Stopping goes in reverse. A failed start stops what already runs before raising.
+notification (then replicas 2..N and HAProxy in front of them, with `--replicas`), reaction.
+Stopping goes in reverse. A failed start stops what already runs before raising.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def add_arguments(parser: Any) -> None:
     group.add_argument(
         "--outcomes-dir",
         default=DEFAULT_OUTCOMES_DIR,
-        help="where each worker writes outcomes-w<i>.jsonl, series-w<i>.jsonl and summary-w<i>.json; "
+        help="where each worker writes outcomes-w<i>.bin, series-w<i>.jsonl and summary-w<i>.json; "
         "'{run_id}' is replaced by the run id",
     )
     group.add_argument(

@@ -27,7 +27,7 @@ GENERATED = HERE / "generated"
 PROVISIONING = HERE / "provisioning"
 # Where compose mounts generated/ inside the Grafana container.
 CONTAINER_DASHBOARDS = "/var/lib/grafana/dashboards"
-PROMETHEUS_URL = "http://prometheus:9090"  # the compose service name
+PROMETHEUS_URL = f"http://prometheus:{topology.PROMETHEUS_PORT}"  # at its compose service name
 # Jaeger's query API (and UI) at its compose service name: the traces Grafana opens.
 JAEGER_URL = f"http://jaeger:{topology.JAEGER_QUERY_HTTP_PORT}"
 JAEGER_DATASOURCE_UID = "sab-jaeger"
