@@ -102,7 +102,14 @@ def test_different_toxics_on_one_link_may_overlap(tmp_path: Path) -> None:
     text = GOOD.replace(
         "faults:\n", "faults:\n  - {kind: toxic, at: 2, link: push, toxic: bandwidth, attributes: {rate: 10}}\n"
     )
-    make_plan(["async"], [str(write(tmp_path, text))], None, False, capacities=CAPACITIES)
+    (cell,) = make_plan(["async"], [str(write(tmp_path, text))], None, False, capacities=CAPACITIES).cells
+    faults = cell.scaled_faults()  # both kept, overlapping on the same link
+    assert sorted((f.link, f.toxic) for f in faults if isinstance(f, scenarios.ToxicFault)) == [
+        ("push", "bandwidth"),
+        ("push", "latency"),
+    ]
+    (a0, a1), (b0, b1) = (f.window(cell.load_seconds) for f in faults)
+    assert max(a0, b0) < min(a1, b1)  # they do overlap
 
 
 def test_unknown_profile_is_named(tmp_path: Path) -> None:

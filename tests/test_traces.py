@@ -206,11 +206,18 @@ def test_measure_reads_only_its_windows_and_says_how_many() -> None:
     assert (s.reactions, s.traced, s.connected, s.completeness, s.windows) == (10, 10, 10, 1.0, 2)
 
 
-def test_cpu_per_1000_charges_each_process() -> None:
-    import os
-
-    result = traces.cpu_per_1000({"reaction": os.getpid()}, lambda: sum(range(200_000)) * 0 + 500, tracing=True)
-    assert result.reactions == 500 and result.by_process["reaction"] >= 0 and result.services >= 0
+def test_cpu_per_1000_charges_each_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CPU seconds read before and after the load: reaction spent 1.0 s, jaeger 0.25 s, push sink 0.5 s
+    readings = iter([
+        {"reaction": 10.0, "jaeger": 4.0, "pushsink": 2.0},
+        {"reaction": 11.0, "jaeger": 4.25, "pushsink": 2.5},
+    ])  # fmt: skip
+    monkeypatch.setattr(traces, "cpu_seconds", lambda pids: next(readings))
+    pids = {"reaction": 1, "jaeger": 2, "pushsink": 3}
+    result = traces.cpu_per_1000(pids, lambda: 500, tracing=True, sample_ratio=0.1)
+    assert (result.reactions, result.tracing, result.sample_ratio) == (500, True, 0.1)
+    assert result.by_process == {"reaction": 2.0, "jaeger": 0.5, "pushsink": 1.0}  # CPU-s per 1,000 reactions
+    assert result.services == 3.0  # Jaeger is the backend's cost, not a service's
 
 
 # -- the services' side ----------------------------------------------------------------------------
