@@ -58,7 +58,8 @@ Process = Annotated[str, AfterValidator(_check_process)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no inf or nan: `duration: .inf` validated, then played forever (or overflowed) once the stack was up
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class _Timed(_Strict):
@@ -261,9 +262,11 @@ def load(name_or_path: str) -> Scenario:
     if not path.exists():
         raise ScenarioError(f"{path}: no such scenario (shipped: {', '.join(shipped())})")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise ScenarioError(f"{path}: not valid YAML: {e}") from e
+    except (OSError, UnicodeDecodeError) as e:  # a directory, unreadable, not text
+        raise ScenarioError(f"{path}: cannot read the scenario: {e}") from e
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}: the top level must be a mapping")
     try:

@@ -109,8 +109,10 @@ def _claim(raw: Any, path: Path, seen: set[str], list_line: int) -> Claim:
                 f"{path}:{yamlpos.line_of(key, line)}: unknown field {key!r} (fields: {', '.join(FIELDS)})"
             )
     for key in REQUIRED:
-        if not isinstance(raw.get(key), str) or not raw[key].strip():
+        if raw.get(key) is None:
             raise ClaimsError(f"{where}: missing field {key!r}")
+        if not isinstance(raw[key], str) or not raw[key].strip():
+            raise ClaimsError(f"{where}: {key} must be a non-empty string, got {raw[key]!r}")
     if claim_id in seen:
         raise ClaimsError(f"{where}: duplicate id")
     seen.add(str(claim_id))

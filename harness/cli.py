@@ -135,6 +135,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness import run
     from harness.plan import PlanError, make_plan
 
+    if args.stack not in run.STACK_KINDS:  # argparse checks a default (from the environment) against no choices
+        print(f"bench run: SYNC_ASYNC_BENCH_STACK={args.stack!r}: must be one of {', '.join(run.STACK_KINDS)}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     pipelines = list(topology.PIPELINES) if "all" in args.pipeline else list(dict.fromkeys(args.pipeline))
     refs = scenarios.expand(args.scenario)
     try:
@@ -197,6 +201,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         from harness.capacity.report import last_capacities
 
         capacities = last_capacities()
+    except ValueError as e:  # the replicas, or this machine's last capacity file
+        print(f"bench validate: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         the_plan = make_plan(
             list(topology.PIPELINES), refs, None, False, processes, capacities or _unmeasured(),
             replicas=args.replicas,
@@ -266,7 +274,11 @@ def cmd_noise(args: argparse.Namespace) -> int:
     except result.ResultsError as e:
         print(f"bench noise: {e}", file=sys.stderr)
         return EXIT_USAGE
-    out = floor.write(args.out or runs[0].root / "noise.json")
+    try:
+        out = floor.write(args.out or runs[0].root / "noise.json")
+    except OSError as e:
+        print(f"bench noise: cannot write the floors: {e}", file=sys.stderr)
+        return 1
     print(f"{floor.method}: {len(floor.floors)} metric(s) -> {out}\nuse it: bench compare BASE NEW --noise {out}")
     return 0
 
@@ -330,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-scale", type=float, default=1.0, metavar="F",
         help="every scenario's load and fault timeline times F (0.5: half as long)",
     )  # fmt: skip
-    run.add_argument("--processes", type=int, default=1, help="Locust worker processes")
+    run.add_argument("--processes", type=_at_least_one, default=1, help="Locust worker processes")
     run.add_argument(
         "--tracing", type=_tracing_setting, metavar="off|RATIO",
         help="the services' tracing: off, or the share of traces kept (default: harness/limits/tracing.yaml's)",
@@ -392,6 +404,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     noise_cmd.add_argument("--out", type=Path, help="where to write the floors (default: RUN/noise.json)")
     return p
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
 
 
 def _tracing_setting(text: str) -> str:

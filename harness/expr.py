@@ -227,6 +227,8 @@ class _Parser:
             self.expect(")")
             if tok.text == "abs" and len(args) != 1:
                 raise ExprError("abs() takes one argument", tok.column)
+            if tok.text in ("min", "max") and len(args) < 2:  # min(x) is x: a rule meant something else
+                raise ExprError(f"{tok.text}() takes two or more arguments", tok.column)
             return Call(tok.text, tuple(args))
         if tok.kind == "name":
             return Name(tok.text, tok.column)

@@ -9,8 +9,9 @@ floor allows: as two thresholds per metric, `<= base + floor` and `>= base - flo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.result import ResultsError, Run
 
@@ -20,7 +21,8 @@ class NoiseFloor(BaseModel):
 
     runs: list[str]
     method: str
-    floors: dict[str, float]  # <pipeline>.<scenario>.<metric> -> the largest difference seen between identical runs
+    # <pipeline>.<scenario>.<metric> -> the largest difference seen between identical runs (never negative)
+    floors: dict[str, Annotated[float, Field(ge=0)]]
 
     def write(self, path: Path) -> Path:
         path.write_text(self.model_dump_json(indent=2) + "\n")
@@ -30,6 +32,8 @@ class NoiseFloor(BaseModel):
 def measure(runs: list[Run]) -> NoiseFloor:
     """From one run with repetitions, or from two runs of the same matrix. ResultsError when neither."""
     floors: dict[str, float] = {}
+    if len(runs) > 2:
+        raise ResultsError(f"give one run with repetitions or two runs of the same matrix, not {len(runs)}")
     if len(runs) == 1:
         (run,) = runs
         for (pipeline, scenario), cells in run.groups.items():
@@ -48,14 +52,16 @@ def measure(runs: list[Run]) -> NoiseFloor:
     else:
         a, b = runs[0].env(), runs[1].env()
         floors = {n: abs(va - vb) for n, va in a.items() if va is not None and (vb := b.get(n)) is not None}
+        if not floors:
+            raise ResultsError(f"{runs[0].root} and {runs[1].root}: no metric of a cell measured in both runs")
         method = "difference between two runs of the same matrix"
     return NoiseFloor(runs=[r.run_id for r in runs], method=method, floors=floors)
 
 
 def load(path: Path) -> NoiseFloor:
     try:
-        return NoiseFloor.model_validate_json(path.read_text())
-    except OSError as e:
+        return NoiseFloor.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
         raise ResultsError(f"{path}: cannot read: {e}") from None
     except ValidationError as e:
         first = e.errors()[0]

@@ -11,6 +11,7 @@ A profile's capacity-relative rates ("0.3 x sync") are resolved here from `capac
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
@@ -109,7 +110,11 @@ def make_plan(
     problems: list[str] = [] if repeat >= 1 else [f"repeat: must be at least 1, got {repeat}"]
     if not 0 < time_scale <= 10:
         problems.append(f"time scale: must be in (0, 10], got {time_scale:g}")
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        problems.append(f"duration: must be a finite number of seconds above 0, got {duration:g}")
+        duration = None  # the scenarios are still checked, each problem said at once
     cells: list[PlannedCell] = []
+    named: dict[str, str] = {}  # a cell's folder is named after its scenario: two of a name would share it
     for ref in scenario_refs:
         path = str(scenarios.resolve(ref))
         try:
@@ -117,6 +122,11 @@ def make_plan(
         except scenarios.ScenarioError as e:
             problems.append(str(e))
             continue
+        if (other := named.get(sc.name)) is not None:
+            again = "given twice" if other == path else f"also the name of {other}"
+            problems.append(f"{path}: name: {sc.name!r} is {again}: their cells would write the same folders")
+            continue
+        named[sc.name] = path
         try:
             profile = find_profile(sc.profile, capacities=capacities)
         except ProfileError as e:
@@ -124,7 +134,7 @@ def make_plan(
             continue
         problems += _scenario_problems(sc, path, profile, processes, replicas)
         own = (sc.duration or profile.duration) * time_scale
-        load_seconds = duration or (min(own, QUICK_SECONDS) if quick else own)
+        load_seconds = duration if duration is not None else (min(own, QUICK_SECONDS) if quick else own)
         played = profile.scaled(duration=load_seconds)
         cells += [PlannedCell(sc, p, played, load_seconds, load_seconds / profile.duration) for p in pipelines]
     if problems:

@@ -448,8 +448,8 @@ class Run:
 
 def _read(path: Path, model: type[CellResult] | type[RunIndex]) -> Any:
     try:
-        text = path.read_text()
-    except OSError as e:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
         raise ResultsError(f"{path}: cannot read: {e}") from None
     try:
         return model.model_validate_json(text)

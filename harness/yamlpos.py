@@ -64,9 +64,11 @@ def line_of(value: object, default: int = 1) -> int:
 def load(path: Path) -> Any:
     """Parse `path`; raises ValueError naming the file and line for a read or YAML syntax error."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ValueError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text: {e}") from None
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.MarkedYAMLError as e:
@@ -82,6 +84,8 @@ def load_model(path: Path, model: type[M]) -> M:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise ValueError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text: {e}") from None
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML: {e}") from None
     try:

@@ -79,7 +79,8 @@ def _resolve(value: str, capacities: Capacities | None) -> tuple[float | None, s
 
 class _Profile(BaseModel):
     # strict: "30s" or "100" are errors, not silently coerced; forbid: a typo is an error, not ignored.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # no inf or nan: a rate or a length of .inf validated, then overflowed once the stack was up.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
     # Fields holding durations or instants (scaled by --duration) and rates (scaled by --rate-scale).
     time_fields: ClassVar[tuple[str, ...]] = ("duration",)
@@ -275,6 +276,8 @@ def load_profile(path: str | Path, capacities: Capacities | None = None) -> Prof
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ProfileError(str(path), [(None, f"cannot read: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(str(path), [(None, f"not UTF-8 text: {exc}")]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -3,6 +3,7 @@ the ratios and the last-capacity file."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -232,6 +233,27 @@ def test_a_bad_file_names_the_file_and_the_field(tmp_path: Path) -> None:
     assert "service_level.error_ratio" in message
     assert "search.quick.resolutoin" in message  # the typo
     assert "search.quick.resolution" in message  # and the field it left missing
+
+
+def test_a_search_that_would_start_above_its_max_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "capacity.yaml"
+    bad.write_text(re.sub(r"(?m)^(    start_rate:) .*$", r"\1 100000", LIMITS_FILE.read_text(), count=1))
+    with pytest.raises(ConfigError, match=r"start_rate \(100000\) is above max_rate"):
+        load_config(bad)
+
+
+def test_a_bad_generator_limits_file_stops_the_search_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness import generator_health, provision
+    from harness.capacity import command
+
+    monkeypatch.setenv("SYNC_ASYNC_BENCH_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(generator_health, "load_limits", lambda: (_ for _ in ()).throw(ValueError("g.yaml: bad")))
+    monkeypatch.setattr(provision, "locate", lambda: pytest.fail("went on past a bad limits file"))
+    assert command.main(["sync"], quick=True) == 2
+    assert "bench capacity: g.yaml: bad" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_capacity_files_written_before_generator_seconds_read_as_they_were_played() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from chaos import scenario as scenarios
+from harness import cli
 from harness.plan import PlanError, make_plan
 from harness.replicas import Replicas
 from tests.synthetic_run import CAPACITIES
@@ -118,6 +119,39 @@ def test_unknown_profile_is_named(tmp_path: Path) -> None:
         make_plan(["async"], [str(path)], None, False, capacities=CAPACITIES)
 
 
+def test_two_scenarios_of_one_name_are_refused_they_would_share_their_cells_folders(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = write(tmp_path / "a", GOOD), write(tmp_path / "b", GOOD)  # both `name: t`
+    with pytest.raises(PlanError) as e:
+        make_plan(["async"], [str(first), str(second)], None, False, capacities=CAPACITIES)
+    assert f"{second}: name: 't' is also the name of {first}" in str(e.value)
+    with pytest.raises(PlanError, match="name: 't' is given twice"):
+        make_plan(["async"], [str(first), str(first)], None, False, capacities=CAPACITIES)
+
+
+@pytest.mark.parametrize("duration", [-5.0, 0.0, float("nan"), float("inf")])
+def test_a_duration_that_is_not_a_finite_positive_length_is_refused(tmp_path: Path, duration: float) -> None:
+    path = write(tmp_path, GOOD.replace("link: push", "link: pushh"))
+    with pytest.raises(PlanError) as e:  # said with the scenario's own problems, at once
+        make_plan(["async"], [str(path)], duration, False, capacities=CAPACITIES)
+    assert "duration: must be a finite number of seconds above 0" in str(e.value)
+    assert "unknown link 'pushh'" in str(e.value)
+
+
+def test_a_folder_a_file_that_is_not_text_or_an_infinite_length_is_named(tmp_path: Path) -> None:
+    folder = tmp_path / "dir.yaml"
+    folder.mkdir()
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(GOOD.encode().replace(b"a test", b"\xff"))
+    endless = write(tmp_path, GOOD.replace("at: 1, duration: 5,", "at: 1, duration: .inf,"))
+    for path, words in ((folder, "cannot read the scenario"), (binary, "cannot read the scenario"),
+                        (endless, "faults[0].duration: Input should be a finite number")):  # fmt: skip
+        with pytest.raises(scenarios.ScenarioError) as e:
+            scenarios.load(str(path))
+        assert str(e.value).startswith(f"{path}: ") and words in str(e.value), str(e.value)
+
+
 def test_bench_run_with_a_bad_scenario_exits_2_and_starts_nothing(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("link: push", "link: pushh"))
     env = dict(os.environ, SYNC_ASYNC_BENCH_RUNS=str(tmp_path / "runs"))
@@ -129,6 +163,21 @@ def test_bench_run_with_a_bad_scenario_exits_2_and_starts_nothing(tmp_path: Path
     assert f"{path}: faults[0].link: unknown link 'pushh'" in out.stderr
     assert "nothing started" in out.stderr
     assert not (tmp_path / "runs").exists(), "a run folder was created for an invalid scenario"
+
+
+def test_bench_run_refuses_no_workers_and_an_unknown_stack_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SYNC_ASYNC_BENCH_RUNS", str(tmp_path / "runs"))
+    for workers in ("0", "-3"):
+        with pytest.raises(SystemExit) as e:
+            cli.main(["run", "--pipeline", "async", "--scenario", "baseline", "--processes", workers])
+        assert e.value.code == 2
+        assert f"--processes: must be at least 1, got {workers}" in capsys.readouterr().err
+    monkeypatch.setenv("SYNC_ASYNC_BENCH_STACK", "dokcer")  # argparse checks no default against its choices
+    assert cli.main(["run", "--pipeline", "async", "--scenario", "baseline"]) == 2
+    assert "SYNC_ASYNC_BENCH_STACK='dokcer': must be one of native, compose" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_one_plan_reports_every_problem_of_every_file_together(tmp_path: Path) -> None:

@@ -95,6 +95,8 @@ def test_missing_or_null_values_raise_missing() -> None:
         ("a.b.c < 1 and 2", "'and' needs a comparison", 11),
         ("(1 < 2) + 1", "needs a number", 1),
         ("abs(1, 2) < 1", "abs() takes one argument", 1),
+        ("max(a.b.c) < 1", "max() takes two or more arguments", 1),
+        ("1 < min(2)", "min() takes two or more arguments", 5),
         ("1 2", "unexpected '2'", 3),
         ("x.y < 1 or", "unexpected 'end of expression'", 11),
     ],

@@ -157,6 +157,7 @@ def test_default_scenario_fills_two_part_names() -> None:
     [
         ("claims: 3\n", r"c\.yaml:1: expected a mapping with a `claims:` list"),
         ("claims:\n  - id: a\n    side: sync\n", r"c\.yaml:2: claim 'a': missing field 'kind'"),
+        ("claims:\n  - id: 5\n    side: sync\n", r"c\.yaml:2: claim 5: id must be a non-empty string, got 5"),
         (
             HEAD + "    holds: sync.baseline.api.p99 <\n",
             r"c\.yaml:6: holds: column 24: unexpected 'end of expression'",

@@ -74,6 +74,18 @@ def test_bad_thresholds_exit_2_naming_file_and_line(
     assert f"{path}:3: 'lots' matches no metric" in err
 
 
+def test_thresholds_that_are_not_text_or_a_one_argument_max_exit_2_naming_the_file(
+    tmp_path: Path, base: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_bytes(b"thresholds:\n  - '*.*.lost == 0 \xff'\n")
+    assert cli.main(["compare", str(base), str(base), "--thresholds", str(path)]) == 2
+    assert f"{path}: not UTF-8 text" in capsys.readouterr().err
+    path.write_text("thresholds:\n  - '*.*.lost <= max(base)'\n")  # was a TypeError once evaluated
+    assert cli.main(["compare", str(base), str(base), "--thresholds", str(path)]) == 2
+    assert "max() takes two or more arguments" in capsys.readouterr().err
+
+
 def test_missing_run_exits_2(tmp_path: Path, base: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["compare", str(base), str(tmp_path / "nope")]) == 2
     assert "no such run folder" in capsys.readouterr().err

@@ -131,6 +131,8 @@ BAD = [
     ("kind: steady\nrate: 10\nduration: 0\n", "duration", "greater than 0"),
     ("kind: steady\nrate: -1\nduration: 10\n", "rate", "greater than or equal to 0"),
     ("kind: steady\nrate: 10\n", "duration", "Field required"),
+    ("kind: steady\nrate: .inf\nduration: 10\n", "rate", "finite number"),  # validated, then overflowed mid-run
+    ("kind: steady\nrate: 10\nduration: .inf\n", "duration", "finite number"),
     (
         "kind: surge\nrate: 10\nduration: 60\nsurge_multiplier: 10\nsurge_start: -1\nsurge_duration: 5\n",
         "surge_start",
@@ -179,6 +181,14 @@ def test_every_bad_field_is_reported_at_once(tmp_path):
 def test_unusable_files_name_the_file(tmp_path, text, words):
     path = write(tmp_path, text)
     with pytest.raises(ProfileError, match=words) as err:
+        load_profile(path)
+    assert str(err.value).startswith(str(path))
+
+
+def test_a_file_that_is_not_text_names_the_file(tmp_path):
+    path = tmp_path / "bin.yaml"
+    path.write_bytes(b"kind: steady\nrate: \xff\n")
+    with pytest.raises(ProfileError, match="not UTF-8 text") as err:
         load_profile(path)
     assert str(err.value).startswith(str(path))
 

@@ -63,3 +63,36 @@ def test_a_bad_noise_file_exits_2_naming_it(tmp_path: Path, capsys: pytest.Captu
     bad.write_text('{"runs": [], "method": "x", "floors": {"a": "b"}}')
     assert cli.main(["compare", str(run), str(run), "--noise", str(bad)]) == 2
     assert f"{bad}: floors.a" in capsys.readouterr().err
+
+
+def test_three_runs_two_without_a_common_metric_and_a_negative_floor_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = [write_run(tmp_path / n, [result("async", "baseline", api=0.01)]) for n in "abc"]
+    other = write_run(tmp_path / "d", [result("sync", "surge", api=0.01)])
+    assert cli.main(["noise", *map(str, runs)]) == 2  # it would have used two and named three
+    assert "not 3" in capsys.readouterr().err
+    assert cli.main(["noise", str(runs[0]), str(other)]) == 2  # nothing in common: an empty floor
+    assert "no metric of a cell measured in both runs" in capsys.readouterr().err
+    assert not (runs[0] / "noise.json").exists()
+    bad = tmp_path / "noise.json"
+    bad.write_text('{"runs": [], "method": "x", "floors": {"async.baseline.lost": -5}}')
+    assert cli.main(["compare", str(runs[0]), str(runs[1]), "--noise", str(bad)]) == 2
+    assert f"{bad}: floors.async.baseline.lost" in capsys.readouterr().err
+
+
+def test_noise_out_to_a_folder_or_a_missing_parent_exits_1_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aa = write_run(tmp_path / "aa", repeated((0.010, 0.012)))
+    for out in (tmp_path, tmp_path / "no" / "such" / "n.json"):
+        assert cli.main(["noise", str(aa), "--out", str(out)]) == 1
+        assert "bench noise: cannot write the floors" in capsys.readouterr().err
+
+
+def test_a_noise_file_that_is_not_text_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = write_run(tmp_path / "r", [result("async", "baseline")])
+    bad = tmp_path / "noise.json"
+    bad.write_bytes(b"\xff\xfe{}")
+    assert cli.main(["compare", str(run), str(run), "--noise", str(bad)]) == 2
+    assert f"{bad}: cannot read" in capsys.readouterr().err

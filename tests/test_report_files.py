@@ -35,6 +35,22 @@ def test_cli_bad_run_dir_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "no such run folder" in capsys.readouterr().err
 
 
+def test_a_bad_capacity_file_in_the_run_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = write_run(tmp_path / "run", [result("async", "baseline")])
+    (root / "capacity.json").write_text("")
+    assert cli.main(["report", str(root)]) == 2
+    assert f"bench report: {root / 'capacity.json'}: cannot read a capacity result" in capsys.readouterr().err
+    assert not (root / "report.html").exists() and not (root / "report.md").exists()
+
+
+def test_an_unwritable_report_leaves_neither_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = write_run(tmp_path / "run", [result("async", "baseline")])
+    (root / "report.md").mkdir()  # report.html is written first, then report.md fails
+    assert cli.main(["report", str(root)]) == 1
+    assert f"bench report: cannot write the report into {root}" in capsys.readouterr().err
+    assert not (root / "report.html").exists()  # no lone page passing for this run's report
+
+
 def test_run_without_run_json_still_reports(tmp_path: Path) -> None:
     root = write_run(tmp_path / "run", [result("async", "baseline")], machine=False)
     assert not (root / "run.json").exists()  # an interrupted run: only the cells' result.json

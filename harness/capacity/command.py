@@ -284,12 +284,13 @@ def main(pipelines: Sequence[str], quick: bool, replicas: Any = None, tracing: s
     """`replicas`: harness.replicas.Replicas (None: the single stack). With more than one, the
     last-capacity file (what capacity-relative rates read) is left alone. `tracing`: the search's
     setting ("off" or a ratio; default: harness/limits/tracing.yaml's)."""
-    from harness import provision, supervisor
+    from harness import generator_health, provision, supervisor
     from harness.stack import Stack
 
-    try:
+    try:  # every limits file the search reads, before anything starts
         config = load_config()
         measured_tracing.load()
+        generator_health.load_limits()
         provision.locate()
     except (ConfigError, ValueError, provision.ProvisionError) as e:
         print(f"bench capacity: {e}", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness import yamlpos
 
@@ -42,6 +42,12 @@ class SearchSettings(Model):
     ceiling_seconds: float = Field(gt=0)
     generator_seconds: float = Field(gt=0)  # the load generator alone on GET /healthz, wrk paced beside it
     confirm: int = Field(default=0, ge=0)  # replays of the found capacity; one that breaks sends the search lower
+
+    @model_validator(mode="after")
+    def _starts_below_its_max(self) -> SearchSettings:
+        if self.start_rate > self.max_rate:
+            raise ValueError(f"start_rate ({self.start_rate:g}) is above max_rate ({self.max_rate:g})")
+        return self
 
 
 class Searches(Model):

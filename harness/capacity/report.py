@@ -213,17 +213,21 @@ def last_file(runtime: str = "native", host: str | None = None) -> Path:
     return paths.state_dir() / f"capacity-{host or platform.node()}-{runtime}.json"
 
 
+class CapacityFileError(ValueError):
+    """A capacity.json that cannot be read: the message names the file and what is wrong."""
+
+
 def load_report(path: Path) -> CapacityReport:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read a capacity result: {e}") from None
+        raise CapacityFileError(f"{path}: cannot read a capacity result: {e}") from None
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA:
-        raise ValueError(f"{path}: not a capacity result of schema {SCHEMA}")
+        raise CapacityFileError(f"{path}: not a capacity result of schema {SCHEMA}")
     try:
         return CapacityReport.model_validate(data)
     except ValidationError as e:
-        raise ValueError(f"{path}: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
+        raise CapacityFileError(f"{path}: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
 
 
 def last_capacities(runtime: str = "native") -> Capacities | None:

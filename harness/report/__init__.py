@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from harness import claims, result
+from harness.capacity import report as capacity_report
 from harness.report import html, markdown, model
 
 
@@ -21,18 +22,28 @@ def write(run_dir: Path, claims_file: Path | None = None) -> tuple[Path, Path]:
     run = result.load(run_dir)
     judgements = claims.judge_all(run, claims.load(claims_file or claims.DEFAULT_FILE))
     rows = model.rows(run, judgements)
-    html_path, md_path = run.root / "report.html", run.root / "report.md"
-    html_path.write_text(html.page(rows, run))
-    md_path.write_text(markdown.markdown(rows))
-    return html_path, md_path
+    pages = {run.root / "report.html": html.page(rows, run), run.root / "report.md": markdown.markdown(rows)}
+    written: list[Path] = []
+    try:
+        for path, text in pages.items():
+            path.write_text(text)
+            written.append(path)
+    except OSError:
+        for path in written:  # both or neither: a lone report.html would pass for this run's report
+            path.unlink(missing_ok=True)
+        raise
+    return written[0], written[1]
 
 
 def main(run_dir: str, claims_file: Path | None = None, screenshot: bool = False) -> int:
     try:
         html_path, md_path = write(Path(run_dir), claims_file)
-    except (result.ResultsError, claims.ClaimsError) as e:
+    except (result.ResultsError, claims.ClaimsError, capacity_report.CapacityFileError) as e:
         print(f"bench report: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"bench report: cannot write the report into {run_dir}: {e}", file=sys.stderr)
+        return 1
     print(f"wrote {html_path}\nwrote {md_path}")
     if screenshot:
         from harness.report import browser
