@@ -221,9 +221,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _unmeasured() -> Capacities:
     """Every capacity a relative rate may name, at 1/s: validation checks a rate's form and what it
     names, and a run needs the real ones (it refuses to start without them)."""
+    from harness.capacity.report import ACCEPTANCE
     from loadtests.profile import Capacities
 
-    names = [*topology.PIPELINES, "async.acceptance"]  # as capacity.report.CapacityReport.capacities() does
+    names = [*topology.PIPELINES, ACCEPTANCE.format(pipeline="async")]
     return Capacities(rates=dict.fromkeys(names, 1.0), source="(no capacity measured)")
 
 

@@ -48,6 +48,7 @@ class ReadBack(BaseModel):
 
     max_seconds: float = Field(gt=0)
     windows: int = Field(ge=1)
+    settle_seconds: float = Field(ge=0)  # longest a read waits for the spans still arriving to settle
 
 
 class MeasuredTracing(BaseModel):

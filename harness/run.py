@@ -26,6 +26,7 @@ from facts import paths, topology, versions
 from harness import kafka_admin, memory, sampling, sink, supervisor, traces
 from harness.assemble import assemble
 from harness.capacity import cpu
+from harness.capacity import report as capacity_report
 from harness.disturbance import MachineWatch
 from harness.loadgen import LoadRun
 from harness.measured_tracing import ReadBack
@@ -219,7 +220,7 @@ def _read_traces(
             windows,
             delivered=[row.reaction_id for row in sink.iter_deliveries()],
             pipeline=result.pipeline,
-            settle_seconds=15.0,
+            settle_seconds=read_back.settle_seconds,
             sample_ratio=tracing.sample_ratio,
         )
     except (OSError, ValueError) as e:
@@ -269,7 +270,7 @@ def run(
     latest.unlink(missing_ok=True)
     latest.symlink_to(run_id)
     if capacity_file is not None:
-        shutil.copyfile(capacity_file, run_dir / "capacity.json")
+        shutil.copyfile(capacity_file, run_dir / capacity_report.CAPACITY_FILE)
     index = RunIndex(run_id=run_id, machine=machine(runtime), planned_cells=len(the_plan.cells))
     results: list[CellResult] = []
     print(f"run {run_id}: {len(the_plan.cells)} cell(s) -> {run_dir}", flush=True)

@@ -86,5 +86,5 @@ def traces_in_windows() -> RunLimits:
     """The run's limits, its traces read back as a long cell's are (tracing.yaml's read_back): in
     two windows of 0.5 s, not every reaction's, a few seconds less a cell."""
     limits = RunLimits.load()
-    windows = ReadBack(max_seconds=1.0, windows=2)
+    windows = ReadBack(max_seconds=1.0, windows=2, settle_seconds=limits.tracing.read_back.settle_seconds)
     return dataclasses.replace(limits, tracing=limits.tracing.model_copy(update={"read_back": windows}))

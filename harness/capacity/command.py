@@ -23,6 +23,7 @@ from harness.capacity.config import (
     load_config,
 )
 from harness.capacity.report import (
+    CAPACITY_FILE,
     CapacityReport,
     GeneratorOnHealthz,
     OnHealthz,
@@ -226,12 +227,12 @@ def run_capacity(
         runner = StepRunner(st, run_dir / "steps", config.service_level, s, config.disturbed)
         for p in pipelines:
             report.pipelines[p] = measure_pipeline(runner, p)
-            report.write(run_dir / "capacity.json")
+            report.write(run_dir / CAPACITY_FILE)
 
         def keep(costs: dict[str, list[TracingCost]]) -> None:
             for p, of_p in costs.items():
                 report.pipelines[p].tracing_costs = list(of_p)
-            report.write(run_dir / "capacity.json")
+            report.write(run_dir / CAPACITY_FILE)
 
         measure_tracing_costs(runner, pipelines, setting, measured.overhead, keep)
         if with_ceilings:
@@ -255,7 +256,7 @@ def run_capacity(
     report.ratios = ratios(report)
     report.generator = generator_figures(report, on_healthz)
     report.finished_unix = time.time()
-    report.write(run_dir / "capacity.json")
+    report.write(run_dir / CAPACITY_FILE)
     remember = remember and scales_runs(setting, measured.sample)
     if remember:
         report.write(last_file(report.runtime))
@@ -311,7 +312,7 @@ def main(pipelines: Sequence[str], quick: bool, replicas: Any = None, tracing: s
                     config=config, remember=False, tracing=tracing,
                 )  # fmt: skip
                 report.replicas, report.balancer, report.scaling_note = replicas.count, replicas.balancer, note
-                report.write(paths.runs_dir() / report.run_id / "capacity.json")
+                report.write(paths.runs_dir() / report.run_id / CAPACITY_FILE)
     except KeyboardInterrupt:
         print("\nbench capacity: interrupted; stack stopped", file=sys.stderr)
         return 130

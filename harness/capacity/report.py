@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 from pydantic import Field, ValidationError, model_validator
 
 from facts import paths, topology
-from harness.capacity import generator_cost
+from harness.capacity import cpu, generator_cost
 from harness.capacity.ceilings import Ceiling
 from harness.capacity.config import ALL_LIMITS, Model, SearchSettings, ServiceLevel
 from harness.capacity.search import SearchResult
@@ -19,6 +19,8 @@ from harness.capacity.step import Step
 from loadtests.profile import Capacities
 
 SCHEMA = 1
+CAPACITY_FILE = "capacity.json"  # in a capacity run's folder, and copied into each run's that used it
+ACCEPTANCE = "{pipeline}.acceptance"  # the name a profile gives a pipeline's acceptance ("0.5 x async.acceptance")
 
 
 class TracingCost(Model):
@@ -198,7 +200,7 @@ class CapacityReport(Model):
             if pc.capacity.rate is not None:
                 out[name] = pc.capacity.rate
             if pc.acceptance is not None and pc.acceptance.rate is not None:
-                out[f"{name}.acceptance"] = pc.acceptance.rate
+                out[ACCEPTANCE.format(pipeline=name)] = pc.acceptance.rate
         return out
 
     def write(self, path: Path) -> None:
@@ -297,7 +299,7 @@ def ratios(report: CapacityReport) -> list[Ratio]:
             rows.append((f"{name}.grpc_bare", f"{name} capacity", rate, most, "bare gRPC", "grpc.bare"))
     if (a := report.pipelines.get("async")) is not None:
         acc, dlv = (a.acceptance.rate if a.acceptance else None), a.capacity.rate
-        acc_most, dlv_most = bound.get("async.acceptance"), bound.get("async")
+        acc_most, dlv_most = bound.get(ACCEPTANCE.format(pipeline="async")), bound.get("async")
         rows += [
             ("async.acceptance.aiokafka", "async acceptance", acc, acc_most, "aiokafka produce",
              "kafka.produce.aiokafka"),
@@ -334,7 +336,7 @@ def generator_figures(report: CapacityReport, on_healthz: OnHealthz | None) -> G
     if (a := report.pipelines.get("async")) is not None:
         first = next((st for st in a.steps if st.rate == a.cpu_rate), None)
         if first is not None and first.sent:
-            loadgen = first.cpu_cores.get("loadgen")
+            loadgen = first.cpu_cores.get(cpu.LOADGEN)
             gen_cpu = loadgen * first.seconds / first.sent * 1000 if loadgen is not None else None
     for c in report.ceilings:
         if c.name == "http.wrk.post.async":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from facts.measures import LEDGER_COUNTS, NO_VALUE, TRACE_HOPS, fmt
 from harness import simplicity
+from harness.capacity import report as capacity_report
 from harness.claims import Judgement, Verdict
 from harness.memory import ProcessMemory
 from harness.report.capacity_section import CapacityRows, capacity_rows
@@ -446,7 +447,7 @@ def rows(run: Run, judgements: Sequence[Judgement]) -> Rows:
         rates=tuple(rate_row(c) for c in run.cells),
         scenarios=tuple(scenario_row(run, s) for s in run.scenarios),
         costs=tuple(cost_row(c) for c in simplicity.costs() if c.pipeline in run.pipelines),
-        capacity=capacity_rows(run.root / "capacity.json"),
+        capacity=capacity_rows(run.root / capacity_report.CAPACITY_FILE),
         traces=tuple(row for c in run.cells if (row := trace_row(c)) is not None),
         memory=tuple(memory_table(c) for c in run.cells),
     )
