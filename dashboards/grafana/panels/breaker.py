@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dashboards.grafana.common import COUNT, HALF, HEIGHT, PIPELINE, PanelBuilder, graph, query, states
+from targets import metrics as m
 
 
 def state() -> PanelBuilder:
-    # One row: 0 closed, 1 half-open, 2 open (reaction_breaker_state is 1 for the current state).
+    # One row: 0 closed, 1 half-open, 2 open (the state gauge is 1 for the current state).
     expr = (
-        f'sum by (pipeline) (reaction_breaker_state{{{PIPELINE}, state="half_open"}})'
-        f' + 2 * sum by (pipeline) (reaction_breaker_state{{{PIPELINE}, state="open"}})'
+        f'sum by (pipeline) ({m.REACTION_BREAKER_STATE}{{{PIPELINE}, state="half_open"}})'
+        f' + 2 * sum by (pipeline) ({m.REACTION_BREAKER_STATE}{{{PIPELINE}, state="open"}})'
     )
     return states(
         "Circuit breaker state",
@@ -26,7 +27,7 @@ def transitions() -> PanelBuilder:
         COUNT,
         [
             query(
-                f"sum by (state) (increase(reaction_breaker_transitions_total{{{PIPELINE}}}[$__rate_interval]))",
+                f"sum by (state) (increase({m.REACTION_BREAKER_TRANSITIONS_TOTAL}{{{PIPELINE}}}[$__rate_interval]))",
                 "to {{state}}",
             )
         ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.models import dashboard as dm
 
 from chaos.engine import CHAOS_CELL_ACTIVE, CHAOS_FAULT_ACTIVE
+from dashboards import catalog
 from dashboards.grafana.common import FULL, PIPELINE, SCENARIO_VAR, PanelBuilder, graph, query, states
 
 
@@ -39,7 +40,7 @@ def link_traffic() -> PanelBuilder:
         "Bps",
         [
             query(
-                "sum by (proxy, direction) (rate(toxiproxy_proxy_sent_bytes_total[$__rate_interval]))",
+                f"sum by (proxy, direction) (rate({catalog.TOXIPROXY_SENT_BYTES_TOTAL}[$__rate_interval]))",
                 "{{proxy}} {{direction}}",
             )
         ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dashboards.grafana.common import PER_SECOND, PIPELINE, PanelBuilder, graph, query
+from targets import metrics as m
 
 
 def notify_by_code() -> PanelBuilder:
@@ -11,7 +12,7 @@ def notify_by_code() -> PanelBuilder:
         PER_SECOND,
         [
             query(
-                f"sum by (code) (rate(notification_grpc_requests_total{{{PIPELINE}}}[$__rate_interval]))",
+                f"sum by (code) (rate({m.NOTIFICATION_GRPC_REQUESTS_TOTAL}{{{PIPELINE}}}[$__rate_interval]))",
                 "{{code}}",
             )
         ],

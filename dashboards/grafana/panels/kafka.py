@@ -6,6 +6,7 @@ The consumer's raw series carry no pipeline label (only the async pipeline uses 
 from __future__ import annotations
 
 from dashboards.grafana.common import COUNT, HALF, HEIGHT, OPS, PIPELINE, PanelBuilder, graph, query, states
+from targets import metrics as m
 
 
 def lag() -> PanelBuilder:
@@ -24,7 +25,9 @@ def throughput() -> PanelBuilder:
         OPS,
         [
             query(f"pipeline:notification_messages_consumed:rate10s{{{PIPELINE}}}", "records consumed"),
-            query("sum by (result) (rate(notification_offset_commits_total[$__rate_interval]))", "commits {{result}}"),
+            query(
+                f"sum by (result) (rate({m.NOTIFICATION_OFFSET_COMMITS_TOTAL}[$__rate_interval]))", "commits {{result}}"
+            ),
         ],
         description="Offsets are committed only after a batch is fully handled (at-least-once).",
     )
@@ -33,7 +36,7 @@ def throughput() -> PanelBuilder:
 def membership() -> PanelBuilder:
     return states(
         "Consumer in the group",
-        [query("max(notification_consumer_connected)", "consumer")],
+        [query(f"max({m.NOTIFICATION_CONSUMER_CONNECTED})", "consumer")],
         {"0": ("not polling", "red"), "1": ("polling", "green")},
         width=HALF,
         height=HEIGHT,
@@ -44,7 +47,7 @@ def restarts() -> PanelBuilder:
     return graph(
         "Consumer restarts",
         COUNT,
-        [query("sum(increase(notification_consumer_restarts_total[$__rate_interval]))", "restarts")],
+        [query(f"sum(increase({m.NOTIFICATION_CONSUMER_RESTARTS_TOTAL}[$__rate_interval]))", "restarts")],
     )
 
 
@@ -54,7 +57,7 @@ def dead_letters() -> PanelBuilder:
         OPS,
         [
             query(f"pipeline_reason:notification_dead_lettered:rate10s{{{PIPELINE}}}", "{{reason}}"),
-            query("sum(rate(notification_dead_letter_errors_total[$__rate_interval]))", "DLQ write errors"),
+            query(f"sum(rate({m.NOTIFICATION_DEAD_LETTER_ERRORS_TOTAL}[$__rate_interval]))", "DLQ write errors"),
         ],
         description="Records that kept failing, written (acked) to the dead-letter topic; never dropped.",
     )

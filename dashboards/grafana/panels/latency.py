@@ -9,6 +9,7 @@ grouping (the value the rule records), with exemplars on; the other quantiles st
 from __future__ import annotations
 
 from dashboards.grafana.common import PIPELINE, SECONDS, PanelBuilder, graph, query
+from targets import metrics as m
 
 API = "pipeline_quantile:reaction_request_duration_seconds:histogram_quantile_rate10s"
 CLIENT = "pipeline_quantile:loadgen_request_latency_seconds:histogram_quantile_rate10s"
@@ -30,7 +31,7 @@ def api_latency(repeat: bool = False) -> PanelBuilder:
         [
             query(f"{API}{{{PIPELINE}, {BELOW_P99}}}", "server q{{quantile}}"),
             query(f"{CLIENT}{{{PIPELINE}}}", "client q{{quantile}}"),
-            query(raw_p99("reaction_request_duration_seconds"), "server q0.99", exemplar=True),
+            query(raw_p99(m.REACTION_REQUEST_DURATION_SECONDS), "server q0.99", exemplar=True),
         ],
         description="Server: request accepted to response written (reaction histogram). Client: from the "
         f"request's intended start (coordinated omission included) to its answer or timeout. {EXEMPLARS}",
@@ -56,7 +57,7 @@ def e2e_latency(repeat: bool = False) -> PanelBuilder:
         SECONDS,
         [
             query(f"{E2E}{{{PIPELINE}, {BELOW_P99}}}", "q{{quantile}}"),
-            query(raw_p99("pushsink_end_to_end_latency_seconds"), "q0.99", exemplar=True),
+            query(raw_p99(m.PUSHSINK_END_TO_END_LATENCY_SECONDS), "q0.99", exemplar=True),
         ],
         description="First delivery at the push sink minus the reaction's created time, over the "
         f"notifications first delivered in the last 10 s. {EXEMPLARS}",
@@ -79,7 +80,7 @@ def transport_send_latency() -> PanelBuilder:
         [
             query(
                 "histogram_quantile(0.99, sum by (le, outcome) "
-                f"(rate(reaction_transport_send_duration_seconds_bucket{{{PIPELINE}}}[$__rate_interval])))",
+                f"(rate({m.REACTION_TRANSPORT_SEND_DURATION_SECONDS}_bucket{{{PIPELINE}}}[$__rate_interval])))",
                 "p99 {{outcome}}",
                 exemplar=True,
             )
@@ -95,7 +96,7 @@ def delivery_duration() -> PanelBuilder:
         [
             query(
                 "histogram_quantile(0.99, sum by (le, outcome) "
-                f"(rate(notification_delivery_duration_seconds_bucket{{{PIPELINE}}}[$__rate_interval])))",
+                f"(rate({m.NOTIFICATION_DELIVERY_DURATION_SECONDS}_bucket{{{PIPELINE}}}[$__rate_interval])))",
                 "p99 {{outcome}}",
                 exemplar=True,
             )

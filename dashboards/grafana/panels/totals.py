@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dashboards.grafana.common import COUNT, FULL, PIPELINE, PanelBuilder, query, single_stat
+from targets import metrics as m
 
 
 def _increase(metric: str) -> str:
@@ -12,11 +13,11 @@ def _increase(metric: str) -> str:
 def totals(dead_letters: bool = True) -> list[PanelBuilder]:
     """`dead_letters`: add the dead-letter count (a Kafka series: meaningful for async only)."""
     stats = [
-        ("Requests answered", _increase("reaction_requests_total"), "{{pipeline}}", ""),
-        ("Delivered (first)", _increase("pushsink_first_deliveries_total"), "{{pipeline}}", ""),
+        ("Requests answered", _increase(m.REACTION_REQUESTS_TOTAL), "{{pipeline}}", ""),
+        ("Delivered (first)", _increase(m.PUSHSINK_FIRST_DELIVERIES_TOTAL), "{{pipeline}}", ""),
         (
             "Redeliveries",
-            f"{_increase('pushsink_deliveries_total')} - {_increase('pushsink_first_deliveries_total')}",
+            f"{_increase(m.PUSHSINK_DELIVERIES_TOTAL)} - {_increase(m.PUSHSINK_FIRST_DELIVERIES_TOTAL)}",
             "{{pipeline}}",
             "Pushes the phone got again for a key it already had (raw - first).",
         ),
@@ -25,7 +26,7 @@ def totals(dead_letters: bool = True) -> list[PanelBuilder]:
         stats.append(
             (
                 "Dead letters (async)",
-                "sum(increase(notification_dead_lettered_total[$__range]))",
+                f"sum(increase({m.NOTIFICATION_DEAD_LETTERED_TOTAL}[$__range]))",
                 "async",
                 "Records the consumer wrote to the dead-letter topic; none yet shows no value.",
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dashboards.grafana.common import HALF, HEIGHT, PER_SECOND, PIPELINE, PanelBuilder, graph, query, states
+from targets import metrics as m
 
 
 def requests_by_code(repeat: bool = False) -> PanelBuilder:
@@ -19,7 +20,7 @@ def requests_by_code(repeat: bool = False) -> PanelBuilder:
 def transport_ready() -> PanelBuilder:
     return states(
         "Transport ready",
-        [query(f"max by (pipeline) (reaction_transport_ready{{{PIPELINE}}})", "{{pipeline}}")],
+        [query(f"max by (pipeline) ({m.REACTION_TRANSPORT_READY}{{{PIPELINE}}})", "{{pipeline}}")],
         {"0": ("cannot send", "red"), "1": ("ready", "green")},
         description="gRPC channel not failing (sync) or Kafka producer connected (async).",
         width=HALF,
