@@ -24,6 +24,9 @@ from loadtests.outcome import OutcomeRecord, read_outcomes
 from loadtests.settings import DEFAULT_WAKE_INTERVAL_SECONDS
 
 LOCUSTFILE = REPO / "loadtests" / "locustfile.py"
+# What one load run leaves in its folder (a cell's, a capacity step's): the profile Locust played,
+# the generator's own files (outcomes, series, summaries), and Locust's log.
+PROFILE_FILE, OUT_DIR, LOG_FILE = "profile.yaml", "loadgen", "locust.log"
 
 
 @dataclass

@@ -40,6 +40,8 @@ GRPC_HEADERS = "hdr host notification hdr content-type application/grpc hdr te t
 # HAProxy's own Prometheus exporter (built in: Debian's package has USE_PROMEX), at Prometheus'
 # default metrics path on the stats port.
 HAPROXY_METRICS_PATH = "/metrics"
+BACKEND = "notification"  # the replicas' backend: its servers' status is read back from the stats
+STATS_PATH = "/stats"
 
 
 class TopologyError(ValueError):
@@ -166,9 +168,9 @@ defaults
 
 frontend grpc
     bind {h}:{port} proto h2
-    default_backend notification
+    default_backend {BACKEND}
 
-backend notification
+backend {BACKEND}
     balance roundrobin
     option httpchk
     http-check send meth POST uri /grpc.health.v1.Health/Check ver HTTP/2 {GRPC_HEADERS}
@@ -180,7 +182,7 @@ frontend stats
     bind {h}:{stats_port}
     http-request use-service prometheus-exporter if {{ path {HAPROXY_METRICS_PATH} }}
     stats enable
-    stats uri /stats
+    stats uri {STATS_PATH}
     stats refresh 1s
 """
 
@@ -188,7 +190,7 @@ frontend stats
 def haproxy_servers() -> dict[str, str]:
     """Each backend server's status as HAProxy's stats say it (UP, DOWN, ...); empty if unreachable."""
     try:
-        with urllib.request.urlopen(topology.url(topology.HAPROXY_STATS_PORT, "/stats;csv"), timeout=1.0) as r:
+        with urllib.request.urlopen(topology.url(topology.HAPROXY_STATS_PORT, f"{STATS_PATH};csv"), timeout=1.0) as r:
             text = r.read().decode()
     except OSError:
         return {}
@@ -196,7 +198,7 @@ def haproxy_servers() -> dict[str, str]:
     return {
         row["svname"]: row["status"]
         for row in rows
-        if row.get("pxname") == "notification" and row.get("svname") not in ("FRONTEND", "BACKEND")
+        if row.get("pxname") == BACKEND and row.get("svname") not in ("FRONTEND", "BACKEND")
     }
 
 

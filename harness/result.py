@@ -24,6 +24,10 @@ from harness.traces import TraceSummary
 SCHEMA: Literal[2] = 2
 
 
+RESULT_FILE = "result.json"  # one cell's, in its folder
+RUN_FILE = "run.json"  # the run's index: its cells in the order played, the machine, versions
+
+
 class ResultsError(ValueError):
     """A run folder or result file that cannot be read; the message names the path."""
 
@@ -327,7 +331,7 @@ class CellResult(_Model):
         }
 
     def write(self, run_dir: Path) -> Path:
-        path = run_dir / self.folder / "result.json"
+        path = run_dir / self.folder / RESULT_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.model_dump_json(indent=2) + "\n")
         return path
@@ -376,7 +380,7 @@ class RunIndex(_Model):
 
     def write(self, run_dir: Path) -> None:
         # After every cell, so an interrupted run still has a report-ready index of what it finished.
-        (run_dir / "run.json").write_text(self.model_dump_json(indent=2) + "\n")
+        (run_dir / RUN_FILE).write_text(self.model_dump_json(indent=2) + "\n")
 
 
 class Run:
@@ -472,13 +476,13 @@ def read_cell(path: Path) -> CellResult:
 def load(path: Path | str) -> Run:
     """A run folder or its run.json. Without run.json (an interrupted run) every */result.json is read."""
     path = Path(path)
-    root = path.parent if path.name == "run.json" else path
+    root = path.parent if path.name == RUN_FILE else path
     if not root.is_dir():
         raise ResultsError(f"{path}: no such run folder")
-    index_path = root / "run.json"
+    index_path = root / RUN_FILE
     if index_path.exists():
         index: RunIndex = _read(index_path, RunIndex)
-        cells = [read_cell(root / folder / "result.json") for folder in index.cells]
+        cells = [read_cell(root / folder / RESULT_FILE) for folder in index.cells]
         run_id, machine = index.run_id, index.machine
     else:
         cells = [read_cell(p) for p in sorted(root.glob("*/result.json"))]

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from chaos.engine import ChaosMetrics, ProcessControl, Timeline
 from chaos.toxiproxy import ToxiproxyClient
 from facts import paths, topology, versions
-from harness import kafka_admin, memory, sampling, sink, supervisor, traces
+from harness import kafka_admin, loadgen, memory, sampling, sink, supervisor, traces
 from harness.assemble import assemble
 from harness.capacity import cpu
 from harness.capacity import report as capacity_report
@@ -99,17 +99,17 @@ def run_cell(
     dlq_before = kafka_admin.end_offsets(topology.TOPIC_DEAD_LETTER)
 
     # The profile as planned (capacity-relative rates resolved, scaled to the cell): Locust plays this file.
-    profile_file = out / "profile.yaml"
+    profile_file = out / loadgen.PROFILE_FILE
     profile_file.write_text(to_yaml(cell.profile))
     gen = limits.generator
     load = LoadRun(
-        str(profile_file), cell.load_seconds, out / "loadgen", processes=processes,
+        str(profile_file), cell.load_seconds, out / loadgen.OUT_DIR, processes=processes,
         max_in_flight=gen.in_flight_cap(cell.profile.max_rate()), nice=gen.nice,
         wake_interval=gen.wake_interval_seconds,
     )  # fmt: skip
     timeline = Timeline(cell.scaled_faults(), cell.load_seconds, stack.toxiproxy, stack, metrics=metrics)
     started_unix = time.time()
-    proc = load.start(out / "locust.log")
+    proc = load.start(out / loadgen.LOG_FILE)
     sampler = sampling.Sampler()
     sampler.start()
     # What else the machine does meanwhile; in containers our processes are not ours to see.

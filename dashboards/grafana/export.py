@@ -20,6 +20,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from dashboards.grafana import common
 from dashboards.grafana.detail import detail
 from dashboards.grafana.overview import overview
+from dashboards.prometheus import config as prometheus_config
 from facts import topology
 
 HERE = Path(__file__).resolve().parent
@@ -69,7 +70,7 @@ def datasource_provisioning() -> str:
                 "editable": False,
                 "jsonData": {
                     # Matches the scrape interval, so $__rate_interval is 4 s, not 1 min.
-                    "timeInterval": "1s",
+                    "timeInterval": prometheus_config.SCRAPE_INTERVAL,
                     "httpMethod": "POST",
                     # A latency bucket's exemplar opens its trace in the Jaeger datasource.
                     "exemplarTraceIdDestinations": [

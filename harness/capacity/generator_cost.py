@@ -49,7 +49,7 @@ import yaml
 
 from facts import quantiles
 from facts.topology import HEALTHZ_PATH
-from harness import generator_health
+from harness import generator_health, loadgen
 from harness.capacity import ceilings_http, cpu, wakeup_probe
 from harness.capacity.ceilings import Ceiling
 from harness.capacity.ceilings_http import POST_PATH
@@ -211,22 +211,22 @@ def measure_generator(
     wake = limits.wake_interval_seconds if wake_interval is None else wake_interval
     folder = work / f"gen-{endpoint}-{processes}p-{rate:.0f}-w{wake * 1000:g}"
     folder.mkdir(parents=True, exist_ok=True)
-    profile = folder / "profile.yaml"
+    profile = folder / loadgen.PROFILE_FILE
     profile.write_text(
         yaml.safe_dump(
             {"name": f"cost-{rate:.0f}", "kind": "steady", "rate": rate, "duration": seconds, "description": "cost"}
         )
     )
     load = LoadRun(
-        str(profile), seconds, folder / "loadgen", processes=processes, request_timeout=5.0,
+        str(profile), seconds, folder / loadgen.OUT_DIR, processes=processes, request_timeout=5.0,
         max_in_flight=max_in_flight, nice=limits.nice, endpoint=endpoint, wake_interval=wake,  # as in the cells
     )  # fmt: skip
-    proc = load.start(folder / "locust.log")
+    proc = load.start(folder / loadgen.LOG_FILE)
     probe = None
     try:
         epoch = LoadRun.epoch(timeout=60.0, alive=lambda: proc.poll() is None)
         if epoch is None:
-            raise SystemExit(f"the load generator did not start; see {folder / 'locust.log'}")
+            raise SystemExit(f"the load generator did not start; see {folder / loadgen.LOG_FILE}")
         w0, w1 = epoch + warmup, epoch + seconds - 1.0
         # A wakeup's cost in the very same window; started early, so its start-up is over by w0.
         _sleep_until(w0 - PROBE_LEAD_SECONDS)

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from facts import quantiles
-from harness import generator_health, sink
+from harness import generator_health, loadgen, sink
 from harness.capacity.config import ALL_LIMITS, Disturbed, SearchSettings, ServiceLevel
 from harness.capacity.cpu import HARNESS, LOADGEN, OTHER, STEAL, CpuSnapshot
 from harness.capacity.step import Step, judge, slope
@@ -89,23 +89,23 @@ class StepRunner:
         folder = self.out_dir / pipeline / (f"{rate:.0f}" + (f"-{label}" if label else ""))
         folder.mkdir(parents=True, exist_ok=True)
         duration = s.warmup_seconds + s.measure_seconds
-        profile = folder / "profile.yaml"
+        profile = folder / loadgen.PROFILE_FILE
         profile.write_text(yaml.safe_dump({
             "name": f"capacity-{pipeline}-{rate:.0f}", "kind": "steady", "rate": rate, "duration": duration,
             "description": "a bench capacity step",
         }))  # fmt: skip
         gen = self.gen_limits
         load = LoadRun(
-            str(profile), duration, folder / "loadgen", request_timeout=5.0, nice=gen.nice,
+            str(profile), duration, folder / loadgen.OUT_DIR, request_timeout=5.0, nice=gen.nice,
             wake_interval=gen.wake_interval_seconds,
         )  # fmt: skip
-        proc = load.start(folder / "locust.log")
+        proc = load.start(folder / loadgen.LOG_FILE)
         watch_backlog = pipeline == "async"
         try:
             epoch = LoadRun.epoch(timeout=60.0, alive=lambda: proc.poll() is None)
             if epoch is None:  # judged like a generator that fell behind: never the pipeline's limit
                 LoadRun.stop(proc)
-                return _not_started(pipeline, rate, s.measure_seconds, folder / "locust.log")
+                return _not_started(pipeline, rate, s.measure_seconds, folder / loadgen.LOG_FILE)
             w0, w1 = epoch + s.warmup_seconds, epoch + duration
             _sleep_until(w0)
             pids, alone = {**self.component_pids(), LOADGEN: proc.pid}, {HARNESS: os.getpid()}
