@@ -15,7 +15,7 @@ from facts import topology
 from targets import metrics, tracing
 from targets.exposition import add_observability_routes
 from targets.notification.consumer import ConsumerSettings, ReactionConsumer
-from targets.notification.delivery import Deliverer, RetryPolicy
+from targets.notification.delivery import MAX_CONCURRENCY, Deliverer, RetryPolicy
 from targets.notification.grpc_server import NotificationService, start_grpc_server
 from targets.runtime import (
     add_common_arguments,
@@ -42,20 +42,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--topic", default=topology.TOPIC_REACTIONS)
     p.add_argument("--dead-letter-topic", default=topology.TOPIC_DEAD_LETTER)
     p.add_argument("--group", default=topology.CONSUMER_GROUP)
+    # The defaults are the settings' own (RetryPolicy, ConsumerSettings, delivery's): one place for each.
+    policy = RetryPolicy()
     g = p.add_argument_group("delivery (both entry paths)")
-    g.add_argument("--max-concurrency", type=positive_int, default=64, help="concurrent push requests")
+    g.add_argument("--max-concurrency", type=positive_int, default=MAX_CONCURRENCY, help="concurrent push requests")
     # Attempts back off up to --max-backoff: ten give a consumer several seconds of a failing push
     # before a record is dead-lettered (a gRPC call is bounded by its deadline first).
-    g.add_argument("--max-attempts", type=positive_int, default=10, help="push attempts per notification")
-    g.add_argument("--initial-backoff", type=positive_float, default=0.05, help="seconds, full jitter")
-    g.add_argument("--max-backoff", type=positive_float, default=2.0, help="seconds")
-    g.add_argument("--attempt-timeout", type=positive_float, default=2.0, help="seconds per push attempt")
+    g.add_argument(
+        "--max-attempts", type=positive_int, default=policy.max_attempts, help="push attempts per notification"
+    )
+    g.add_argument(
+        "--initial-backoff", type=positive_float, default=policy.initial_backoff, help="seconds, full jitter"
+    )
+    g.add_argument("--max-backoff", type=positive_float, default=policy.max_backoff, help="seconds")
+    g.add_argument(
+        "--attempt-timeout", type=positive_float, default=policy.attempt_timeout, help="seconds per push attempt"
+    )
     g = p.add_argument_group("gRPC")
     g.add_argument("--grpc-default-deadline", type=positive_float, default=5.0, help="seconds, for callers without one")
     g.add_argument("--max-concurrent-rpcs", type=positive_int, default=None, help="beyond: RESOURCE_EXHAUSTED")
     g = p.add_argument_group("Kafka consumer")
-    g.add_argument("--batch-size", type=positive_int, default=256, help="records per getmany")
-    g.add_argument("--kafka-request-timeout", type=positive_float, default=15.0, help="seconds")
+    g.add_argument("--batch-size", type=positive_int, default=ConsumerSettings.batch_size, help="records per getmany")
+    g.add_argument(
+        "--kafka-request-timeout", type=positive_float, default=ConsumerSettings.request_timeout, help="seconds"
+    )
     p.add_argument("--shutdown-grace", type=positive_float, default=5.0, help="seconds to finish work")
     tracing.add_arguments(p)
     add_common_arguments(p)

@@ -45,6 +45,9 @@ class DeliveryResult:
         return self.outcome is not DeliveryOutcome.FAILED
 
 
+MAX_CONCURRENCY = 64  # push requests in flight at once, per service
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 10
@@ -92,7 +95,7 @@ class Deliverer:
         self,
         push_url: str,
         *,
-        max_concurrency: int = 64,
+        max_concurrency: int = MAX_CONCURRENCY,
         policy: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:

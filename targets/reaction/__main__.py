@@ -12,7 +12,7 @@ from targets import metrics, tracing
 from targets.reaction.api import create_app
 from targets.reaction.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from targets.reaction.grpc_transport import GRPC_LB_POLICIES, GrpcTransport, RetrySettings, channel_target
-from targets.reaction.kafka_transport import KafkaTransport
+from targets.reaction.kafka_transport import RECREATE_AFTER_SECONDS, KafkaTransport
 from targets.reaction.transport import Transport
 from targets.runtime import (
     add_common_arguments,
@@ -50,23 +50,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--kafka-request-timeout", type=positive_float, help="seconds; must be below --deadline (default 0.8 x)"
     )
     g.add_argument(
-        "--kafka-recreate-after", type=positive_float, default=10.0, help="replace a producer failing this long"
+        "--kafka-recreate-after",
+        type=positive_float,
+        default=RECREATE_AFTER_SECONDS,
+        help="replace a producer failing this long",
     )
     g = p.add_argument_group("sync-resilient: gRPC retry policy")
-    g.add_argument("--attempt-timeout", type=positive_float, default=0.3, help="seconds per attempt")
-    g.add_argument("--max-attempts", type=int, choices=range(2, 6), default=3, metavar="{2..5}")
-    g.add_argument("--initial-backoff", type=positive_float, default=0.05, help="seconds")
-    g.add_argument("--max-backoff", type=positive_float, default=0.2, help="seconds")
-    g.add_argument("--backoff-multiplier", type=positive_float, default=2.0)
-    g.add_argument("--retry-throttle-max-tokens", type=positive_int, default=10)
-    g.add_argument("--retry-throttle-token-ratio", type=positive_float, default=0.1)
+    # The defaults are the settings' own (RetrySettings, BreakerSettings): one place for each.
+    retry, breaker = RetrySettings(), BreakerSettings()
+    g.add_argument("--attempt-timeout", type=positive_float, default=retry.attempt_timeout, help="seconds per attempt")
+    g.add_argument("--max-attempts", type=int, choices=range(2, 6), default=retry.max_attempts, metavar="{2..5}")
+    g.add_argument("--initial-backoff", type=positive_float, default=retry.initial_backoff, help="seconds")
+    g.add_argument("--max-backoff", type=positive_float, default=retry.max_backoff, help="seconds")
+    g.add_argument("--backoff-multiplier", type=positive_float, default=retry.backoff_multiplier)
+    g.add_argument("--retry-throttle-max-tokens", type=positive_int, default=retry.throttle_max_tokens)
+    g.add_argument("--retry-throttle-token-ratio", type=positive_float, default=retry.throttle_token_ratio)
     g = p.add_argument_group("sync-resilient: circuit breaker")
-    g.add_argument("--breaker-failure-ratio", type=positive_float, default=0.5)
-    g.add_argument("--breaker-window", type=positive_int, default=20, help="calls")
-    g.add_argument("--breaker-min-calls", type=positive_int, default=10)
-    g.add_argument("--breaker-consecutive-failures", type=positive_int, default=5)
-    g.add_argument("--breaker-open-seconds", type=positive_float, default=5.0)
-    g.add_argument("--breaker-half-open-calls", type=positive_int, default=1)
+    g.add_argument("--breaker-failure-ratio", type=positive_float, default=breaker.failure_ratio)
+    g.add_argument("--breaker-window", type=positive_int, default=breaker.window, help="calls")
+    g.add_argument("--breaker-min-calls", type=positive_int, default=breaker.min_calls)
+    g.add_argument("--breaker-consecutive-failures", type=positive_int, default=breaker.consecutive_failures)
+    g.add_argument("--breaker-open-seconds", type=positive_float, default=breaker.open_seconds)
+    g.add_argument("--breaker-half-open-calls", type=positive_int, default=breaker.half_open_max_calls)
     tracing.add_arguments(p)
     add_common_arguments(p)
     args = p.parse_args(argv)

@@ -36,6 +36,7 @@ from targets.reaction.transport import Receipt, TransportError
 log = logging.getLogger(__name__)
 
 _partitioner = DefaultPartitioner()
+RECREATE_AFTER_SECONDS = 10.0  # a producer whose sends fail this long is replaced (its sender may be dead)
 
 
 class KafkaTransport:
@@ -46,7 +47,7 @@ class KafkaTransport:
         *,
         deadline: float,
         request_timeout: float,
-        recreate_after: float = 10.0,
+        recreate_after: float = RECREATE_AFTER_SECONDS,
         connect_backoff_max: float = 1.0,
         producer_factory: Callable[[], Any] | None = None,
     ) -> None:
