@@ -20,7 +20,7 @@ from facts import topology
 from facts.paths import REPO
 from harness.supervisor import set_pdeathsig
 from loadtests.loadgen_metrics import RUN_START_METRIC
-from loadtests.outcome import OutcomeRecord, read_outcomes
+from loadtests.outcome import SUMMARY_GLOB, OutcomeRecord, read_outcomes
 from loadtests.settings import DEFAULT_WAKE_INTERVAL_SECONDS
 
 LOCUSTFILE = REPO / "loadtests" / "locustfile.py"
@@ -121,4 +121,4 @@ class LoadRun:
         return read_outcomes(self.out_dir)
 
     def summaries(self) -> list[dict[str, Any]]:
-        return [json.loads(p.read_text()) for p in sorted(self.out_dir.glob("summary-w*.json"))]
+        return [json.loads(p.read_text()) for p in sorted(self.out_dir.glob(SUMMARY_GLOB))]

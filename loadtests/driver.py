@@ -39,6 +39,8 @@ from loadtests.outcome import (
     classify,
     describe,
     outcomes_path,
+    series_path,
+    summary_path,
 )
 from loadtests.reaction import ReactionFactory, Rendered
 from loadtests.series import Series
@@ -257,7 +259,7 @@ class Driver:
         One flush at a time, so batches reach the files in order (an error text before its use)."""
         with self._flush_lock:
             self.outcomes.flush(self._in_thread)
-            self.series.write(self.config.outcomes_dir / f"series-w{self.config.worker}.jsonl", self._in_thread)
+            self.series.write(series_path(self.config.outcomes_dir, self.config.worker), self._in_thread)
             self._report.flush()
 
     def _in_thread(self, work: Callable[[], object]) -> None:
@@ -302,5 +304,5 @@ class Driver:
             **self.gc.summary(),
             **{str(o): n for o, n in self.counts.items()},
         }
-        path = self.config.outcomes_dir / f"summary-w{self.config.worker}.json"
+        path = summary_path(self.config.outcomes_dir, self.config.worker)
         path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -209,12 +209,28 @@ class OutcomeLog:
             self._file = None
 
 
+# Each worker's files in --outcomes-dir, by these names: its outcome records, its per-second series
+# (series.py) and its summary (driver.py, when its schedule ends); the harness reads them by the globs.
 OUTCOMES_GLOB = "outcomes-w*.bin"
+SERIES_GLOB = "series-w*.jsonl"
+SUMMARY_GLOB = "summary-w*.json"
 LEGACY_GLOB = "outcomes-w*.jsonl"  # runs written before the binary format
 
 
+def _worker_file(glob: str, directory: Path, worker: int) -> Path:
+    return directory / glob.replace("*", str(worker))
+
+
 def outcomes_path(directory: Path, worker: int) -> Path:
-    return directory / f"outcomes-w{worker}.bin"
+    return _worker_file(OUTCOMES_GLOB, directory, worker)
+
+
+def series_path(directory: Path, worker: int) -> Path:
+    return _worker_file(SERIES_GLOB, directory, worker)
+
+
+def summary_path(directory: Path, worker: int) -> Path:
+    return _worker_file(SUMMARY_GLOB, directory, worker)
 
 
 def outcome_files(directory: Path) -> list[Path]:

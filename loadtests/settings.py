@@ -9,6 +9,7 @@ from typing import Any
 
 from facts import topology
 from loadtests.arrivals import ArrivalProcess
+from loadtests.outcome import OUTCOMES_GLOB, SERIES_GLOB, SUMMARY_GLOB
 from loadtests.profile import Profile, ProfileError, find_profile
 from loadtests.reaction import ENDPOINTS
 
@@ -77,7 +78,7 @@ def add_arguments(parser: Any) -> None:
     group.add_argument(
         "--outcomes-dir",
         default=DEFAULT_OUTCOMES_DIR,
-        help="where each worker writes outcomes-w<i>.bin, series-w<i>.jsonl and summary-w<i>.json; "
+        help=f"where each worker writes {OUTCOMES_GLOB}, {SERIES_GLOB} and {SUMMARY_GLOB} (* its number); "
         "'{run_id}' is replaced by the run id",
     )
     group.add_argument(

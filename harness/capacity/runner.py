@@ -18,6 +18,7 @@ from harness.capacity.step import Step, judge, slope
 from harness.loadgen import LoadRun
 from harness.progress import Progress
 from harness.sampling import drain, sample_backlog
+from loadtests.outcome import SERIES_GLOB
 
 
 class StepRunner:
@@ -198,7 +199,7 @@ def _missed_in(out_dir: Path, w0: float, w1: float, summaries: list[dict[str, An
     """Missed arrivals whose intended second falls in the window (the per-second series), or the
     run's total when there is no series."""
     rows = []
-    for path in sorted(out_dir.glob("series-w*.jsonl")):
+    for path in sorted(out_dir.glob(SERIES_GLOB)):
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 rows.append(json.loads(line))
