@@ -21,7 +21,13 @@ from facts.paths import REPO
 from harness.supervisor import set_pdeathsig
 from loadtests.loadgen_metrics import RUN_START_METRIC
 from loadtests.outcome import SUMMARY_GLOB, OutcomeRecord, read_outcomes
-from loadtests.settings import DEFAULT_WAKE_INTERVAL_SECONDS
+from loadtests.reaction import REACTIONS
+from loadtests.settings import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    DEFAULT_SEED,
+    DEFAULT_WAKE_INTERVAL_SECONDS,
+)
 
 LOCUSTFILE = REPO / "loadtests" / "locustfile.py"
 # What one load run leaves in its folder (a cell's, a capacity step's): the profile Locust played,
@@ -34,13 +40,13 @@ class LoadRun:
     profile: str
     duration: float  # seconds of load (the profile compressed or stretched to it)
     out_dir: Path
-    seed: int = 1
+    seed: int = DEFAULT_SEED
     processes: int = 1
-    request_timeout: float = 10.0
-    max_in_flight: int = 1000
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     nice: int = 0  # scheduling priority (harness/limits/generator.yaml); below 0 needs root
     wake_interval: float = DEFAULT_WAKE_INTERVAL_SECONDS  # seconds between its wakeups at most (ditto)
-    endpoint: str = "reactions"  # or "healthz": the generator measured on the cheapest answer
+    endpoint: str = REACTIONS  # or HEALTHZ: the generator measured on the cheapest answer
 
     def command(self) -> list[str]:
         cmd = [
@@ -56,7 +62,7 @@ class LoadRun:
         ]  # fmt: skip
         if self.processes > 1:
             cmd += ["--processes", str(self.processes)]
-        if self.endpoint != "reactions":
+        if self.endpoint != REACTIONS:
             cmd += ["--endpoint", self.endpoint]
         return cmd
 

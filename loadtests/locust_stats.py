@@ -25,7 +25,7 @@ from locust.env import Environment
 from locust.stats import StatsEntry, StatsError
 
 from loadtests.outcome import Outcome
-from loadtests.reaction import ENDPOINTS, Endpoint
+from loadtests.reaction import ENDPOINTS, REACTIONS, Endpoint
 
 
 class RequestFailed(Exception):
@@ -38,7 +38,7 @@ class OutcomeUnknown(Exception):
 
 class LocustReport:
     def __init__(
-        self, env: Environment, url: str, per_request: bool = False, endpoint: Endpoint = ENDPOINTS["reactions"]
+        self, env: Environment, url: str, per_request: bool = False, endpoint: Endpoint = ENDPOINTS[REACTIONS]
     ) -> None:
         self._env = env
         self._url = url

@@ -25,7 +25,10 @@ class Endpoint:
     stats_name: str  # its row in Locust's stats
 
 
-ENDPOINTS = {"reactions": Endpoint("POST", REQUEST_NAME), "healthz": Endpoint("GET", HEALTHZ_PATH)}
+# What an arrival may send: the reactions POST (what every run sends), or GET /healthz (the service's
+# cheapest answer: the generator's own cost, measured beside wrk's).
+REACTIONS, HEALTHZ = "reactions", "healthz"
+ENDPOINTS = {REACTIONS: Endpoint("POST", REQUEST_NAME), HEALTHZ: Endpoint("GET", HEALTHZ_PATH)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,7 @@ class ReactionFactory:
     returns whole HTTP/1.1 requests, ready for the wire (the load generator's hot path).
     """
 
-    def __init__(self, post_count: int, user_count: int, seed: int, endpoint: str = "reactions") -> None:
+    def __init__(self, post_count: int, user_count: int, seed: int, endpoint: str = REACTIONS) -> None:
         if post_count < 1 or user_count < 1:
             raise ValueError("post_count and user_count must be >= 1")
         if endpoint not in ENDPOINTS:
@@ -85,7 +88,7 @@ class ReactionFactory:
 
     def render(self, n: int, host_header: str) -> list[Rendered]:
         """The next `n` reactions as complete POST requests (compact JSON body, keep-alive)."""
-        if self.endpoint == "healthz":
+        if self.endpoint == HEALTHZ:
             return self._render_healthz(n, host_header)
         rng = self._rng
         posts, users = self._posts, self._users

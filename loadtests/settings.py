@@ -11,7 +11,7 @@ from facts import topology
 from loadtests.arrivals import ArrivalProcess
 from loadtests.outcome import OUTCOMES_GLOB, SERIES_GLOB, SUMMARY_GLOB
 from loadtests.profile import Profile, ProfileError, find_profile
-from loadtests.reaction import ENDPOINTS
+from loadtests.reaction import ENDPOINTS, REACTIONS
 
 # Locust owns --profile (it labels test runs), hence --load-profile.
 DEFAULT_PROFILE = "smoke"
@@ -21,6 +21,9 @@ RUN_ID_PLACEHOLDER = "{run_id}"
 MAX_WAKE_INTERVAL_SECONDS = 0.05
 # Standalone Locust wakes for every arrival and answer; the bench's cells set their own (harness/limits/generator.yaml).
 DEFAULT_WAKE_INTERVAL_SECONDS = 0.0
+DEFAULT_SEED = 1
+DEFAULT_MAX_IN_FLIGHT = 1000  # requests awaiting an answer, all workers together
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 10.0
 
 
 class SettingsError(ValueError):
@@ -42,7 +45,7 @@ def add_arguments(parser: Any) -> None:
         choices=[str(p) for p in ArrivalProcess],
         help="inter-arrival times: constant spacing or Poisson (exponential, seeded)",
     )
-    group.add_argument("--seed", type=int, default=1, help="seed of the arrival times and request contents")
+    group.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the arrival times and request contents")
     group.add_argument(
         "--duration",
         type=float,
@@ -53,11 +56,14 @@ def add_arguments(parser: Any) -> None:
     group.add_argument(
         "--max-in-flight",
         type=int,
-        default=1000,
+        default=DEFAULT_MAX_IN_FLIGHT,
         help="cap on requests awaiting an answer, all workers together; arrivals over it are counted as missed",
     )
     group.add_argument(
-        "--request-timeout", type=float, default=10.0, help="seconds before a request's outcome is 'unknown'"
+        "--request-timeout",
+        type=float,
+        default=DEFAULT_REQUEST_TIMEOUT_SECONDS,
+        help="seconds before a request's outcome is 'unknown'",
     )
     group.add_argument(
         "--wake-interval",
@@ -70,7 +76,7 @@ def add_arguments(parser: Any) -> None:
     group.add_argument(
         "--endpoint",
         choices=list(ENDPOINTS),
-        default="reactions",
+        default=REACTIONS,
         help="what each arrival sends: the reactions POST, or GET /healthz (to measure the generator itself)",
     )
     group.add_argument("--post-count", type=int, default=1000, help="reactions go to post-0 .. post-(N-1)")
@@ -110,7 +116,7 @@ class Settings:
     outcomes_dir: str
     metrics_port: int
     request_events: bool = False
-    endpoint: str = "reactions"
+    endpoint: str = REACTIONS
     wake_interval: float = DEFAULT_WAKE_INTERVAL_SECONDS
 
     @classmethod
@@ -130,7 +136,7 @@ class Settings:
             raise SettingsError(
                 f"--wake-interval must be within 0 and {MAX_WAKE_INTERVAL_SECONDS} s, got {wake_interval}"
             )
-        endpoint = str(getattr(options, "endpoint", "reactions"))
+        endpoint = str(getattr(options, "endpoint", REACTIONS))
         if endpoint not in ENDPOINTS:
             raise SettingsError(f"--endpoint must be one of {', '.join(ENDPOINTS)}, got {endpoint!r}")
         try:

@@ -44,6 +44,7 @@ from harness.measured_tracing import tracing_of
 from harness.progress import Progress
 from harness.sampling import drain
 from harness.stack import Tracing
+from loadtests.reaction import HEALTHZ
 
 
 def measure_pipeline(runner: StepRunner, pipeline: str) -> PipelineCapacity:
@@ -116,8 +117,8 @@ def measure_generator_on_healthz(
     warmup = 3.0  # Python's start-up, not charged to the requests
     measured = s.generator_seconds
     cap = generator_cost.WRK_CONNECTIONS if at_max else generator_cost.IN_FLIGHT_CAP
-    fig = generator_cost.measure_generator(rate, 1, warmup + measured, warmup, work, cap, endpoint="healthz")
-    paced = None if at_max else generator_cost.paced_control(fig, measured, "healthz", wrk_bin)
+    fig = generator_cost.measure_generator(rate, 1, warmup + measured, warmup, work, cap, endpoint=HEALTHZ)
+    paced = None if at_max else generator_cost.paced_control(fig, measured, HEALTHZ, wrk_bin)
     # At its max the lag is of the requests it started, the rest counted missed: not a schedule kept.
     lag = control = ""
     if not at_max:

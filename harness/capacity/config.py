@@ -16,6 +16,10 @@ ALL_LIMITS = (API_P99, ERROR_RATIO, BACKLOG)
 
 ACCEPTANCE_LIMITS = (API_P99, ERROR_RATIO)
 
+# A request of a capacity step (or of the generator's own measure) unanswered this long is unknown:
+# far beyond any API p99 limit, and short enough that a broken step ends its in-flight requests soon.
+REQUEST_TIMEOUT_SECONDS = 5.0
+
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")

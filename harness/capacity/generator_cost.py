@@ -53,8 +53,9 @@ from harness import generator_health, loadgen
 from harness.capacity import ceilings_http, cpu, wakeup_probe
 from harness.capacity.ceilings import Ceiling
 from harness.capacity.ceilings_http import POST_PATH
+from harness.capacity.config import REQUEST_TIMEOUT_SECONDS
 from harness.loadgen import LoadRun
-from loadtests.reaction import ENDPOINTS
+from loadtests.reaction import ENDPOINTS, REACTIONS
 
 WRK_CONNECTIONS = ceilings_http.WRK_CONNECTIONS
 IN_FLIGHT_CAP = 1000  # the generator's in-flight cap at a fixed rate: high enough never to miss an arrival
@@ -157,10 +158,10 @@ def _wrk_bin() -> Path:
 
 def _target(endpoint: str) -> tuple[str, bool]:
     """(path, whether it is a POST) of what wrk and the generator send for `endpoint`."""
-    return (POST_PATH, True) if endpoint == "reactions" else (HEALTHZ_PATH, False)
+    return (POST_PATH, True) if endpoint == REACTIONS else (HEALTHZ_PATH, False)
 
 
-def measure_wrk(seconds: float, endpoint: str = "reactions") -> Figure:
+def measure_wrk(seconds: float, endpoint: str = REACTIONS) -> Figure:
     """wrk at its max (closed loop)."""
     path, post = _target(endpoint)
     c = ceilings_http.wrk(_wrk_bin(), f"http.wrk.{endpoint}", path, seconds, post=post)
@@ -203,7 +204,7 @@ def wrk_figure(c: Ceiling, tool: str, offered: float | None) -> Figure | None:
 
 def measure_generator(
     rate: float, processes: int, seconds: float, warmup: float, work: Path, max_in_flight: int = IN_FLIGHT_CAP,
-    endpoint: str = "reactions", wake_interval: float | None = None,
+    endpoint: str = REACTIONS, wake_interval: float | None = None,
 ) -> Figure:  # fmt: skip
     """One steady open-loop run of the Locust generator at `rate`; CPU over [warmup, seconds - 1].
     `wake_interval`: the cells' (harness/limits/generator.yaml) unless given."""
@@ -218,7 +219,7 @@ def measure_generator(
         )
     )
     load = LoadRun(
-        str(profile), seconds, folder / loadgen.OUT_DIR, processes=processes, request_timeout=5.0,
+        str(profile), seconds, folder / loadgen.OUT_DIR, processes=processes, request_timeout=REQUEST_TIMEOUT_SECONDS,
         max_in_flight=max_in_flight, nice=limits.nice, endpoint=endpoint, wake_interval=wake,  # as in the cells
     )  # fmt: skip
     proc = load.start(folder / loadgen.LOG_FILE)
@@ -344,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="each generator run (warm-up included)")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of each run not measured (start-up)")
     p.add_argument("--wrk-seconds", type=float, default=10.0)
-    p.add_argument("--endpoint", choices=list(ENDPOINTS), default="reactions", help="what wrk and the generator send")
+    p.add_argument("--endpoint", choices=list(ENDPOINTS), default=REACTIONS, help="what wrk and the generator send")
     p.add_argument(
         "--wake-intervals", type=float, nargs="+", help="the generator's --wake-interval values to measure "
         "(seconds; default: the cells', harness/limits/generator.yaml)",

@@ -12,7 +12,7 @@ import yaml
 
 from facts import quantiles
 from harness import generator_health, loadgen, sink
-from harness.capacity.config import ALL_LIMITS, Disturbed, SearchSettings, ServiceLevel
+from harness.capacity.config import ALL_LIMITS, REQUEST_TIMEOUT_SECONDS, Disturbed, SearchSettings, ServiceLevel
 from harness.capacity.cpu import HARNESS, LOADGEN, OTHER, STEAL, CpuSnapshot
 from harness.capacity.step import Step, judge, slope
 from harness.loadgen import LoadRun
@@ -97,7 +97,7 @@ class StepRunner:
         }))  # fmt: skip
         gen = self.gen_limits
         load = LoadRun(
-            str(profile), duration, folder / loadgen.OUT_DIR, request_timeout=5.0, nice=gen.nice,
+            str(profile), duration, folder / loadgen.OUT_DIR, request_timeout=REQUEST_TIMEOUT_SECONDS, nice=gen.nice,
             wake_interval=gen.wake_interval_seconds,
         )  # fmt: skip
         proc = load.start(folder / loadgen.LOG_FILE)
