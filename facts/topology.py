@@ -134,7 +134,8 @@ HEALTHZ_PATH = "/healthz"
 
 
 # The system under test: our three services (their process names and their tracing service names).
-SERVICES = ("reaction", "notification", "pushsink")
+REACTION, NOTIFICATION, PUSHSINK = "reaction", "notification", "pushsink"
+SERVICES = (REACTION, NOTIFICATION, PUSHSINK)
 
 # Which component listens on each port: the hosts table's keys.
 PORT_COMPONENT: dict[int, str] = {

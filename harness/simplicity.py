@@ -17,7 +17,7 @@ from facts import kafka_broker, topology
 from facts.paths import REPO
 
 # Every pipeline runs these; the code shared by all pipelines is not counted for any of them.
-SHARED_PROCESSES = ("reaction", "notification", "pushsink")
+SHARED_PROCESSES = topology.SERVICES
 PROCESSES: dict[str, tuple[str, ...]] = {
     "sync": SHARED_PROCESSES,
     "sync-resilient": SHARED_PROCESSES,

@@ -33,9 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from facts import measures, topology
 from facts.quantiles import summary
+from facts.spans import PUSH_FIRST, REACTION_ID
 
-REACTION_ID = "reaction.id"  # targets/tracing.py's attribute (targets/ is not imported from here)
-PUSH_FIRST = "push.first"
 HOPS = measures.TRACE_HOPS
 SAMPLES = 10  # reaction ids listed per kind of problem
 
@@ -190,7 +189,7 @@ class ReactionTrace(_Model):
 
 
 def _is_entry(span: Span) -> bool:
-    return span.service == "notification" and (
+    return span.service == topology.NOTIFICATION and (
         (span.kind == "server" and "rpc.system" in span.tags) or span.operation.startswith("process ")
     )
 
@@ -203,7 +202,7 @@ def follow(reaction_id: str, traces: Sequence[Trace]) -> ReactionTrace:
     push_attempts = sum(
         1
         for s in spans
-        if s.service == "notification"
+        if s.service == topology.NOTIFICATION
         and s.kind == "client"
         and "rpc.system" not in s.tags
         # an HTTP attempt of this reaction's delivery: its parent is a "deliver push" of this id
@@ -218,7 +217,9 @@ def follow(reaction_id: str, traces: Sequence[Trace]) -> ReactionTrace:
         push_attempts=push_attempts,
         connected=False,
     )
-    pushes = [s for s in spans if s.service == "pushsink" and s.kind == "server" and s.reaction_id == reaction_id]
+    pushes = [
+        s for s in spans if s.service == topology.PUSHSINK and s.kind == "server" and s.reaction_id == reaction_id
+    ]
     if not pushes:
         return base.model_copy(update={"why": "no push span"})
     # The first push (the sink's first sight of the id) first; a later push that connects still
@@ -228,7 +229,7 @@ def follow(reaction_id: str, traces: Sequence[Trace]) -> ReactionTrace:
     for push in pushes:
         chain = _chain(push, by_id)
         root = chain[-1]
-        if root.service == "reaction" and root.kind == "server" and root.parent_id is None:
+        if root.service == topology.REACTION and root.kind == "server" and root.parent_id is None:
             return base.model_copy(
                 update={"connected": True, "first_push_connected": push is pushes[0], "hops": _hops(chain[::-1])}
             )
@@ -252,8 +253,8 @@ def _chain(span: Span, by_id: dict[str, Span]) -> list[Span]:
 def _hops(path: list[Span]) -> dict[str, float]:
     """Consecutive hops along the path root -> push (seconds, >= 0)."""
     root, push = path[0], path[-1]
-    grpc_client = next((s for s in path if s.service == "reaction" and s.kind == "client"), None)
-    produce = next((s for s in path if s.service == "reaction" and s.operation.startswith("produce ")), None)
+    grpc_client = next((s for s in path if s.service == topology.REACTION and s.kind == "client"), None)
+    produce = next((s for s in path if s.service == topology.REACTION and s.operation.startswith("produce ")), None)
     entry = next((s for s in path if _is_entry(s)), None)
     if entry is None:
         return {}

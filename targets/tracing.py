@@ -48,7 +48,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind
 
 __all__ = ["SpanKind"]  # re-exported: the services name span kinds without importing OpenTelemetry
 
-from facts import topology
+from facts import spans, topology
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -57,12 +57,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Our own attribute: the id a person debugging a reaction searches for (Jaeger: tags={"reaction.id": ...}).
-REACTION_ID = "reaction.id"
+# Our own attributes and the exemplar label (facts/spans.py: the harness and Grafana read them too).
+REACTION_ID, PUSH_FIRST, EXEMPLAR_TRACE_ID = spans.REACTION_ID, spans.PUSH_FIRST, spans.EXEMPLAR_TRACE_ID
 PIPELINE = "reaction.pipeline"
-PUSH_FIRST = "push.first"  # the push sink saw this reaction id for the first time
-# The exemplar label holding a trace id (as Grafana's Prometheus data source links it to Jaeger).
-EXEMPLAR_TRACE_ID = "trace_id"
 
 # The instrumentations read these once, when instrumenting: the stable HTTP conventions
 # (http.request.method, http.response.status_code, url.path) instead of the 1.20 ones, and no

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         instruments.append("grpc-server")
     if args.kafka:
         instruments.append("kafka")
-    tracing.setup("notification", tracing.Settings.from_args(args), instruments)
+    tracing.setup(topology.NOTIFICATION, tracing.Settings.from_args(args), instruments)
     return run(serve(args), args.event_loop)
 
 

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
     # The push is a server span, so a trace ends where the phone received the notification.
-    tracing.setup("pushsink", tracing.Settings.from_args(args), ("http-server",))
+    tracing.setup(topology.PUSHSINK, tracing.Settings.from_args(args), ("http-server",))
     return run(serve(args), args.event_loop)
 
 

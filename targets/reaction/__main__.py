@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     # The HTTP server span, then the call to the notification service or the produce to Kafka; the
     # reaction API is where reactions enter: it draws which are traced (the edge).
     instruments = ("http-server", "kafka") if args.pipeline == "async" else ("http-server", "grpc-client")
-    tracing.setup("reaction", tracing.Settings.from_args(args), instruments, edge=True)
+    tracing.setup(topology.REACTION, tracing.Settings.from_args(args), instruments, edge=True)
     return run(serve(args), args.event_loop)
 
 
