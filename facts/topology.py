@@ -131,6 +131,13 @@ def url(port: int, path: str = "") -> str:
 # Every service answers it on its HTTP port (targets/exposition.py): 200 while the process serves
 # HTTP, the body says what is connected. Readiness probes, wrk's and the generator's cheapest request.
 HEALTHZ_PATH = "/healthz"
+METRICS_PATH = "/metrics"  # Prometheus' default, on every service's HTTP (or metrics) port
+# The reaction API, the push the notification service sends, and the push sink's API for the
+# harness (its counts, the ledger, a reset between cells, the deliveries streamed).
+REACTIONS_PATH = "/v1/posts/{post_id}/reactions"
+OPENAPI_PATH = "/openapi.json"
+PUSH_PATH = "/push"
+SINK_STATS_PATH, SINK_LEDGER_PATH, SINK_RESET_PATH, SINK_DUMP_PATH = "/stats", "/ledger", "/reset", "/dump"
 
 
 # The system under test: our three services (their process names and their tracing service names).

@@ -79,8 +79,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def _print_up(pipeline: str, work: Path, tracing: str) -> None:
     print(f"stack up, pipeline {pipeline}; logs in {work / 'logs'}")
-    print(f"  reaction API   {topology.url(topology.REACTION_HTTP_PORT, '/v1/posts/{post_id}/reactions')}")
-    print(f"  OpenAPI        {topology.url(topology.REACTION_HTTP_PORT, '/openapi.json')}")
+    print(f"  reaction API   {topology.url(topology.REACTION_HTTP_PORT, topology.REACTIONS_PATH)}")
+    print(f"  OpenAPI        {topology.url(topology.REACTION_HTTP_PORT, topology.OPENAPI_PATH)}")
     print(f"  push sink      {topology.url(topology.PUSHSINK_HTTP_PORT, '/stats')}")
     print(f"  Prometheus     {topology.url(topology.PROMETHEUS_PORT)}")
     print(f"  Toxiproxy API  {topology.url(topology.TOXIPROXY_API_PORT, '/proxies')}")

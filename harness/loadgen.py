@@ -112,7 +112,9 @@ class LoadRun:
         while time.monotonic() < deadline and alive():
             with contextlib.suppress(OSError, ValueError):
                 # Locust is our child, so it is local whatever the runtime.
-                with urllib.request.urlopen(topology.url(topology.LOADGEN_METRICS_PORT, "/metrics"), timeout=1) as r:
+                with urllib.request.urlopen(
+                    topology.url(topology.LOADGEN_METRICS_PORT, topology.METRICS_PATH), timeout=1
+                ) as r:
                     m = pattern.search(r.read().decode())
                 if m and float(m.group(1)) > 0:
                     return float(m.group(1))

@@ -39,7 +39,7 @@ CHECK_RISE = 2
 GRPC_HEADERS = "hdr host notification hdr content-type application/grpc hdr te trailers"
 # HAProxy's own Prometheus exporter (built in: Debian's package has USE_PROMEX), at Prometheus'
 # default metrics path on the stats port.
-HAPROXY_METRICS_PATH = "/metrics"
+HAPROXY_METRICS_PATH = topology.METRICS_PATH
 BACKEND = "notification"  # the replicas' backend: its servers' status is read back from the stats
 STATS_PATH = "/stats"
 
@@ -126,7 +126,7 @@ def notification_argv(replica: topology.NotificationReplica) -> list[str]:
     return [
         "--grpc-port", str(replica.grpc_port),
         "--metrics-port", str(replica.metrics_port),
-        "--push-url", topology.url(replica.push_proxy.listen_port, "/push"),
+        "--push-url", topology.url(replica.push_proxy.listen_port, topology.PUSH_PATH),
     ]  # fmt: skip
 
 

@@ -28,18 +28,19 @@ def _call(path: str, method: str = "GET") -> Any:
 
 
 def reset() -> None:
-    _call("/reset", "POST")
+    _call(topology.SINK_RESET_PATH, "POST")
 
 
 def stats() -> dict[str, Any]:
-    data: dict[str, Any] = _call("/stats")
+    data: dict[str, Any] = _call(topology.SINK_STATS_PATH)
     return data
 
 
 def iter_deliveries() -> Iterator[DeliveryRow]:
     """Every delivery the phone got, streamed from GET /dump; a dump cut short raises DumpError."""
-    with urllib.request.urlopen(f"{SINK}/dump", timeout=DUMP_TIMEOUT_SECONDS) as r:
-        yield from parse_dump(r, source=f"{SINK}/dump")
+    url = f"{SINK}{topology.SINK_DUMP_PATH}"
+    with urllib.request.urlopen(url, timeout=DUMP_TIMEOUT_SECONDS) as r:
+        yield from parse_dump(r, source=url)
 
 
 def deliveries() -> dict[str, Any]:

@@ -351,7 +351,7 @@ class Coordinator:
             # Keep generating load: losing the live view must not lose the run.
             log.error("loadgen: cannot serve metrics on %s: %s", topology.addr(port), exc)
             return
-        log.info("loadgen: metrics on %s", topology.url(port, "/metrics"))
+        log.info("loadgen: metrics on %s", topology.url(port, topology.METRICS_PATH))
 
     def _announce(self, settings: Settings, plan: RunPlan) -> None:
         p = settings.profile

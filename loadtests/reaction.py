@@ -12,10 +12,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from facts import topology
 from facts.topology import HEALTHZ_PATH
 
 KINDS = ("like", "love", "haha", "wow", "sad", "angry")
-PATH_TEMPLATE = "/v1/posts/{post_id}/reactions"
+PATH_TEMPLATE = topology.REACTIONS_PATH
+_BEFORE_POST, _AFTER_POST = PATH_TEMPLATE.split("{post_id}")  # the hot path renders between them
 REQUEST_NAME = "/v1/posts/[post_id]/reactions"  # one row in Locust's stats for all posts
 
 
@@ -103,7 +105,7 @@ class ReactionFactory:
                     rid.encode(),
                     post,
                     (
-                        f"POST /v1/posts/post-{post}/reactions HTTP/1.1\r\nHost: {host_header}\r\n"
+                        f"POST {_BEFORE_POST}post-{post}{_AFTER_POST} HTTP/1.1\r\nHost: {host_header}\r\n"
                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
                     ).encode(),
                 )

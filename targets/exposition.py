@@ -9,7 +9,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from facts.topology import HEALTHZ_PATH
+from facts.topology import HEALTHZ_PATH, METRICS_PATH
 
 HealthProbe = Callable[[], dict[str, Any]]
 
@@ -25,5 +25,5 @@ def add_observability_routes(app: web.Application, registry: CollectorRegistry, 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", **health()})
 
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get(METRICS_PATH, metrics)
     app.router.add_get(HEALTHZ_PATH, healthz)

@@ -64,9 +64,13 @@ PIPELINE = "reaction.pipeline"
 # The instrumentations read these once, when instrumenting: the stable HTTP conventions
 # (http.request.method, http.response.status_code, url.path) instead of the 1.20 ones, and no
 # spans for scrapes, health probes and the harness' reads of the sink.
+_UNTRACED_PATHS = (
+    *(topology.METRICS_PATH, topology.HEALTHZ_PATH, topology.OPENAPI_PATH),
+    *(topology.SINK_STATS_PATH, topology.SINK_LEDGER_PATH, topology.SINK_RESET_PATH, topology.SINK_DUMP_PATH),
+)
 _ENVIRONMENT = {
     "OTEL_SEMCONV_STABILITY_OPT_IN": "http",
-    "OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS": "/metrics,/healthz,/openapi.json,/stats,/ledger,/reset,/dump",
+    "OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS": ",".join(_UNTRACED_PATHS),
 }
 
 INSTRUMENTS = ("http-server", "http-client", "grpc-client", "grpc-server", "kafka")

@@ -12,7 +12,7 @@ from pathlib import Path
 from facts import topology
 from harness.capacity.ceilings import Ceiling, failed, run_with_rusage
 
-POST_PATH = "/v1/posts/post-1/reactions"
+POST_PATH = topology.REACTIONS_PATH.format(post_id="post-1")
 POST_BODY = '{"user_id": "user-1", "kind": "love"}'
 
 _WRK_POST_LUA = """wrk.method = "POST"

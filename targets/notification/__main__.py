@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--metrics-port", type=int, default=topology.NOTIFICATION_METRICS_PORT)
     p.add_argument("--grpc", action=argparse.BooleanOptionalAction, default=True, help="serve Notify")
     p.add_argument("--kafka", action=argparse.BooleanOptionalAction, default=True, help="run the consumer")
-    p.add_argument("--push-url", default=topology.url(topology.PROXY_PUSH.listen_port, "/push"))
+    p.add_argument("--push-url", default=topology.url(topology.PROXY_PUSH.listen_port, topology.PUSH_PATH))
     p.add_argument("--kafka-bootstrap", default=topology.PROXY_KAFKA_CONSUME.listen)
     p.add_argument("--topic", default=topology.TOPIC_REACTIONS)
     p.add_argument("--dead-letter-topic", default=topology.TOPIC_DEAD_LETTER)

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from facts import topology
 from targets import metrics, tracing
 from targets.exposition import add_observability_routes
 from targets.pushsink.deliveries import DUMP_CONTENT_TYPE, DeliveryLog, write_snapshot
@@ -109,11 +110,11 @@ async def dump(request: web.Request) -> web.Response:
 def create_app(ledger: DeliveryLog | None = None) -> web.Application:
     app = web.Application(middlewares=tracing.server_middlewares())
     app[LEDGER] = ledger if ledger is not None else DeliveryLog()
-    app.router.add_post("/push", push)
-    app.router.add_get("/ledger", get_ledger)
-    app.router.add_get("/stats", get_stats)
-    app.router.add_post("/reset", reset)
-    app.router.add_post("/dump", dump)
-    app.router.add_get("/dump", stream_dump)
+    app.router.add_post(topology.PUSH_PATH, push)
+    app.router.add_get(topology.SINK_LEDGER_PATH, get_ledger)
+    app.router.add_get(topology.SINK_STATS_PATH, get_stats)
+    app.router.add_post(topology.SINK_RESET_PATH, reset)
+    app.router.add_post(topology.SINK_DUMP_PATH, dump)
+    app.router.add_get(topology.SINK_DUMP_PATH, stream_dump)
     add_observability_routes(app, metrics.PUSHSINK_REGISTRY, lambda: app[LEDGER].stats())
     return app

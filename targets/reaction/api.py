@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from facts import topology
 from protos import reaction_pb2
 from targets import metrics, tracing
 from targets.exposition import add_observability_routes
@@ -146,6 +147,6 @@ def create_app(transport: Transport, *, server_url: str, health: Callable[[], di
     app[TRANSPORT] = transport
     app[OPENAPI] = build_openapi(transport.pipeline, server_url)
     app.router.add_post(REACTIONS_PATH, create_reaction)
-    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get(topology.OPENAPI_PATH, openapi)
     add_observability_routes(app, metrics.REACTION_REGISTRY, health)
     return app

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from facts import topology
 from targets.reaction.models import ID_CHARACTERS, ID_PATTERN, MAX_BODY_BYTES, MAX_ID_LENGTH, ReactionRequest
 
-REACTIONS_PATH = "/v1/posts/{post_id}/reactions"
+REACTIONS_PATH = topology.REACTIONS_PATH
 
 _SUCCESS: dict[str, tuple[str, str, list[str]]] = {
     # pipeline: (status, description, possible "status" values)
@@ -116,7 +117,7 @@ def build_openapi(pipeline: str, server_url: str) -> dict[str, Any]:
                     },
                 }
             },
-            "/healthz": {
+            topology.HEALTHZ_PATH: {
                 "get": {
                     "operationId": "health",
                     "summary": "Liveness, and whether the transport is ready",
@@ -141,7 +142,7 @@ def build_openapi(pipeline: str, server_url: str) -> dict[str, Any]:
                     },
                 }
             },
-            "/metrics": {
+            topology.METRICS_PATH: {
                 "get": {
                     "operationId": "metrics",
                     "summary": "Prometheus metrics",
@@ -153,7 +154,7 @@ def build_openapi(pipeline: str, server_url: str) -> dict[str, Any]:
                     },
                 }
             },
-            "/openapi.json": {
+            topology.OPENAPI_PATH: {
                 "get": {
                     "operationId": "openapi",
                     "summary": "This document",
