@@ -44,7 +44,7 @@ SERVICES = (
     generate.NOTIFICATION,
     generate.REACTION,
     generate.PROMETHEUS,
-    generate.JAEGER,  # the cells' traces are read back from it
+    generate.JAEGER,  # the services export their spans to it (not read back on compose: README)
 )
 
 

@@ -234,7 +234,7 @@ def _service_of(port: int) -> str:
     try:
         return PORT_SERVICE[port]
     except KeyError:
-        raise GenerateError(f"topology port {port} is served by no compose service: add it to PORT_SERVICE") from None
+        raise GenerateError(f"topology port {port} is served by no compose service: add it to facts/topology.py's PORT_COMPONENT") from None
 
 
 # -- Prometheus ----------------------------------------------------------------------------------
