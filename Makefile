@@ -50,7 +50,7 @@ bench-quick:
 	@$(MAKE) --no-print-directory bench BENCH_ARGS="--quick $(BENCH_ARGS)"
 else
 up: setup ## start the stack in the background (PIPELINE=sync|sync-resilient|async)
-	$(BIN)/bench up --pipeline $(or $(PIPELINE),async)
+	$(BIN)/bench up $(if $(PIPELINE),--pipeline $(PIPELINE))
 
 down: ## stop everything `make up` started
 	@if [ -x $(BIN)/bench ]; then $(BIN)/bench down; fi

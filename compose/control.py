@@ -98,7 +98,7 @@ class ComposeStack:
 
     def __init__(
         self,
-        pipeline: str = "async",
+        pipeline: str = topology.DEFAULT_PIPELINE,
         *,
         docker: DockerAPI | None = None,
         project: str | None = None,

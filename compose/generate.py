@@ -103,8 +103,7 @@ MIN_INSYNC_KEYS = (
     "transaction.state.log.min.isr",
     "share.coordinator.state.topic.min.isr",
 )
-# harness.kafka_admin.create_topics creates the topics with one replica.
-SINGLE_REPLICATION_FACTOR = 1
+SINGLE_REPLICATION_FACTOR = kafka_broker.TOPIC_REPLICATION_FACTOR  # as natively
 
 # Every node of a cluster must share the id; a fixed one keeps the generated files stable.
 KAFKA_CLUSTER_ID = topology.kafka_cluster_id(seed="sync-async-bench/compose")
@@ -234,7 +233,9 @@ def _service_of(port: int) -> str:
     try:
         return PORT_SERVICE[port]
     except KeyError:
-        raise GenerateError(f"topology port {port} is served by no compose service: add it to facts/topology.py's PORT_COMPONENT") from None
+        raise GenerateError(
+            f"topology port {port} is served by no compose service: add it to facts/topology.py's PORT_COMPONENT"
+        ) from None
 
 
 # -- Prometheus ----------------------------------------------------------------------------------

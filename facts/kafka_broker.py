@@ -12,6 +12,8 @@ from facts import topology
 # start, as brokers are usually run, so the broker's RSS does not climb while the JVM first uses
 # its heap (a cell's memory check would read that as growth).
 HEAP_OPTS = ("-Xmx1g", "-Xms1g", "-XX:+AlwaysPreTouch")
+# The pipeline's topics on one broker (harness.kafka_admin creates them; compose's kafka-init too).
+TOPIC_REPLICATION_FACTOR = 1
 LOG4J2_YAML = """Configuration:
   status: warn
   Appenders:

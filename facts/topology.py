@@ -81,6 +81,7 @@ TOPIC_PARTITIONS = 6
 CONSUMER_GROUP = "notification"
 
 PIPELINES = ("sync", "sync-resilient", "async")
+DEFAULT_PIPELINE = "async"  # what `bench up` starts with unless told (compose.mk and its compose file say it too)
 
 
 @dataclass(frozen=True)

@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_text, description=help_text)
         sp.set_defaults(func=fn)
         subs[name] = sp
-    subs["up"].add_argument("--pipeline", choices=topology.PIPELINES, default="async")
+    subs["up"].add_argument("--pipeline", choices=topology.PIPELINES, default=topology.DEFAULT_PIPELINE)
     subs["up"].add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops all")
     subs["up"].add_argument(
         "--tracing", type=_tracing_setting, metavar="off|RATIO", default="1",

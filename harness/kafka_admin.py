@@ -17,7 +17,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from facts import topology
+from facts import kafka_broker, topology
 
 # A cluster (compose's three-broker profile) lists every broker, so a read survives losing one.
 BOOTSTRAP = os.environ.get("SYNC_ASYNC_BENCH_KAFKA_BOOTSTRAP") or topology.addr(topology.KAFKA_INTERNAL_PORT)
@@ -52,7 +52,9 @@ async def _create_topics(names: Sequence[str], partitions: int) -> None:
     async with _admin(10000) as admin:
         for name in names:
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([NewTopic(name, partitions, replication_factor=1)])
+                await admin.create_topics(
+                    [NewTopic(name, partitions, replication_factor=kafka_broker.TOPIC_REPLICATION_FACTOR)]
+                )
 
 
 PIPELINE_TOPICS = (topology.TOPIC_REACTIONS, topology.TOPIC_DEAD_LETTER)

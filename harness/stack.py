@@ -75,7 +75,7 @@ class Stack:
     def __init__(
         self,
         work_dir: Path,
-        pipeline: str = "async",
+        pipeline: str = topology.DEFAULT_PIPELINE,
         detached: bool = False,
         state_file: Path | None = None,
         tracing: Tracing | None = None,
