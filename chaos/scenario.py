@@ -16,7 +16,8 @@ from chaos.toxiproxy import TOXIC_ATTRIBUTES
 from facts import comparison, measures, topology
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
-PROCESSES = ("reaction", "notification", "kafka")  # the push sink is the ground truth, never faulted
+# the push sink is the ground truth, never faulted
+PROCESSES = (topology.REACTION, topology.NOTIFICATION, topology.KAFKA)
 # Brokers 2..n exist only in the compose three-broker profile: `bench run` checks the stack has them.
 CLUSTER_PROCESSES = tuple(topology.kafka_broker(n) for n in range(2, topology.KAFKA_CLUSTER_BROKERS + 1))
 # Notification replicas 2..n and their balancer exist only with `--replicas` (harness/replicas.py):
@@ -26,7 +27,7 @@ CLUSTER_PROCESSES = tuple(topology.kafka_broker(n) for n in range(2, topology.KA
 REPLICA_LINKS = tuple(p.name for p in topology.replica_proxies(topology.NOTIFICATION_REPLICAS_MAX, balancer=True))
 REPLICA_PROCESSES = (
     *(topology.notification_replica(n).process for n in range(2, topology.NOTIFICATION_REPLICAS_MAX + 1)),
-    "haproxy",
+    topology.HAPROXY,
 )
 REPLICA_SCENARIO_DIR = SCENARIO_DIR / "replicas"
 # Scenarios too long for the default matrix (the 30 min soak): played only when named.

@@ -144,17 +144,20 @@ SINK_STATS_PATH, SINK_LEDGER_PATH, SINK_RESET_PATH, SINK_DUMP_PATH = "/stats", "
 # The system under test: our three services (their process names and their tracing service names).
 REACTION, NOTIFICATION, PUSHSINK = "reaction", "notification", "pushsink"
 SERVICES = (REACTION, NOTIFICATION, PUSHSINK)
+# Other processes a scenario may fault, by their names: the broker, and the balancer in front of
+# notification replicas (harness/replicas.py).
+KAFKA, HAPROXY = "kafka", "haproxy"
 
 # Which component listens on each port: the hosts table's keys.
 PORT_COMPONENT: dict[int, str] = {
-    KAFKA_INTERNAL_PORT: "kafka",
-    KAFKA_PRODUCE_PORT: "kafka",
-    KAFKA_CONSUME_PORT: "kafka",
-    KAFKA_CONTROLLER_PORT: "kafka",
-    REACTION_HTTP_PORT: "reaction",
-    NOTIFICATION_GRPC_PORT: "notification",
-    NOTIFICATION_METRICS_PORT: "notification",
-    PUSHSINK_HTTP_PORT: "pushsink",
+    KAFKA_INTERNAL_PORT: KAFKA,
+    KAFKA_PRODUCE_PORT: KAFKA,
+    KAFKA_CONSUME_PORT: KAFKA,
+    KAFKA_CONTROLLER_PORT: KAFKA,
+    REACTION_HTTP_PORT: REACTION,
+    NOTIFICATION_GRPC_PORT: NOTIFICATION,
+    NOTIFICATION_METRICS_PORT: NOTIFICATION,
+    PUSHSINK_HTTP_PORT: PUSHSINK,
     TOXIPROXY_API_PORT: "toxiproxy",
     PROMETHEUS_PORT: "prometheus",
     JAEGER_OTLP_HTTP_PORT: "jaeger",
@@ -165,9 +168,9 @@ PORT_COMPONENT: dict[int, str] = {
 
 # Prometheus scrape jobs: job name -> port serving /metrics.
 SCRAPE_TARGETS: dict[str, int] = {
-    "reaction": REACTION_HTTP_PORT,
-    "notification": NOTIFICATION_METRICS_PORT,
-    "pushsink": PUSHSINK_HTTP_PORT,
+    REACTION: REACTION_HTTP_PORT,
+    NOTIFICATION: NOTIFICATION_METRICS_PORT,
+    PUSHSINK: PUSHSINK_HTTP_PORT,
     "toxiproxy": TOXIPROXY_API_PORT,
     "loadgen": LOADGEN_METRICS_PORT,
     "chaos": CHAOS_METRICS_PORT,
@@ -225,12 +228,12 @@ def notification_replica(n: int) -> NotificationReplica:
         raise ValueError(f"notification replica {n}: must be 1..{NOTIFICATION_REPLICAS_MAX}")
     if n == 1:
         return NotificationReplica(
-            1, "notification", NOTIFICATION_GRPC_PORT, NOTIFICATION_METRICS_PORT, PROXY_NOTIFICATION, PROXY_PUSH
+            1, NOTIFICATION, NOTIFICATION_GRPC_PORT, NOTIFICATION_METRICS_PORT, PROXY_NOTIFICATION, PROXY_PUSH
         )
     grpc_port, metrics_port = NOTIFICATION_GRPC_PORT + n - 1, 8280 + n  # 50052.., 8282..
     return NotificationReplica(
         n,
-        f"notification-{n}",
+        f"{NOTIFICATION}-{n}",
         grpc_port,
         metrics_port,
         Proxy(

@@ -26,7 +26,7 @@ from facts.probe import http_ok, tcp_open
 from harness.supervisor import ComponentSpec, Port
 
 BALANCERS = ("none", "haproxy", "client")
-HAPROXY = "haproxy"  # its process name (a scenario may kill or pause it)
+HAPROXY = topology.HAPROXY  # its process name (a scenario may kill or pause it)
 # Health checks: every second, down after 2 failures, up after 2 successes (HAProxy's own defaults
 # are 2 s, 3 and 2). A gRPC server answers any POST with HTTP 200 and a grpc-status (12 for an
 # unknown method), so a 200 means "the replica's gRPC server answers"; a TCP check alone would

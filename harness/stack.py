@@ -165,7 +165,7 @@ class Stack:
                 raise RuntimeError(f"Kafka storage format failed:\n{fmt.stdout}{fmt.stderr}")
         t = topology
         return ComponentSpec(
-            "kafka",
+            t.KAFKA,
             ["java", *kafka_broker.HEAP_OPTS, "-XX:+UseG1GC", f"-Dlog4j2.configurationFile={kdir / 'log4j2.yaml'}",
              "-cp", cp, "kafka.Kafka", str(kdir / "server.properties")],
             [Port(t.KAFKA_INTERNAL_PORT, "Kafka INTERNAL listener"),
@@ -178,7 +178,7 @@ class Stack:
 
     def pushsink_spec(self) -> ComponentSpec:
         return ComponentSpec(
-            "pushsink",
+            topology.PUSHSINK,
             [
                 sys.executable,
                 "-m",
@@ -208,7 +208,7 @@ class Stack:
 
     def reaction_spec(self, pipeline: str) -> ComponentSpec:
         return ComponentSpec(
-            "reaction",
+            topology.REACTION,
             [
                 sys.executable,
                 "-m",
@@ -248,14 +248,14 @@ class Stack:
         """Restart the reaction service with another pipeline; the rest of the stack stays up."""
         if pipeline not in topology.PIPELINES:
             raise ValueError(f"unknown pipeline {pipeline!r}")
-        self.sup.stop("reaction")
+        self.sup.stop(topology.REACTION)
         self.pipeline = pipeline
         self.sup.start(self.reaction_spec(pipeline))
 
     def use_balancer(self, balancer: str) -> None:
         """Restart the reaction service reaching the replicas another way (haproxy | client)."""
         self.replicas = self.replicas.with_balancer(balancer)
-        self.sup.stop("reaction")
+        self.sup.stop(topology.REACTION)
         self.sup.start(self.reaction_spec(self.pipeline))
 
     def use_tracing(self, tracing: Tracing) -> None:
@@ -263,10 +263,10 @@ class Stack:
         flags (Kafka, Jaeger, HAProxy and the rest stay up)."""
         self.tracing = tracing
         replicas = range(1, self.replicas.count + 1)
-        self.sup.stop("reaction")
+        self.sup.stop(topology.REACTION)
         for n in reversed(replicas):
             self.sup.stop(topology.notification_replica(n).process)
-        self.sup.stop("pushsink")
+        self.sup.stop(topology.PUSHSINK)
         self.sup.start(self.pushsink_spec())
         for n in replicas:
             self.sup.start(self.notification_spec(n))
@@ -297,12 +297,12 @@ class Stack:
         """Start it again and return at once: the fault timeline must not stall while it starts.
         From a fresh spec: the reaction service's readiness remembers its first answer."""
         # What a scenario may kill (chaos.scenario.PROCESSES).
-        specs = {"kafka": self.kafka_spec, "notification": self.notification_spec,
-                 "reaction": lambda: self.reaction_spec(self.pipeline)}  # fmt: skip
+        specs = {topology.KAFKA: self.kafka_spec, topology.NOTIFICATION: self.notification_spec,
+                 topology.REACTION: lambda: self.reaction_spec(self.pipeline)}  # fmt: skip
         for n in range(2, self.replicas.count + 1):  # harness/replicas.py
             specs[topology.notification_replica(n).process] = functools.partial(self.notification_spec, n)
         if self.replicas.has_haproxy:
-            specs["haproxy"] = self.haproxy_spec
+            specs[HAPROXY] = self.haproxy_spec
         if name not in specs:
             raise ValueError(f"cannot restart {name!r} (restartable: {', '.join(specs)})")
         spec = specs[name]()
