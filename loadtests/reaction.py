@@ -18,7 +18,7 @@ from facts.topology import HEALTHZ_PATH
 KINDS = ("like", "love", "haha", "wow", "sad", "angry")
 PATH_TEMPLATE = topology.REACTIONS_PATH
 _BEFORE_POST, _AFTER_POST = PATH_TEMPLATE.split("{post_id}")  # the hot path renders between them
-REQUEST_NAME = "/v1/posts/[post_id]/reactions"  # one row in Locust's stats for all posts
+REQUEST_NAME = PATH_TEMPLATE.replace("{post_id}", "[post_id]")  # one row in Locust's stats for all posts
 
 
 @dataclass(frozen=True, slots=True)

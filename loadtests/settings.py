@@ -45,7 +45,12 @@ def add_arguments(parser: Any) -> None:
         choices=[str(p) for p in ArrivalProcess],
         help="inter-arrival times: constant spacing or Poisson (exponential, seeded)",
     )
-    group.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the arrival times and request contents")
+    group.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help="seed of the arrival times and the posts, users and kinds drawn (ids are random)",
+    )
     group.add_argument(
         "--duration",
         type=float,
