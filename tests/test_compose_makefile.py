@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from chaos import scenario as scenarios
+from facts import topology
 from facts.paths import REPO
 
 COMPOSE = "docker compose --env-file compose/generated/compose.env -f compose/docker-compose.yml"
@@ -27,6 +28,10 @@ def dry_run(*args: str) -> str:
 
 def test_up_and_down() -> None:
     up = dry_run("up", "RUNTIME=compose")
+    # compose.mk says the default pipeline again (make cannot import it), and the compose file too
+    assert f"PIPELINE={topology.DEFAULT_PIPELINE} {COMPOSE} up" in up
+    compose_file = (REPO / "compose" / "docker-compose.yml").read_text()
+    assert f"PIPELINE: ${{PIPELINE:-{topology.DEFAULT_PIPELINE}}}" in compose_file
     assert f"PIPELINE=async {COMPOSE} up --build --detach --wait --scale locust-worker=2" in up
     assert ".venv/bin/bench" not in up
     up = dry_run("up", "RUNTIME=compose", "KAFKA=cluster", "PIPELINE=sync", "LOCUST_WORKERS=4")
@@ -52,6 +57,7 @@ def test_native_is_the_default_and_unchanged() -> None:
     bench = dry_run("bench")
     assert ".venv/bin/bench run --pipeline all --scenario all" in bench and "docker" not in bench
     assert ".venv/bin/bench up --pipeline sync" in dry_run("up", "PIPELINE=sync")
+    assert "--pipeline" not in dry_run("up")  # bench up's own default (topology.DEFAULT_PIPELINE)
 
 
 def test_profile_brings_its_own_stack_traced_as_the_runs_unless_told() -> None:
