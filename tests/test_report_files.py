@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from html import unescape
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,24 @@ def test_an_unwritable_report_leaves_neither_file(tmp_path: Path, capsys: pytest
     assert cli.main(["report", str(root)]) == 1
     assert f"bench report: cannot write the report into {root}" in capsys.readouterr().err
     assert not (root / "report.html").exists()  # no lone page passing for this run's report
+
+
+def test_a_page_cut_short_by_a_full_disk_is_removed_with_the_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_run(tmp_path / "run", [result("async", "baseline")])
+    real = Path.write_text
+
+    def full_disk(self: Path, text: str, *args: Any, **kwargs: Any) -> int:
+        if self.name == "report.md":
+            real(self, text[:10])  # created and partly written, then the disk is full
+            raise OSError(28, "No space left on device")
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    assert cli.main(["report", str(root)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert not (root / "report.html").exists() and not (root / "report.md").exists()
 
 
 def test_run_without_run_json_still_reports(tmp_path: Path) -> None:

@@ -407,4 +407,5 @@ def times(v: float | None) -> str:
     (within 3x), whole from 10x up; the printout and the report both format ratios here."""
     if v is None:
         return "-"
-    return f"{v:.0f}x" if v >= 10 else f"{v:.1f}x"
+    tenths = round(v, 1)  # 9.96 is "10x" as 10.0 is, not "10.0x"
+    return f"{v:.0f}x" if tenths >= 10 else f"{tenths:.1f}x"

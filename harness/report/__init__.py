@@ -9,6 +9,7 @@ renders the page in headless Chromium for a screenshot.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -26,11 +27,12 @@ def write(run_dir: Path, claims_file: Path | None = None) -> tuple[Path, Path]:
     written: list[Path] = []
     try:
         for path, text in pages.items():
+            written.append(path)  # before writing: a write that fails midway leaves a partial file
             path.write_text(text)
-            written.append(path)
     except OSError:
         for path in written:  # both or neither: a lone report.html would pass for this run's report
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # e.g. a folder in the page's place: not ours to remove
+                path.unlink(missing_ok=True)
         raise
     return written[0], written[1]
 
