@@ -81,7 +81,7 @@ def _print_up(pipeline: str, work: Path, tracing: str) -> None:
     print(f"stack up, pipeline {pipeline}; logs in {work / 'logs'}")
     print(f"  reaction API   {topology.url(topology.REACTION_HTTP_PORT, topology.REACTIONS_PATH)}")
     print(f"  OpenAPI        {topology.url(topology.REACTION_HTTP_PORT, topology.OPENAPI_PATH)}")
-    print(f"  push sink      {topology.url(topology.PUSHSINK_HTTP_PORT, '/stats')}")
+    print(f"  push sink      {topology.url(topology.PUSHSINK_HTTP_PORT, topology.SINK_STATS_PATH)}")
     print(f"  Prometheus     {topology.url(topology.PROMETHEUS_PORT)}")
     print(f"  Toxiproxy API  {topology.url(topology.TOXIPROXY_API_PORT, '/proxies')}")
     print(f"  Jaeger (traces) {topology.url(topology.JAEGER_QUERY_HTTP_PORT, '/search')}")

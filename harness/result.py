@@ -485,7 +485,7 @@ def load(path: Path | str) -> Run:
         cells = [read_cell(root / folder / RESULT_FILE) for folder in index.cells]
         run_id, machine = index.run_id, index.machine
     else:
-        cells = [read_cell(p) for p in sorted(root.glob("*/result.json"))]
+        cells = [read_cell(p) for p in sorted(root.glob(f"*/{RESULT_FILE}"))]
         run_id, machine = root.resolve().name, None
     if not cells:
         raise ResultsError(f"{root}: no results (expected run.json or <pipeline>--<scenario>/result.json)")

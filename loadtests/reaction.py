@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from facts import topology
-from facts.topology import HEALTHZ_PATH
 
 KINDS = ("like", "love", "haha", "wow", "sad", "angry")
 PATH_TEMPLATE = topology.REACTIONS_PATH
@@ -30,7 +29,7 @@ class Endpoint:
 # What an arrival may send: the reactions POST (what every run sends), or GET /healthz (the service's
 # cheapest answer: the generator's own cost, measured beside wrk's).
 REACTIONS, HEALTHZ = "reactions", "healthz"
-ENDPOINTS = {REACTIONS: Endpoint("POST", REQUEST_NAME), HEALTHZ: Endpoint("GET", HEALTHZ_PATH)}
+ENDPOINTS = {REACTIONS: Endpoint("POST", REQUEST_NAME), HEALTHZ: Endpoint("GET", topology.HEALTHZ_PATH)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +113,7 @@ class ReactionFactory:
 
     @staticmethod
     def _render_healthz(n: int, host_header: str) -> list[Rendered]:
-        payload = f"GET {HEALTHZ_PATH} HTTP/1.1\r\nHost: {host_header}\r\n\r\n".encode()
+        payload = f"GET {topology.HEALTHZ_PATH} HTTP/1.1\r\nHost: {host_header}\r\n\r\n".encode()
         hexes = os.urandom(16 * n).hex()
         return [Rendered(_uuid4(hexes[i : i + 32]).encode(), 0, payload) for i in range(0, 32 * n, 32)]
 
