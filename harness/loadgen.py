@@ -21,6 +21,7 @@ from facts.paths import REPO
 from harness.supervisor import set_pdeathsig
 from loadtests.loadgen_metrics import RUN_START_METRIC
 from loadtests.outcome import SUMMARY_GLOB, OutcomeRecord, read_outcomes
+from loadtests.profile import Profile, SteadyProfile, to_yaml
 from loadtests.reaction import REACTIONS
 from loadtests.settings import (
     DEFAULT_MAX_IN_FLIGHT,
@@ -35,6 +36,11 @@ LOCUSTFILE = REPO / "loadtests" / "locustfile.py"
 PROFILE_FILE, OUT_DIR, LOG_FILE = "profile.yaml", "loadgen", "locust.log"
 
 
+def steady(name: str, rate: float, seconds: float, description: str) -> SteadyProfile:
+    """A steady profile built in code: a capacity step's, a generator measure's."""
+    return SteadyProfile(kind="steady", name=name, rate=rate, duration=seconds, description=description)
+
+
 @dataclass
 class LoadRun:
     profile: str
@@ -47,6 +53,15 @@ class LoadRun:
     nice: int = 0  # scheduling priority (harness/limits/generator.yaml); below 0 needs root
     wake_interval: float = DEFAULT_WAKE_INTERVAL_SECONDS  # seconds between its wakeups at most (ditto)
     endpoint: str = REACTIONS  # or HEALTHZ: the generator measured on the cheapest answer
+    log: Path = Path(os.devnull)  # Locust's output (in_folder: the folder's LOG_FILE)
+
+    @classmethod
+    def in_folder(cls, folder: Path, profile: Profile, **options: Any) -> LoadRun:
+        """The run of `profile` with all its files in `folder` (a cell's, a capacity step's, a
+        generator measure's): the profile as played, the generator's own files and Locust's log."""
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / PROFILE_FILE).write_text(to_yaml(profile))
+        return cls(str(folder / PROFILE_FILE), profile.duration, folder / OUT_DIR, log=folder / LOG_FILE, **options)
 
     def command(self) -> list[str]:
         cmd = [
@@ -66,9 +81,9 @@ class LoadRun:
             cmd += ["--endpoint", self.endpoint]
         return cmd
 
-    def start(self, log: Path) -> subprocess.Popen[bytes]:
+    def start(self) -> subprocess.Popen[bytes]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as out:
+        with open(self.log, "ab") as out:
             # Its own session: Ctrl-C reaches the harness, which stops Locust in order; and the
             # parent-death signal: a harness killed outright takes Locust (and its workers) along.
             return subprocess.Popen(

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from chaos.engine import ChaosMetrics, ProcessControl, Timeline
 from chaos.toxiproxy import ToxiproxyClient
 from facts import paths, topology, versions
-from harness import kafka_admin, loadgen, memory, sampling, sink, supervisor, traces
+from harness import kafka_admin, memory, sampling, sink, supervisor, traces
 from harness.assemble import assemble
 from harness.capacity import cpu
 from harness.capacity import report as capacity_report
@@ -37,7 +37,6 @@ from harness.result import CellResult, Disturbance, Machine, RunIndex, StackTopo
 from harness.run_limits import RunLimits
 from harness.stack import Tracing
 from harness.traces import TraceSummary
-from loadtests.profile import to_yaml
 
 EXIT_HYPOTHESIS_FAILED = 1
 TICK = 0.25
@@ -98,18 +97,15 @@ def run_cell(
     sink.reset()
     dlq_before = kafka_admin.end_offsets(topology.TOPIC_DEAD_LETTER)
 
-    # The profile as planned (capacity-relative rates resolved, scaled to the cell): Locust plays this file.
-    profile_file = out / loadgen.PROFILE_FILE
-    profile_file.write_text(to_yaml(cell.profile))
+    # The profile as planned (capacity-relative rates resolved, scaled to the cell) is what Locust plays.
     gen = limits.generator
-    load = LoadRun(
-        str(profile_file), cell.load_seconds, out / loadgen.OUT_DIR, processes=processes,
-        max_in_flight=gen.in_flight_cap(cell.profile.max_rate()), nice=gen.nice,
-        wake_interval=gen.wake_interval_seconds,
+    load = LoadRun.in_folder(
+        out, cell.profile, processes=processes, max_in_flight=gen.in_flight_cap(cell.profile.max_rate()),
+        nice=gen.nice, wake_interval=gen.wake_interval_seconds,
     )  # fmt: skip
     timeline = Timeline(cell.scaled_faults(), cell.load_seconds, stack.toxiproxy, stack, metrics=metrics)
     started_unix = time.time()
-    proc = load.start(out / loadgen.LOG_FILE)
+    proc = load.start()
     sampler = sampling.Sampler()
     sampler.start()
     # What else the machine does meanwhile; in containers our processes are not ours to see.
@@ -149,7 +145,7 @@ def run_cell(
             readings = memory_watch.stop() if memory_watch else None
     backlog_series = sampler.series
     if proc.returncode != 0:
-        progress.event(f"locust exited with {proc.returncode}; see {out / 'locust.log'}")
+        progress.event(f"locust exited with {proc.returncode}; see {load.log}")
     left = sampling.drain(cell.scenario.drain_timeout, progress, settle=2.0, series=backlog_series)
     dead_letters = kafka_admin.read_since(topology.TOPIC_DEAD_LETTER, dlq_before)
     result = assemble(

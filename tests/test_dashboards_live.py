@@ -30,14 +30,14 @@ from chaos.engine import ChaosMetrics, Timeline
 from chaos.scenario import ToxicFault
 from dashboards import queries
 from facts import topology
-from harness.loadgen import LoadRun
+from harness.loadgen import LoadRun, steady
 
 pytestmark = pytest.mark.stack
 
 PROM = topology.url(topology.PROMETHEUS_PORT)
 SCENARIO = "dashboards-live"
 LOAD_SECONDS = 12.0
-PROFILE = f"name: dashboards-live\ndescription: short steady load\nkind: steady\nrate: 30\nduration: {LOAD_SECONDS:g}\n"
+PROFILE = steady("dashboards-live", 30, LOAD_SECONDS, "short steady load")
 # Errors for the sync pipelines (1.5 s of latency on the gRPC hop is past the 1 s deadline, and
 # opens sync-resilient's breaker); a slow phone for async (its API never waits for the push).
 FAULTS: dict[str, tuple[str, int]] = {  # pipeline -> (link, latency in ms)
@@ -118,9 +118,6 @@ def run_cell(stack: Any, pipeline: str, metrics: ChaosMetrics, out: Path) -> Cel
     stack.toxiproxy.reset()
     if stack.pipeline != pipeline:
         stack.use_pipeline(pipeline)
-    profile = out / "profile.yaml"
-    out.mkdir(parents=True, exist_ok=True)
-    profile.write_text(PROFILE)
     link, latency_ms = FAULTS[pipeline]
     fault = ToxicFault(
         kind="toxic",
@@ -131,14 +128,14 @@ def run_cell(stack: Any, pipeline: str, metrics: ChaosMetrics, out: Path) -> Cel
         attributes={"latency": latency_ms},
     )
     timeline = Timeline([fault], LOAD_SECONDS, stack.toxiproxy, stack, metrics=metrics)
-    load = LoadRun(str(profile), LOAD_SECONDS, out / "loadgen", request_timeout=5.0)
-    proc = load.start(out / "locust.log")
+    load = LoadRun.in_folder(out, PROFILE, request_timeout=5.0)
+    proc = load.start()
     cell = metrics.cell_active.labels(pipeline, SCENARIO)
     query_time = None
     try:
         # The fault timeline starts with the load itself, not with Locust's start-up.
         poll(lambda: loadgen_started() or proc.poll() is not None, 60, "Locust to start sending")
-        assert proc.poll() is None, f"Locust exited early: {(out / 'locust.log').read_text()[-2000:]}"
+        assert proc.poll() is None, f"Locust exited early: {load.log.read_text()[-2000:]}"
         cell.set(1)
         timeline.start()
         while proc.poll() is None and timeline.elapsed() < LOAD_SECONDS + 30:

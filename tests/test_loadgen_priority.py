@@ -19,7 +19,7 @@ def test_the_shipped_limits_put_the_generator_ahead_of_the_stack() -> None:
 def test_the_generator_gets_its_nice_in_its_own_autogroup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(LoadRun, "command", lambda self: ["sh", "-c", "cat /proc/self/autogroup; cat /proc/self/stat"])
     log = tmp_path / "log"
-    assert LoadRun("unused.yaml", 1.0, tmp_path, nice=-7).start(log).wait(timeout=10) == 0
+    assert LoadRun("unused.yaml", 1.0, tmp_path, nice=-7, log=log).start().wait(timeout=10) == 0
     autogroup, stat = log.read_text().splitlines()
     assert autogroup != Path("/proc/self/autogroup").read_text().strip()  # a group of its own (its session)
     assert autogroup.endswith(" nice -7")

@@ -45,8 +45,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
-
 from facts import quantiles
 from facts.topology import HEALTHZ_PATH
 from harness import generator_health, loadgen
@@ -211,23 +209,17 @@ def measure_generator(
     limits = generator_health.load_limits()
     wake = limits.wake_interval_seconds if wake_interval is None else wake_interval
     folder = work / f"gen-{endpoint}-{processes}p-{rate:.0f}-w{wake * 1000:g}"
-    folder.mkdir(parents=True, exist_ok=True)
-    profile = folder / loadgen.PROFILE_FILE
-    profile.write_text(
-        yaml.safe_dump(
-            {"name": f"cost-{rate:.0f}", "kind": "steady", "rate": rate, "duration": seconds, "description": "cost"}
-        )
-    )
-    load = LoadRun(
-        str(profile), seconds, folder / loadgen.OUT_DIR, processes=processes, request_timeout=REQUEST_TIMEOUT_SECONDS,
-        max_in_flight=max_in_flight, nice=limits.nice, endpoint=endpoint, wake_interval=wake,  # as in the cells
+    load = LoadRun.in_folder(
+        folder, loadgen.steady(f"cost-{rate:.0f}", rate, seconds, "cost"), processes=processes,
+        request_timeout=REQUEST_TIMEOUT_SECONDS, max_in_flight=max_in_flight, nice=limits.nice, endpoint=endpoint,
+        wake_interval=wake,  # as in the cells
     )  # fmt: skip
-    proc = load.start(folder / loadgen.LOG_FILE)
+    proc = load.start()
     probe = None
     try:
         epoch = LoadRun.epoch(timeout=60.0, alive=lambda: proc.poll() is None)
         if epoch is None:
-            raise SystemExit(f"the load generator did not start; see {folder / loadgen.LOG_FILE}")
+            raise SystemExit(f"the load generator did not start; see {load.log}")
         w0, w1 = epoch + warmup, epoch + seconds - 1.0
         # A wakeup's cost in the very same window; started early, so its start-up is over by w0.
         _sleep_until(w0 - PROBE_LEAD_SECONDS)
@@ -245,7 +237,7 @@ def measure_generator(
             wakeup_probe.stop(probe)  # interrupted before its answer: never left running
         LoadRun.stop(proc)
     if cpu0 is None or cpu1 is None:
-        raise SystemExit(f"the load generator exited early; see {folder / 'locust.log'}")
+        raise SystemExit(f"the load generator exited early; see {load.log}")
     lo, hi = int(w0 * 1e9), int(w1 * 1e9)
     lags: list[float] = []
     in_window = waited_ns = 0

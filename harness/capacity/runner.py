@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from facts import quantiles
 from harness import generator_health, loadgen, sink
 from harness.capacity.config import ALL_LIMITS, REQUEST_TIMEOUT_SECONDS, Disturbed, SearchSettings, ServiceLevel
@@ -90,23 +88,18 @@ class StepRunner:
         folder = self.out_dir / pipeline / (f"{rate:.0f}" + (f"-{label}" if label else ""))
         folder.mkdir(parents=True, exist_ok=True)
         duration = s.warmup_seconds + s.measure_seconds
-        profile = folder / loadgen.PROFILE_FILE
-        profile.write_text(yaml.safe_dump({
-            "name": f"capacity-{pipeline}-{rate:.0f}", "kind": "steady", "rate": rate, "duration": duration,
-            "description": "a bench capacity step",
-        }))  # fmt: skip
         gen = self.gen_limits
-        load = LoadRun(
-            str(profile), duration, folder / loadgen.OUT_DIR, request_timeout=REQUEST_TIMEOUT_SECONDS, nice=gen.nice,
-            wake_interval=gen.wake_interval_seconds,
+        load = LoadRun.in_folder(
+            folder, loadgen.steady(f"capacity-{pipeline}-{rate:.0f}", rate, duration, "a bench capacity step"),
+            request_timeout=REQUEST_TIMEOUT_SECONDS, nice=gen.nice, wake_interval=gen.wake_interval_seconds,
         )  # fmt: skip
-        proc = load.start(folder / loadgen.LOG_FILE)
+        proc = load.start()
         watch_backlog = pipeline == "async"
         try:
             epoch = LoadRun.epoch(timeout=60.0, alive=lambda: proc.poll() is None)
             if epoch is None:  # judged like a generator that fell behind: never the pipeline's limit
                 LoadRun.stop(proc)
-                return _not_started(pipeline, rate, s.measure_seconds, folder / loadgen.LOG_FILE)
+                return _not_started(pipeline, rate, s.measure_seconds, load.log)
             w0, w1 = epoch + s.warmup_seconds, epoch + duration
             _sleep_until(w0)
             pids, alone = {**self.component_pids(), LOADGEN: proc.pid}, {HARNESS: os.getpid()}
