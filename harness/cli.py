@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -74,7 +75,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 0
     finally:
         if stack is not None and args.foreground:
-            stack.down()
+            # A SIGTERM or second Ctrl-C now: stop_all still stops every component (without grace).
+            with supervisor.terminating_signals(), contextlib.suppress(KeyboardInterrupt):
+                stack.down()
 
 
 def _print_up(pipeline: str, work: Path, tracing: str) -> None:

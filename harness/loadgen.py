@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -17,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from facts import topology
+from facts.lifetime import die_with_parent
 from facts.paths import REPO
-from harness.supervisor import set_pdeathsig
 from loadtests.loadgen_metrics import RUN_START_METRIC
 from loadtests.outcome import SUMMARY_GLOB, OutcomeRecord, read_outcomes
 from loadtests.profile import Profile, SteadyProfile, to_yaml
@@ -92,11 +93,11 @@ class LoadRun:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=self._in_child,
+                preexec_fn=functools.partial(self._in_child, os.getpid()),
             )
 
-    def _in_child(self) -> None:
-        set_pdeathsig()
+    def _in_child(self, parent: int) -> None:
+        die_with_parent(parent)
         if self.nice:
             # Its own session is its own autogroup (Linux's sched_autogroup): the scheduler shares
             # the CPU between autogroups first, so the nice that counts against the stack's
@@ -110,14 +111,16 @@ class LoadRun:
     @staticmethod
     def stop(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
         """SIGTERM the master (it stops its workers and writes its outcomes), then kill the group."""
-        if proc.poll() is None:
-            proc.terminate()
+        try:
+            if proc.poll() is None:
+                proc.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=grace)
+        finally:  # even when a second Ctrl-C cuts the grace short
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # workers left behind by a master that did not stop
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=grace)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # workers left behind by a master that did not stop
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
+                proc.wait(timeout=10)
 
     @staticmethod
     def epoch(timeout: float, alive: Callable[[], bool]) -> float | None:

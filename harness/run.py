@@ -107,15 +107,15 @@ def run_cell(
     started_unix = time.time()
     proc = load.start()
     sampler = sampling.Sampler()
-    sampler.start()
-    # What else the machine does meanwhile; in containers our processes are not ours to see.
-    watch = MachineWatch(limits.disturbance).start() if measure_machine else None
-    memory_watch = (
-        memory.MemoryWatch(_pids(stack, proc.pid), limits.memory.interval_seconds, alone=(cpu.HARNESS,)).start()
-        if measure_machine
-        else None
-    )
-    try:
+    watch: MachineWatch | None = None
+    memory_watch: memory.MemoryWatch | None = None
+    try:  # from Locust's start on: whatever fails or is interrupted below, Locust is stopped
+        sampler.start()
+        if measure_machine:  # What else the machine does meanwhile; in containers our processes are not ours to see.
+            watch = MachineWatch(limits.disturbance).start()
+            memory_watch = memory.MemoryWatch(
+                _pids(stack, proc.pid), limits.memory.interval_seconds, alone=(cpu.HARNESS,)
+            ).start()
         # Faults are timed from the load's own time zero (Locust plans it a moment after it starts).
         epoch = LoadRun.epoch(timeout=60.0, alive=lambda: proc.poll() is None)
         if epoch is None:

@@ -48,7 +48,8 @@ class Sampler:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
+        if self._thread.ident is not None:  # started (a cell interrupted at once may never have)
+            self._thread.join(timeout=30)
 
 
 def drain(

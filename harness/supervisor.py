@@ -10,7 +10,6 @@ records them in a state file for `bench down`.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import json
 import os
@@ -26,9 +25,9 @@ from pathlib import Path
 import psutil
 
 from facts import topology
+from facts.lifetime import dying_with_this_process
 from facts.probe import Pending
 
-PR_SET_PDEATHSIG = 1
 COMPONENT_TOKEN = "SAB_COMPONENT_TOKEN"
 
 
@@ -64,11 +63,6 @@ class Running:
     # In the component's environment (COMPONENT_TOKEN), so inherited by what it starts: how a stop
     # knows a process of its group is ours once the leader is gone. "": a state file from before it.
     token: str = ""
-
-
-def set_pdeathsig() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def port_in_use(port: int) -> bool:
@@ -255,16 +249,23 @@ class Supervisor:
                     cwd=spec.cwd,
                     env=env,
                     start_new_session=True,
-                    preexec_fn=None if self.detached else set_pdeathsig,
+                    preexec_fn=None if self.detached else dying_with_this_process(),
                 )
             except OSError as e:
                 raise StartError(f"cannot start {spec.name!r} ({spec.argv[0]}): {e}") from e
-        proc = psutil.Process(popen.pid)
-        r = Running(spec.name, popen.pid, spec.argv, [p.port for p in spec.ports], str(log), proc.create_time(), token)
-        self.running[spec.name] = r
-        self.specs[spec.name] = spec
-        self._popen[spec.name] = popen
-        self._save()
+        try:
+            created = psutil.Process(popen.pid).create_time()
+            r = Running(spec.name, popen.pid, spec.argv, [p.port for p in spec.ports], str(log), created, token)
+            self.running[spec.name] = r
+            self.specs[spec.name] = spec
+            self._popen[spec.name] = popen
+            self._save()
+        except BaseException:  # interrupted (or it died) before it was recorded: nothing else would stop it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait()
+            self.running.pop(spec.name, None)
+            raise
         # Any exception of the probe is one failed probe: the ready_timeout decides.
         self._starting[spec.name] = Pending(spec.ready, spec.ready_timeout, spec.name, tolerate=(Exception,))
         if wait:
@@ -309,10 +310,11 @@ class Supervisor:
 
     def stop(self, name: str, grace: float = 10.0) -> None:
         self._starting.pop(name, None)
-        r = self.running.pop(name, None)
+        r = self.running.get(name)
         if r is None:
             return
         terminate_group(r, grace)
+        del self.running[name]  # only once stopped: an interrupted stop leaves it for stop_all or the state file
         popen = self._popen.pop(name, None)
         if popen is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -333,10 +335,17 @@ class Supervisor:
                     popen.wait(timeout=10)
 
     def stop_all(self) -> None:
+        interrupted: KeyboardInterrupt | None = None
         for name in reversed(list(self.running)):
-            self.stop(name)
-        if self.state_file is not None:
+            try:
+                self.stop(name)
+            except KeyboardInterrupt as e:  # a second Ctrl-C during the grace: no grace, and the rest still stop
+                interrupted = e
+                self.stop(name, grace=0)
+        if self.state_file is not None and not self.running:
             self.state_file.unlink(missing_ok=True)
+        if interrupted is not None:
+            raise interrupted
 
 
 def stop_from_state(state_file: Path) -> list[str]:

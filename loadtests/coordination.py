@@ -8,18 +8,22 @@ before it fires `init` (coordinator.py): that user waits here until init has cho
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from gevent.event import Event
 from locust.env import Environment
 from locust.runners import MasterRunner, Runner, WorkerRunner
 
+from facts.lifetime import die_with_parent
 from loadtests.coordinator import INIT_WAIT_SECONDS, Coordinator
 from loadtests.local_coordinator import LocalCoordinator
 from loadtests.master_coordinator import MasterCoordinator
 from loadtests.worker_coordinator import WorkerCoordinator
 
 log = logging.getLogger(__name__)
+# The process that read the locustfile: with --processes, the master, which forks its workers after.
+LOADED_IN = os.getpid()
 
 
 def coordinator_for(runner: Runner | None) -> Coordinator:
@@ -43,6 +47,10 @@ class Coordination:
         return self.coordinator.env if self.coordinator is not None else None
 
     def on_init(self, environment: Environment, runner: Runner | None, **_: Any) -> None:
+        if os.getpid() != LOADED_IN:
+            # A worker forked by the master: a fork does not inherit the parent-death signal, and a
+            # master killed outright never stops its workers, which would go on sending load.
+            die_with_parent(LOADED_IN)
         self.coordinator = coordinator_for(runner)
         self.coordinator.on_init(environment)
         self._initialized.set()

@@ -140,11 +140,8 @@ class OutcomeLog:
     `add` takes an `OutcomeRecord`.
     """
 
-    def __init__(self, path: Path, worker: int | None = None) -> None:
-        """`worker`: written in the header; by default the number in the file's name (outcomes-w<i>)."""
-        if worker is None:
-            digits = path.name.removeprefix("outcomes-w").split(".")[0]
-            worker = int(digits) if digits.isdigit() else 0
+    def __init__(self, path: Path, worker: int) -> None:
+        """`worker`: written in the header (the file's name says it too: outcomes_path)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.worker = worker

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,7 @@ from harness.capacity.report import (
 from harness.capacity.runner import StepRunner, _not_started
 from harness.capacity.search import SearchResult, held_on_every_play, search
 from harness.capacity.step import Step, judge, slope
+from harness.generator_health import load_limits
 from tests.synthetic_run import write_capacity
 
 LEVEL = ServiceLevel(api_p99_seconds=0.1, error_ratio=0.001, backlog_growth_ratio=0.02)
@@ -254,6 +256,45 @@ def test_a_bad_generator_limits_file_stops_the_search_before_anything_starts(
     assert command.main(["sync"], quick=True) == 2
     assert "bench capacity: g.yaml: bad" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_search_reads_each_limits_file_once_and_plays_by_what_it_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file edited while a 50-minute search plays must not change its rules halfway: bench capacity
+    reads them before anything starts and hands on what it read."""
+    from harness import generator_health, measured_tracing, provision
+    from harness.capacity import command
+
+    read: list[str] = []
+    limits, tracing = generator_health.load_limits(), measured_tracing.load()
+
+    def reading(name: str, value: Any) -> Any:
+        read.append(name)
+        return value
+
+    monkeypatch.setattr(generator_health, "load_limits", lambda: reading("generator", limits))
+    monkeypatch.setattr(measured_tracing, "load", lambda: reading("tracing", tracing))
+    monkeypatch.setattr(provision, "locate", lambda: None)
+    given: dict[str, Any] = {}
+    monkeypatch.setattr(command, "run_capacity", lambda *a, **kw: given.update(kw))
+    assert command.main(["sync"], quick=True) == 0
+    assert sorted(read) == ["generator", "tracing"]  # once each
+    assert given["generator"] is limits and given["measured"] is tracing
+
+
+def test_a_bad_generator_limits_file_stops_the_generator_measure_before_wrk_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness import generator_health
+    from harness.capacity import generator_cost
+
+    monkeypatch.setattr(generator_health, "load_limits", lambda: (_ for _ in ()).throw(ValueError("g.yaml: bad")))
+    monkeypatch.setattr(generator_cost, "measure_wrk", lambda *_: pytest.fail("wrk ran past a bad limits file"))
+    with pytest.raises(SystemExit) as exited:
+        generator_cost.main(["--rates", "100"])
+    assert exited.value.code == 2
+    assert "g.yaml: bad" in capsys.readouterr().err
 
 
 def test_capacity_files_written_before_generator_seconds_read_as_they_were_played() -> None:
@@ -546,7 +587,14 @@ class Replaying(StepRunner):
     one per play."""
 
     def __init__(self, others: list[float], retries: int = 2, steal: list[float] | None = None) -> None:
-        super().__init__(None, Path("."), LEVEL, SETTINGS, Disturbed(other_cores=0.1, steal_cores=0.1, retries=retries))
+        super().__init__(
+            None,
+            Path("."),
+            LEVEL,
+            SETTINGS,
+            Disturbed(other_cores=0.1, steal_cores=0.1, retries=retries),
+            load_limits(),
+        )
         self.others, self.steal = others, steal or [0.0] * len(others)
         self.labels: list[str] = []
 
@@ -587,7 +635,9 @@ class Remembering(StepRunner):
     step the runner had seen: what decides whether the reaction service restarts first."""
 
     def __init__(self, slow: set[float]) -> None:
-        super().__init__(None, Path("."), LEVEL, SETTINGS, Disturbed(other_cores=0.9, steal_cores=0.9, retries=0))
+        super().__init__(
+            None, Path("."), LEVEL, SETTINGS, Disturbed(other_cores=0.9, steal_cores=0.9, retries=0), load_limits()
+        )
         self.slow = slow
         self.seen: list[float | None] = []
 

@@ -23,6 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 from aiohttp import web
 
@@ -180,17 +181,11 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def run_locust(
-    tmp_path: Path,
-    host_port: int,
-    extra: list[str],
-    profile_text: str = PROFILE,
-    terminate_after: float | None = None,
-    wrapper: str | None = None,
-) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """Run Locust to completion (bounded), scraping its metrics while it runs; optionally SIGTERM it.
-
-    `wrapper`: the source of a locustfile that imports ours (and patches Locust), run instead."""
+def locust_command(
+    tmp_path: Path, host_port: int, extra: list[str], profile_text: str = PROFILE, wrapper: str | None = None
+) -> tuple[list[str], int]:
+    """Locust headless on our locustfile (or `wrapper`: the source of a locustfile that imports ours
+    and patches Locust) against `host_port`, on ports of its own; and its metrics port."""
     profile = tmp_path / "tiny-surge.yaml"
     profile.write_text(profile_text)
     locustfile = LOCUSTFILE
@@ -207,6 +202,19 @@ def run_locust(
         "--outcomes-dir", str(tmp_path / "out"), "--metrics-port", str(metrics_port),
         "--csv", str(tmp_path / "locust"), "--exit-code-on-error", "0", *extra,
     ]  # fmt: skip
+    return cmd, metrics_port
+
+
+def run_locust(
+    tmp_path: Path,
+    host_port: int,
+    extra: list[str],
+    profile_text: str = PROFILE,
+    terminate_after: float | None = None,
+    wrapper: str | None = None,
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run Locust to completion (bounded), scraping its metrics while it runs; optionally SIGTERM it."""
+    cmd, metrics_port = locust_command(tmp_path, host_port, extra, profile_text, wrapper)
     log = (tmp_path / "locust.log").open("w")
     # Its own process group, so the workers it forks can be found (and, on failure, killed) too.
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -341,6 +349,31 @@ def test_sigterm_mid_run_still_records_every_reaction(tmp_path):
     assert len(summaries) == 2
     assert not any(s["completed_schedule"] for s in summaries)
     assert sum(s["recorded"] for s in summaries) == len(records)
+
+
+def test_workers_die_with_a_master_killed_outright(tmp_path):
+    # SIGKILL skips the master's own stop of its workers, and a fork does not inherit the parent-death
+    # signal: without their own, the workers went on sending load until Locust's heartbeat timeout.
+    long_profile = "kind: steady\nrate: 40\nduration: 120\n"
+    with StandIn() as server:
+        cmd, metrics_port = locust_command(tmp_path, server.port, ["--processes", "2"], long_profile)
+        with (tmp_path / "locust.log").open("w") as log:
+            proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + RUN_LIMIT_SECONDS
+            while metric(scrape(metrics_port) or "", "loadgen_requests_started_total") == 0:
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "locust.log").read_text()
+                time.sleep(0.2)
+            workers = psutil.Process(proc.pid).children()
+            assert len(workers) == 2
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            _, alive = psutil.wait_procs(workers, timeout=20)  # the kernel's SIGKILL is immediate; 20 s is slack
+            assert not alive, f"workers outlived their master: {[p.pid for p in alive]}"
+        finally:
+            if group_alive(proc.pid):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 def test_worker_whose_user_starts_late_gets_no_share_and_says_so(tmp_path):

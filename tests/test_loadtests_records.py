@@ -66,7 +66,7 @@ def record(rid: str, worker: int = 0, outcome: Outcome = Outcome.ACK, status: in
 
 def test_outcome_log_round_trip_across_workers(tmp_path):
     for worker in (0, 1):
-        log = OutcomeLog(outcomes_path(tmp_path, worker))
+        log = OutcomeLog(outcomes_path(tmp_path, worker), worker)
         log.add(record(f"a{worker}", worker))
         assert log.flush() == 1  # periodic flush writes what is there
         log.add(record(f"b{worker}", worker, Outcome.UNKNOWN, None))
@@ -83,7 +83,7 @@ def test_outcome_log_round_trip_across_workers(tmp_path):
 
 
 def _written(tmp_path, records=3) -> bytes:
-    log = OutcomeLog(outcomes_path(tmp_path, 0))
+    log = OutcomeLog(outcomes_path(tmp_path, 0), 0)
     for i in range(records):
         log.add(OutcomeRecord(f"id-{i}", "post-7", 0, 1, 2, 3, Outcome.FAILED, 503, f"HTTP 503 #{i % 2}"))
     log.close()

@@ -437,3 +437,46 @@ def test_bench_down_names_the_state_file_it_cannot_read_and_keeps_it(
     err = capsys.readouterr().err
     assert err.startswith(f"bench down: {state}: ") and says in err, err
     assert state.read_text() == text
+
+
+def test_a_second_ctrl_c_while_stopping_still_stops_every_component(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness import supervisor
+
+    state = tmp_path / "state.json"
+    sup = Supervisor(tmp_path / "logs", state_file=state)
+    pids = [sup.start(dataclasses.replace(flag_spec(tmp_path), name=n)).pid for n in ("first", "second")]
+    real = supervisor.terminate_group
+    graces: list[float] = []
+
+    def interrupted_once(r: supervisor.Running, grace: float = 10.0) -> None:
+        graces.append(grace)
+        if len(graces) == 1:  # the Ctrl-C lands in the first stop's grace, its process still running
+            raise KeyboardInterrupt
+        real(r, grace)
+
+    monkeypatch.setattr(supervisor, "terminate_group", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):  # passed on once the stop is done
+        sup.stop_all()
+    assert graces == [10.0, 0, 10.0]  # the interrupted one again without grace, then the next as usual
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+    assert sup.running == {} and not state.exists()
+
+
+def test_a_child_whose_start_is_interrupted_before_it_is_recorded_is_stopped(
+    sup: Supervisor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[int] = []
+    real = psutil.Process
+
+    def interrupted(pid: int) -> psutil.Process:
+        started.append(pid)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(psutil, "Process", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sup.start(flag_spec(tmp_path))
+    monkeypatch.setattr(psutil, "Process", real)
+    assert len(started) == 1 and not psutil.pid_exists(started[0])  # killed and reaped
+    assert "sleeper" not in sup.running

@@ -15,7 +15,7 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict
 
-from harness.supervisor import set_pdeathsig
+from facts.lifetime import dying_with_this_process
 from protos import reaction_pb2
 
 
@@ -67,18 +67,26 @@ def run_with_rusage(cmd: list[str], timeout: float) -> tuple[int, str, float, in
     """(exit code, stdout+stderr, CPU seconds of the child, its voluntary switches); killed at `timeout`."""
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=set_pdeathsig
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=dying_with_this_process()
         )
         deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
+        reaped = False
+        try:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    reaped = True
+                    break
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    pid, status, usage = os.wait4(proc.pid, 0)
+                    reaped = True
+                    break
+                time.sleep(0.05)
+        finally:  # interrupted (Ctrl-C, SIGTERM made KeyboardInterrupt): the tool never outlives the wait
+            if not reaped:
                 proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.05)
+                os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read().decode(errors="replace")

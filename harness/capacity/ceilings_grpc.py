@@ -13,8 +13,8 @@ from collections.abc import Callable
 import grpc
 
 from facts import topology
+from facts.lifetime import dying_with_this_process
 from harness.capacity.ceilings import Ceiling, failed, sample_event
-from harness.supervisor import set_pdeathsig
 from protos import reaction_pb2_grpc
 from targets.wire import PIPELINE_METADATA_KEY
 
@@ -72,7 +72,7 @@ def grpc_bare(seconds: float, concurrency: int = 64) -> Ceiling:
     what = f"Notify to a bare grpc.aio server that answers at once (no delivery), {concurrency} calls in flight"
     cmd = [sys.executable, "-m", "harness.capacity.bare_grpc_server"]
     try:
-        server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=set_pdeathsig)
+        server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=dying_with_this_process())
     except OSError as e:
         return failed(name, tool, what, e)
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from facts import paths, topology
-from harness import measured_tracing
+from harness import generator_health, measured_tracing
 from harness.capacity import ceilings_grpc, ceilings_http, ceilings_kafka, cpu, generator_cost
 from harness.capacity.ceilings import Ceiling
 from harness.capacity.config import (
@@ -40,7 +40,8 @@ from harness.capacity.report import (
 from harness.capacity.runner import StepRunner
 from harness.capacity.search import held_on_every_play, search
 from harness.capacity.step import Step
-from harness.measured_tracing import tracing_of
+from harness.generator_health import GeneratorLimits
+from harness.measured_tracing import MeasuredTracing, tracing_of
 from harness.progress import Progress
 from harness.sampling import drain
 from harness.stack import Tracing
@@ -108,8 +109,9 @@ def measure_tracing_costs(
 
 
 def measure_generator_on_healthz(
-    rate: float, s: SearchSettings, work: Path, wrk: Ceiling, wrk_bin: Path, at_max: bool = False
-) -> GeneratorOnHealthz:
+    rate: float, s: SearchSettings, work: Path, wrk: Ceiling, wrk_bin: Path, limits: GeneratorLimits,
+    at_max: bool = False,
+) -> GeneratorOnHealthz:  # fmt: skip
     """The load generator at `rate` on GET /healthz: its CPU per request where the service costs least,
     next to wrk at its max there (`wrk`) and wrk paced to the rate it achieved. `at_max`: `rate` is
     above what the server answers and at most as many requests as wrk's connections are in flight, so
@@ -117,7 +119,7 @@ def measure_generator_on_healthz(
     warmup = 3.0  # Python's start-up, not charged to the requests
     measured = s.generator_seconds
     cap = generator_cost.WRK_CONNECTIONS if at_max else generator_cost.IN_FLIGHT_CAP
-    fig = generator_cost.measure_generator(rate, 1, warmup + measured, warmup, work, cap, endpoint=HEALTHZ)
+    fig = generator_cost.measure_generator(rate, 1, warmup + measured, warmup, work, limits, cap, endpoint=HEALTHZ)
     paced = None if at_max else generator_cost.paced_control(fig, measured, HEALTHZ, wrk_bin)
     # At its max the lag is of the requests it started, the rest counted missed: not a schedule kept.
     lag = control = ""
@@ -148,7 +150,7 @@ def measure_generator_on_healthz(
 
 def measure_ceilings(
     stack: Any, pipelines: Sequence[str], s: SearchSettings, wrk_bin: Path, work: Path, generator_rate: float,
-    top: float | None = None,
+    limits: GeneratorLimits, top: float | None = None,
 ) -> tuple[list[Ceiling], OnHealthz]:  # fmt: skip
     """Every bare ceiling, each bounded by `s.ceiling_seconds` (the Kafka tools by a record count), and
     the load generator on the cheapest endpoint at `generator_rate`, at `top` when given, and at its
@@ -164,12 +166,12 @@ def measure_ceilings(
 
     print("ceilings", flush=True)
     healthz = note(ceilings_http.wrk(wrk_bin, "http.wrk.healthz", topology.HEALTHZ_PATH, secs, post=False))
-    generator = measure_generator_on_healthz(generator_rate, s, work, healthz, wrk_bin)
-    at_top = None if top is None else measure_generator_on_healthz(top, s, work, healthz, wrk_bin)
+    generator = measure_generator_on_healthz(generator_rate, s, work, healthz, wrk_bin, limits)
+    at_top = None if top is None else measure_generator_on_healthz(top, s, work, healthz, wrk_bin, limits)
     at_max = None
     if healthz.per_second:
         offer = generator_cost.max_offer(healthz.per_second)
-        at_max = measure_generator_on_healthz(offer, s, work, healthz, wrk_bin, at_max=True)
+        at_max = measure_generator_on_healthz(offer, s, work, healthz, wrk_bin, limits, at_max=True)
     for p in pipelines:  # the POST's cost depends on the pipeline behind it
         if stack.pipeline != p:
             stack.use_pipeline(p)
@@ -199,19 +201,23 @@ def run_capacity(
     pipelines: Sequence[str], quick: bool, *, open_stack: Callable[[Path, str, Tracing], Any] | None = None,
     stack: Any = None, config: CapacityConfig | None = None, runs_root: Path | None = None,
     with_ceilings: bool = True, remember: bool = True, tracing: str | None = None,
+    measured: MeasuredTracing | None = None, generator: GeneratorLimits | None = None,
 ) -> CapacityReport:  # fmt: skip
     """Search each pipeline's capacity and measure the ceilings on one stack (started here with
     `open_stack`, or the given running `stack`, with tracing `tracing` or harness/limits/tracing.yaml's); write
-    runs/<id>/capacity.json and, with `remember`, the last-capacity file of this machine."""
+    runs/<id>/capacity.json and, with `remember`, the last-capacity file of this machine. `config`,
+    `measured` and `generator`: capacity.yaml, tracing.yaml and generator.yaml as read before (read here
+    when not given)."""
     from harness import provision
 
     config = config or load_config()
+    measured = measured or measured_tracing.load()
+    generator = generator or generator_health.load_limits()
     s = config.search.quick if quick else config.search.full
     root = runs_root or paths.runs_dir()
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-capacity"
     run_dir = root / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    measured = measured_tracing.load()
     setting = tracing or measured.sample
     report = CapacityReport(run_id=run_id, hostname=platform.node(), cpus=cpu.usable_cpus(), quick=quick,
                             tracing=setting, started_unix=time.time(), service_level=config.service_level,
@@ -225,7 +231,7 @@ def run_capacity(
         st.toxiproxy.reset()
         if st.tracing != tracing_of(setting):
             st.use_tracing(tracing_of(setting))
-        runner = StepRunner(st, run_dir / "steps", config.service_level, s, config.disturbed)
+        runner = StepRunner(st, run_dir / "steps", config.service_level, s, config.disturbed, generator)
         for p in pipelines:
             report.pipelines[p] = measure_pipeline(runner, p)
             report.write(run_dir / CAPACITY_FILE)
@@ -239,8 +245,9 @@ def run_capacity(
         if with_ceilings:
             nonlocal on_healthz
             report.ceilings, on_healthz = measure_ceilings(
-                st, pipelines, s, wrk_bin, run_dir / "generator", s.start_rate, top_rate(report, s.start_rate)
-            )
+                st, pipelines, s, wrk_bin, run_dir / "generator", s.start_rate, generator,
+                top_rate(report, s.start_rate),
+            )  # fmt: skip
 
     if stack is not None:  # someone else's stack: left with the tracing it came with
         before = stack.tracing
@@ -286,13 +293,11 @@ def main(pipelines: Sequence[str], quick: bool, replicas: Any = None, tracing: s
     """`replicas`: harness.replicas.Replicas (None: the single stack). With more than one, the
     last-capacity file (what capacity-relative rates read) is left alone. `tracing`: the search's
     setting ("off" or a ratio; default: harness/limits/tracing.yaml's)."""
-    from harness import generator_health, provision, supervisor
+    from harness import provision, supervisor
     from harness.stack import Stack
 
-    try:  # every limits file the search reads, before anything starts
-        config = load_config()
-        measured_tracing.load()
-        generator_health.load_limits()
+    try:  # every limits file the search reads, once, before anything starts
+        config, measured, generator = load_config(), measured_tracing.load(), generator_health.load_limits()
         provision.locate()
     except (ConfigError, ValueError, provision.ProvisionError) as e:
         print(f"bench capacity: {e}", file=sys.stderr)
@@ -302,7 +307,7 @@ def main(pipelines: Sequence[str], quick: bool, replicas: Any = None, tracing: s
             if replicas is None or replicas.default:
                 run_capacity(
                     pipelines, quick, open_stack=lambda work, p, t: Stack(work, p, tracing=t), config=config,
-                    tracing=tracing,
+                    tracing=tracing, measured=measured, generator=generator,
                 )  # fmt: skip
             else:
                 note = scaling_note(cpu.usable_cpus(), replicas.count)
@@ -310,7 +315,7 @@ def main(pipelines: Sequence[str], quick: bool, replicas: Any = None, tracing: s
                     print(f"bench capacity: {note}", flush=True)
                 report = run_capacity(
                     pipelines, quick, open_stack=lambda work, p, t: Stack(work, p, tracing=t, replicas=replicas),
-                    config=config, remember=False, tracing=tracing,
+                    config=config, remember=False, tracing=tracing, measured=measured, generator=generator,
                 )  # fmt: skip
                 report.replicas, report.balancer, report.scaling_note = replicas.count, replicas.balancer, note
                 report.write(paths.runs_dir() / report.run_id / CAPACITY_FILE)

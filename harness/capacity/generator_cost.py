@@ -47,11 +47,12 @@ from pathlib import Path
 
 from facts import quantiles
 from facts.topology import HEALTHZ_PATH
-from harness import generator_health, loadgen
+from harness import generator_health, loadgen, supervisor
 from harness.capacity import ceilings_http, cpu, wakeup_probe
 from harness.capacity.ceilings import Ceiling
 from harness.capacity.ceilings_http import POST_PATH
 from harness.capacity.config import REQUEST_TIMEOUT_SECONDS
+from harness.generator_health import GeneratorLimits
 from harness.loadgen import LoadRun
 from loadtests.reaction import ENDPOINTS, REACTIONS
 
@@ -201,12 +202,11 @@ def wrk_figure(c: Ceiling, tool: str, offered: float | None) -> Figure | None:
 
 
 def measure_generator(
-    rate: float, processes: int, seconds: float, warmup: float, work: Path, max_in_flight: int = IN_FLIGHT_CAP,
-    endpoint: str = REACTIONS, wake_interval: float | None = None,
+    rate: float, processes: int, seconds: float, warmup: float, work: Path, limits: GeneratorLimits,
+    max_in_flight: int = IN_FLIGHT_CAP, endpoint: str = REACTIONS, wake_interval: float | None = None,
 ) -> Figure:  # fmt: skip
-    """One steady open-loop run of the Locust generator at `rate`; CPU over [warmup, seconds - 1].
-    `wake_interval`: the cells' (harness/limits/generator.yaml) unless given."""
-    limits = generator_health.load_limits()
+    """One steady open-loop run of the Locust generator at `rate`, with the cells' nice and wake interval
+    (`limits`, harness/limits/generator.yaml; `wake_interval` when given); CPU over [warmup, seconds - 1]."""
     wake = limits.wake_interval_seconds if wake_interval is None else wake_interval
     folder = work / f"gen-{endpoint}-{processes}p-{rate:.0f}-w{wake * 1000:g}"
     load = LoadRun.in_folder(
@@ -329,6 +329,36 @@ def _row(g: Figure) -> str:
     return table([g]).splitlines()[2]
 
 
+def _measure_all(args: argparse.Namespace, limits: GeneratorLimits) -> list[Figure]:
+    """wrk, then the generator at each rate (and at its max), each process count and wake interval."""
+    figures = [measure_wrk(args.wrk_seconds, args.endpoint)]
+    wrk_fig = figures[0]
+    print("\n".join(table(figures).splitlines()[:3]), flush=True)
+    # (offered rate, in-flight cap, label when not the default): each fixed rate, then max
+    runs: list[tuple[float, int, str | None]] = [(rate, IN_FLIGHT_CAP, None) for rate in args.rates]
+    if args.max:
+        runs.append((max_offer(wrk_fig.achieved_per_second), WRK_CONNECTIONS, f"locust (max, cap {WRK_CONNECTIONS})"))
+    paced: dict[float, Figure | None] = {}  # wrk paced to each fixed rate, once
+    with tempfile.TemporaryDirectory(prefix="generator-cost-") as tmp:
+        for processes in args.processes:
+            for wake in args.wake_intervals or [None]:
+                for rate, cap, tool in runs:
+                    fig = measure_generator(
+                        rate, processes, args.seconds, args.warmup, Path(tmp), limits, cap, endpoint=args.endpoint,
+                        wake_interval=wake,
+                    )  # fmt: skip
+                    if tool is not None:
+                        fig.tool = tool
+                    figures.append(fig)
+                    print(_row(fig), flush=True)
+                    if tool is None and rate not in paced:
+                        paced[rate] = row = measure_paced(fig, args.wrk_seconds, args.endpoint)
+                        if row is not None:
+                            figures.append(row)
+                    fig.compare_to(wrk_fig, paced.get(rate) if tool is None else None)
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.capacity.generator_cost", description=__doc__.split("\n\n")[0])
     p.add_argument("--rates", type=float, nargs="*", default=[500.0, 1000.0, 1500.0], help="fixed open-loop rates")
@@ -347,31 +377,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.seconds < args.warmup + 3:
         p.error("--seconds must exceed --warmup by at least 3")
 
-    figures = [measure_wrk(args.wrk_seconds, args.endpoint)]
-    wrk_fig = figures[0]
-    print("\n".join(table(figures).splitlines()[:3]), flush=True)
-    # (offered rate, in-flight cap, label when not the default): each fixed rate, then max
-    runs: list[tuple[float, int, str | None]] = [(rate, IN_FLIGHT_CAP, None) for rate in args.rates]
-    if args.max:
-        runs.append((max_offer(wrk_fig.achieved_per_second), WRK_CONNECTIONS, f"locust (max, cap {WRK_CONNECTIONS})"))
-    paced: dict[float, Figure | None] = {}  # wrk paced to each fixed rate, once
-    with tempfile.TemporaryDirectory(prefix="generator-cost-") as tmp:
-        for processes in args.processes:
-            for wake in args.wake_intervals or [None]:
-                for rate, cap, tool in runs:
-                    fig = measure_generator(
-                        rate, processes, args.seconds, args.warmup, Path(tmp), cap, endpoint=args.endpoint,
-                        wake_interval=wake,
-                    )  # fmt: skip
-                    if tool is not None:
-                        fig.tool = tool
-                    figures.append(fig)
-                    print(_row(fig), flush=True)
-                    if tool is None and rate not in paced:
-                        paced[rate] = row = measure_paced(fig, args.wrk_seconds, args.endpoint)
-                        if row is not None:
-                            figures.append(row)
-                    fig.compare_to(wrk_fig, paced.get(rate) if tool is None else None)
+    try:  # before anything runs
+        limits = generator_health.load_limits()
+    except ValueError as e:
+        p.error(str(e))
+    try:
+        with supervisor.terminating_signals():  # SIGTERM too stops Locust, wrk and the probe on the way out
+            figures = _measure_all(args, limits)
+    except KeyboardInterrupt:
+        print("\ngenerator_cost: interrupted; Locust and wrk stopped", file=sys.stderr)
+        return 130
     print()
     print(table(figures))
     if args.json:

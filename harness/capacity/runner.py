@@ -13,6 +13,7 @@ from harness import generator_health, loadgen, sink
 from harness.capacity.config import ALL_LIMITS, REQUEST_TIMEOUT_SECONDS, Disturbed, SearchSettings, ServiceLevel
 from harness.capacity.cpu import HARNESS, LOADGEN, OTHER, STEAL, CpuSnapshot
 from harness.capacity.step import Step, judge, slope
+from harness.generator_health import GeneratorLimits
 from harness.loadgen import LoadRun
 from harness.progress import Progress
 from harness.sampling import drain, sample_backlog
@@ -23,9 +24,12 @@ class StepRunner:
     """Plays steps on a running stack (harness.stack.Stack or anything with its `sup`, `pipeline`
     and `use_pipeline`), memoized per (pipeline, rate)."""
 
-    def __init__(self, stack: Any, out_dir: Path, level: ServiceLevel, s: SearchSettings, disturbed: Disturbed) -> None:
+    def __init__(
+        self, stack: Any, out_dir: Path, level: ServiceLevel, s: SearchSettings, disturbed: Disturbed,
+        gen_limits: GeneratorLimits,
+    ) -> None:  # fmt: skip
         self.stack, self.out_dir, self.level, self.s, self.disturbed = stack, out_dir, level, s, disturbed
-        self.gen_limits = generator_health.load_limits()
+        self.gen_limits = gen_limits
         self.steps: dict[tuple[str, float], Step] = {}
         self.order: list[Step] = []
         self._last: Step | None = None

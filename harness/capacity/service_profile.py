@@ -35,6 +35,7 @@ from pathlib import Path
 import psutil
 
 from facts import topology
+from facts.lifetime import dying_with_this_process
 from harness import measured_tracing, provision, supervisor
 from harness.capacity import ceilings, ceilings_http
 from harness.stack import Tracing
@@ -168,7 +169,9 @@ def py_spy() -> Path:
 def _record(spy: Path, pid: int, seconds: float, rate: int, to: Path) -> subprocess.Popen[str]:
     cmd = [str(spy), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", str(rate),
            "--nonblocking", "--full-filenames", "--format", "raw", "--output", str(to)]  # fmt: skip
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=dying_with_this_process()
+    )
 
 
 def profile(seconds: float, rate: int, connections: int, out: Path) -> tuple[list[Profile], ceilings.Ceiling]:
@@ -186,9 +189,11 @@ def profile(seconds: float, rate: int, connections: int, out: Path) -> tuple[lis
     )
     load.start()
     time.sleep(1.0)  # wrk connected and the services busy before sampling starts
-    spies = {name: _record(spy, pid, seconds, rate, out / f"{name}.txt") for name, pid in pids.items()}
+    spies: dict[str, subprocess.Popen[str]] = {}
     failures = []
     try:
+        for name, pid in pids.items():  # in the try: one failing to start stops those started before it
+            spies[name] = _record(spy, pid, seconds, rate, out / f"{name}.txt")
         for name, proc in spies.items():
             text, _ = proc.communicate(timeout=seconds + 60)
             if proc.returncode != 0 or not (out / f"{name}.txt").exists():
@@ -228,7 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="service-profile-") as tmp:
         out = args.out or Path(tmp)
         try:
-            profiles, wrk = profile(args.seconds, args.rate, args.connections, out)
+            with supervisor.terminating_signals():  # SIGTERM too stops py-spy and wrk on the way out
+                profiles, wrk = profile(args.seconds, args.rate, args.connections, out)
+        except KeyboardInterrupt:
+            print("\nservice_profile: interrupted; py-spy and wrk stopped", file=sys.stderr)
+            return 130
         except (RuntimeError, ValueError, provision.ProvisionError, subprocess.TimeoutExpired) as e:
             print(f"service_profile: {e}", file=sys.stderr)
             return 1

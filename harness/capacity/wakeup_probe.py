@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from harness.supervisor import set_pdeathsig
+from facts.lifetime import dying_with_this_process
 
 DEFAULT_HZ = 500.0
 
@@ -46,7 +46,7 @@ def start(seconds: float, hz: float = DEFAULT_HZ, at: float | None = None) -> su
     when = [] if at is None else ["--start-at", repr(at)]
     return subprocess.Popen(
         [sys.executable, "-m", "harness.capacity.wakeup_probe", "--seconds", str(seconds), "--hz", str(hz), *when],
-        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, preexec_fn=set_pdeathsig,
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, preexec_fn=dying_with_this_process(),
     )  # fmt: skip
 
 

@@ -1,9 +1,13 @@
-"""A load run in a folder: the profile Locust plays, its outputs and its log all live there."""
+"""harness.loadgen.LoadRun as a process: its folder (the profile Locust plays, its outputs and its
+log all live there), its start and its stop."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from harness import loadgen
@@ -30,3 +34,31 @@ def test_start_sends_locusts_output_to_the_folders_log(tmp_path: Path, monkeypat
     assert load.start().wait(timeout=10) == 0
     assert load.log.read_text().split() == ["started", "oops"]
     assert load.out_dir.is_dir()  # made before Locust runs: it writes its outcomes there
+
+
+def test_a_stop_cut_short_by_a_second_ctrl_c_still_kills_the_generator() -> None:
+    # A master that ignores SIGTERM stands for one still writing its outcomes when the user presses
+    # Ctrl-C again: the grace ends there, the kill of its group must not.
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); "
+    stubborn += "time.sleep(120)"
+    proc = subprocess.Popen([sys.executable, "-c", stubborn], stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline()  # its handler is in place
+        real_wait = proc.wait
+        calls: list[float | None] = []
+
+        def wait(timeout: float | None = None) -> int:
+            calls.append(timeout)
+            if len(calls) == 1:
+                raise KeyboardInterrupt  # during the grace
+            return real_wait(timeout)
+
+        proc.wait = wait  # type: ignore[method-assign]
+        with pytest.raises(KeyboardInterrupt):
+            LoadRun.stop(proc, grace=30)
+        assert proc.returncode == -9  # killed with its group, and reaped
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+    assert not psutil.pid_exists(proc.pid)
