@@ -27,6 +27,7 @@ from facts.versions import (
     TOXIPROXY_MODULE,
     TOXIPROXY_VERSION,
 )
+from harness import supervisor
 
 _KAFKA_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -69,18 +70,27 @@ def jaeger_binary() -> Path:
     return cache_dir() / f"jaeger-{JAEGER_VERSION}" / "jaeger"
 
 
+# A download, build or install that takes longer is stuck (a mirror that stopped answering).
+TOOL_TIMEOUT_SECONDS = 900
+
+
 def _log(msg: str) -> None:
     print(f"provision: {msg}", flush=True)
 
 
-def _run(cmd: list[str], what: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+def _run(
+    cmd: list[str], what: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
+        proc = supervisor.run_whole(cmd, timeout=TOOL_TIMEOUT_SECONDS, env=env, cwd=cwd)
     except FileNotFoundError as e:
         raise ProvisionError(f"{what}: `{cmd[0]}` not found; run `bench doctor`") from e
+    except subprocess.TimeoutExpired:
+        raise ProvisionError(f"{what}: not done after {TOOL_TIMEOUT_SECONDS} s, stopped: {' '.join(cmd)}") from None
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
         raise ProvisionError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
+    return proc
 
 
 def provision_kafka() -> Path:
@@ -136,12 +146,8 @@ def provision_jaeger() -> Path:
     _log(f"building jaeger {JAEGER_VERSION} from its module (a few minutes, once per version)")
     module, _, command = JAEGER_MODULE.partition("/cmd/")
     env = dict(os.environ, CGO_ENABLED="0")
-    proc = subprocess.run(
-        ["go", "mod", "download", "-json", f"{module}@{JAEGER_VERSION}"], capture_output=True, text=True, env=env
-    )
-    if proc.returncode != 0:
-        raise ProvisionError(f"go mod download {module}@{JAEGER_VERSION} failed: {proc.stderr.strip()[-2000:]}")
-    source = Path(json.loads(proc.stdout)["Dir"])
+    download = ["go", "mod", "download", "-json", f"{module}@{JAEGER_VERSION}"]
+    source = Path(json.loads(_run(download, f"go mod download {module}@{JAEGER_VERSION}", env=env).stdout)["Dir"])
     binary.parent.mkdir(parents=True, exist_ok=True)
     partial = binary.with_suffix(".partial")
     _run(["go", "build", "-o", str(partial), f"./cmd/{command}"], "go build jaeger", env=env, cwd=source)

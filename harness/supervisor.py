@@ -348,6 +348,33 @@ class Supervisor:
             raise interrupted
 
 
+def run_whole(
+    cmd: list[str], timeout: float, env: dict[str, str] | None = None, cwd: Path | None = None, grace: float = 10.0
+) -> subprocess.CompletedProcess[str]:
+    """subprocess.run(capture_output=True, text=True) for a tool that forks (go build, apt-get and
+    dpkg, Chromium): its own process group, dying with us; at the timeout, or interrupted, the whole
+    group gets SIGTERM, then SIGKILL after `grace`, where subprocess.run kills only the process it
+    started. Raises subprocess.TimeoutExpired as subprocess.run does."""
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env, cwd=cwd,
+        start_new_session=True, preexec_fn=dying_with_this_process(),
+    ) as proc:  # fmt: skip
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:
+            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, sig)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.communicate(timeout=wait)
+                    break
+            raise
+        finally:  # what it forked and left running (a daemonized helper) goes too
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def stop_from_state(state_file: Path) -> list[str]:
     """Stop what a detached `bench up` recorded; returns the names it stopped. A file it cannot read
     is a StartError naming it and what is wrong, before anything is stopped (and it is kept)."""

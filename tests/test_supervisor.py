@@ -480,3 +480,23 @@ def test_a_child_whose_start_is_interrupted_before_it_is_recorded_is_stopped(
     monkeypatch.setattr(psutil, "Process", real)
     assert len(started) == 1 and not psutil.pid_exists(started[0])  # killed and reaped
     assert "sleeper" not in sup.running
+
+
+def test_a_tool_run_whole_answers_like_subprocess_run() -> None:
+    from harness.supervisor import run_whole
+
+    done = run_whole(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=30)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+    with pytest.raises(FileNotFoundError):
+        run_whole(["/nonexistent/tool"], timeout=30)
+
+
+def test_a_tool_past_its_timeout_is_stopped_with_what_it_forked(tmp_path: Path) -> None:
+    # subprocess.run would kill `sh` alone, and its background sleep (a go compile, a dpkg) ran on.
+    from harness.supervisor import run_whole
+
+    pid_file = tmp_path / "forked"
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_whole(["sh", "-c", f"sleep 120 & echo $! > {pid_file}; wait"], timeout=3, grace=1)
+    forked = int(pid_file.read_text())
+    assert not psutil.pid_exists(forked) or psutil.Process(forked).status() == psutil.STATUS_ZOMBIE

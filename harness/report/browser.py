@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import supervisor
+
 CHROMIUM = os.environ.get("SYNC_ASYNC_BENCH_CHROMIUM", "/usr/bin/chromium")
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -50,7 +52,7 @@ def _run(page: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryDirectory(prefix="sab-chromium-") as profile:
         cmd = [executable(), *FLAGS, f"--user-data-dir={profile}", *extra, page.resolve().as_uri()]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+            proc = supervisor.run_whole(cmd, timeout=TIMEOUT)  # Chromium forks: its whole group stops
         except subprocess.TimeoutExpired:
             raise BrowserError(f"chromium did not finish within {TIMEOUT:g} s on {page}") from None
     if proc.returncode != 0:
