@@ -59,8 +59,8 @@ down: ## stop everything `make up` started
 # on the 2-core VM (run 20261203-071851; 24 s of load, the rest switching pipelines, draining,
 # joining the ledger and reading traces), about 17 minutes for the 27 cells (half length: 22, run
 # 20261130-053911).
-# Intervals then come from time blocks within each cell. REPEAT=2 or 3 gives intervals over
-# repetitions (that many times as long); TIME_SCALE=1 plays the scenarios at full length.
+# Intervals then come from time blocks within each cell. REPEAT=N gives Student's t intervals over
+# the repetitions (that many times as long; wide below 3 or so); TIME_SCALE=1 plays full length.
 REPEAT ?= 1
 TIME_SCALE ?= 0.4
 # The scenarios' rates are relative to this machine's capacity: the first `make bench` measures it

@@ -16,6 +16,7 @@ from harness.intervals import Request, block_intervals, request_metrics
 from harness.loadgen import LoadRun
 from harness.plan import PlannedCell
 from harness.result import (
+    DRAINED,
     Backlog,
     CellResult,
     CheckResult,
@@ -151,6 +152,8 @@ def _request(outcome: dict[str, Any], delivery: dict[str, Any] | None, epoch: fl
         ok=ok,
         e2e=(first - created) / 1e9 if first and created else None,
         ack_to_delivery=(first - ended) / 1e9 if ok and first and ended else None,
+        delivered=delivery is not None,
+        failed=outcome["outcome"] == ledger.FAILED,
     )
 
 
@@ -244,7 +247,7 @@ def judge(cell: PlannedCell, result: CellResult) -> Hypothesis:
         ),
         CheckResult(
             check="drained within drain_timeout",
-            metric="drained",
+            metric=DRAINED,
             measured=float(result.timings.drained),
             passed=result.timings.drained,
             precondition=True,

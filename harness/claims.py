@@ -226,7 +226,10 @@ def judge(
         return Judgement(claim, "not shown", "a value it divides by is zero", values, spans)
     if held is None:
         return Judgement(claim, "inconclusive", f"the intervals straddle the rule: {claim.holds.text}", values, spans)
-    return Judgement(claim, "confirmed" if held else "refuted", claim.holds.text, values, spans)
+    # Said, not hidden: a value the run has no interval for (a trace figure, a backlog peak) decides as measured.
+    points = list(dict.fromkeys(n for n in needed if intervals.get(n) is None))
+    basis = f" (no interval for {', '.join(points)}: decided on the value as measured)" if points else ""
+    return Judgement(claim, "confirmed" if held else "refuted", claim.holds.text + basis, values, spans)
 
 
 def judge_all(run: Run, claims: list[Claim] | None = None) -> list[Judgement]:

@@ -309,7 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
             "write RUN_DIR/report.html (charts) and RUN_DIR/report.md (summary, the article's claims)",
             cmd_report,
         ),
-        "compare": ("compare two runs; exit 1 when a threshold is crossed", cmd_compare),
+        "compare": (
+            "compare two runs; exit 1 when a threshold is crossed, 3 when a cell cannot vouch for its numbers",
+            cmd_compare,
+        ),
         "noise": ("the noise floor of every metric from an A/A comparison, for `bench compare --noise`", cmd_noise),
     }
     subs = {}

@@ -10,7 +10,13 @@ Thresholds are data (harness/thresholds/default.yaml), k6-style, one string each
   `> -5%`: fell by less than 5 %), or an expression (harness/expr.py) that may use `base`,
   the same metric in BASE: `== 0`, `< 1%`, `>= base`, `< max(base * 1.5, base + 5ms)`.
 
-Exit status: 0 every threshold held, 1 one was crossed, 2 bad thresholds file or unreadable run.
+A threshold on a cell that cannot vouch for its numbers, in either run (its load generator failed
+or fell behind, it sent nothing, or something outside the stack took the machine: the cells'
+`doubts`), is undecided, crossed or not: such numbers are the generator's or the machine's, and
+neither a regression nor its absence. Run it again.
+
+Exit status: 0 every threshold held, 1 one was crossed (on cells that vouch for their numbers),
+2 bad thresholds file or unreadable run, 3 none crossed but some undecided.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from harness.result import Run
 from harness.text_table import text_table
 
 DEFAULT_FILE = Path(__file__).resolve().parent / "thresholds" / "default.yaml"
-EXIT_OK, EXIT_CROSSED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_CROSSED, EXIT_USAGE, EXIT_UNDECIDED = 0, 1, 2, 3
 # Shown for every cell even without a threshold: the numbers a reviewer looks at first.
 KEY_METRICS = (
     "achieved_rate", "error_ratio", "lost", "redeliveries", "api.p50", "api.p99", "e2e.p50", "e2e.p99",
@@ -82,6 +88,7 @@ class Row:
     checks: list[ThresholdCheck] = field(default_factory=list)
     base_span: tuple[float, float] | None = None  # 95 % intervals, where the runs have them
     new_span: tuple[float, float] | None = None
+    doubts: list[str] = field(default_factory=list)  # why its cells cannot vouch for it: its checks are undecided
 
     @property
     def difference(self) -> tuple[float, float] | None:
@@ -94,7 +101,11 @@ class Row:
 
     @property
     def failed(self) -> bool:
-        return any(o.passed is False for o in self.checks)
+        return not self.doubts and any(o.passed is False for o in self.checks)
+
+    @property
+    def undecided(self) -> bool:
+        return bool(self.doubts) and any(o.passed is not None for o in self.checks)
 
     @property
     def change(self) -> float | None:
@@ -189,11 +200,18 @@ def compare(base: Run, new: Run, thresholds: Iterable[Threshold], all_metrics: b
     rows = []
     for pipeline, scenario in cells:
         in_base = (pipeline, scenario) in base.groups
+        doubts = [
+            f"{side} {c.folder}: {d}"
+            for side, run in (("base", base), ("new", new))
+            for c in run.repetitions(pipeline, scenario)
+            for d in c.doubts()
+        ]
         for metric in measures.NAMES:
             name = f"{pipeline}.{scenario}.{metric}"
             row = Row(
-                pipeline, scenario, metric, b_env.get(name), n_env.get(name), [], b_spans.get(name), n_spans.get(name)
-            )
+                pipeline, scenario, metric, b_env.get(name), n_env.get(name), [], b_spans.get(name), n_spans.get(name),
+                doubts,
+            )  # fmt: skip
             for t in thresholds:
                 if t.matches(pipeline, scenario, metric):
                     row.checks.append(_apply(t, row.base, row.new, in_base))
@@ -220,6 +238,8 @@ def _fmt_change(row: Row) -> str:
 def _status(row: Row) -> str:
     if row.failed:
         return "FAIL"
+    if row.undecided:
+        return "UNDECIDED"
     return "ok" if any(o.passed for o in row.checks) else ""
 
 
@@ -266,9 +286,12 @@ def render_markdown(rows: list[Row]) -> str:
 
 
 def summary(rows: list[Row], thresholds: list[Threshold]) -> str:
-    checked = [o for r in rows for o in r.checks if o.passed is not None]
-    crossed = [(r, o) for r in rows for o in r.checks if o.passed is False]
+    checked = [o for r in rows if not r.doubts for o in r.checks if o.passed is not None]
+    crossed = [(r, o) for r in rows if not r.doubts for o in r.checks if o.passed is False]
+    undecided = [r for r in rows if r.undecided]
     lines = [f"{len(checked)} threshold check(s), {len(crossed)} crossed"]
+    if undecided:
+        lines[0] += f", {sum(len(r.checks) for r in undecided)} undecided"
     for r, o in crossed:
         lines.append(
             f"  crossed: {r.pipeline}.{r.scenario}.{r.metric} {o.threshold.op} "
@@ -276,6 +299,8 @@ def summary(rows: list[Row], thresholds: list[Threshold]) -> str:
             f"new {measures.fmt(r.metric, r.new)} (base {measures.fmt(r.metric, r.base)})  "
             f"[line {o.threshold.line}: {o.threshold.text}]{f' {o.note}' if o.note else ''}"
         )
+    for cell, doubts in dict.fromkeys(((r.pipeline, r.scenario), tuple(r.doubts)) for r in undecided):
+        lines.append(f"  undecided: {'.'.join(cell)}: {'; '.join(doubts)}: run it again")
     for t in unmatched(rows, thresholds):
         lines.append(f"  note: line {t.line}: {t.text!r} matched nothing in either run")
     return "\n".join(lines)
@@ -287,6 +312,9 @@ def markdown_report(title: str, rows: list[Row], thresholds: list[Threshold]) ->
     out = ["## bench compare", "", title, "", "```", summary(rows, thresholds), "```", ""]
     if crossed:
         out += ["### Crossed", "", render_markdown(crossed), ""]
+    if undecided := [r for r in rows if r.undecided]:
+        head = "### Undecided (cells that cannot vouch for their numbers: run again)"
+        out += [head, "", render_markdown(undecided), ""]
     out += [
         f"<details><summary>Every compared value ({len(rows)} rows)</summary>",
         "",
@@ -321,4 +349,6 @@ def main(
         print(markdown_report(title, rows, thresholds))
     else:
         print(f"{title}\n\n{render_text(rows)}\n\n{summary(rows, thresholds)}")
-    return EXIT_CROSSED if any(r.failed for r in rows) else EXIT_OK
+    if any(r.failed for r in rows):
+        return EXIT_CROSSED
+    return EXIT_UNDECIDED if any(r.undecided for r in rows) else EXIT_OK

@@ -190,6 +190,9 @@ class StackTopology(_Model):
     balancer: str = "none"  # none | haproxy | client
 
 
+DRAINED = "drained"  # the metric of the precondition a cell drained within its drain_timeout
+
+
 class CheckResult(_Model):
     check: str
     metric: str
@@ -244,6 +247,15 @@ class CellResult(_Model):
         if self.hypothesis is None:
             return ["no hypothesis was judged"]
         return [c.check for c in self.hypothesis.checks if c.precondition and not c.passed]
+
+    def doubts(self) -> list[str]:
+        """Why this cell's numbers may be the load generator's or the machine's rather than the
+        pipeline's: a precondition on the load failed (a cell that did not drain is the pipeline's
+        own failure, not a doubt), or something outside the stack took the machine."""
+        if self.hypothesis is None:
+            return ["no hypothesis was judged"]
+        load = [c.check for c in self.hypothesis.checks if c.precondition and not c.passed and c.metric != DRAINED]
+        return load + [f"disturbed: {d}" for d in self.disturbance.flagged]
 
     def fault_seconds(self) -> set[int]:
         """Seconds (of the series) whose middle falls inside an actual fault window."""
@@ -435,7 +447,8 @@ class Run:
             per_rep = [c.metrics() for c in cells]
             for m in per_rep[0]:
                 values = [v for r in per_rep if (v := r[m]) is not None]
-                if len(values) == len(cells) and (span := repetition_interval(values)) is not None:
+                most = 1.0 if m in measures.BY_NAME and measures.unit(m) == "ratio" else None
+                if len(values) == len(cells) and (span := repetition_interval(values, most)) is not None:
                     out[f"{pipeline}.{scenario}.{m}"] = span
         return out
 
@@ -444,7 +457,7 @@ class Run:
         blocks = f"bootstrap over time blocks of {BLOCK_SECONDS:g} s within each cell"
         if reps == {1}:
             return f"{blocks} (one repetition)"
-        several = f"bootstrap over {', '.join(map(str, sorted(reps - {1})))} repetitions of each cell"
+        several = f"Student's t over {', '.join(map(str, sorted(reps - {1})))} repetitions of each cell"
         if 1 in reps:  # an interrupted run, or cells added to one: each group as intervals() treats it
             return f"{several} played several times; {blocks} played once"
         return several

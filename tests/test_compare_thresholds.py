@@ -118,3 +118,53 @@ def test_bad_file_shape(tmp_path: Path) -> None:
     path.write_text("- '*.*.lost == 0'\n")
     with pytest.raises(compare.ThresholdError, match=r"t\.yaml:1: expected a mapping with a `thresholds:` list"):
         compare.load(path)
+
+
+# For each line of the shipped thresholds, one cell where NEW crosses it (metric: base -> new).
+CROSSING = {
+    "*.*.lost == 0": ("async", "baseline", "lost", 0.0, 2.0),
+    "*.*.unexpected == 0": ("sync", "surge", "unexpected", 0.0, 3.0),
+    "*.*.hypothesis.passed >= base": ("sync", "baseline", "hypothesis.passed", 1.0, 0.0),
+    "*.baseline.delivered_ratio > -1%": ("sync", "baseline", "delivered_ratio", 1.0, 0.98),
+    "*.baseline.error_ratio < 1%": ("async", "baseline", "error_ratio", 0.0, 0.02),
+    "*.baseline.api.p99 < max(base * 1.5, base + 10ms)": ("sync", "baseline", "api.p99", 0.010, 0.030),
+    "*.baseline.e2e.p99 < max(base * 1.5, base + 10ms)": ("async", "baseline", "e2e.p99", 0.050, 0.090),
+    "async.*.api.p99 < max(base * 1.5, base + 25ms)": ("async", "surge", "api.p99", 0.010, 0.050),
+    "async.*.delivered_ratio > -2%": ("async", "surge", "delivered_ratio", 1.0, 0.95),
+    "async.*.drain_seconds < max(base * 2, base + 15s)": ("async", "surge", "drain_seconds", 5.0, 25.0),
+}
+
+
+def test_every_shipped_threshold_has_an_input_that_crosses_it() -> None:
+    assert sorted(CROSSING) == sorted(t.text for t in compare.load())
+
+
+@pytest.mark.parametrize("line", sorted(CROSSING))
+def test_each_shipped_threshold_fails_a_run_that_crosses_it(tmp_path: Path, line: str) -> None:
+    pipeline, scenario, metric, base, new = CROSSING[line]
+    b = result_model.load(write_run(tmp_path / "base", [result(pipeline, scenario, measured={metric: base})]))
+    n = result_model.load(write_run(tmp_path / "new", [result(pipeline, scenario, measured={metric: new})]))
+    crossed = [
+        (r.metric, o.threshold.text) for r in compare.compare(b, n, compare.load()) if r.failed for o in r.checks
+    ]
+    assert (metric, line) in crossed, crossed
+
+
+def test_a_cell_that_cannot_vouch_for_its_numbers_is_undecided_crossed_or_not(tmp_path: Path) -> None:
+    from harness import cli
+
+    slow = result("async", "baseline", measured={"api.p99": 0.5})  # crossed ...
+    slow.disturbance.flagged = ["processes outside the stack took 40 % of the CPU"]  # ... on a busy machine
+    base = write_run(tmp_path / "base", [result("async", "baseline", measured={"api.p99": 0.01})])
+    new = write_run(tmp_path / "new", [slow])
+    (row,) = rows(tmp_path / "r", [result("async", "baseline")], [slow], "async.baseline.api.p99 < 0.1")
+    assert (row.failed, row.undecided) == (False, True)
+    assert cli.main(["compare", str(base), str(new)]) == compare.EXIT_UNDECIDED
+    calm = write_run(tmp_path / "calm", [result("async", "baseline", measured={"api.p99": 0.5})])
+    assert cli.main(["compare", str(base), str(calm)]) == compare.EXIT_CROSSED  # the same figure, trusted
+    drained_not = result("async", "baseline")  # a pipeline that did not drain is its own failure, no doubt
+    assert drained_not.hypothesis is not None
+    for c in drained_not.hypothesis.checks:
+        if c.metric == "drained":
+            c.passed = False
+    assert drained_not.doubts() == []
