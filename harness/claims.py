@@ -209,7 +209,12 @@ def judge(
     def check(rule: Rule) -> bool | None:
         point = {w: env[full] for w, full in rule.names.items()}
         known = {w: intervals.get(full) or (point[w], point[w]) for w, full in rule.names.items()}
-        decided = expr.evaluate_interval(rule.node, known)  # type: ignore[arg-type]
+        try:
+            decided = expr.evaluate_interval(rule.node, known)  # type: ignore[arg-type]
+        except ZeroDivisionError:
+            # A divisor whose interval holds zero, though the value is not: it could be either way.
+            expr.evaluate(rule.node, point)  # a value of zero itself: ZeroDivisionError, "not shown"
+            return None
         assert decided is None or isinstance(decided, bool)
         return decided
 

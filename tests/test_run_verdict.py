@@ -70,3 +70,35 @@ def test_a_generator_that_fell_behind_fails_the_cell_with_its_reason() -> None:
     failed = [c.check for c in v.checks if not c.passed]
     assert failed == ["load generator bound == no (schedule lag p99 812.0 ms > 50 ms)"]
     assert r.metrics()["loadgen.bound"] == 1.0
+
+
+def _shipped_checks() -> list[tuple[str, str, str]]:
+    """(scenario, pipeline, check) for every check a shipped scenario makes, each once."""
+    from chaos import scenario as scenarios
+    from facts import topology
+
+    seen: dict[str, tuple[str, str, str]] = {}
+    for name in scenarios.shipped() + scenarios.shipped_for_replicas() + scenarios.shipped_soak():
+        sc = scenarios.load(name)
+        for p in topology.PIPELINES:
+            for c in sc.checks_for(p):
+                seen.setdefault(str(c), (name, p, str(c)))
+    return list(seen.values())
+
+
+# A measurement that fails each shipped check, by its text.
+FAILING = {"lost == 0": 1.0, "unexpected == 0": 2.0, "error_ratio < 0.01": 0.01, "api.p99 < 0.4": 0.41,
+           "memory.growing == 0": 1.0}  # fmt: skip
+
+
+def test_every_shipped_check_has_a_failing_measurement() -> None:
+    assert sorted(FAILING) == sorted(text for _, _, text in _shipped_checks())
+
+
+@pytest.mark.parametrize(("scenario", "pipeline", "text"), _shipped_checks())
+def test_each_shipped_check_fails_on_a_measurement_past_it(scenario: str, pipeline: str, text: str) -> None:
+    from chaos import scenario as scenarios
+
+    (check,) = [c for c in scenarios.load(scenario).checks_for(pipeline) if str(c) == text]
+    assert check.holds(FAILING[text]) is False
+    assert check.holds(0.0) is True  # and holds on a good one: it is not false by construction
