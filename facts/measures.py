@@ -62,6 +62,7 @@ def _measures() -> tuple[Measure, ...]:
         out += [
             Measure(f"{w}.error_ratio", "ratio", f"(failed + unknown) / attempted, {where}"),
             Measure(f"{w}.api.p99", "seconds", f"API latency p99, {where}"),
+            Measure(f"{w}.ack_to_delivery.p99", "seconds", f"2xx -> first delivery p99 of the requests sent {where}"),
         ]
     out += [
         Measure("peak_backlog", "count", "largest Kafka backlog sampled (records)"),

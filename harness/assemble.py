@@ -153,7 +153,6 @@ def _request(outcome: dict[str, Any], delivery: dict[str, Any] | None, epoch: fl
         e2e=(first - created) / 1e9 if first and created else None,
         ack_to_delivery=(first - ended) / 1e9 if ok and first and ended else None,
         delivered=delivery is not None,
-        failed=outcome["outcome"] == ledger.FAILED,
     )
 
 

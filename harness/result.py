@@ -147,6 +147,8 @@ class WindowStats(_Model):
     attempted: int
     errors: int  # failed + unknown
     api: LatencySummary
+    # The 2xx -> first delivery of those acknowledged and delivered (None in files written before it).
+    ack_to_delivery: LatencySummary | None = None
 
     @property
     def error_ratio(self) -> float | None:
@@ -167,6 +169,8 @@ class Windows(_Model):
             w: WindowStats | None = getattr(self, name)
             out[f"{name}.error_ratio"] = None if w is None else w.error_ratio
             out[f"{name}.api.p99"] = None if w is None else w.api.p99
+            a2d = None if w is None else w.ack_to_delivery
+            out[f"{name}.ack_to_delivery.p99"] = None if a2d is None else a2d.p99
         return out
 
 
@@ -446,8 +450,11 @@ class Run:
                 continue
             per_rep = [c.metrics() for c in cells]
             for m in per_rep[0]:
+                unit = measures.unit(m) if m in measures.BY_NAME else None
+                if unit in ("count", "flag"):  # facts of each repetition (3 lost is 3 lost), not estimates
+                    continue
                 values = [v for r in per_rep if (v := r[m]) is not None]
-                most = 1.0 if m in measures.BY_NAME and measures.unit(m) == "ratio" else None
+                most = 1.0 if unit == "ratio" else None
                 if len(values) == len(cells) and (span := repetition_interval(values, most)) is not None:
                     out[f"{pipeline}.{scenario}.{m}"] = span
         return out

@@ -59,6 +59,7 @@ def window_stats(requests: Sequence[Request], seconds: set[int]) -> WindowStats 
         attempted=len(inside),
         errors=sum(1 for r in inside if not r.ok),
         api=latency_summary(r.api for r in inside if r.api is not None),
+        ack_to_delivery=latency_summary(r.ack_to_delivery for r in inside if r.ack_to_delivery is not None),
     )
 
 

@@ -179,7 +179,7 @@ def result(
             el = (fault_e2e if in_fault[i] and fault_e2e is not None else e2e) * rnd.uniform(0.4, 1.0)
             ok = k >= bad
             a2d = el - lat if ok else None
-            requests.append(Request(t, lat, ok, el if ok else None, a2d, delivered=ok, failed=not ok))
+            requests.append(Request(t, lat, ok, el if ok else None, a2d, delivered=ok))
             if ok:
                 e2e_samples.append((t + el, el))
                 ack_to_delivery.append(el - lat)

@@ -122,18 +122,31 @@ def test_one_cell_s_time_blocks_give_the_intervals_and_a_clear_case_stays_decide
     assert j.verdict == "confirmed"
 
 
-def test_the_ledger_counts_and_delivered_ratio_get_intervals_as_the_cell_defines_them() -> None:
-    # acknowledged and delivered, acknowledged and never delivered (lost), a definite failure, no answer
+def test_delivered_ratio_gets_an_interval_and_the_counts_stay_facts() -> None:
+    # acknowledged and delivered, acknowledged and never delivered (lost), a failure, no answer yet delivered
     reqs = [
         Request(0.0, 0.01, True, 0.02, 0.01, delivered=True),
         Request(1.0, 0.01, True, None, None, delivered=False),
-        Request(2.0, 0.5, False, None, None, failed=True),
-        Request(3.0, None, False, 0.9, None, delivered=True),  # unknown, yet delivered (recovered)
+        Request(2.0, 0.5, False, None, None),
+        Request(3.0, None, False, 0.9, None, delivered=True),
     ]
-    m = request_metrics(reqs)
-    assert (m["failed"], m["unknown"], m["lost"], m["delivered_ratio"]) == (1.0, 1.0, 1.0, 0.5)
+    assert request_metrics(reqs)["delivered_ratio"] == 0.5
     spans = block_intervals(reqs * 10, request_metrics, block=1.0)
-    assert {"delivered_ratio", "failed", "unknown", "lost"} <= set(spans)
+    assert "delivered_ratio" in spans and not {"lost", "failed", "unknown"} & set(spans)
+
+
+def test_counts_over_repetitions_are_facts_not_intervals(tmp_path: Path) -> None:
+    # One repetition lost 3 of what it acknowledged: "never lost" is refuted, not left undecided by an
+    # interval of the mean that reaches down to 0.
+    cells = []
+    for k, lost in enumerate((0, 3), start=1):
+        c = result("async", "baseline", lost=lost, seed=k)
+        c.repetition = k
+        cells.append(c)
+    run = result_model.load(write_run(tmp_path / "run", cells))
+    spans = run.intervals()
+    assert "async.baseline.lost" not in spans and "async.baseline.api.p99" in spans
+    assert run.env()["async.baseline.lost"] == 1.5
 
 
 def test_a_verdict_resting_on_a_value_without_an_interval_says_so(tmp_path: Path) -> None:
