@@ -149,31 +149,29 @@ def test_counts_over_repetitions_are_facts_not_intervals(tmp_path: Path) -> None
     assert run.env()["async.baseline.lost"] == 1.5
 
 
-def test_a_verdict_resting_on_a_value_without_an_interval_says_so(tmp_path: Path) -> None:
+def push_slow_with_intervals(tmp_path: Path, holds: str) -> tuple[result_model.Run, claims.Claim]:
+    """The article-shaped run, async's push-slow cell with its time-block intervals; one claim of `holds`."""
     rules = tmp_path / "c.yaml"
-    rules.write_text(
-        "claims:\n  - {id: x, side: async, kind: advantage, text: t,\n"
-        "     holds: 'async.push-slow.fault.api.p99 < 1s and async.push-slow.peak_backlog >= 0'}\n"
-    )
+    rules.write_text(f"claims:\n  - {{id: x, side: async, kind: advantage, text: t, holds: '{holds}'}}\n")
     cells = article_cells({("async", "push-slow"): {"intervals": True}})
-    run = result_model.load(write_run(tmp_path / "run", cells))
-    (j,) = claims.judge_all(run, claims.load(rules))
+    return result_model.load(write_run(tmp_path / "run", cells)), claims.load(rules)[0]
+
+
+def test_a_verdict_resting_on_a_value_without_an_interval_says_so(tmp_path: Path) -> None:
+    run, claim = push_slow_with_intervals(
+        tmp_path, "async.push-slow.fault.api.p99 < 1s and async.push-slow.peak_backlog >= 0"
+    )
+    (j,) = claims.judge_all(run, [claim])
     assert j.verdict == "confirmed"
     assert j.intervals["async.push-slow.fault.api.p99"] is not None  # this one decided within its interval
     assert j.reason.endswith("(no interval for async.push-slow.peak_backlog: decided on the value as measured)")
 
 
 def test_a_divisor_whose_interval_holds_zero_is_inconclusive_unless_the_value_is_zero(tmp_path: Path) -> None:
-    rules = tmp_path / "c.yaml"
-    rules.write_text(
-        "claims:\n  - {id: x, side: async, kind: advantage, text: t,\n"
-        "     holds: 'async.push-slow.api.p99 / async.push-slow.prefault.api.p99 > 0'}\n"
-    )
-    cells = article_cells({("async", "push-slow"): {"intervals": True}})
-    run = result_model.load(write_run(tmp_path / "run", cells))
+    run, claim = push_slow_with_intervals(tmp_path, "async.push-slow.api.p99 / async.push-slow.prefault.api.p99 > 0")
     spans = run.intervals()
     divisor = "async.push-slow.prefault.api.p99"
-    (j,) = claims.judge_all(run, claims.load(rules))
+    (j,) = claims.judge_all(run, [claim])
     assert j.verdict == "confirmed"  # its interval keeps clear of zero
-    j = claims.judge(claims.load(rules)[0], run, run.env(), {**spans, divisor: (0.0, 1.0)})
+    j = claims.judge(claim, run, run.env(), {**spans, divisor: (0.0, 1.0)})
     assert (j.verdict, j.reason.startswith("the intervals straddle")) == ("inconclusive", True)  # not "not shown"
