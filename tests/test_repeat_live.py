@@ -44,4 +44,4 @@ def test_repeated_cells_give_intervals_and_verdicts_from_them(
     assert cascading.verdict in ("confirmed", "refuted", "inconclusive")  # decided on the intervals
     assert cli.main(["report", str(run_dir)]) == 0
     md = (run_dir / "report.md").read_text()
-    assert "bootstrap over 2 repetitions" in md and " [" in md  # values shown with their interval
+    assert "Student's t over 2 repetitions" in md and " [" in md  # values shown with their interval
